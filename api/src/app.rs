@@ -1,0 +1,128 @@
+//! The application: shared state (`AppState(Arc<App>)`), assembly from configuration,
+//! and the router with its middleware stack.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, StatusCode};
+use clap::Args;
+use strata_core::auth::{LocalIssuer, OidcVerifier, RbacPolicy, TokenVerifier};
+use strata_core::clock::Clock;
+use strata_core::config::AuthConfig;
+use strata_core::services::Services;
+use strata_core::store::Store;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::metrics::Metrics;
+use crate::{middleware, openapi, routes};
+
+/// HTTP settings of `strata serve`.
+#[derive(Clone, Debug, Args)]
+pub struct HttpConfig {
+    /// Seconds a request may take before it is answered with 503.
+    #[arg(long = "request-timeout", env = "STRATA_REQUEST_TIMEOUT", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+    /// Largest request body accepted, in bytes.
+    #[arg(long = "body-limit", env = "STRATA_BODY_LIMIT", default_value_t = 1_048_576)]
+    pub body_limit_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { request_timeout_secs: 30, body_limit_bytes: 1_048_576 }
+    }
+}
+
+pub struct App {
+    pub services: Services,
+    pub verifier: TokenVerifier,
+    pub rbac: Arc<RbacPolicy>,
+    pub local_issuer: Option<Arc<LocalIssuer>>,
+    pub metrics: Metrics,
+    pub http: HttpConfig,
+    /// The OpenAPI document, rendered once.
+    pub openapi_json: String,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+impl App {
+    /// Wires the app from configuration. Returns it and whether this was the first
+    /// start on this database (the local issuer key was just created).
+    pub async fn build(store: Store, clock: Arc<dyn Clock>, auth: &AuthConfig, http: HttpConfig) -> Result<(AppState, bool), String> {
+        let rbac = Arc::new(RbacPolicy::load(auth.rbac_file.as_deref())?);
+        let (local_issuer, first_start) = if auth.local_issuer_enabled {
+            let (issuer, created) = LocalIssuer::load_or_create(&store, &auth.local_issuer_name, &auth.audience, clock.as_ref())
+                .await
+                .map_err(|e| format!("cannot load the local token issuer key: {e}"))?;
+            (Some(Arc::new(issuer)), created)
+        } else {
+            (None, false)
+        };
+        let oidc = match (&auth.oidc_issuer, &auth.oidc_jwks_url) {
+            (Some(issuer), Some(jwks)) => Some(OidcVerifier::new(
+                issuer.clone(),
+                auth.oidc_audience.clone().unwrap_or_else(|| auth.audience.clone()),
+                jwks.clone(),
+                auth.oidc_groups_claim.clone(),
+            )),
+            _ => None,
+        };
+        if local_issuer.is_none() && oidc.is_none() {
+            return Err("no token issuer: enable STRATA_LOCAL_ISSUER or configure STRATA_OIDC_ISSUER and STRATA_OIDC_JWKS_URL".into());
+        }
+        let verifier = TokenVerifier::new(local_issuer.clone(), oidc, rbac.clone(), clock.clone());
+        let openapi_json = openapi::document().to_pretty_json().map_err(|e| format!("cannot render the OpenAPI document: {e}"))?;
+        let app = App {
+            services: Services::new(store, clock),
+            verifier,
+            rbac,
+            local_issuer,
+            metrics: Metrics::new(),
+            http,
+            openapi_json,
+        };
+        Ok((AppState(Arc::new(app)), first_start))
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn build_router(state: AppState) -> Router {
+    let timeout = Duration::from_secs(state.http.request_timeout_secs);
+    let body_limit = state.http.body_limit_bytes;
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|req: &axum::http::Request<_>| {
+            let request_id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            tracing::info_span!("http", http.method = %req.method(), http.path = %req.uri().path(), request.id = %request_id)
+        })
+        .on_request(())
+        .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(tower_http::LatencyUnit::Millis));
+    routes::router()
+        .fallback(middleware::fallback)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(trace)
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::record_metrics))
+                .layer(axum::middleware::from_fn(middleware::envelope_bare_errors))
+                .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+                .layer(DefaultBodyLimit::max(body_limit)),
+        )
+        .with_state(state)
+}

@@ -1,0 +1,13 @@
+//! The HTTP surface of the strata control plane: REST `/api/v1`, the OpenAPI
+//! document and its docs page, health, readiness and metrics.
+
+pub mod app;
+mod error;
+mod extract;
+mod metrics;
+mod middleware;
+pub mod openapi;
+mod routes;
+
+pub use app::{App, AppState, HttpConfig, build_router};
+pub use error::{ApiError, ErrorBody};

@@ -1,0 +1,75 @@
+//! Route table. Every `/api/v1` handler is registered through `routes!` so the
+//! OpenAPI document is generated from the handlers themselves.
+
+mod audit;
+mod docs;
+mod health;
+mod me;
+mod members;
+mod models;
+mod projects;
+
+use axum::Router;
+use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::AppState;
+use crate::openapi::ApiDoc;
+
+/// The documented API, mounted under `/api/v1`.
+pub fn api_router() -> OpenApiRouter<AppState> {
+    use utoipa::OpenApi;
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(projects::create_project, projects::list_projects))
+        .routes(routes!(projects::get_project, projects::update_project))
+        .routes(routes!(projects::archive_project))
+        .routes(routes!(members::list_members))
+        .routes(routes!(members::get_member, members::put_member, members::delete_member))
+        .routes(routes!(models::list_models))
+        .routes(routes!(models::get_model, models::put_model))
+        .routes(routes!(audit::list_audit))
+        .routes(routes!(me::whoami));
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
+}
+
+pub fn router() -> Router<AppState> {
+    let (api, _) = api_router().split_for_parts();
+    api.route("/api/v1/openapi.json", get(docs::openapi_json))
+        .route("/api/v1/docs", get(docs::docs_page))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+}
+
+/// Parses a project id from the path; a malformed id is simply a project that does
+/// not exist.
+fn project_id(raw: &str) -> Result<uuid::Uuid, crate::ApiError> {
+    uuid::Uuid::parse_str(raw).map_err(|_| crate::ApiError::not_found("project", raw))
+}
+
+/// Checks an action on one project: 404 when the caller may not see the project,
+/// 403 when it may see it but not do this.
+async fn authorize_project(
+    state: &AppState,
+    caller: &crate::extract::Caller,
+    id: uuid::Uuid,
+    action: strata_core::auth::Action,
+) -> Result<(), crate::ApiError> {
+    use strata_core::auth::{Action, Decision};
+    let p = &caller.principal;
+    if state.rbac.allows(p, Action::ProjectsRead) && state.rbac.allows(p, action) {
+        return Ok(());
+    }
+    let membership = state.services.membership(id, &p.subject).await?;
+    match state.rbac.decide(p, action, membership) {
+        Decision::Allow => Ok(()),
+        Decision::Forbidden => Err(crate::ApiError::forbidden(action.as_str())),
+        Decision::NotFound => Err(crate::ApiError::not_found("project", &id.to_string())),
+    }
+}
+
+/// Checks an action that is not about one project (catalog, audit, create).
+fn authorize(state: &AppState, caller: &crate::extract::Caller, action: strata_core::auth::Action) -> Result<(), crate::ApiError> {
+    if state.rbac.allows(&caller.principal, action) { Ok(()) } else { Err(crate::ApiError::forbidden(action.as_str())) }
+}

@@ -1,0 +1,120 @@
+//! strata's own token issuer for the embedded default: an Ed25519 key kept in the
+//! database, so `strata serve` and `strata token mint` share it with no configuration.
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{EntityTrait, Set};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::store::Store;
+use crate::store::entities::signing_keys;
+use crate::CoreError;
+
+/// One key per database; a fixed id makes concurrent first starts converge on it.
+const LOCAL_ISSUER_KID: &str = "strata-local-1";
+const PURPOSE: &str = "local-issuer";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LocalClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub roles: Vec<String>,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+}
+
+pub struct LocalIssuer {
+    issuer: String,
+    audience: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl std::fmt::Debug for LocalIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalIssuer").field("issuer", &self.issuer).field("kid", &LOCAL_ISSUER_KID).finish()
+    }
+}
+
+impl LocalIssuer {
+    /// Loads the issuer key, creating it on first use. Returns whether it was created
+    /// now (a first start).
+    pub async fn load_or_create(
+        store: &Store,
+        issuer: &str,
+        audience: &str,
+        clock: &dyn Clock,
+    ) -> Result<(Self, bool), CoreError> {
+        if let Some(row) = signing_keys::Entity::find_by_id(LOCAL_ISSUER_KID).one(store.db()).await? {
+            return Ok((Self::from_row(&row, issuer, audience)?, false));
+        }
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| CoreError::internal("generating a signing key", e))?;
+        let key = SigningKey::from_bytes(&seed);
+        let der = key.to_pkcs8_der().map_err(|e| CoreError::internal("encoding a signing key", e))?;
+        let row = signing_keys::ActiveModel {
+            kid: Set(LOCAL_ISSUER_KID.into()),
+            purpose: Set(PURPOSE.into()),
+            algorithm: Set("EdDSA".into()),
+            public_key: Set(URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes())),
+            private_key: Set(STANDARD.encode(der.as_bytes())),
+            created_at: Set(clock.now()),
+            retired_at: Set(None),
+        };
+        let inserted = signing_keys::Entity::insert(row)
+            .on_conflict(OnConflict::column(signing_keys::Column::Kid).do_nothing().to_owned())
+            .exec_without_returning(store.db())
+            .await?;
+        let row = signing_keys::Entity::find_by_id(LOCAL_ISSUER_KID)
+            .one(store.db())
+            .await?
+            .ok_or_else(|| CoreError::Internal("local issuer key vanished after insert".into()))?;
+        Ok((Self::from_row(&row, issuer, audience)?, inserted == 1))
+    }
+
+    fn from_row(row: &signing_keys::Model, issuer: &str, audience: &str) -> Result<Self, CoreError> {
+        let der = STANDARD.decode(&row.private_key).map_err(|e| CoreError::internal("decoding the local issuer key", e))?;
+        let decoding = DecodingKey::from_ed_components(&row.public_key)
+            .map_err(|e| CoreError::internal("decoding the local issuer public key", e))?;
+        Ok(Self { issuer: issuer.into(), audience: audience.into(), encoding: EncodingKey::from_ed_der(&der), decoding })
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Signs a token for `subject` with the given global roles, valid for `ttl_secs`.
+    pub fn mint(&self, subject: &str, roles: &[String], ttl_secs: i64, clock: &dyn Clock) -> Result<String, CoreError> {
+        let now = clock.now().timestamp();
+        let claims = LocalClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: subject.into(),
+            roles: roles.to_vec(),
+            iat: now,
+            exp: now + ttl_secs,
+            jti: Uuid::now_v7().to_string(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(LOCAL_ISSUER_KID.into());
+        jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(|e| CoreError::internal("signing a token", e))
+    }
+
+    /// Verifies signature, issuer, audience and expiry.
+    pub fn verify(&self, token: &str) -> Result<LocalClaims, jsonwebtoken::errors::Error> {
+        let mut v = Validation::new(Algorithm::EdDSA);
+        v.set_issuer(&[&self.issuer]);
+        v.set_audience(&[&self.audience]);
+        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        v.leeway = 30;
+        jsonwebtoken::decode::<LocalClaims>(token, &self.decoding, &v).map(|d| d.claims)
+    }
+}

@@ -1,0 +1,111 @@
+//! The model catalog: which Mantle models exist, where, with which APIs, at what price.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{ModelId, Price, Region};
+use crate::FieldError;
+
+/// A model as the catalog describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct CatalogModel {
+    pub id: ModelId,
+    /// Who makes the model, e.g. `openai`, `mistral`.
+    pub provider: String,
+    pub display_name: String,
+    /// Served through Chat Completions.
+    pub supports_chat: bool,
+    /// Served through the Responses API (today only the GPT-OSS models).
+    pub supports_responses: bool,
+    pub supports_streaming: bool,
+    /// Mantle regions that offer the model.
+    pub regions: Vec<Region>,
+    /// US dollars per million input tokens.
+    #[schema(value_type = f64)]
+    pub input_price_per_mtok_usd: Price,
+    /// US dollars per million output tokens.
+    #[schema(value_type = f64)]
+    pub output_price_per_mtok_usd: Price,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl CatalogModel {
+    pub fn offered_in(&self, region: Region) -> bool {
+        self.regions.contains(&region)
+    }
+}
+
+/// The body of `PUT /api/v1/models/{id}`: the whole entry, created or replaced.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelUpsert {
+    #[schema(example = "openai")]
+    pub provider: String,
+    #[schema(example = "gpt-oss-120b")]
+    pub display_name: String,
+    pub supports_chat: bool,
+    pub supports_responses: bool,
+    pub supports_streaming: bool,
+    pub regions: Vec<Region>,
+    #[schema(example = 0.15)]
+    pub input_price_per_mtok_usd: f64,
+    #[schema(example = 0.6)]
+    pub output_price_per_mtok_usd: f64,
+}
+
+/// A validated catalog entry without its timestamps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    pub provider: String,
+    pub display_name: String,
+    pub supports_chat: bool,
+    pub supports_responses: bool,
+    pub supports_streaming: bool,
+    pub regions: Vec<Region>,
+    pub input_price: Price,
+    pub output_price: Price,
+}
+
+impl ModelUpsert {
+    pub fn validate(&self) -> Result<ModelSpec, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let provider_ok = (1..=64).contains(&self.provider.len())
+            && self.provider.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !provider_ok {
+            errors.push(FieldError::new("provider", "must be 1 to 64 lowercase letters, digits or '-'"));
+        }
+        let n = self.display_name.chars().count();
+        if n == 0 || n > 128 || self.display_name.trim().is_empty() || self.display_name.chars().any(char::is_control) {
+            errors.push(FieldError::new("display_name", "must be 1 to 128 printable characters and not blank"));
+        }
+        if !self.supports_chat && !self.supports_responses {
+            errors.push(FieldError::new("supports_chat", "a model must support Chat Completions, Responses or both"));
+        }
+        let regions: BTreeSet<Region> = self.regions.iter().copied().collect();
+        if regions.len() != self.regions.len() {
+            errors.push(FieldError::new("regions", "lists a region twice"));
+        }
+        let input_price = Price::from_usd_per_mtok(self.input_price_per_mtok_usd)
+            .map_err(|e| errors.push(FieldError::new("input_price_per_mtok_usd", e)))
+            .ok();
+        let output_price = Price::from_usd_per_mtok(self.output_price_per_mtok_usd)
+            .map_err(|e| errors.push(FieldError::new("output_price_per_mtok_usd", e)))
+            .ok();
+        match (input_price, output_price) {
+            (Some(input_price), Some(output_price)) if errors.is_empty() => Ok(ModelSpec {
+                provider: self.provider.clone(),
+                display_name: self.display_name.clone(),
+                supports_chat: self.supports_chat,
+                supports_responses: self.supports_responses,
+                supports_streaming: self.supports_streaming,
+                regions: regions.into_iter().collect(),
+                input_price,
+                output_price,
+            }),
+            _ => Err(errors),
+        }
+    }
+}

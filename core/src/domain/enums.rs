@@ -1,0 +1,97 @@
+//! Closed sets of values. Each serializes as the lowercase string stored in the
+//! database and accepted by the API; an unknown value is rejected with the list of
+//! valid ones.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            /// Parses a stored or user-given value; the error lists the valid values.
+            pub fn parse(value: &str) -> Result<Self, String> {
+                match value {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!(
+                        "'{}' is not one of: {}",
+                        other,
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// The environment a project runs in; each has its own AWS resources and dashboards.
+    Environment { Dev => "dev", Staging => "staging", Prod => "prod" }
+);
+
+string_enum!(
+    /// The AWS regions that serve Bedrock's OpenAI-compatible endpoint (Mantle).
+    Region {
+        UsEast1 => "us-east-1",
+        UsEast2 => "us-east-2",
+        UsWest2 => "us-west-2",
+        ApNortheast1 => "ap-northeast-1",
+        ApSouth1 => "ap-south-1",
+        ApSoutheast3 => "ap-southeast-3",
+        EuCentral1 => "eu-central-1",
+        EuWest1 => "eu-west-1",
+        EuWest2 => "eu-west-2",
+        EuSouth1 => "eu-south-1",
+        EuNorth1 => "eu-north-1",
+        SaEast1 => "sa-east-1",
+    }
+);
+
+string_enum!(
+    /// `zdr`: zero data retention, Chat Completions only (the Responses API keeps data
+    /// about 30 days). `standard`: both APIs.
+    DataRetention { Zdr => "zdr", Standard => "standard" }
+);
+
+string_enum!(
+    /// A member's role within one project. `owner` may manage the project's members.
+    ProjectRole { Owner => "owner", Developer => "developer", Viewer => "viewer" }
+);
+
+string_enum!(
+    /// Lifecycle of a project. Archived projects are read-only and their AWS resources
+    /// are removed by the reconciler.
+    ProjectStatus { Active => "active", Archived => "archived" }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn twelve_mantle_regions_round_trip() {
+        assert_eq!(Region::ALL.len(), 12);
+        for r in Region::ALL {
+            assert_eq!(Region::parse(r.as_str()), Ok(*r));
+        }
+        let err = Region::parse("us-west-1").err().unwrap_or_default();
+        assert!(err.contains("us-east-1") && err.contains("sa-east-1"), "{err}");
+    }
+}

@@ -1,0 +1,18 @@
+//! Validated domain types. Every value that reaches a service or the store has been
+//! parsed into one of these, so the rest of the code never re-checks input.
+
+mod catalog;
+mod enums;
+mod money;
+mod names;
+mod project;
+mod tags;
+
+pub use catalog::{CatalogModel, ModelSpec, ModelUpsert};
+pub use enums::{DataRetention, Environment, ProjectRole, ProjectStatus, Region};
+pub use money::{Budget, Price};
+pub use names::{ModelId, ProjectSlug, Subject, TeamName};
+pub use project::{
+    Member, NewProject, Project, ProjectDraft, ProjectPatch, RateLimits, RateLimitsPatch,
+};
+pub use tags::{MAX_PROJECT_TAGS, Tags, validate_tag_key, validate_tag_value, validate_tags};

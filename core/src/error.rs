@@ -1,0 +1,63 @@
+//! The errors services return. The HTTP layer maps each variant to one status and
+//! one error code; nothing here carries SQL text or secrets to the client.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// One problem with one input field, so a client can show it next to the field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// JSON path of the offending field, e.g. `tags.CostCenter` or `allowed_models[1]`.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("the request is invalid")]
+    Validation(Vec<FieldError>),
+    #[error("{kind} '{id}' was not found")]
+    NotFound { kind: &'static str, id: String },
+    /// A rule about the current state forbids the change (duplicate name, archived project).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("the resource changed since it was read (expected version {expected}, current {current})")]
+    PreconditionFailed { expected: String, current: String },
+    #[error("the Idempotency-Key was already used with a different request body")]
+    IdempotencyKeyReused,
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("the database is unavailable")]
+    Unavailable(#[source] sea_orm::DbErr),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl CoreError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
+        Self::Internal(format!("{context}: {err}"))
+    }
+}
+
+impl From<sea_orm::DbErr> for CoreError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        if crate::store::is_unavailable(&err) {
+            CoreError::Unavailable(err)
+        } else {
+            CoreError::Internal(format!("database error: {err}"))
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! strata's domain: validated types, rules, persistence, authentication and the
+//! services the HTTP layer calls. Nothing here knows about HTTP.
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod services;
+pub mod store;
+
+pub use error::{CoreError, FieldError};

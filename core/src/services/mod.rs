@@ -1,0 +1,71 @@
+//! The rules: every change to strata's state goes through a service method, which
+//! validates, checks the current state, writes in one transaction and records the
+//! audit event in that same transaction.
+
+mod audit;
+mod catalog;
+mod members;
+mod projects;
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use uuid::Uuid;
+
+pub use audit::{AuditEvent, AuditFilter};
+pub use projects::{CreateOutcome, IdempotencyKey, ProjectFilter};
+
+use crate::CoreError;
+use crate::clock::Clock;
+use crate::store::Store;
+
+pub const DEFAULT_PAGE_SIZE: u64 = 50;
+pub const MAX_PAGE_SIZE: u64 = 200;
+
+/// Entry point to the domain services; cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Services {
+    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+}
+
+/// One page of a list and the cursor of the next page, if any.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// Cursors are opaque to clients: base64url of the last id seen (ids are UUIDv7, so
+/// id order is creation order).
+pub fn encode_cursor(id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(id.as_bytes())
+}
+
+pub fn decode_cursor(cursor: &str) -> Result<Uuid, CoreError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| Uuid::from_slice(&b).ok())
+        .ok_or_else(|| CoreError::invalid("cursor", "is not a cursor returned by this API; start again without it"))
+}
+
+/// Checks `limit` and returns it, or the default.
+pub fn page_size(limit: Option<u64>) -> Result<u64, CoreError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE_SIZE),
+        Some(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
+        Some(_) => Err(CoreError::invalid("limit", format!("must be between 1 and {MAX_PAGE_SIZE}"))),
+    }
+}
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> CoreError {
+    CoreError::Internal(format!("stored {what} is invalid: {detail}"))
+}

@@ -1,0 +1,428 @@
+//! Projects: create (idempotently), read, list, patch (optimistically), archive.
+
+use std::collections::BTreeMap;
+
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::audit::{Change, record, snapshot};
+use super::{Page, Services, corrupt, decode_cursor, encode_cursor, page_size};
+use crate::auth::Actor;
+use crate::domain::{
+    Budget, DataRetention, Environment, ModelId, NewProject, Project, ProjectDraft, ProjectPatch,
+    ProjectSlug, ProjectStatus, RateLimits, Region, Tags, TeamName,
+};
+use crate::store::entities::{idempotency_keys, project_members, project_tags, projects};
+use crate::store::is_unique_violation;
+use crate::{CoreError, FieldError};
+
+const IDEMPOTENCY_SCOPE_CREATE: &str = "projects.create";
+
+/// A client-chosen key that makes a retried POST safe (`Idempotency-Key`).
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(value: &str) -> Result<Self, CoreError> {
+        let ok = (1..=255).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_graphic());
+        if ok {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(CoreError::invalid("Idempotency-Key", "must be 1 to 255 visible ASCII characters"))
+        }
+    }
+}
+
+/// What a create returned: a new project, or the stored response of an earlier
+/// request with the same idempotency key and body.
+#[derive(Debug)]
+pub enum CreateOutcome {
+    Created(Project),
+    Replayed { status: u16, body: Value, etag: Option<String> },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProjectFilter {
+    pub environment: Option<Environment>,
+    pub team: Option<String>,
+    pub tag: Option<(String, String)>,
+    pub status: Option<ProjectStatus>,
+    /// Only projects this subject is a member of.
+    pub member: Option<String>,
+}
+
+fn to_domain(row: projects::Model, tags: Tags) -> Result<Project, CoreError> {
+    let models: Vec<String> = serde_json::from_value(row.allowed_models).map_err(|e| corrupt("allowed_models", e))?;
+    let allowed_models = models.iter().map(|m| ModelId::parse(m)).collect::<Result<_, _>>().map_err(|e| corrupt("model id", e))?;
+    let rate = |v: Option<i64>| v.and_then(|n| u64::try_from(n).ok());
+    Ok(Project {
+        id: row.id,
+        name: ProjectSlug::parse(&row.name).map_err(|e| corrupt("project name", e))?,
+        display_name: row.display_name,
+        environment: Environment::parse(&row.environment).map_err(|e| corrupt("environment", e))?,
+        team: TeamName::parse(&row.team).map_err(|e| corrupt("team", e))?,
+        region: Region::parse(&row.region).map_err(|e| corrupt("region", e))?,
+        allowed_models,
+        tags,
+        data_retention: DataRetention::parse(&row.data_retention).map_err(|e| corrupt("data_retention", e))?,
+        monthly_budget_usd: row.monthly_budget_cents.map(Budget::from_cents),
+        rate_limits: RateLimits { rpm: rate(row.rate_limit_rpm), tpm: rate(row.rate_limit_tpm) },
+        status: ProjectStatus::parse(&row.status).map_err(|e| corrupt("status", e))?,
+        generation: row.generation,
+        observed_generation: row.observed_generation,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        archived_at: row.archived_at,
+        resource_version: row.resource_version,
+    })
+}
+
+fn models_json(models: &[ModelId]) -> Value {
+    Value::Array(models.iter().map(|m| Value::String(m.to_string())).collect())
+}
+
+fn to_i64(v: Option<u64>) -> Option<i64> {
+    v.and_then(|n| i64::try_from(n).ok())
+}
+
+fn request_hash(input: &NewProject) -> String {
+    let bytes = serde_json::to_vec(input).unwrap_or_default();
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+async fn tags_for(db: &impl ConnectionTrait, ids: &[Uuid]) -> Result<BTreeMap<Uuid, Tags>, CoreError> {
+    let mut out: BTreeMap<Uuid, Tags> = BTreeMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let rows = project_tags::Entity::find().filter(project_tags::Column::ProjectId.is_in(ids.to_vec())).all(db).await?;
+    for t in rows {
+        out.entry(t.project_id).or_default().insert(t.key, t.value);
+    }
+    Ok(out)
+}
+
+async fn write_tags(db: &impl ConnectionTrait, id: Uuid, tags: &Tags) -> Result<(), CoreError> {
+    project_tags::Entity::delete_many().filter(project_tags::Column::ProjectId.eq(id)).exec(db).await?;
+    if !tags.is_empty() {
+        let rows = tags.iter().map(|(k, v)| project_tags::ActiveModel {
+            project_id: Set(id),
+            key: Set(k.clone()),
+            value: Set(v.clone()),
+        });
+        project_tags::Entity::insert_many(rows).exec_without_returning(db).await?;
+    }
+    Ok(())
+}
+
+fn name_taken(draft: &ProjectDraft) -> CoreError {
+    CoreError::Conflict {
+        code: "project_name_taken",
+        message: format!(
+            "an active project named '{}' already exists in {}; pick another name or archive that project first",
+            draft.name, draft.environment
+        ),
+    }
+}
+
+/// Compares `If-Match` with the current entity tag (`*` matches anything).
+fn check_if_match(if_match: Option<&str>, project: &Project) -> Result<(), CoreError> {
+    let Some(header) = if_match else { return Ok(()) };
+    let current = project.etag();
+    let matches = header.split(',').map(str::trim).any(|t| t == "*" || t == current);
+    if matches {
+        Ok(())
+    } else {
+        Err(CoreError::PreconditionFailed { expected: header.to_owned(), current })
+    }
+}
+
+impl Services {
+    /// Checks the draft against the catalog: every model must exist, be offered in the
+    /// project's region and serve an API the project may use.
+    async fn check_catalog(&self, db: &impl ConnectionTrait, draft: &ProjectDraft) -> Result<(), CoreError> {
+        let catalog = self.models_by_id(db, &draft.allowed_models).await?;
+        let mut errors = Vec::new();
+        for (i, id) in draft.allowed_models.iter().enumerate() {
+            let field = format!("allowed_models[{i}]");
+            match catalog.get(id) {
+                None => errors.push(FieldError::new(field, format!("unknown model '{id}'; GET /api/v1/models lists the catalog"))),
+                Some(m) if !m.offered_in(draft.region) => {
+                    let offered: Vec<&str> = m.regions.iter().map(|r| r.as_str()).collect();
+                    errors.push(FieldError::new(
+                        field,
+                        format!("'{id}' is not offered in {} (it is in: {})", draft.region, offered.join(", ")),
+                    ));
+                }
+                Some(m) if draft.data_retention == DataRetention::Zdr && !m.supports_chat => errors.push(FieldError::new(
+                    field,
+                    format!("'{id}' serves only the Responses API, which keeps data; a zdr project may use Chat Completions only"),
+                )),
+                Some(_) => {}
+            }
+        }
+        if errors.is_empty() { Ok(()) } else { Err(CoreError::Validation(errors)) }
+    }
+
+    pub async fn create_project(
+        &self,
+        actor: &Actor,
+        input: &NewProject,
+        idempotency: Option<&IdempotencyKey>,
+    ) -> Result<CreateOutcome, CoreError> {
+        let hash = request_hash(input);
+        if let Some(key) = idempotency
+            && let Some(stored) = self.stored_response(actor, key, &hash).await?
+        {
+            return Ok(stored);
+        }
+        let draft = input.validate().map_err(CoreError::Validation)?;
+        self.check_catalog(self.store.db(), &draft).await?;
+        match self.insert_project(actor, &draft, idempotency, &hash).await {
+            Err(CoreError::Internal(_)) | Err(CoreError::Conflict { .. }) if idempotency.is_some() => {
+                // A concurrent request with the same key may have won the race.
+                let key = idempotency.ok_or_else(|| CoreError::Internal("unreachable".into()))?;
+                match self.stored_response(actor, key, &hash).await? {
+                    Some(stored) => Ok(stored),
+                    None => self.insert_project(actor, &draft, idempotency, &hash).await.map(CreateOutcome::Created),
+                }
+            }
+            other => other.map(CreateOutcome::Created),
+        }
+    }
+
+    async fn stored_response(&self, actor: &Actor, key: &IdempotencyKey, hash: &str) -> Result<Option<CreateOutcome>, CoreError> {
+        let found = idempotency_keys::Entity::find_by_id((
+            actor.principal.subject.clone(),
+            IDEMPOTENCY_SCOPE_CREATE.to_owned(),
+            key.0.clone(),
+        ))
+        .one(self.store.db())
+        .await?;
+        match found {
+            None => Ok(None),
+            Some(row) if row.request_hash == hash => Ok(Some(CreateOutcome::Replayed {
+                status: u16::try_from(row.response_status).unwrap_or(201),
+                body: row.response_body,
+                etag: row.response_etag,
+            })),
+            Some(_) => Err(CoreError::IdempotencyKeyReused),
+        }
+    }
+
+    async fn insert_project(
+        &self,
+        actor: &Actor,
+        draft: &ProjectDraft,
+        idempotency: Option<&IdempotencyKey>,
+        hash: &str,
+    ) -> Result<Project, CoreError> {
+        let now = self.clock.now();
+        let id = Uuid::now_v7();
+        let tx = self.store.begin_write().await?;
+        let taken = projects::Entity::find()
+            .filter(projects::Column::Environment.eq(draft.environment.as_str()))
+            .filter(projects::Column::Name.eq(draft.name.as_str()))
+            .filter(projects::Column::ArchivedAt.is_null())
+            .one(&*tx)
+            .await?;
+        if taken.is_some() {
+            return Err(name_taken(draft));
+        }
+        let row = projects::ActiveModel {
+            id: Set(id),
+            name: Set(draft.name.to_string()),
+            display_name: Set(draft.display_name.clone()),
+            environment: Set(draft.environment.as_str().into()),
+            team: Set(draft.team.to_string()),
+            region: Set(draft.region.as_str().into()),
+            allowed_models: Set(models_json(&draft.allowed_models)),
+            data_retention: Set(draft.data_retention.as_str().into()),
+            monthly_budget_cents: Set(draft.monthly_budget.map(Budget::cents)),
+            rate_limit_rpm: Set(to_i64(draft.rate_limits.rpm)),
+            rate_limit_tpm: Set(to_i64(draft.rate_limits.tpm)),
+            status: Set(ProjectStatus::Active.as_str().into()),
+            generation: Set(1),
+            observed_generation: Set(0),
+            resource_version: Set(1),
+            created_at: Set(now),
+            updated_at: Set(now),
+            archived_at: Set(None),
+        };
+        let inserted = match row.insert(&*tx).await {
+            Ok(r) => r,
+            Err(e) if is_unique_violation(&e) => return Err(name_taken(draft)),
+            Err(e) => return Err(e.into()),
+        };
+        write_tags(&*tx, id, &draft.tags).await?;
+        let project = to_domain(inserted, draft.tags.clone())?;
+        let change = Change { action: "project.create", target_type: "project", target_id: id.to_string(), before: None, after: snapshot(&project) };
+        record(&*tx, actor, now, change).await?;
+        if let Some(key) = idempotency {
+            idempotency_keys::ActiveModel {
+                actor: Set(actor.principal.subject.clone()),
+                scope: Set(IDEMPOTENCY_SCOPE_CREATE.into()),
+                key: Set(key.0.clone()),
+                request_hash: Set(hash.into()),
+                response_status: Set(201),
+                response_body: Set(serde_json::to_value(&project).map_err(|e| CoreError::internal("serializing a project", e))?),
+                response_etag: Set(Some(project.etag())),
+                created_at: Set(now),
+            }
+            .insert(&*tx)
+            .await
+            .map_err(|e| if is_unique_violation(&e) { CoreError::Internal("idempotency key race".into()) } else { e.into() })?;
+        }
+        tx.commit().await?;
+        Ok(project)
+    }
+
+    pub async fn get_project(&self, id: Uuid) -> Result<Project, CoreError> {
+        self.load_project(self.store.db(), id).await
+    }
+
+    async fn load_project(&self, db: &impl ConnectionTrait, id: Uuid) -> Result<Project, CoreError> {
+        let row = projects::Entity::find_by_id(id)
+            .one(db)
+            .await?
+            .ok_or_else(|| CoreError::NotFound { kind: "project", id: id.to_string() })?;
+        let tags = tags_for(db, &[id]).await?.remove(&id).unwrap_or_default();
+        to_domain(row, tags)
+    }
+
+    pub async fn list_projects(&self, filter: &ProjectFilter, cursor: Option<&str>, limit: Option<u64>) -> Result<Page<Project>, CoreError> {
+        let limit = page_size(limit)?;
+        let mut q = projects::Entity::find().order_by_asc(projects::Column::Id);
+        if let Some(c) = cursor {
+            q = q.filter(projects::Column::Id.gt(decode_cursor(c)?));
+        }
+        if let Some(env) = filter.environment {
+            q = q.filter(projects::Column::Environment.eq(env.as_str()));
+        }
+        if let Some(team) = &filter.team {
+            q = q.filter(projects::Column::Team.eq(team.as_str()));
+        }
+        if let Some(status) = filter.status {
+            q = q.filter(projects::Column::Status.eq(status.as_str()));
+        }
+        if let Some((key, value)) = &filter.tag {
+            let sub = Query::select()
+                .column(project_tags::Column::ProjectId)
+                .from(project_tags::Entity)
+                .and_where(Expr::col(project_tags::Column::Key).eq(key.as_str()))
+                .and_where(Expr::col(project_tags::Column::Value).eq(value.as_str()))
+                .to_owned();
+            q = q.filter(projects::Column::Id.in_subquery(sub));
+        }
+        if let Some(subject) = &filter.member {
+            let sub = Query::select()
+                .column(project_members::Column::ProjectId)
+                .from(project_members::Entity)
+                .and_where(Expr::col(project_members::Column::Subject).eq(subject.as_str()))
+                .to_owned();
+            q = q.filter(projects::Column::Id.in_subquery(sub));
+        }
+        let mut rows = q.limit(limit + 1).all(self.store.db()).await?;
+        let more = rows.len() as u64 > limit;
+        rows.truncate(limit as usize);
+        let next_cursor = if more { rows.last().map(|r| encode_cursor(r.id)) } else { None };
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        let mut tags = tags_for(self.store.db(), &ids).await?;
+        let items = rows
+            .into_iter()
+            .map(|r| {
+                let t = tags.remove(&r.id).unwrap_or_default();
+                to_domain(r, t)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Applies a merge patch. A patch that changes nothing writes nothing.
+    pub async fn update_project(&self, actor: &Actor, id: Uuid, patch: &ProjectPatch, if_match: Option<&str>) -> Result<Project, CoreError> {
+        let current = self.get_project(id).await?;
+        check_if_match(if_match, &current)?;
+        if current.status == ProjectStatus::Archived {
+            return Err(CoreError::Conflict { code: "project_archived", message: format!("project '{id}' is archived and can no longer change") });
+        }
+        let draft = patch.apply(&current.draft()).map_err(CoreError::Validation)?;
+        if draft == current.draft() {
+            return Ok(current);
+        }
+        self.check_catalog(self.store.db(), &draft).await?;
+        let now = self.clock.now();
+        let tx = self.store.begin_write().await?;
+        // Compare-and-swap on resource_version: a concurrent writer makes this a 412.
+        let result = projects::Entity::update_many()
+            .col_expr(projects::Column::DisplayName, Expr::value(draft.display_name.clone()))
+            .col_expr(projects::Column::Team, Expr::value(draft.team.to_string()))
+            .col_expr(projects::Column::Region, Expr::value(draft.region.as_str()))
+            .col_expr(projects::Column::AllowedModels, Expr::value(models_json(&draft.allowed_models)))
+            .col_expr(projects::Column::DataRetention, Expr::value(draft.data_retention.as_str()))
+            .col_expr(projects::Column::MonthlyBudgetCents, Expr::value(draft.monthly_budget.map(Budget::cents)))
+            .col_expr(projects::Column::RateLimitRpm, Expr::value(to_i64(draft.rate_limits.rpm)))
+            .col_expr(projects::Column::RateLimitTpm, Expr::value(to_i64(draft.rate_limits.tpm)))
+            .col_expr(projects::Column::Generation, Expr::col(projects::Column::Generation).add(1))
+            .col_expr(projects::Column::ResourceVersion, Expr::col(projects::Column::ResourceVersion).add(1))
+            .col_expr(projects::Column::UpdatedAt, Expr::value(now))
+            .filter(projects::Column::Id.eq(id))
+            .filter(projects::Column::ResourceVersion.eq(current.resource_version))
+            .filter(projects::Column::ArchivedAt.is_null())
+            .exec(&*tx)
+            .await?;
+        if result.rows_affected != 1 {
+            let latest = self.load_project(&*tx, id).await?;
+            return Err(CoreError::PreconditionFailed { expected: current.etag(), current: latest.etag() });
+        }
+        write_tags(&*tx, id, &draft.tags).await?;
+        let updated = self.load_project(&*tx, id).await?;
+        let change = Change { action: "project.update", target_type: "project", target_id: id.to_string(), before: snapshot(&current), after: snapshot(&updated) };
+        record(&*tx, actor, now, change).await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    /// Archives a project; archiving an archived project changes nothing.
+    pub async fn archive_project(&self, actor: &Actor, id: Uuid) -> Result<Project, CoreError> {
+        let current = self.get_project(id).await?;
+        if current.status == ProjectStatus::Archived {
+            return Ok(current);
+        }
+        let now = self.clock.now();
+        let tx = self.store.begin_write().await?;
+        let result = projects::Entity::update_many()
+            .col_expr(projects::Column::Status, Expr::value(ProjectStatus::Archived.as_str()))
+            .col_expr(projects::Column::ArchivedAt, Expr::value(Some(now)))
+            .col_expr(projects::Column::Generation, Expr::col(projects::Column::Generation).add(1))
+            .col_expr(projects::Column::ResourceVersion, Expr::col(projects::Column::ResourceVersion).add(1))
+            .col_expr(projects::Column::UpdatedAt, Expr::value(now))
+            .filter(projects::Column::Id.eq(id))
+            .filter(projects::Column::ArchivedAt.is_null())
+            .exec(&*tx)
+            .await?;
+        let archived = self.load_project(&*tx, id).await?;
+        if result.rows_affected == 1 {
+            let change = Change { action: "project.archive", target_type: "project", target_id: id.to_string(), before: snapshot(&current), after: snapshot(&archived) };
+            record(&*tx, actor, now, change).await?;
+            tx.commit().await?;
+        }
+        Ok(archived)
+    }
+}
+
+impl Services {
+    /// Forgets idempotency keys older than `max_age`; returns how many.
+    pub async fn purge_idempotency_keys(&self, max_age: chrono::Duration) -> Result<u64, CoreError> {
+        let cutoff = self.clock.now() - max_age;
+        let result = idempotency_keys::Entity::delete_many()
+            .filter(idempotency_keys::Column::CreatedAt.lt(cutoff))
+            .exec(self.store.db())
+            .await?;
+        Ok(result.rows_affected)
+    }
+}

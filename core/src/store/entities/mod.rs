@@ -1,0 +1,9 @@
+//! sea-orm entities, one module per table; the schema itself lives in `migrations/`.
+
+pub mod audit_events;
+pub mod idempotency_keys;
+pub mod models;
+pub mod project_members;
+pub mod project_tags;
+pub mod projects;
+pub mod signing_keys;

@@ -1,0 +1,24 @@
+//! strata's schema, one migration per step, each with `down`. Written with the
+//! portable schema builder so Postgres and SQLite get the same tables; the few
+//! statements that need raw SQL use syntax both accept.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261126_000001_model_catalog;
+mod m20261126_000002_projects;
+mod m20261126_000003_audit_events;
+mod m20261126_000004_idempotency_and_signing_keys;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261126_000001_model_catalog::Migration),
+            Box::new(m20261126_000002_projects::Migration),
+            Box::new(m20261126_000003_audit_events::Migration),
+            Box::new(m20261126_000004_idempotency_and_signing_keys::Migration),
+        ]
+    }
+}

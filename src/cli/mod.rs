@@ -1,0 +1,73 @@
+//! Command-line interface: flags, each also read from a `STRATA_*` variable.
+
+mod migrate;
+mod serve;
+mod token;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use strata_core::config::DatabaseConfig;
+use strata_core::store::Store;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about = "Control plane for LLM workloads on Amazon Bedrock's OpenAI-compatible endpoint")]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogConfig,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the control plane (REST API, docs, health, metrics).
+    Serve(serve::ServeArgs),
+    /// Apply, revert or list database migrations.
+    Migrate(migrate::MigrateArgs),
+    /// Mint tokens from strata's local issuer.
+    Token(token::TokenArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Args)]
+pub struct LogConfig {
+    /// Log line format.
+    #[arg(long = "log-format", env = "STRATA_LOG_FORMAT", value_enum, default_value = "json", global = true)]
+    pub format: LogFormat,
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `info,strata_core=debug`.
+    #[arg(long = "log", env = "STRATA_LOG", default_value = "info", global = true)]
+    pub filter: String,
+}
+
+pub fn init_logging(config: &LogConfig) {
+    let filter = EnvFilter::try_new(format!("{},sqlx=warn,sea_orm=warn", config.filter)).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+impl Cli {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Migrate(args) => migrate::run(args).await,
+            Command::Token(args) => token::run(args).await,
+        }
+    }
+}
+
+async fn connect(config: &DatabaseConfig) -> anyhow::Result<Store> {
+    Store::connect(config).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot connect to the database at {}: {e} (set STRATA_DATABASE_URL; the default is an embedded SQLite file)",
+            config.redacted_url()
+        )
+    })
+}

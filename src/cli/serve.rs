@@ -1,0 +1,127 @@
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{ArgAction, Args};
+use sea_orm_migration::MigratorTrait;
+use strata_api::{App, HttpConfig, build_router};
+use strata_core::clock::{Clock, SystemClock};
+use strata_core::config::{AuthConfig, DatabaseConfig};
+use strata_migrations::Migrator;
+use tokio_util::sync::CancellationToken;
+
+const ADMIN_TOKEN_TTL_SECS: i64 = 30 * 86_400;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address the control plane listens on.
+    #[arg(long, env = "STRATA_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Apply pending migrations at start (turn off when a migration job runs them).
+    #[arg(long = "migrate-on-start", env = "STRATA_MIGRATE_ON_START", default_value_t = true, action = ArgAction::Set)]
+    migrate_on_start: bool,
+    /// Where the first start writes a platform-admin token (mode 0600).
+    #[arg(long = "admin-token-file", env = "STRATA_ADMIN_TOKEN_FILE", default_value = "strata-admin.token")]
+    admin_token_file: PathBuf,
+    #[command(flatten)]
+    database: DatabaseConfig,
+    #[command(flatten)]
+    auth: AuthConfig,
+    #[command(flatten)]
+    http: HttpConfig,
+}
+
+fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    // The mode applies only to new files; make sure an existing one is private too.
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")?;
+    Ok(())
+}
+
+async fn shutdown_signal(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error.cause = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+            let _ = ctrl_c.await;
+            token.cancel();
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+    token.cancel();
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let store = super::connect(&args.database).await?;
+    if args.migrate_on_start {
+        Migrator::up(store.db(), None).await.context("applying migrations")?;
+    }
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (state, first_start) = App::build(store, clock.clone(), &args.auth, args.http.clone()).await.map_err(anyhow::Error::msg)?;
+
+    if first_start && let Some(issuer) = &state.local_issuer {
+        let token = issuer.mint("admin", &["platform-admin".to_owned()], ADMIN_TOKEN_TTL_SECS, clock.as_ref())?;
+        write_secret_file(&args.admin_token_file, &token)?;
+        println!(
+            "\nFirst start: a platform-admin token (valid 30 days) is in {} (mode 0600):\n\n{token}\n\n\
+             Try:  curl -H \"Authorization: Bearer $(cat {})\" http://{}/api/v1/projects\n\
+             More tokens:  strata token mint --subject alice --role developer\n",
+            args.admin_token_file.display(),
+            args.admin_token_file.display(),
+            args.listen
+        );
+    }
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(shutdown_signal(shutdown.clone()));
+    tokio::spawn(purge_idempotency_keys(state.clone(), shutdown.clone()));
+
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(
+        http.listen = %args.listen,
+        database.url = %args.database.redacted_url(),
+        auth.local_issuer = args.auth.local_issuer_enabled,
+        auth.oidc_issuer = args.auth.oidc_issuer.as_deref().unwrap_or("-"),
+        "strata control plane listening"
+    );
+    let router = build_router(state.clone());
+    let stop = shutdown.clone();
+    axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
+    state.services.store.clone().close().await.ok();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Idempotency keys are kept for 24 hours, then forgotten.
+async fn purge_idempotency_keys(state: strata_api::AppState, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match state.services.purge_idempotency_keys(chrono::Duration::hours(24)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(idempotency.purged = n, "forgot expired idempotency keys"),
+            Err(e) => tracing::warn!(error.cause = %e, "purging idempotency keys failed; will retry"),
+        }
+    }
+}

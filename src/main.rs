@@ -1,0 +1,20 @@
+//! `strata`: one binary, one subcommand per role. Each subcommand is a thin shell
+//! over the library crates.
+
+mod cli;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    cli::init_logging(&cli.log);
+    match cli.run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error.cause = %format!("{err:#}"), "strata stopped with an error");
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
