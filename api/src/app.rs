@@ -26,16 +26,27 @@ use crate::{middleware, openapi, routes};
 #[derive(Clone, Debug, Args)]
 pub struct HttpConfig {
     /// Seconds a request may take before it is answered with 503.
-    #[arg(long = "request-timeout", env = "STRATA_REQUEST_TIMEOUT", default_value_t = 30)]
+    #[arg(
+        long = "request-timeout",
+        env = "STRATA_REQUEST_TIMEOUT",
+        default_value_t = 30
+    )]
     pub request_timeout_secs: u64,
     /// Largest request body accepted, in bytes.
-    #[arg(long = "body-limit", env = "STRATA_BODY_LIMIT", default_value_t = 1_048_576)]
+    #[arg(
+        long = "body-limit",
+        env = "STRATA_BODY_LIMIT",
+        default_value_t = 1_048_576
+    )]
     pub body_limit_bytes: usize,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { request_timeout_secs: 30, body_limit_bytes: 1_048_576 }
+        Self {
+            request_timeout_secs: 30,
+            body_limit_bytes: 1_048_576,
+        }
     }
 }
 
@@ -63,12 +74,22 @@ impl std::ops::Deref for AppState {
 impl App {
     /// Wires the app from configuration. Returns it and whether this was the first
     /// start on this database (the local issuer key was just created).
-    pub async fn build(store: Store, clock: Arc<dyn Clock>, auth: &AuthConfig, http: HttpConfig) -> Result<(AppState, bool), String> {
+    pub async fn build(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        auth: &AuthConfig,
+        http: HttpConfig,
+    ) -> Result<(AppState, bool), String> {
         let rbac = Arc::new(RbacPolicy::load(auth.rbac_file.as_deref())?);
         let (local_issuer, first_start) = if auth.local_issuer_enabled {
-            let (issuer, created) = LocalIssuer::load_or_create(&store, &auth.local_issuer_name, &auth.audience, clock.as_ref())
-                .await
-                .map_err(|e| format!("cannot load the local token issuer key: {e}"))?;
+            let (issuer, created) = LocalIssuer::load_or_create(
+                &store,
+                &auth.local_issuer_name,
+                &auth.audience,
+                clock.as_ref(),
+            )
+            .await
+            .map_err(|e| format!("cannot load the local token issuer key: {e}"))?;
             (Some(Arc::new(issuer)), created)
         } else {
             (None, false)
@@ -76,7 +97,9 @@ impl App {
         let oidc = match (&auth.oidc_issuer, &auth.oidc_jwks_url) {
             (Some(issuer), Some(jwks)) => Some(OidcVerifier::new(
                 issuer.clone(),
-                auth.oidc_audience.clone().unwrap_or_else(|| auth.audience.clone()),
+                auth.oidc_audience
+                    .clone()
+                    .unwrap_or_else(|| auth.audience.clone()),
                 jwks.clone(),
                 auth.oidc_groups_claim.clone(),
             )),
@@ -86,7 +109,9 @@ impl App {
             return Err("no token issuer: enable STRATA_LOCAL_ISSUER or configure STRATA_OIDC_ISSUER and STRATA_OIDC_JWKS_URL".into());
         }
         let verifier = TokenVerifier::new(local_issuer.clone(), oidc, rbac.clone(), clock.clone());
-        let openapi_json = openapi::document().to_pretty_json().map_err(|e| format!("cannot render the OpenAPI document: {e}"))?;
+        let openapi_json = openapi::document()
+            .to_pretty_json()
+            .map_err(|e| format!("cannot render the OpenAPI document: {e}"))?;
         let app = App {
             services: Services::new(store, clock),
             verifier,
@@ -119,9 +144,15 @@ pub fn build_router(state: AppState) -> Router {
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(trace)
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::record_metrics))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    middleware::record_metrics,
+                ))
                 .layer(axum::middleware::from_fn(middleware::envelope_bare_errors))
-                .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    timeout,
+                ))
                 .layer(DefaultBodyLimit::max(body_limit)),
         )
         .with_state(state)

@@ -42,15 +42,28 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { status, code: code.into(), message: message.into(), details: None, cause: None }
+        Self {
+            status,
+            code: code.into(),
+            message: message.into(),
+            details: None,
+            cause: None,
+        }
     }
 
     pub fn not_found(kind: &str, id: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, format!("{kind}_not_found"), format!("{kind} '{id}' was not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            format!("{kind}_not_found"),
+            format!("{kind} '{id}' was not found"),
+        )
     }
 
     pub fn validation(errors: Vec<FieldError>) -> Self {
-        let summary: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
+        let summary: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect();
         Self {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: "validation_failed".into(),
@@ -61,7 +74,11 @@ impl ApiError {
     }
 
     pub fn forbidden(action: &str) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", format!("your roles do not allow '{action}' here"))
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("your roles do not allow '{action}' here"),
+        )
     }
 }
 
@@ -81,15 +98,25 @@ impl From<CoreError> for ApiError {
                 "idempotency_key_reused",
                 format!("{e}; use a new key for a different request"),
             ),
-            CoreError::Unauthenticated(m) => Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", m),
+            CoreError::Unauthenticated(m) => {
+                Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", m)
+            }
             CoreError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, "forbidden", m),
             CoreError::Unavailable(e) => Self {
                 cause: Some(e.to_string()),
-                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is unavailable; retry shortly")
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    "the database is unavailable; retry shortly",
+                )
             },
             CoreError::Internal(cause) => Self {
                 cause: Some(cause),
-                ..Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error; the request id identifies it in the server logs")
+                ..Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "internal error; the request id identifies it in the server logs",
+                )
             },
         }
     }
@@ -98,12 +125,22 @@ impl From<CoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match (&self.cause, self.status) {
-            (Some(cause), StatusCode::SERVICE_UNAVAILABLE) => tracing::warn!(error.cause = %cause, "database unavailable"),
-            (Some(cause), s) if s.is_server_error() => tracing::error!(error.cause = %cause, error.code = %self.code, "request failed"),
+            (Some(cause), StatusCode::SERVICE_UNAVAILABLE) => {
+                tracing::warn!(error.cause = %cause, "database unavailable")
+            }
+            (Some(cause), s) if s.is_server_error() => {
+                tracing::error!(error.cause = %cause, error.code = %self.code, "request failed")
+            }
             _ => {}
         }
         let status = self.status;
-        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message, details: self.details } };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                details: self.details,
+            },
+        };
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         match status {

@@ -29,21 +29,31 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     let detail = rejection.body_text();
     match rejection {
-        JsonRejection::JsonSyntaxError(_) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not valid JSON: {detail}"))
-        }
-        JsonRejection::JsonDataError(_) => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", format!("the body does not match the schema: {detail}"))
-        }
+        JsonRejection::JsonSyntaxError(_) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not valid JSON: {detail}"),
+        ),
+        JsonRejection::JsonDataError(_) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            format!("the body does not match the schema: {detail}"),
+        ),
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "send the body as JSON with 'Content-Type: application/json'",
         ),
-        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is larger than the server accepts")
-        }
-        other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("the body could not be read: {}", other.body_text())),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "the request body is larger than the server accepts",
+        ),
+        other => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("the body could not be read: {}", other.body_text()),
+        ),
     }
 }
 
@@ -62,7 +72,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 }
 
 fn query_rejection(rejection: QueryRejection) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("a query parameter is invalid: {}", rejection.body_text()))
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+        format!("a query parameter is invalid: {}", rejection.body_text()),
+    )
 }
 
 /// The authenticated caller, from `Authorization: Bearer <jwt>`.
@@ -73,7 +87,10 @@ pub struct Caller {
 
 impl Caller {
     pub fn actor(&self) -> Actor {
-        Actor { principal: self.principal.clone(), request_id: self.request_id.clone() }
+        Actor {
+            principal: self.principal.clone(),
+            request_id: self.request_id.clone(),
+        }
     }
 }
 
@@ -84,7 +101,10 @@ fn unauthenticated(message: &str) -> ApiError {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -92,12 +112,22 @@ impl FromRequestParts<AppState> for Caller {
         let token = header
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| unauthenticated("the Authorization header must be 'Bearer <token>'"))?;
         let principal = state.verifier.verify(token).await?;
-        let request_id = parts.headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        Ok(Self { principal, request_id })
+        let request_id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(Self {
+            principal,
+            request_id,
+        })
     }
 }

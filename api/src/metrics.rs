@@ -34,14 +34,33 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("strata");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("http_requests", "HTTP requests by method, route and status", requests.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route and status",
+            requests.clone(),
+        );
         let durations = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+            Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
         });
-        registry.register("http_request_duration_seconds", "HTTP request latency by method and route", durations.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by method and route",
+            durations.clone(),
+        );
         let database_up = Gauge::default();
-        registry.register("database_up", "1 when the last readiness check reached the database", database_up.clone());
-        Self { registry: Mutex::new(registry), requests, durations, database_up }
+        registry.register(
+            "database_up",
+            "1 when the last readiness check reached the database",
+            database_up.clone(),
+        );
+        Self {
+            registry: Mutex::new(registry),
+            requests,
+            durations,
+            database_up,
+        }
     }
 
     /// The Prometheus text exposition.

@@ -12,14 +12,36 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::metrics::{RequestLabels, RouteLabels};
 
-pub async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn record_metrics(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = request.method().to_string();
-    let route = request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
-    let labels = RouteLabels { method: method.clone(), route: route.clone() };
-    state.metrics.durations.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
-    state.metrics.requests.get_or_create(&RequestLabels { method, route, status: response.status().as_u16() }).inc();
+    let labels = RouteLabels {
+        method: method.clone(),
+        route: route.clone(),
+    };
+    state
+        .metrics
+        .durations
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            method,
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
     response
 }
 
@@ -37,11 +59,26 @@ pub async fn envelope_bare_errors(request: Request, next: Next) -> Response {
         return response;
     }
     let (code, message) = match status {
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this path does not support that method".to_owned()),
-        StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => ("request_timeout", "the request took too long; retry shortly".to_owned()),
-        StatusCode::PAYLOAD_TOO_LARGE => ("body_too_large", "the request body is larger than the server accepts".to_owned()),
-        StatusCode::NOT_FOUND => ("not_found", "no such endpoint; see /api/v1/openapi.json".to_owned()),
-        s => ("error", s.canonical_reason().unwrap_or("error").to_lowercase()),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this path does not support that method".to_owned(),
+        ),
+        StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => (
+            "request_timeout",
+            "the request took too long; retry shortly".to_owned(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "body_too_large",
+            "the request body is larger than the server accepts".to_owned(),
+        ),
+        StatusCode::NOT_FOUND => (
+            "not_found",
+            "no such endpoint; see /api/v1/openapi.json".to_owned(),
+        ),
+        s => (
+            "error",
+            s.canonical_reason().unwrap_or("error").to_lowercase(),
+        ),
     };
     let mut rebuilt = ApiError::new(status, code, message).into_response();
     for (name, value) in response.headers() {
@@ -53,5 +90,9 @@ pub async fn envelope_bare_errors(request: Request, next: Next) -> Response {
 }
 
 pub async fn fallback() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see /api/v1/openapi.json")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; see /api/v1/openapi.json",
+    )
 }

@@ -44,22 +44,43 @@ impl FromStr for Secret {
 #[derive(Clone, Debug, Args)]
 pub struct DatabaseConfig {
     /// Database URL: `sqlite://path?mode=rwc` (embedded default) or `postgres://…`.
-    #[arg(long = "database-url", env = "STRATA_DATABASE_URL", default_value = "sqlite://strata.db?mode=rwc")]
+    #[arg(
+        long = "database-url",
+        env = "STRATA_DATABASE_URL",
+        default_value = "sqlite://strata.db?mode=rwc"
+    )]
     pub url: Secret,
     /// Connections in the pool.
-    #[arg(long = "database-max-connections", env = "STRATA_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    #[arg(
+        long = "database-max-connections",
+        env = "STRATA_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 16
+    )]
     pub max_connections: u32,
     /// Seconds to wait when opening a connection.
-    #[arg(long = "database-connect-timeout", env = "STRATA_DATABASE_CONNECT_TIMEOUT", default_value_t = 5)]
+    #[arg(
+        long = "database-connect-timeout",
+        env = "STRATA_DATABASE_CONNECT_TIMEOUT",
+        default_value_t = 5
+    )]
     pub connect_timeout_secs: u64,
     /// Seconds a request waits for a pooled connection before it gets 503.
-    #[arg(long = "database-acquire-timeout", env = "STRATA_DATABASE_ACQUIRE_TIMEOUT", default_value_t = 3)]
+    #[arg(
+        long = "database-acquire-timeout",
+        env = "STRATA_DATABASE_ACQUIRE_TIMEOUT",
+        default_value_t = 3
+    )]
     pub acquire_timeout_secs: u64,
 }
 
 impl DatabaseConfig {
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: Secret::new(url), max_connections: 16, connect_timeout_secs: 5, acquire_timeout_secs: 3 }
+        Self {
+            url: Secret::new(url),
+            max_connections: 16,
+            connect_timeout_secs: 5,
+            acquire_timeout_secs: 3,
+        }
     }
 
     /// The URL without its password, for logs.
@@ -70,7 +91,9 @@ impl DatabaseConfig {
 
 /// Replaces the password of `scheme://user:password@host` with `***`.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
     let (authority, tail) = rest.split_once('/').map_or((rest, ""), |(a, t)| (a, t));
     match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
@@ -88,22 +111,42 @@ pub struct AuthConfig {
     #[arg(long = "local-issuer", env = "STRATA_LOCAL_ISSUER", default_value_t = true, action = ArgAction::Set)]
     pub local_issuer_enabled: bool,
     /// `iss` of tokens strata mints itself.
-    #[arg(long = "local-issuer-name", env = "STRATA_LOCAL_ISSUER_NAME", default_value = "strata-local")]
+    #[arg(
+        long = "local-issuer-name",
+        env = "STRATA_LOCAL_ISSUER_NAME",
+        default_value = "strata-local"
+    )]
     pub local_issuer_name: String,
     /// `aud` that strata's own tokens carry.
-    #[arg(long = "api-audience", env = "STRATA_API_AUDIENCE", default_value = "strata-api")]
+    #[arg(
+        long = "api-audience",
+        env = "STRATA_API_AUDIENCE",
+        default_value = "strata-api"
+    )]
     pub audience: String,
     /// `iss` of the external OIDC identity provider; enables OIDC tokens.
-    #[arg(long = "oidc-issuer", env = "STRATA_OIDC_ISSUER", requires = "oidc_jwks_url")]
+    #[arg(
+        long = "oidc-issuer",
+        env = "STRATA_OIDC_ISSUER",
+        requires = "oidc_jwks_url"
+    )]
     pub oidc_issuer: Option<String>,
     /// URL of the identity provider's JWKS document.
-    #[arg(long = "oidc-jwks-url", env = "STRATA_OIDC_JWKS_URL", requires = "oidc_issuer")]
+    #[arg(
+        long = "oidc-jwks-url",
+        env = "STRATA_OIDC_JWKS_URL",
+        requires = "oidc_issuer"
+    )]
     pub oidc_jwks_url: Option<String>,
     /// `aud` expected in OIDC tokens (defaults to --api-audience).
     #[arg(long = "oidc-audience", env = "STRATA_OIDC_AUDIENCE")]
     pub oidc_audience: Option<String>,
     /// Claim of the OIDC token that lists the user's groups.
-    #[arg(long = "oidc-groups-claim", env = "STRATA_OIDC_GROUPS_CLAIM", default_value = "groups")]
+    #[arg(
+        long = "oidc-groups-claim",
+        env = "STRATA_OIDC_GROUPS_CLAIM",
+        default_value = "groups"
+    )]
     pub oidc_groups_claim: String,
     /// RBAC table (roles → permissions, IdP groups → roles); defaults to the built-in
     /// copy of `policies/rbac.toml`.
@@ -134,8 +177,14 @@ mod tests {
     fn secrets_and_urls_do_not_print() {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s} {s:?}"), "[redacted] [redacted]");
-        assert_eq!(redact_url("postgres://app:hunter2@db:5432/strata"), "postgres://app:***@db:5432/strata");
-        assert_eq!(redact_url("sqlite://strata.db?mode=rwc"), "sqlite://strata.db?mode=rwc");
+        assert_eq!(
+            redact_url("postgres://app:hunter2@db:5432/strata"),
+            "postgres://app:***@db:5432/strata"
+        );
+        assert_eq!(
+            redact_url("sqlite://strata.db?mode=rwc"),
+            "sqlite://strata.db?mode=rwc"
+        );
         assert_eq!(redact_url("postgres://db/strata"), "postgres://db/strata");
     }
 }

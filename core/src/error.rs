@@ -15,7 +15,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -28,7 +31,9 @@ pub enum CoreError {
     /// A rule about the current state forbids the change (duplicate name, archived project).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
-    #[error("the resource changed since it was read (expected version {expected}, current {current})")]
+    #[error(
+        "the resource changed since it was read (expected version {expected}, current {current})"
+    )]
     PreconditionFailed { expected: String, current: String },
     #[error("the Idempotency-Key was already used with a different request body")]
     IdempotencyKeyReused,

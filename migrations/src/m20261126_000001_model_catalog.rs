@@ -25,10 +25,27 @@ enum Models {
 }
 
 const ALL_REGIONS: &[&str] = &[
-    "us-east-1", "us-east-2", "us-west-2", "ap-northeast-1", "ap-south-1", "ap-southeast-3",
-    "eu-central-1", "eu-west-1", "eu-west-2", "eu-south-1", "eu-north-1", "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-west-2",
+    "ap-northeast-1",
+    "ap-south-1",
+    "ap-southeast-3",
+    "eu-central-1",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-south-1",
+    "eu-north-1",
+    "sa-east-1",
 ];
-const US_EU: &[&str] = &["us-east-1", "us-east-2", "us-west-2", "eu-central-1", "eu-west-1", "eu-north-1"];
+const US_EU: &[&str] = &[
+    "us-east-1",
+    "us-east-2",
+    "us-west-2",
+    "eu-central-1",
+    "eu-west-1",
+    "eu-north-1",
+];
 const US: &[&str] = &["us-east-1", "us-east-2", "us-west-2"];
 
 struct Seed {
@@ -42,16 +59,96 @@ struct Seed {
 }
 
 const SEED: &[Seed] = &[
-    Seed { id: "openai.gpt-oss-120b", provider: "openai", display_name: "gpt-oss-120b", responses: true, regions: ALL_REGIONS, input_micros: 150_000, output_micros: 600_000 },
-    Seed { id: "openai.gpt-oss-20b", provider: "openai", display_name: "gpt-oss-20b", responses: true, regions: ALL_REGIONS, input_micros: 75_000, output_micros: 300_000 },
-    Seed { id: "openai.gpt-oss-safeguard-120b", provider: "openai", display_name: "gpt-oss-safeguard-120b", responses: true, regions: US_EU, input_micros: 150_000, output_micros: 600_000 },
-    Seed { id: "mistral.mistral-large-2411-v1:0", provider: "mistral", display_name: "Mistral Large (24.11)", responses: false, regions: US_EU, input_micros: 2_000_000, output_micros: 6_000_000 },
-    Seed { id: "deepseek.v3-v1:0", provider: "deepseek", display_name: "DeepSeek-V3.1", responses: false, regions: US_EU, input_micros: 580_000, output_micros: 1_680_000 },
-    Seed { id: "google.gemma-3-27b-it", provider: "google", display_name: "Gemma 3 27B IT", responses: false, regions: US_EU, input_micros: 230_000, output_micros: 380_000 },
-    Seed { id: "moonshot.kimi-k2-thinking", provider: "moonshot", display_name: "Kimi K2 Thinking", responses: false, regions: US, input_micros: 600_000, output_micros: 2_500_000 },
-    Seed { id: "minimax.minimax-m2", provider: "minimax", display_name: "MiniMax M2", responses: false, regions: US, input_micros: 300_000, output_micros: 1_200_000 },
-    Seed { id: "nvidia.nemotron-nano-9b-v2", provider: "nvidia", display_name: "NVIDIA Nemotron Nano 9B v2", responses: false, regions: US, input_micros: 60_000, output_micros: 230_000 },
-    Seed { id: "qwen.qwen3-32b-v1:0", provider: "qwen", display_name: "Qwen3 32B", responses: false, regions: US_EU, input_micros: 150_000, output_micros: 600_000 },
+    Seed {
+        id: "openai.gpt-oss-120b",
+        provider: "openai",
+        display_name: "gpt-oss-120b",
+        responses: true,
+        regions: ALL_REGIONS,
+        input_micros: 150_000,
+        output_micros: 600_000,
+    },
+    Seed {
+        id: "openai.gpt-oss-20b",
+        provider: "openai",
+        display_name: "gpt-oss-20b",
+        responses: true,
+        regions: ALL_REGIONS,
+        input_micros: 75_000,
+        output_micros: 300_000,
+    },
+    Seed {
+        id: "openai.gpt-oss-safeguard-120b",
+        provider: "openai",
+        display_name: "gpt-oss-safeguard-120b",
+        responses: true,
+        regions: US_EU,
+        input_micros: 150_000,
+        output_micros: 600_000,
+    },
+    Seed {
+        id: "mistral.mistral-large-2411-v1:0",
+        provider: "mistral",
+        display_name: "Mistral Large (24.11)",
+        responses: false,
+        regions: US_EU,
+        input_micros: 2_000_000,
+        output_micros: 6_000_000,
+    },
+    Seed {
+        id: "deepseek.v3-v1:0",
+        provider: "deepseek",
+        display_name: "DeepSeek-V3.1",
+        responses: false,
+        regions: US_EU,
+        input_micros: 580_000,
+        output_micros: 1_680_000,
+    },
+    Seed {
+        id: "google.gemma-3-27b-it",
+        provider: "google",
+        display_name: "Gemma 3 27B IT",
+        responses: false,
+        regions: US_EU,
+        input_micros: 230_000,
+        output_micros: 380_000,
+    },
+    Seed {
+        id: "moonshot.kimi-k2-thinking",
+        provider: "moonshot",
+        display_name: "Kimi K2 Thinking",
+        responses: false,
+        regions: US,
+        input_micros: 600_000,
+        output_micros: 2_500_000,
+    },
+    Seed {
+        id: "minimax.minimax-m2",
+        provider: "minimax",
+        display_name: "MiniMax M2",
+        responses: false,
+        regions: US,
+        input_micros: 300_000,
+        output_micros: 1_200_000,
+    },
+    Seed {
+        id: "nvidia.nemotron-nano-9b-v2",
+        provider: "nvidia",
+        display_name: "NVIDIA Nemotron Nano 9B v2",
+        responses: false,
+        regions: US,
+        input_micros: 60_000,
+        output_micros: 230_000,
+    },
+    Seed {
+        id: "qwen.qwen3-32b-v1:0",
+        provider: "qwen",
+        display_name: "Qwen3 32B",
+        responses: false,
+        regions: US_EU,
+        input_micros: 150_000,
+        output_micros: 600_000,
+    },
 ];
 
 #[async_trait::async_trait]
@@ -111,6 +208,8 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Models::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Models::Table).to_owned())
+            .await
     }
 }

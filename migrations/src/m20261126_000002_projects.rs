@@ -83,9 +83,18 @@ impl MigrationTrait for Migration {
                 "CREATE UNIQUE INDEX projects_active_name ON projects (environment, name) WHERE archived_at IS NULL",
             )
             .await?;
-        for (name, col) in [("projects_team", Projects::Team), ("projects_environment", Projects::Environment)] {
+        for (name, col) in [
+            ("projects_team", Projects::Team),
+            ("projects_environment", Projects::Environment),
+        ] {
             manager
-                .create_index(Index::create().name(name).table(Projects::Table).col(col).to_owned())
+                .create_index(
+                    Index::create()
+                        .name(name)
+                        .table(Projects::Table)
+                        .col(col)
+                        .to_owned(),
+                )
                 .await?;
         }
 
@@ -96,7 +105,11 @@ impl MigrationTrait for Migration {
                     .col(uuid(ProjectTags::ProjectId))
                     .col(string_len(ProjectTags::Key, 512))
                     .col(string_len(ProjectTags::Value, 1024))
-                    .primary_key(Index::create().col(ProjectTags::ProjectId).col(ProjectTags::Key))
+                    .primary_key(
+                        Index::create()
+                            .col(ProjectTags::ProjectId)
+                            .col(ProjectTags::Key),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .from(ProjectTags::Table, ProjectTags::ProjectId)
@@ -108,7 +121,12 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                Index::create().name("project_tags_key_value").table(ProjectTags::Table).col(ProjectTags::Key).col(ProjectTags::Value).to_owned(),
+                Index::create()
+                    .name("project_tags_key_value")
+                    .table(ProjectTags::Table)
+                    .col(ProjectTags::Key)
+                    .col(ProjectTags::Value)
+                    .to_owned(),
             )
             .await?;
 
@@ -121,7 +139,11 @@ impl MigrationTrait for Migration {
                     .col(string_len(ProjectMembers::Role, 16))
                     .col(timestamp_with_time_zone(ProjectMembers::CreatedAt))
                     .col(timestamp_with_time_zone(ProjectMembers::UpdatedAt))
-                    .primary_key(Index::create().col(ProjectMembers::ProjectId).col(ProjectMembers::Subject))
+                    .primary_key(
+                        Index::create()
+                            .col(ProjectMembers::ProjectId)
+                            .col(ProjectMembers::Subject),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .from(ProjectMembers::Table, ProjectMembers::ProjectId)
@@ -132,13 +154,25 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(Index::create().name("project_members_subject").table(ProjectMembers::Table).col(ProjectMembers::Subject).to_owned())
+            .create_index(
+                Index::create()
+                    .name("project_members_subject")
+                    .table(ProjectMembers::Table)
+                    .col(ProjectMembers::Subject)
+                    .to_owned(),
+            )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(ProjectMembers::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(ProjectTags::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(Projects::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(ProjectMembers::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(ProjectTags::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Projects::Table).to_owned())
+            .await
     }
 }

@@ -41,10 +41,16 @@ impl MigrationTrait for Migration {
             .await?;
         for (name, cols) in [
             ("audit_events_occurred_at", vec![AuditEvents::OccurredAt]),
-            ("audit_events_target", vec![AuditEvents::TargetType, AuditEvents::TargetId]),
+            (
+                "audit_events_target",
+                vec![AuditEvents::TargetType, AuditEvents::TargetId],
+            ),
             ("audit_events_actor", vec![AuditEvents::Actor]),
         ] {
-            let mut index = Index::create().name(name).table(AuditEvents::Table).to_owned();
+            let mut index = Index::create()
+                .name(name)
+                .table(AuditEvents::Table)
+                .to_owned();
             for c in cols {
                 index.col(c);
             }
@@ -54,6 +60,8 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(AuditEvents::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(AuditEvents::Table).to_owned())
+            .await
     }
 }

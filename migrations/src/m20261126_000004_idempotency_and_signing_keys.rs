@@ -46,12 +46,23 @@ impl MigrationTrait for Migration {
                     .col(json_binary(IdempotencyKeys::ResponseBody))
                     .col(string_len_null(IdempotencyKeys::ResponseEtag, 64))
                     .col(timestamp_with_time_zone(IdempotencyKeys::CreatedAt))
-                    .primary_key(Index::create().col(IdempotencyKeys::Actor).col(IdempotencyKeys::Scope).col(IdempotencyKeys::Key))
+                    .primary_key(
+                        Index::create()
+                            .col(IdempotencyKeys::Actor)
+                            .col(IdempotencyKeys::Scope)
+                            .col(IdempotencyKeys::Key),
+                    )
                     .to_owned(),
             )
             .await?;
         manager
-            .create_index(Index::create().name("idempotency_keys_created_at").table(IdempotencyKeys::Table).col(IdempotencyKeys::CreatedAt).to_owned())
+            .create_index(
+                Index::create()
+                    .name("idempotency_keys_created_at")
+                    .table(IdempotencyKeys::Table)
+                    .col(IdempotencyKeys::CreatedAt)
+                    .to_owned(),
+            )
             .await?;
         manager
             .create_table(
@@ -70,7 +81,11 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(SigningKeys::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(IdempotencyKeys::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(SigningKeys::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(IdempotencyKeys::Table).to_owned())
+            .await
     }
 }

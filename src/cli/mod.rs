@@ -10,7 +10,11 @@ use strata_core::store::Store;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
-#[command(name = "strata", version, about = "Control plane for LLM workloads on Amazon Bedrock's OpenAI-compatible endpoint")]
+#[command(
+    name = "strata",
+    version,
+    about = "Control plane for LLM workloads on Amazon Bedrock's OpenAI-compatible endpoint"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub log: LogConfig,
@@ -37,18 +41,37 @@ pub enum LogFormat {
 #[derive(Debug, Args)]
 pub struct LogConfig {
     /// Log line format.
-    #[arg(long = "log-format", env = "STRATA_LOG_FORMAT", value_enum, default_value = "json", global = true)]
+    #[arg(
+        long = "log-format",
+        env = "STRATA_LOG_FORMAT",
+        value_enum,
+        default_value = "json",
+        global = true
+    )]
     pub format: LogFormat,
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `info,strata_core=debug`.
-    #[arg(long = "log", env = "STRATA_LOG", default_value = "info", global = true)]
+    #[arg(
+        long = "log",
+        env = "STRATA_LOG",
+        default_value = "info",
+        global = true
+    )]
     pub filter: String,
 }
 
 pub fn init_logging(config: &LogConfig) {
-    let filter = EnvFilter::try_new(format!("{},sqlx=warn,sea_orm=warn", config.filter)).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::try_new(format!("{},sqlx=warn,sea_orm=warn", config.filter))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match config.format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
         LogFormat::Text => builder.init(),
     }
 }

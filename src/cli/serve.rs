@@ -23,7 +23,11 @@ pub struct ServeArgs {
     #[arg(long = "migrate-on-start", env = "STRATA_MIGRATE_ON_START", default_value_t = true, action = ArgAction::Set)]
     migrate_on_start: bool,
     /// Where the first start writes a platform-admin token (mode 0600).
-    #[arg(long = "admin-token-file", env = "STRATA_ADMIN_TOKEN_FILE", default_value = "strata-admin.token")]
+    #[arg(
+        long = "admin-token-file",
+        env = "STRATA_ADMIN_TOKEN_FILE",
+        default_value = "strata-admin.token"
+    )]
     admin_token_file: PathBuf,
     #[command(flatten)]
     database: DatabaseConfig,
@@ -72,13 +76,22 @@ async fn shutdown_signal(token: CancellationToken) {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = super::connect(&args.database).await?;
     if args.migrate_on_start {
-        Migrator::up(store.db(), None).await.context("applying migrations")?;
+        Migrator::up(store.db(), None)
+            .await
+            .context("applying migrations")?;
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (state, first_start) = App::build(store, clock.clone(), &args.auth, args.http.clone()).await.map_err(anyhow::Error::msg)?;
+    let (state, first_start) = App::build(store, clock.clone(), &args.auth, args.http.clone())
+        .await
+        .map_err(anyhow::Error::msg)?;
 
     if first_start && let Some(issuer) = &state.local_issuer {
-        let token = issuer.mint("admin", &["platform-admin".to_owned()], ADMIN_TOKEN_TTL_SECS, clock.as_ref())?;
+        let token = issuer.mint(
+            "admin",
+            &["platform-admin".to_owned()],
+            ADMIN_TOKEN_TTL_SECS,
+            clock.as_ref(),
+        )?;
         write_secret_file(&args.admin_token_file, &token)?;
         println!(
             "\nFirst start: a platform-admin token (valid 30 days) is in {} (mode 0600):\n\n{token}\n\n\
@@ -94,7 +107,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(shutdown_signal(shutdown.clone()));
     tokio::spawn(purge_idempotency_keys(state.clone(), shutdown.clone()));
 
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(
         http.listen = %args.listen,
         database.url = %args.database.redacted_url(),
@@ -104,7 +119,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     let router = build_router(state.clone());
     let stop = shutdown.clone();
-    axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await }).await?;
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await?;
     state.services.store.clone().close().await.ok();
     tracing::info!("stopped");
     Ok(())
@@ -118,10 +135,16 @@ async fn purge_idempotency_keys(state: strata_api::AppState, shutdown: Cancellat
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match state.services.purge_idempotency_keys(chrono::Duration::hours(24)).await {
+        match state
+            .services
+            .purge_idempotency_keys(chrono::Duration::hours(24))
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!(idempotency.purged = n, "forgot expired idempotency keys"),
-            Err(e) => tracing::warn!(error.cause = %e, "purging idempotency keys failed; will retry"),
+            Err(e) => {
+                tracing::warn!(error.cause = %e, "purging idempotency keys failed; will retry")
+            }
         }
     }
 }

@@ -37,7 +37,9 @@ struct MintArgs {
 
 fn parse_ttl(text: &str) -> anyhow::Result<i64> {
     let (number, unit) = text.split_at(text.len().saturating_sub(1));
-    let n: i64 = number.parse().with_context(|| format!("--ttl '{text}': expected e.g. 90m, 12h or 30d"))?;
+    let n: i64 = number
+        .parse()
+        .with_context(|| format!("--ttl '{text}': expected e.g. 90m, 12h or 30d"))?;
     let secs = match unit {
         "s" => n,
         "m" => n * 60,
@@ -59,12 +61,22 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<()> {
         let known: Vec<&str> = rbac.role_names().collect();
         bail!("unknown role '{unknown}'; roles: {}", known.join(", "));
     }
-    strata_core::domain::Subject::parse(&args.subject).map_err(|e| anyhow::anyhow!("--subject: {e}"))?;
+    strata_core::domain::Subject::parse(&args.subject)
+        .map_err(|e| anyhow::anyhow!("--subject: {e}"))?;
     let store = super::connect(&args.database).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (issuer, _) = LocalIssuer::load_or_create(&store, &args.auth.local_issuer_name, &args.auth.audience, clock.as_ref())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e} (has the database been set up? run `strata migrate` or `strata serve` once)"))?;
+    let (issuer, _) = LocalIssuer::load_or_create(
+        &store,
+        &args.auth.local_issuer_name,
+        &args.auth.audience,
+        clock.as_ref(),
+    )
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{e} (has the database been set up? run `strata migrate` or `strata serve` once)"
+        )
+    })?;
     let token = issuer.mint(&args.subject, &args.roles, ttl, clock.as_ref())?;
     println!("{token}");
     Ok(())

@@ -48,9 +48,26 @@ pub struct AuditList {
     ),
     security(("bearer" = []))
 )]
-pub async fn list_audit(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<AuditQuery>) -> ApiResult<Json<AuditList>> {
+pub async fn list_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> ApiResult<Json<AuditList>> {
     authorize(&state, &caller, Action::AuditRead)?;
-    let filter = AuditFilter { actor: q.actor, action: q.action, target_type: q.target_type, target_id: q.target_id, since: q.since, until: q.until };
-    let page = state.services.list_audit(&filter, q.cursor.as_deref(), q.limit).await?;
-    Ok(Json(AuditList { items: page.items, next_cursor: page.next_cursor }))
+    let filter = AuditFilter {
+        actor: q.actor,
+        action: q.action,
+        target_type: q.target_type,
+        target_id: q.target_id,
+        since: q.since,
+        until: q.until,
+    };
+    let page = state
+        .services
+        .list_audit(&filter, q.cursor.as_deref(), q.limit)
+        .await?;
+    Ok(Json(AuditList {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
 }

@@ -6,7 +6,11 @@ use strata_web::{ApiDocsPage, DocGroup, DocOperation};
 use crate::app::AppState;
 
 pub async fn openapi_json(State(state): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], state.openapi_json.clone()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.openapi_json.clone(),
+    )
+        .into_response()
 }
 
 /// The API reference page, built from the OpenAPI document.
@@ -16,7 +20,10 @@ pub async fn docs_page() -> ApiDocsPage {
         .tags
         .iter()
         .flatten()
-        .map(|t| DocGroup { tag: t.name.clone(), operations: Vec::new() })
+        .map(|t| DocGroup {
+            tag: t.name.clone(),
+            operations: Vec::new(),
+        })
         .collect();
     for (path, item) in &doc.paths.paths {
         let ops = [
@@ -28,7 +35,12 @@ pub async fn docs_page() -> ApiDocsPage {
         ];
         for (method, op) in ops {
             let Some(op) = op else { continue };
-            let tag = op.tags.as_ref().and_then(|t| t.first()).cloned().unwrap_or_else(|| "other".into());
+            let tag = op
+                .tags
+                .as_ref()
+                .and_then(|t| t.first())
+                .cloned()
+                .unwrap_or_else(|| "other".into());
             let entry = DocOperation {
                 anchor: op.operation_id.clone().unwrap_or_default(),
                 summary: op.summary.clone().unwrap_or_default(),
@@ -38,9 +50,16 @@ pub async fn docs_page() -> ApiDocsPage {
             };
             match groups.iter_mut().find(|g| g.tag == tag) {
                 Some(g) => g.operations.push(entry),
-                None => groups.push(DocGroup { tag, operations: vec![entry] }),
+                None => groups.push(DocGroup {
+                    tag,
+                    operations: vec![entry],
+                }),
             }
         }
     }
-    ApiDocsPage { title: doc.info.title.clone(), version: doc.info.version.clone(), groups }
+    ApiDocsPage {
+        title: doc.info.title.clone(),
+        version: doc.info.version.clone(),
+        groups,
+    }
 }

@@ -27,10 +27,22 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             _ => "timed out after 2 s".into(),
         };
         tracing::warn!(error.cause = %cause, "readiness check failed: database unreachable");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is unreachable").into_response()
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "the database is unreachable",
+        )
+        .into_response()
     }
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render()).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
 }

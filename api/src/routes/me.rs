@@ -30,5 +30,9 @@ pub async fn whoami(State(state): State<AppState>, caller: Caller) -> ApiResult<
         .filter(|a| state.rbac.allows(&caller.principal, **a))
         .map(|a| a.as_str().to_owned())
         .collect();
-    Ok(Json(WhoAmI { subject: caller.principal.subject.clone(), roles: caller.principal.roles.clone(), actions }))
+    Ok(Json(WhoAmI {
+        subject: caller.principal.subject.clone(),
+        roles: caller.principal.roles.clone(),
+        actions,
+    }))
 }

@@ -37,11 +37,17 @@ pub struct MemberPut {
     ),
     security(("bearer" = []))
 )]
-pub async fn list_members(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<MemberList>> {
+pub async fn list_members(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MemberList>> {
     let id = project_id(&id)?;
     authorize_project(&state, &caller, id, Action::MembersRead).await?;
     state.services.get_project(id).await?;
-    Ok(Json(MemberList { items: state.services.list_members(id).await? }))
+    Ok(Json(MemberList {
+        items: state.services.list_members(id).await?,
+    }))
 }
 
 /// Get one member of a project.
@@ -55,7 +61,11 @@ pub async fn list_members(State(state): State<AppState>, caller: Caller, Path(id
     ),
     security(("bearer" = []))
 )]
-pub async fn get_member(State(state): State<AppState>, caller: Caller, Path((id, subject)): Path<(String, String)>) -> ApiResult<Json<Member>> {
+pub async fn get_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, subject)): Path<(String, String)>,
+) -> ApiResult<Json<Member>> {
     let id = project_id(&id)?;
     authorize_project(&state, &caller, id, Action::MembersRead).await?;
     state.services.get_project(id).await?;
@@ -86,8 +96,15 @@ pub async fn put_member(
     let id = project_id(&id)?;
     authorize_project(&state, &caller, id, Action::MembersWrite).await?;
     let subject = Subject::parse(&subject).map_err(|e| CoreError::invalid("subject", e))?;
-    let (member, created) = state.services.put_member(&caller.actor(), id, &subject, body.role).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let (member, created) = state
+        .services
+        .put_member(&caller.actor(), id, &subject, body.role)
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(member)).into_response())
 }
 
@@ -102,10 +119,17 @@ pub async fn put_member(
     ),
     security(("bearer" = []))
 )]
-pub async fn delete_member(State(state): State<AppState>, caller: Caller, Path((id, subject)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub async fn delete_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, subject)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let id = project_id(&id)?;
     authorize_project(&state, &caller, id, Action::MembersWrite).await?;
     state.services.get_project(id).await?;
-    state.services.delete_member(&caller.actor(), id, &subject).await?;
+    state
+        .services
+        .delete_member(&caller.actor(), id, &subject)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

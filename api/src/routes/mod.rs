@@ -25,7 +25,11 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(projects::get_project, projects::update_project))
         .routes(routes!(projects::archive_project))
         .routes(routes!(members::list_members))
-        .routes(routes!(members::get_member, members::put_member, members::delete_member))
+        .routes(routes!(
+            members::get_member,
+            members::put_member,
+            members::delete_member
+        ))
         .routes(routes!(models::list_models))
         .routes(routes!(models::get_model, models::put_model))
         .routes(routes!(audit::list_audit))
@@ -70,6 +74,14 @@ async fn authorize_project(
 }
 
 /// Checks an action that is not about one project (catalog, audit, create).
-fn authorize(state: &AppState, caller: &crate::extract::Caller, action: strata_core::auth::Action) -> Result<(), crate::ApiError> {
-    if state.rbac.allows(&caller.principal, action) { Ok(()) } else { Err(crate::ApiError::forbidden(action.as_str())) }
+fn authorize(
+    state: &AppState,
+    caller: &crate::extract::Caller,
+    action: strata_core::auth::Action,
+) -> Result<(), crate::ApiError> {
+    if state.rbac.allows(&caller.principal, action) {
+        Ok(())
+    } else {
+        Err(crate::ApiError::forbidden(action.as_str()))
+    }
 }

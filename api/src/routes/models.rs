@@ -25,9 +25,14 @@ pub struct ModelList {
     responses((status = 200, body = ModelList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = []))
 )]
-pub async fn list_models(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<ModelList>> {
+pub async fn list_models(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<ModelList>> {
     authorize(&state, &caller, Action::ModelsRead)?;
-    Ok(Json(ModelList { items: state.services.list_models().await? }))
+    Ok(Json(ModelList {
+        items: state.services.list_models().await?,
+    }))
 }
 
 /// Get one catalog entry.
@@ -37,7 +42,11 @@ pub async fn list_models(State(state): State<AppState>, caller: Caller) -> ApiRe
     responses((status = 200, body = CatalogModel), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = []))
 )]
-pub async fn get_model(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<CatalogModel>> {
+pub async fn get_model(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CatalogModel>> {
     authorize(&state, &caller, Action::ModelsRead)?;
     Ok(Json(state.services.get_model(&id).await?))
 }
@@ -56,10 +65,19 @@ pub async fn get_model(State(state): State<AppState>, caller: Caller, Path(id): 
     ),
     security(("bearer" = []))
 )]
-pub async fn put_model(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, ApiJson(body): ApiJson<ModelUpsert>) -> ApiResult<Response> {
+pub async fn put_model(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ModelUpsert>,
+) -> ApiResult<Response> {
     authorize(&state, &caller, Action::ModelsWrite)?;
     let spec = body.validate().map_err(CoreError::Validation)?;
     let (model, created) = state.services.put_model(&caller.actor(), &id, spec).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(model)).into_response())
 }

@@ -48,7 +48,15 @@ fn with_etag(status: StatusCode, project: &Project) -> Response {
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> ApiResult<Option<&'a str>> {
     headers
         .get(name)
-        .map(|v| v.to_str().map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid_header", format!("the {name} header must be visible ASCII"))))
+        .map(|v| {
+            v.to_str().map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_header",
+                    format!("the {name} header must be visible ASCII"),
+                )
+            })
+        })
         .transpose()
 }
 
@@ -71,10 +79,21 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> ApiResult<Option<&'a st
     ),
     security(("bearer" = []))
 )]
-pub async fn create_project(State(state): State<AppState>, caller: Caller, headers: HeaderMap, ApiJson(input): ApiJson<NewProject>) -> ApiResult<Response> {
+pub async fn create_project(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(input): ApiJson<NewProject>,
+) -> ApiResult<Response> {
     authorize(&state, &caller, Action::ProjectsCreate)?;
-    let key = header_str(&headers, "idempotency-key")?.map(IdempotencyKey::parse).transpose()?;
-    match state.services.create_project(&caller.actor(), &input, key.as_ref()).await? {
+    let key = header_str(&headers, "idempotency-key")?
+        .map(IdempotencyKey::parse)
+        .transpose()?;
+    match state
+        .services
+        .create_project(&caller.actor(), &input, key.as_ref())
+        .await?
+    {
         CreateOutcome::Created(project) => {
             let mut response = with_etag(StatusCode::CREATED, &project);
             if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/projects/{}", project.id)) {
@@ -84,7 +103,10 @@ pub async fn create_project(State(state): State<AppState>, caller: Caller, heade
         }
         CreateOutcome::Replayed { status, body, etag } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED);
-            let location = body.get("id").and_then(|v| v.as_str()).map(|id| format!("/api/v1/projects/{id}"));
+            let location = body
+                .get("id")
+                .and_then(|v| v.as_str())
+                .map(|id| format!("/api/v1/projects/{id}"));
             let mut response = (status, Json(body)).into_response();
             let h = response.headers_mut();
             h.insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -110,7 +132,11 @@ pub async fn create_project(State(state): State<AppState>, caller: Caller, heade
     ),
     security(("bearer" = []))
 )]
-pub async fn list_projects(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListProjectsQuery>) -> ApiResult<Json<ProjectList>> {
+pub async fn list_projects(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListProjectsQuery>,
+) -> ApiResult<Json<ProjectList>> {
     let member = match state.rbac.list_scope(&caller.principal) {
         ListScope::All => None,
         ListScope::MemberOf(subject) => Some(subject),
@@ -120,12 +146,30 @@ pub async fn list_projects(State(state): State<AppState>, caller: Caller, ApiQue
         None => None,
         Some(t) => match t.split_once(':') {
             Some((k, v)) if !k.is_empty() => Some((k.to_owned(), v.to_owned())),
-            _ => return Err(CoreError::invalid("tag", "must be 'key:value', e.g. CostCenter:cc-1234").into()),
+            _ => {
+                return Err(CoreError::invalid(
+                    "tag",
+                    "must be 'key:value', e.g. CostCenter:cc-1234",
+                )
+                .into());
+            }
         },
     };
-    let filter = ProjectFilter { environment: q.environment, team: q.team, tag, status: q.status, member };
-    let page = state.services.list_projects(&filter, q.cursor.as_deref(), q.limit).await?;
-    Ok(Json(ProjectList { items: page.items, next_cursor: page.next_cursor }))
+    let filter = ProjectFilter {
+        environment: q.environment,
+        team: q.team,
+        tag,
+        status: q.status,
+        member,
+    };
+    let page = state
+        .services
+        .list_projects(&filter, q.cursor.as_deref(), q.limit)
+        .await?;
+    Ok(Json(ProjectList {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// Get one project.
@@ -138,7 +182,11 @@ pub async fn list_projects(State(state): State<AppState>, caller: Caller, ApiQue
     ),
     security(("bearer" = []))
 )]
-pub async fn get_project(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn get_project(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let id = project_id(&id)?;
     authorize_project(&state, &caller, id, Action::ProjectsRead).await?;
     let project = state.services.get_project(id).await?;
@@ -176,7 +224,10 @@ pub async fn update_project(
     let id = project_id(&id)?;
     authorize_project(&state, &caller, id, Action::ProjectsUpdate).await?;
     let if_match = header_str(&headers, "if-match")?;
-    let project = state.services.update_project(&caller.actor(), id, &patch, if_match).await?;
+    let project = state
+        .services
+        .update_project(&caller.actor(), id, &patch, if_match)
+        .await?;
     Ok(with_etag(StatusCode::OK, &project))
 }
 
@@ -192,7 +243,11 @@ pub async fn update_project(
     ),
     security(("bearer" = []))
 )]
-pub async fn archive_project(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn archive_project(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let id = project_id(&id)?;
     authorize_project(&state, &caller, id, Action::ProjectsArchive).await?;
     let project = state.services.archive_project(&caller.actor(), id).await?;

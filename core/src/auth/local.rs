@@ -11,10 +11,10 @@ use sea_orm::{EntityTrait, Set};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::CoreError;
 use crate::clock::Clock;
 use crate::store::Store;
 use crate::store::entities::signing_keys;
-use crate::CoreError;
 
 /// One key per database; a fixed id makes concurrent first starts converge on it.
 const LOCAL_ISSUER_KID: &str = "strata-local-1";
@@ -40,7 +40,10 @@ pub struct LocalIssuer {
 
 impl std::fmt::Debug for LocalIssuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalIssuer").field("issuer", &self.issuer).field("kid", &LOCAL_ISSUER_KID).finish()
+        f.debug_struct("LocalIssuer")
+            .field("issuer", &self.issuer)
+            .field("kid", &LOCAL_ISSUER_KID)
+            .finish()
     }
 }
 
@@ -53,13 +56,19 @@ impl LocalIssuer {
         audience: &str,
         clock: &dyn Clock,
     ) -> Result<(Self, bool), CoreError> {
-        if let Some(row) = signing_keys::Entity::find_by_id(LOCAL_ISSUER_KID).one(store.db()).await? {
+        if let Some(row) = signing_keys::Entity::find_by_id(LOCAL_ISSUER_KID)
+            .one(store.db())
+            .await?
+        {
             return Ok((Self::from_row(&row, issuer, audience)?, false));
         }
         let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|e| CoreError::internal("generating a signing key", e))?;
+        getrandom::fill(&mut seed)
+            .map_err(|e| CoreError::internal("generating a signing key", e))?;
         let key = SigningKey::from_bytes(&seed);
-        let der = key.to_pkcs8_der().map_err(|e| CoreError::internal("encoding a signing key", e))?;
+        let der = key
+            .to_pkcs8_der()
+            .map_err(|e| CoreError::internal("encoding a signing key", e))?;
         let row = signing_keys::ActiveModel {
             kid: Set(LOCAL_ISSUER_KID.into()),
             purpose: Set(PURPOSE.into()),
@@ -70,7 +79,11 @@ impl LocalIssuer {
             retired_at: Set(None),
         };
         let inserted = signing_keys::Entity::insert(row)
-            .on_conflict(OnConflict::column(signing_keys::Column::Kid).do_nothing().to_owned())
+            .on_conflict(
+                OnConflict::column(signing_keys::Column::Kid)
+                    .do_nothing()
+                    .to_owned(),
+            )
             .exec_without_returning(store.db())
             .await?;
         let row = signing_keys::Entity::find_by_id(LOCAL_ISSUER_KID)
@@ -80,11 +93,22 @@ impl LocalIssuer {
         Ok((Self::from_row(&row, issuer, audience)?, inserted == 1))
     }
 
-    fn from_row(row: &signing_keys::Model, issuer: &str, audience: &str) -> Result<Self, CoreError> {
-        let der = STANDARD.decode(&row.private_key).map_err(|e| CoreError::internal("decoding the local issuer key", e))?;
+    fn from_row(
+        row: &signing_keys::Model,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<Self, CoreError> {
+        let der = STANDARD
+            .decode(&row.private_key)
+            .map_err(|e| CoreError::internal("decoding the local issuer key", e))?;
         let decoding = DecodingKey::from_ed_components(&row.public_key)
             .map_err(|e| CoreError::internal("decoding the local issuer public key", e))?;
-        Ok(Self { issuer: issuer.into(), audience: audience.into(), encoding: EncodingKey::from_ed_der(&der), decoding })
+        Ok(Self {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            encoding: EncodingKey::from_ed_der(&der),
+            decoding,
+        })
     }
 
     pub fn issuer(&self) -> &str {
@@ -92,7 +116,13 @@ impl LocalIssuer {
     }
 
     /// Signs a token for `subject` with the given global roles, valid for `ttl_secs`.
-    pub fn mint(&self, subject: &str, roles: &[String], ttl_secs: i64, clock: &dyn Clock) -> Result<String, CoreError> {
+    pub fn mint(
+        &self,
+        subject: &str,
+        roles: &[String],
+        ttl_secs: i64,
+        clock: &dyn Clock,
+    ) -> Result<String, CoreError> {
         let now = clock.now().timestamp();
         let claims = LocalClaims {
             iss: self.issuer.clone(),
@@ -105,7 +135,8 @@ impl LocalIssuer {
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(LOCAL_ISSUER_KID.into());
-        jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(|e| CoreError::internal("signing a token", e))
+        jsonwebtoken::encode(&header, &claims, &self.encoding)
+            .map_err(|e| CoreError::internal("signing a token", e))
     }
 
     /// Verifies signature, issuer, audience and expiry.

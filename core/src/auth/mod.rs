@@ -6,7 +6,7 @@ mod oidc;
 mod rbac;
 mod verifier;
 
-pub use local::{LocalIssuer, LocalClaims};
+pub use local::{LocalClaims, LocalIssuer};
 pub use oidc::OidcVerifier;
 pub use rbac::{Action, Decision, ListScope, RbacPolicy};
 pub use verifier::TokenVerifier;

@@ -30,7 +30,10 @@ pub struct OidcVerifier {
 
 impl std::fmt::Debug for OidcVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OidcVerifier").field("issuer", &self.issuer).field("jwks_url", &self.jwks_url).finish()
+        f.debug_struct("OidcVerifier")
+            .field("issuer", &self.issuer)
+            .field("jwks_url", &self.jwks_url)
+            .finish()
     }
 }
 
@@ -48,9 +51,15 @@ fn algorithm_of(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Algorithm> {
     }
     match &jwk.algorithm {
         AlgorithmParameters::RSA(_) => Some(Algorithm::RS256),
-        AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => Some(Algorithm::ES256),
-        AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P384 => Some(Algorithm::ES384),
-        AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => Some(Algorithm::EdDSA),
+        AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => {
+            Some(Algorithm::ES256)
+        }
+        AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P384 => {
+            Some(Algorithm::ES384)
+        }
+        AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
+            Some(Algorithm::EdDSA)
+        }
         _ => None,
     }
 }
@@ -61,7 +70,14 @@ impl OidcVerifier {
             .timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        Self { issuer, audience, jwks_url, groups_claim, http, cache: RwLock::new(KeyCache::default()) }
+        Self {
+            issuer,
+            audience,
+            jwks_url,
+            groups_claim,
+            http,
+            cache: RwLock::new(KeyCache::default()),
+        }
     }
 
     pub fn issuer(&self) -> &str {
@@ -70,7 +86,10 @@ impl OidcVerifier {
 
     async fn refresh(&self) -> Result<(), String> {
         let mut cache = self.cache.write().await;
-        if cache.fetched_at.is_some_and(|t| t.elapsed() < REFETCH_MIN_INTERVAL) {
+        if cache
+            .fetched_at
+            .is_some_and(|t| t.elapsed() < REFETCH_MIN_INTERVAL)
+        {
             return Ok(());
         }
         cache.fetched_at = Some(Instant::now());
@@ -113,7 +132,10 @@ impl OidcVerifier {
     /// Verifies the token; the error says why it was refused (never echoing it).
     pub async fn verify(&self, token: &str, kid: Option<&str>) -> Result<OidcIdentity, String> {
         let kid = kid.ok_or("the token header has no 'kid'")?;
-        let (key, alg) = self.key(kid).await?.ok_or_else(|| format!("no key '{kid}' in the identity provider's JWKS"))?;
+        let (key, alg) = self
+            .key(kid)
+            .await?
+            .ok_or_else(|| format!("no key '{kid}' in the identity provider's JWKS"))?;
         let mut v = Validation::new(alg);
         v.set_issuer(&[&self.issuer]);
         v.set_audience(&[&self.audience]);
@@ -122,13 +144,32 @@ impl OidcVerifier {
         let claims = jsonwebtoken::decode::<HashMap<String, Value>>(token, &key, &v)
             .map_err(|e| format!("the token was refused: {e}"))?
             .claims;
-        let subject = claims.get("sub").and_then(Value::as_str).ok_or("the token has no string 'sub'")?.to_owned();
-        let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or_default();
+        let subject = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .ok_or("the token has no string 'sub'")?
+            .to_owned();
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .unwrap_or_default();
         let groups = match claims.get(&self.groups_claim) {
-            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
-            Some(Value::String(s)) => s.split([' ', ',']).filter(|g| !g.is_empty()).map(str::to_owned).collect(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            Some(Value::String(s)) => s
+                .split([' ', ','])
+                .filter(|g| !g.is_empty())
+                .map(str::to_owned)
+                .collect(),
             _ => Vec::new(),
         };
-        Ok(OidcIdentity { subject, groups, exp })
+        Ok(OidcIdentity {
+            subject,
+            groups,
+            exp,
+        })
     }
 }

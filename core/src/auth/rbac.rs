@@ -107,7 +107,10 @@ fn parse_actions(list: &[String], context: &str) -> Result<BTreeSet<Action>, Str
         .map(|a| {
             Action::parse(a).ok_or_else(|| {
                 let known: Vec<_> = Action::ALL.iter().map(|a| a.as_str()).collect();
-                format!("{context}: unknown action '{a}' (known: {})", known.join(", "))
+                format!(
+                    "{context}: unknown action '{a}' (known: {})",
+                    known.join(", ")
+                )
             })
         })
         .collect()
@@ -122,14 +125,16 @@ impl RbacPolicy {
         match path {
             None => Self::built_in(),
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read RBAC file {}: {e}", p.display()))?;
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("cannot read RBAC file {}: {e}", p.display()))?;
                 Self::parse(&text).map_err(|e| format!("{}: {e}", p.display()))
             }
         }
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        let file: PolicyFile = toml::from_str(text).map_err(|e| format!("invalid RBAC table: {e}"))?;
+        let file: PolicyFile =
+            toml::from_str(text).map_err(|e| format!("invalid RBAC table: {e}"))?;
         let mut roles = BTreeMap::new();
         for (name, role) in &file.roles {
             let all = parse_actions(&role.all, &format!("roles.{name}.all"))?;
@@ -138,15 +143,23 @@ impl RbacPolicy {
         }
         let mut project_roles = BTreeMap::new();
         for (name, pr) in &file.project_roles {
-            let role = ProjectRole::parse(name).map_err(|e| format!("project_roles.{name}: {e}"))?;
-            project_roles.insert(role, parse_actions(&pr.grants, &format!("project_roles.{name}.grants"))?);
+            let role =
+                ProjectRole::parse(name).map_err(|e| format!("project_roles.{name}: {e}"))?;
+            project_roles.insert(
+                role,
+                parse_actions(&pr.grants, &format!("project_roles.{name}.grants"))?,
+            );
         }
         for (group, mapped) in &file.groups {
             if let Some(unknown) = mapped.iter().find(|r| !roles.contains_key(*r)) {
                 return Err(format!("groups.{group}: unknown role '{unknown}'"));
             }
         }
-        Ok(Self { roles, project_roles, groups: file.groups })
+        Ok(Self {
+            roles,
+            project_roles,
+            groups: file.groups,
+        })
     }
 
     pub fn has_role(&self, role: &str) -> bool {
@@ -179,12 +192,21 @@ impl RbacPolicy {
 
     fn allows_as_member(&self, p: &Principal, action: Action, membership: ProjectRole) -> bool {
         self.roles_of(p).any(|r| r.member.contains(&action))
-            || self.project_roles.get(&membership).is_some_and(|g| g.contains(&action))
+            || self
+                .project_roles
+                .get(&membership)
+                .is_some_and(|g| g.contains(&action))
     }
 
     /// Decides an action on one project, given the caller's membership in it.
-    pub fn decide(&self, p: &Principal, action: Action, membership: Option<ProjectRole>) -> Decision {
-        let can = |a| self.allows(p, a) || membership.is_some_and(|m| self.allows_as_member(p, a, m));
+    pub fn decide(
+        &self,
+        p: &Principal,
+        action: Action,
+        membership: Option<ProjectRole>,
+    ) -> Decision {
+        let can =
+            |a| self.allows(p, a) || membership.is_some_and(|m| self.allows_as_member(p, a, m));
         if !can(Action::ProjectsRead) {
             Decision::NotFound
         } else if can(action) {
@@ -197,7 +219,10 @@ impl RbacPolicy {
     pub fn list_scope(&self, p: &Principal) -> ListScope {
         if self.allows(p, Action::ProjectsRead) {
             ListScope::All
-        } else if self.roles_of(p).any(|r| r.member.contains(&Action::ProjectsRead)) {
+        } else if self
+            .roles_of(p)
+            .any(|r| r.member.contains(&Action::ProjectsRead))
+        {
             ListScope::MemberOf(p.subject.clone())
         } else {
             ListScope::Nothing
@@ -210,7 +235,10 @@ mod tests {
     use super::*;
 
     fn who(role: &str) -> Principal {
-        Principal { subject: "s".into(), roles: vec![role.into()] }
+        Principal {
+            subject: "s".into(),
+            roles: vec![role.into()],
+        }
     }
 
     #[test]
@@ -222,23 +250,45 @@ mod tests {
         let fin = who("finance");
         assert_eq!(rbac.decide(&admin, Action::ProjectsUpdate, None), Allow);
         assert_eq!(rbac.decide(&dev, Action::ProjectsRead, None), NotFound);
-        assert_eq!(rbac.decide(&dev, Action::ProjectsRead, Some(ProjectRole::Viewer)), Allow);
-        assert_eq!(rbac.decide(&dev, Action::ProjectsUpdate, Some(ProjectRole::Owner)), Forbidden);
-        assert_eq!(rbac.decide(&dev, Action::MembersWrite, Some(ProjectRole::Owner)), Allow);
-        assert_eq!(rbac.decide(&dev, Action::MembersWrite, Some(ProjectRole::Developer)), Forbidden);
+        assert_eq!(
+            rbac.decide(&dev, Action::ProjectsRead, Some(ProjectRole::Viewer)),
+            Allow
+        );
+        assert_eq!(
+            rbac.decide(&dev, Action::ProjectsUpdate, Some(ProjectRole::Owner)),
+            Forbidden
+        );
+        assert_eq!(
+            rbac.decide(&dev, Action::MembersWrite, Some(ProjectRole::Owner)),
+            Allow
+        );
+        assert_eq!(
+            rbac.decide(&dev, Action::MembersWrite, Some(ProjectRole::Developer)),
+            Forbidden
+        );
         assert_eq!(rbac.decide(&fin, Action::ProjectsRead, None), Allow);
         assert_eq!(rbac.decide(&fin, Action::MembersRead, None), Forbidden);
-        assert_eq!(rbac.decide(&who("nobody"), Action::ProjectsRead, None), NotFound);
+        assert_eq!(
+            rbac.decide(&who("nobody"), Action::ProjectsRead, None),
+            NotFound
+        );
         assert_eq!(rbac.list_scope(&dev), ListScope::MemberOf("s".into()));
         assert_eq!(rbac.list_scope(&fin), ListScope::All);
-        assert_eq!(rbac.roles_for_groups(["strata-finance", "other"]), vec!["finance".to_string()]);
+        assert_eq!(
+            rbac.roles_for_groups(["strata-finance", "other"]),
+            vec!["finance".to_string()]
+        );
     }
 
     #[test]
     fn typos_are_rejected() {
-        let err = RbacPolicy::parse("[roles.x]\nall = [\"projects:reed\"]\n").err().unwrap_or_default();
+        let err = RbacPolicy::parse("[roles.x]\nall = [\"projects:reed\"]\n")
+            .err()
+            .unwrap_or_default();
         assert!(err.contains("unknown action 'projects:reed'"), "{err}");
-        let err = RbacPolicy::parse("[roles.x]\n[groups]\ng = [\"y\"]\n").err().unwrap_or_default();
+        let err = RbacPolicy::parse("[roles.x]\n[groups]\ng = [\"y\"]\n")
+            .err()
+            .unwrap_or_default();
         assert!(err.contains("unknown role 'y'"), "{err}");
     }
 }

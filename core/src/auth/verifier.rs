@@ -33,8 +33,19 @@ fn refused(why: &str) -> CoreError {
 }
 
 impl TokenVerifier {
-    pub fn new(local: Option<Arc<LocalIssuer>>, oidc: Option<OidcVerifier>, rbac: Arc<RbacPolicy>, clock: Arc<dyn Clock>) -> Self {
-        Self { local, oidc, rbac, clock, cache: Mutex::new(HashMap::new()) }
+    pub fn new(
+        local: Option<Arc<LocalIssuer>>,
+        oidc: Option<OidcVerifier>,
+        rbac: Arc<RbacPolicy>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            local,
+            oidc,
+            rbac,
+            clock,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn rbac(&self) -> &RbacPolicy {
@@ -71,13 +82,34 @@ impl TokenVerifier {
             .ok_or_else(|| refused("no 'iss' claim"))?;
         if let Some(local) = self.local.as_ref().filter(|l| l.issuer() == iss) {
             let claims = local.verify(token).map_err(|e| refused(&e.to_string()))?;
-            let roles = claims.roles.into_iter().filter(|r| self.rbac.has_role(r)).collect();
-            return Ok((Principal { subject: claims.sub, roles }, claims.exp));
+            let roles = claims
+                .roles
+                .into_iter()
+                .filter(|r| self.rbac.has_role(r))
+                .collect();
+            return Ok((
+                Principal {
+                    subject: claims.sub,
+                    roles,
+                },
+                claims.exp,
+            ));
         }
         if let Some(oidc) = self.oidc.as_ref().filter(|o| o.issuer() == iss) {
-            let id = oidc.verify(token, header.kid.as_deref()).await.map_err(|e| refused(&e))?;
-            let roles = self.rbac.roles_for_groups(id.groups.iter().map(String::as_str));
-            return Ok((Principal { subject: id.subject, roles }, id.exp));
+            let id = oidc
+                .verify(token, header.kid.as_deref())
+                .await
+                .map_err(|e| refused(&e))?;
+            let roles = self
+                .rbac
+                .roles_for_groups(id.groups.iter().map(String::as_str));
+            return Ok((
+                Principal {
+                    subject: id.subject,
+                    roles,
+                },
+                id.exp,
+            ));
         }
         Err(refused("unknown issuer"))
     }

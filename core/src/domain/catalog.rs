@@ -73,16 +73,32 @@ impl ModelUpsert {
     pub fn validate(&self) -> Result<ModelSpec, Vec<FieldError>> {
         let mut errors = Vec::new();
         let provider_ok = (1..=64).contains(&self.provider.len())
-            && self.provider.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && self
+                .provider
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !provider_ok {
-            errors.push(FieldError::new("provider", "must be 1 to 64 lowercase letters, digits or '-'"));
+            errors.push(FieldError::new(
+                "provider",
+                "must be 1 to 64 lowercase letters, digits or '-'",
+            ));
         }
         let n = self.display_name.chars().count();
-        if n == 0 || n > 128 || self.display_name.trim().is_empty() || self.display_name.chars().any(char::is_control) {
-            errors.push(FieldError::new("display_name", "must be 1 to 128 printable characters and not blank"));
+        if n == 0
+            || n > 128
+            || self.display_name.trim().is_empty()
+            || self.display_name.chars().any(char::is_control)
+        {
+            errors.push(FieldError::new(
+                "display_name",
+                "must be 1 to 128 printable characters and not blank",
+            ));
         }
         if !self.supports_chat && !self.supports_responses {
-            errors.push(FieldError::new("supports_chat", "a model must support Chat Completions, Responses or both"));
+            errors.push(FieldError::new(
+                "supports_chat",
+                "a model must support Chat Completions, Responses or both",
+            ));
         }
         let regions: BTreeSet<Region> = self.regions.iter().copied().collect();
         if regions.len() != self.regions.len() {

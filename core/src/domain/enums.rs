@@ -92,6 +92,9 @@ mod tests {
             assert_eq!(Region::parse(r.as_str()), Ok(*r));
         }
         let err = Region::parse("us-west-1").err().unwrap_or_default();
-        assert!(err.contains("us-east-1") && err.contains("sa-east-1"), "{err}");
+        assert!(
+            err.contains("us-east-1") && err.contains("sa-east-1"),
+            "{err}"
+        );
     }
 }

@@ -96,8 +96,14 @@ mod tests {
 
     #[test]
     fn prices() {
-        assert_eq!(Price::from_usd_per_mtok(0.15).map(Price::micros), Ok(150_000));
-        assert_eq!(Price::from_usd_per_mtok(0.0375).map(Price::micros), Ok(37_500));
+        assert_eq!(
+            Price::from_usd_per_mtok(0.15).map(Price::micros),
+            Ok(150_000)
+        );
+        assert_eq!(
+            Price::from_usd_per_mtok(0.0375).map(Price::micros),
+            Ok(37_500)
+        );
         assert!(Price::from_usd_per_mtok(0.0000001).is_err());
         assert_eq!(Price::from_micros(600_000).usd_per_mtok(), 0.6);
     }

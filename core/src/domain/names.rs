@@ -7,13 +7,18 @@ use utoipa::ToSchema;
 fn is_slug(value: &str, min: usize, max: usize) -> Result<(), String> {
     let len = value.chars().count();
     if len < min || len > max {
-        return Err(format!("must be {min} to {max} characters long (got {len})"));
+        return Err(format!(
+            "must be {min} to {max} characters long (got {len})"
+        ));
     }
     let bytes = value.as_bytes();
     if !bytes[0].is_ascii_lowercase() {
         return Err("must start with a lowercase letter".into());
     }
-    if !value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
         return Err("may contain only lowercase letters, digits and '-'".into());
     }
     if value.ends_with('-') || value.contains("--") {
@@ -114,10 +119,14 @@ impl Subject {
     pub fn parse(value: &str) -> Result<Self, String> {
         let len = value.len();
         if !(1..=Self::MAX_LEN).contains(&len) {
-            return Err(format!("must be 1 to {} characters long (got {len})", Self::MAX_LEN));
+            return Err(format!(
+                "must be 1 to {} characters long (got {len})",
+                Self::MAX_LEN
+            ));
         }
         if !value.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@' | b':' | b'|' | b'+' | b'=')
+            b.is_ascii_alphanumeric()
+                || matches!(b, b'.' | b'_' | b'-' | b'@' | b':' | b'|' | b'+' | b'=')
         }) {
             return Err(
                 "may contain only ASCII letters, digits and '.', '_', '-', '@', ':', '|', '+', '='"
@@ -152,7 +161,17 @@ mod tests {
         for ok in ["ab", "checkout-api", "a1", "x-y-z9"] {
             assert!(ProjectSlug::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "a", "1abc", "Abc", "ab-", "a--b", "a_b", "a b", &"a".repeat(41)] {
+        for bad in [
+            "",
+            "a",
+            "1abc",
+            "Abc",
+            "ab-",
+            "a--b",
+            "a_b",
+            "a b",
+            &"a".repeat(41),
+        ] {
             assert!(ProjectSlug::parse(bad).is_err(), "{bad}");
         }
         assert!(ProjectSlug::parse(&"a".repeat(40)).is_ok());
@@ -160,13 +179,26 @@ mod tests {
 
     #[test]
     fn model_ids() {
-        for ok in ["openai.gpt-oss-120b", "mistral.mistral-large-2411-v1:0", "deepseek.v3-v1:0"] {
+        for ok in [
+            "openai.gpt-oss-120b",
+            "mistral.mistral-large-2411-v1:0",
+            "deepseek.v3-v1:0",
+        ] {
             assert!(ModelId::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["gpt-4", "OpenAI.gpt", ".x.y", "a.b c", &format!("a.{}", "b".repeat(127))] {
+        for bad in [
+            "gpt-4",
+            "OpenAI.gpt",
+            ".x.y",
+            "a.b c",
+            &format!("a.{}", "b".repeat(127)),
+        ] {
             assert!(ModelId::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(ModelId::parse("openai.gpt-oss-20b").map(|m| m.provider().to_owned()), Ok("openai".into()));
+        assert_eq!(
+            ModelId::parse("openai.gpt-oss-20b").map(|m| m.provider().to_owned()),
+            Ok("openai".into())
+        );
     }
 
     #[test]

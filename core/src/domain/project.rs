@@ -36,7 +36,10 @@ impl RateLimits {
             if let Some(v) = value
                 && !(1..=MAX_RATE).contains(&v)
             {
-                errors.push(FieldError::new(field, format!("must be between 1 and {MAX_RATE}, or null for no limit")));
+                errors.push(FieldError::new(
+                    field,
+                    format!("must be between 1 and {MAX_RATE}, or null for no limit"),
+                ));
             }
         }
     }
@@ -93,25 +96,40 @@ pub struct ProjectDraft {
 fn validate_display_name(value: &str, errors: &mut Vec<FieldError>) {
     let len = value.chars().count();
     if len == 0 || len > MAX_DISPLAY_NAME || value.trim().is_empty() {
-        errors.push(FieldError::new("display_name", format!("must be 1 to {MAX_DISPLAY_NAME} characters and not blank")));
+        errors.push(FieldError::new(
+            "display_name",
+            format!("must be 1 to {MAX_DISPLAY_NAME} characters and not blank"),
+        ));
     } else if value.chars().any(char::is_control) {
-        errors.push(FieldError::new("display_name", "must not contain control characters"));
+        errors.push(FieldError::new(
+            "display_name",
+            "must not contain control characters",
+        ));
     }
 }
 
 fn validate_models(models: &[String], errors: &mut Vec<FieldError>) -> Vec<ModelId> {
     if models.is_empty() {
-        errors.push(FieldError::new("allowed_models", "must list at least one model from GET /api/v1/models"));
+        errors.push(FieldError::new(
+            "allowed_models",
+            "must list at least one model from GET /api/v1/models",
+        ));
     }
     if models.len() > MAX_ALLOWED_MODELS {
-        errors.push(FieldError::new("allowed_models", format!("at most {MAX_ALLOWED_MODELS} models")));
+        errors.push(FieldError::new(
+            "allowed_models",
+            format!("at most {MAX_ALLOWED_MODELS} models"),
+        ));
     }
     let mut seen = BTreeSet::new();
     let mut parsed = Vec::with_capacity(models.len());
     for (i, m) in models.iter().enumerate() {
         match ModelId::parse(m) {
             Ok(id) if !seen.insert(id.clone()) => {
-                errors.push(FieldError::new(format!("allowed_models[{i}]"), format!("'{m}' is listed twice")));
+                errors.push(FieldError::new(
+                    format!("allowed_models[{i}]"),
+                    format!("'{m}' is listed twice"),
+                ));
             }
             Ok(id) => parsed.push(id),
             Err(e) => errors.push(FieldError::new(format!("allowed_models[{i}]"), e)),
@@ -134,9 +152,16 @@ impl NewProject {
     /// Checks every field and reports all problems at once.
     pub fn validate(&self) -> Result<ProjectDraft, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let name = ProjectSlug::parse(&self.name).map_err(|e| errors.push(FieldError::new("name", e))).ok();
-        let team = TeamName::parse(&self.team).map_err(|e| errors.push(FieldError::new("team", e))).ok();
-        let display_name = self.display_name.clone().unwrap_or_else(|| self.name.clone());
+        let name = ProjectSlug::parse(&self.name)
+            .map_err(|e| errors.push(FieldError::new("name", e)))
+            .ok();
+        let team = TeamName::parse(&self.team)
+            .map_err(|e| errors.push(FieldError::new("team", e)))
+            .ok();
+        let display_name = self
+            .display_name
+            .clone()
+            .unwrap_or_else(|| self.name.clone());
         validate_display_name(&display_name, &mut errors);
         let allowed_models = validate_models(&self.allowed_models, &mut errors);
         validate_tags(&self.tags, &mut errors);
@@ -173,10 +198,18 @@ where
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitsPatch {
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<u64>)]
     pub rpm: Option<Option<u64>>,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<u64>)]
     pub tpm: Option<Option<u64>>,
 }
@@ -199,7 +232,11 @@ pub struct ProjectPatch {
     pub tags: Option<BTreeMap<String, Option<String>>>,
     #[serde(default)]
     pub data_retention: Option<DataRetention>,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<f64>)]
     pub monthly_budget_usd: Option<Option<f64>>,
     #[serde(default)]
@@ -255,7 +292,11 @@ impl ProjectPatch {
             }
             next.rate_limits.validate(&mut errors);
         }
-        if errors.is_empty() { Ok(next) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(next)
+        } else {
+            Err(errors)
+        }
     }
 }
 
@@ -349,7 +390,10 @@ mod tests {
         p.monthly_budget_usd = Some(-1.0);
         let errors = p.validate().err().unwrap_or_default();
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["name", "team", "allowed_models[1]", "monthly_budget_usd"]);
+        assert_eq!(
+            fields,
+            ["name", "team", "allowed_models[1]", "monthly_budget_usd"]
+        );
     }
 
     #[test]
@@ -362,9 +406,18 @@ mod tests {
         }))
         .unwrap_or_else(|e| panic!("{e}"));
         let next = patch.apply(&current).unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!(next.tags, Tags::from([("Owner".to_string(), "bob".to_string())]));
+        assert_eq!(
+            next.tags,
+            Tags::from([("Owner".to_string(), "bob".to_string())])
+        );
         assert_eq!(next.monthly_budget, None);
-        assert_eq!(next.rate_limits, RateLimits { rpm: Some(60), tpm: None });
+        assert_eq!(
+            next.rate_limits,
+            RateLimits {
+                rpm: Some(60),
+                tpm: None
+            }
+        );
         assert!(serde_json::from_value::<ProjectPatch>(serde_json::json!({"name": "x"})).is_err());
     }
 }

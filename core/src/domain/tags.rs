@@ -13,13 +13,17 @@ pub const MAX_PROJECT_TAGS: usize = 47;
 pub type Tags = BTreeMap<String, String>;
 
 fn allowed_char(c: char) -> bool {
-    c.is_alphanumeric() || c.is_whitespace() || matches!(c, '_' | '.' | ':' | '/' | '=' | '+' | '-' | '@')
+    c.is_alphanumeric()
+        || c.is_whitespace()
+        || matches!(c, '_' | '.' | ':' | '/' | '=' | '+' | '-' | '@')
 }
 
 pub fn validate_tag_key(key: &str) -> Result<(), String> {
     let len = key.chars().count();
     if !(1..=128).contains(&len) {
-        return Err(format!("tag keys must be 1 to 128 characters long (got {len})"));
+        return Err(format!(
+            "tag keys must be 1 to 128 characters long (got {len})"
+        ));
     }
     let lower = key.to_ascii_lowercase();
     if lower.starts_with("aws:") {
@@ -37,10 +41,14 @@ pub fn validate_tag_key(key: &str) -> Result<(), String> {
 pub fn validate_tag_value(value: &str) -> Result<(), String> {
     let len = value.chars().count();
     if len > 256 {
-        return Err(format!("tag values must be at most 256 characters long (got {len})"));
+        return Err(format!(
+            "tag values must be at most 256 characters long (got {len})"
+        ));
     }
     if !value.chars().all(allowed_char) {
-        return Err("tag values may contain only letters, digits, spaces and _ . : / = + - @".into());
+        return Err(
+            "tag values may contain only letters, digits, spaces and _ . : / = + - @".into(),
+        );
     }
     Ok(())
 }
@@ -94,11 +102,17 @@ mod tests {
     #[test]
     fn too_many_and_case_collisions() {
         let mut errors = vec![];
-        let tags: Tags = (0..48).map(|i| (format!("k{i}"), "v".to_string())).collect();
+        let tags: Tags = (0..48)
+            .map(|i| (format!("k{i}"), "v".to_string()))
+            .collect();
         validate_tags(&tags, &mut errors);
         assert_eq!(errors.len(), 1);
         let mut errors = vec![];
-        let tags: Tags = [("Team".to_string(), "a".to_string()), ("team".to_string(), "b".to_string())].into();
+        let tags: Tags = [
+            ("Team".to_string(), "a".to_string()),
+            ("team".to_string(), "b".to_string()),
+        ]
+        .into();
         validate_tags(&tags, &mut errors);
         assert_eq!(errors.len(), 1, "{errors:?}");
     }

@@ -1,7 +1,10 @@
 //! The audit log: one event per mutation, written in the mutation's transaction.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -76,7 +79,12 @@ pub(crate) fn snapshot(value: &impl Serialize) -> Option<Value> {
 }
 
 impl Services {
-    pub async fn list_audit(&self, filter: &AuditFilter, cursor: Option<&str>, limit: Option<u64>) -> Result<Page<AuditEvent>, CoreError> {
+    pub async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        cursor: Option<&str>,
+        limit: Option<u64>,
+    ) -> Result<Page<AuditEvent>, CoreError> {
         let limit = page_size(limit)?;
         let mut q = audit_events::Entity::find().order_by_asc(audit_events::Column::Id);
         if let Some(c) = cursor {
@@ -103,7 +111,11 @@ impl Services {
         let mut rows = q.limit(limit + 1).all(self.store.db()).await?;
         let more = rows.len() as u64 > limit;
         rows.truncate(limit as usize);
-        let next_cursor = if more { rows.last().map(|r| encode_cursor(r.id)) } else { None };
+        let next_cursor = if more {
+            rows.last().map(|r| encode_cursor(r.id))
+        } else {
+            None
+        };
         let items = rows
             .into_iter()
             .map(|r| AuditEvent {

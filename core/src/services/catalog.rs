@@ -12,8 +12,13 @@ use crate::domain::{CatalogModel, ModelId, ModelSpec, Price, Region};
 use crate::store::entities::models;
 
 pub(crate) fn to_domain(row: models::Model) -> Result<CatalogModel, CoreError> {
-    let regions: Vec<String> = serde_json::from_value(row.regions).map_err(|e| corrupt("model regions", e))?;
-    let regions = regions.iter().map(|r| Region::parse(r)).collect::<Result<Vec<_>, _>>().map_err(|e| corrupt("model region", e))?;
+    let regions: Vec<String> =
+        serde_json::from_value(row.regions).map_err(|e| corrupt("model regions", e))?;
+    let regions = regions
+        .iter()
+        .map(|r| Region::parse(r))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| corrupt("model region", e))?;
     Ok(CatalogModel {
         id: ModelId::parse(&row.id).map_err(|e| corrupt("model id", e))?,
         provider: row.provider,
@@ -41,11 +46,20 @@ impl Services {
 
     pub async fn get_model(&self, id: &str) -> Result<CatalogModel, CoreError> {
         let row = models::Entity::find_by_id(id).one(self.store.db()).await?;
-        row.map(to_domain).transpose()?.ok_or_else(|| CoreError::NotFound { kind: "model", id: id.into() })
+        row.map(to_domain)
+            .transpose()?
+            .ok_or_else(|| CoreError::NotFound {
+                kind: "model",
+                id: id.into(),
+            })
     }
 
     /// The catalog entries for the given ids, keyed by id (missing ids are absent).
-    pub(crate) async fn models_by_id(&self, db: &impl sea_orm::ConnectionTrait, ids: &[ModelId]) -> Result<HashMap<ModelId, CatalogModel>, CoreError> {
+    pub(crate) async fn models_by_id(
+        &self,
+        db: &impl sea_orm::ConnectionTrait,
+        ids: &[ModelId],
+    ) -> Result<HashMap<ModelId, CatalogModel>, CoreError> {
         let ids: Vec<&str> = ids.iter().map(ModelId::as_str).collect();
         models::Entity::find()
             .filter(models::Column::Id.is_in(ids))
@@ -57,10 +71,17 @@ impl Services {
     }
 
     /// Creates or replaces a catalog entry. Returns the entry and whether it is new.
-    pub async fn put_model(&self, actor: &Actor, id: &str, spec: ModelSpec) -> Result<(CatalogModel, bool), CoreError> {
+    pub async fn put_model(
+        &self,
+        actor: &Actor,
+        id: &str,
+        spec: ModelSpec,
+    ) -> Result<(CatalogModel, bool), CoreError> {
         let model_id = ModelId::parse(id).map_err(|e| CoreError::invalid("id", e))?;
         let tx = self.store.begin_write().await?;
-        let existing = models::Entity::find_by_id(model_id.as_str()).one(&*tx).await?;
+        let existing = models::Entity::find_by_id(model_id.as_str())
+            .one(&*tx)
+            .await?;
         let before = existing.clone().map(to_domain).transpose()?;
         let regions: Vec<&str> = spec.regions.iter().map(|r| r.as_str()).collect();
         let row = models::ActiveModel {
@@ -75,9 +96,17 @@ impl Services {
             output_price_micros_per_mtok: Set(spec.output_price.micros()),
             updated_at: Set(self.clock.now()),
         };
-        let saved = if existing.is_some() { row.update(&*tx).await? } else { row.insert(&*tx).await? };
+        let saved = if existing.is_some() {
+            row.update(&*tx).await?
+        } else {
+            row.insert(&*tx).await?
+        };
         let after = to_domain(saved)?;
-        if before.as_ref().map(|b| CatalogModel { updated_at: after.updated_at, ..b.clone() }) != Some(after.clone()) {
+        if before.as_ref().map(|b| CatalogModel {
+            updated_at: after.updated_at,
+            ..b.clone()
+        }) != Some(after.clone())
+        {
             let change = Change {
                 action: "model.put",
                 target_type: "model",

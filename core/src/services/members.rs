@@ -21,14 +21,24 @@ fn to_domain(row: project_members::Model) -> Result<Member, CoreError> {
 }
 
 fn member_not_found(project_id: Uuid, subject: &str) -> CoreError {
-    CoreError::NotFound { kind: "member", id: format!("{project_id}/{subject}") }
+    CoreError::NotFound {
+        kind: "member",
+        id: format!("{project_id}/{subject}"),
+    }
 }
 
 impl Services {
     /// The caller's role in a project, if a member.
-    pub async fn membership(&self, project_id: Uuid, subject: &str) -> Result<Option<ProjectRole>, CoreError> {
-        let row = project_members::Entity::find_by_id((project_id, subject.to_owned())).one(self.store.db()).await?;
-        row.map(|r| ProjectRole::parse(&r.role).map_err(|e| corrupt("member role", e))).transpose()
+    pub async fn membership(
+        &self,
+        project_id: Uuid,
+        subject: &str,
+    ) -> Result<Option<ProjectRole>, CoreError> {
+        let row = project_members::Entity::find_by_id((project_id, subject.to_owned()))
+            .one(self.store.db())
+            .await?;
+        row.map(|r| ProjectRole::parse(&r.role).map_err(|e| corrupt("member role", e)))
+            .transpose()
     }
 
     pub async fn list_members(&self, project_id: Uuid) -> Result<Vec<Member>, CoreError> {
@@ -52,14 +62,27 @@ impl Services {
     }
 
     /// Adds a member or changes its role. Returns the member and whether it is new.
-    pub async fn put_member(&self, actor: &Actor, project_id: Uuid, subject: &Subject, role: ProjectRole) -> Result<(Member, bool), CoreError> {
+    pub async fn put_member(
+        &self,
+        actor: &Actor,
+        project_id: Uuid,
+        subject: &Subject,
+        role: ProjectRole,
+    ) -> Result<(Member, bool), CoreError> {
         let project = self.get_project(project_id).await?;
         if project.status == ProjectStatus::Archived {
-            return Err(CoreError::Conflict { code: "project_archived", message: format!("project '{project_id}' is archived; its members can no longer change") });
+            return Err(CoreError::Conflict {
+                code: "project_archived",
+                message: format!(
+                    "project '{project_id}' is archived; its members can no longer change"
+                ),
+            });
         }
         let now = self.clock.now();
         let tx = self.store.begin_write().await?;
-        let existing = project_members::Entity::find_by_id((project_id, subject.to_string())).one(&*tx).await?;
+        let existing = project_members::Entity::find_by_id((project_id, subject.to_string()))
+            .one(&*tx)
+            .await?;
         let before = existing.clone().map(to_domain).transpose()?;
         if let Some(b) = &before
             && b.role == role
@@ -98,15 +121,28 @@ impl Services {
         Ok((member, before.is_none()))
     }
 
-    pub async fn delete_member(&self, actor: &Actor, project_id: Uuid, subject: &str) -> Result<(), CoreError> {
+    pub async fn delete_member(
+        &self,
+        actor: &Actor,
+        project_id: Uuid,
+        subject: &str,
+    ) -> Result<(), CoreError> {
         let tx = self.store.begin_write().await?;
         let existing = project_members::Entity::find_by_id((project_id, subject.to_owned()))
             .one(&*tx)
             .await?
             .ok_or_else(|| member_not_found(project_id, subject))?;
         let before = to_domain(existing)?;
-        project_members::Entity::delete_by_id((project_id, subject.to_owned())).exec(&*tx).await?;
-        let change = Change { action: "member.delete", target_type: "member", target_id: format!("{project_id}/{subject}"), before: snapshot(&before), after: None };
+        project_members::Entity::delete_by_id((project_id, subject.to_owned()))
+            .exec(&*tx)
+            .await?;
+        let change = Change {
+            action: "member.delete",
+            target_type: "member",
+            target_id: format!("{project_id}/{subject}"),
+            before: snapshot(&before),
+            after: None,
+        };
         record(&*tx, actor, self.clock.now(), change).await?;
         tx.commit().await?;
         Ok(())

@@ -54,7 +54,12 @@ pub fn decode_cursor(cursor: &str) -> Result<Uuid, CoreError> {
         .decode(cursor)
         .ok()
         .and_then(|b| Uuid::from_slice(&b).ok())
-        .ok_or_else(|| CoreError::invalid("cursor", "is not a cursor returned by this API; start again without it"))
+        .ok_or_else(|| {
+            CoreError::invalid(
+                "cursor",
+                "is not a cursor returned by this API; start again without it",
+            )
+        })
 }
 
 /// Checks `limit` and returns it, or the default.
@@ -62,7 +67,10 @@ pub fn page_size(limit: Option<u64>) -> Result<u64, CoreError> {
     match limit {
         None => Ok(DEFAULT_PAGE_SIZE),
         Some(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
-        Some(_) => Err(CoreError::invalid("limit", format!("must be between 1 and {MAX_PAGE_SIZE}"))),
+        Some(_) => Err(CoreError::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_PAGE_SIZE}"),
+        )),
     }
 }
 

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -33,7 +34,10 @@ impl IdempotencyKey {
         if ok {
             Ok(Self(value.to_owned()))
         } else {
-            Err(CoreError::invalid("Idempotency-Key", "must be 1 to 255 visible ASCII characters"))
+            Err(CoreError::invalid(
+                "Idempotency-Key",
+                "must be 1 to 255 visible ASCII characters",
+            ))
         }
     }
 }
@@ -43,7 +47,11 @@ impl IdempotencyKey {
 #[derive(Debug)]
 pub enum CreateOutcome {
     Created(Project),
-    Replayed { status: u16, body: Value, etag: Option<String> },
+    Replayed {
+        status: u16,
+        body: Value,
+        etag: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -57,8 +65,13 @@ pub struct ProjectFilter {
 }
 
 fn to_domain(row: projects::Model, tags: Tags) -> Result<Project, CoreError> {
-    let models: Vec<String> = serde_json::from_value(row.allowed_models).map_err(|e| corrupt("allowed_models", e))?;
-    let allowed_models = models.iter().map(|m| ModelId::parse(m)).collect::<Result<_, _>>().map_err(|e| corrupt("model id", e))?;
+    let models: Vec<String> =
+        serde_json::from_value(row.allowed_models).map_err(|e| corrupt("allowed_models", e))?;
+    let allowed_models = models
+        .iter()
+        .map(|m| ModelId::parse(m))
+        .collect::<Result<_, _>>()
+        .map_err(|e| corrupt("model id", e))?;
     let rate = |v: Option<i64>| v.and_then(|n| u64::try_from(n).ok());
     Ok(Project {
         id: row.id,
@@ -69,9 +82,13 @@ fn to_domain(row: projects::Model, tags: Tags) -> Result<Project, CoreError> {
         region: Region::parse(&row.region).map_err(|e| corrupt("region", e))?,
         allowed_models,
         tags,
-        data_retention: DataRetention::parse(&row.data_retention).map_err(|e| corrupt("data_retention", e))?,
+        data_retention: DataRetention::parse(&row.data_retention)
+            .map_err(|e| corrupt("data_retention", e))?,
         monthly_budget_usd: row.monthly_budget_cents.map(Budget::from_cents),
-        rate_limits: RateLimits { rpm: rate(row.rate_limit_rpm), tpm: rate(row.rate_limit_tpm) },
+        rate_limits: RateLimits {
+            rpm: rate(row.rate_limit_rpm),
+            tpm: rate(row.rate_limit_tpm),
+        },
         status: ProjectStatus::parse(&row.status).map_err(|e| corrupt("status", e))?,
         generation: row.generation,
         observed_generation: row.observed_generation,
@@ -83,7 +100,12 @@ fn to_domain(row: projects::Model, tags: Tags) -> Result<Project, CoreError> {
 }
 
 fn models_json(models: &[ModelId]) -> Value {
-    Value::Array(models.iter().map(|m| Value::String(m.to_string())).collect())
+    Value::Array(
+        models
+            .iter()
+            .map(|m| Value::String(m.to_string()))
+            .collect(),
+    )
 }
 
 fn to_i64(v: Option<u64>) -> Option<i64> {
@@ -95,12 +117,18 @@ fn request_hash(input: &NewProject) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
 
-async fn tags_for(db: &impl ConnectionTrait, ids: &[Uuid]) -> Result<BTreeMap<Uuid, Tags>, CoreError> {
+async fn tags_for(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> Result<BTreeMap<Uuid, Tags>, CoreError> {
     let mut out: BTreeMap<Uuid, Tags> = BTreeMap::new();
     if ids.is_empty() {
         return Ok(out);
     }
-    let rows = project_tags::Entity::find().filter(project_tags::Column::ProjectId.is_in(ids.to_vec())).all(db).await?;
+    let rows = project_tags::Entity::find()
+        .filter(project_tags::Column::ProjectId.is_in(ids.to_vec()))
+        .all(db)
+        .await?;
     for t in rows {
         out.entry(t.project_id).or_default().insert(t.key, t.value);
     }
@@ -108,14 +136,19 @@ async fn tags_for(db: &impl ConnectionTrait, ids: &[Uuid]) -> Result<BTreeMap<Uu
 }
 
 async fn write_tags(db: &impl ConnectionTrait, id: Uuid, tags: &Tags) -> Result<(), CoreError> {
-    project_tags::Entity::delete_many().filter(project_tags::Column::ProjectId.eq(id)).exec(db).await?;
+    project_tags::Entity::delete_many()
+        .filter(project_tags::Column::ProjectId.eq(id))
+        .exec(db)
+        .await?;
     if !tags.is_empty() {
         let rows = tags.iter().map(|(k, v)| project_tags::ActiveModel {
             project_id: Set(id),
             key: Set(k.clone()),
             value: Set(v.clone()),
         });
-        project_tags::Entity::insert_many(rows).exec_without_returning(db).await?;
+        project_tags::Entity::insert_many(rows)
+            .exec_without_returning(db)
+            .await?;
     }
     Ok(())
 }
@@ -132,20 +165,32 @@ fn name_taken(draft: &ProjectDraft) -> CoreError {
 
 /// Compares `If-Match` with the current entity tag (`*` matches anything).
 fn check_if_match(if_match: Option<&str>, project: &Project) -> Result<(), CoreError> {
-    let Some(header) = if_match else { return Ok(()) };
+    let Some(header) = if_match else {
+        return Ok(());
+    };
     let current = project.etag();
-    let matches = header.split(',').map(str::trim).any(|t| t == "*" || t == current);
+    let matches = header
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t == current);
     if matches {
         Ok(())
     } else {
-        Err(CoreError::PreconditionFailed { expected: header.to_owned(), current })
+        Err(CoreError::PreconditionFailed {
+            expected: header.to_owned(),
+            current,
+        })
     }
 }
 
 impl Services {
     /// Checks the draft against the catalog: every model must exist, be offered in the
     /// project's region and serve an API the project may use.
-    async fn check_catalog(&self, db: &impl ConnectionTrait, draft: &ProjectDraft) -> Result<(), CoreError> {
+    async fn check_catalog(
+        &self,
+        db: &impl ConnectionTrait,
+        draft: &ProjectDraft,
+    ) -> Result<(), CoreError> {
         let catalog = self.models_by_id(db, &draft.allowed_models).await?;
         let mut errors = Vec::new();
         for (i, id) in draft.allowed_models.iter().enumerate() {
@@ -166,7 +211,11 @@ impl Services {
                 Some(_) => {}
             }
         }
-        if errors.is_empty() { Ok(()) } else { Err(CoreError::Validation(errors)) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(CoreError::Validation(errors))
+        }
     }
 
     pub async fn create_project(
@@ -184,19 +233,29 @@ impl Services {
         let draft = input.validate().map_err(CoreError::Validation)?;
         self.check_catalog(self.store.db(), &draft).await?;
         match self.insert_project(actor, &draft, idempotency, &hash).await {
-            Err(CoreError::Internal(_)) | Err(CoreError::Conflict { .. }) if idempotency.is_some() => {
+            Err(CoreError::Internal(_)) | Err(CoreError::Conflict { .. })
+                if idempotency.is_some() =>
+            {
                 // A concurrent request with the same key may have won the race.
                 let key = idempotency.ok_or_else(|| CoreError::Internal("unreachable".into()))?;
                 match self.stored_response(actor, key, &hash).await? {
                     Some(stored) => Ok(stored),
-                    None => self.insert_project(actor, &draft, idempotency, &hash).await.map(CreateOutcome::Created),
+                    None => self
+                        .insert_project(actor, &draft, idempotency, &hash)
+                        .await
+                        .map(CreateOutcome::Created),
                 }
             }
             other => other.map(CreateOutcome::Created),
         }
     }
 
-    async fn stored_response(&self, actor: &Actor, key: &IdempotencyKey, hash: &str) -> Result<Option<CreateOutcome>, CoreError> {
+    async fn stored_response(
+        &self,
+        actor: &Actor,
+        key: &IdempotencyKey,
+        hash: &str,
+    ) -> Result<Option<CreateOutcome>, CoreError> {
         let found = idempotency_keys::Entity::find_by_id((
             actor.principal.subject.clone(),
             IDEMPOTENCY_SCOPE_CREATE.to_owned(),
@@ -261,7 +320,13 @@ impl Services {
         };
         write_tags(&*tx, id, &draft.tags).await?;
         let project = to_domain(inserted, draft.tags.clone())?;
-        let change = Change { action: "project.create", target_type: "project", target_id: id.to_string(), before: None, after: snapshot(&project) };
+        let change = Change {
+            action: "project.create",
+            target_type: "project",
+            target_id: id.to_string(),
+            before: None,
+            after: snapshot(&project),
+        };
         record(&*tx, actor, now, change).await?;
         if let Some(key) = idempotency {
             idempotency_keys::ActiveModel {
@@ -270,13 +335,20 @@ impl Services {
                 key: Set(key.0.clone()),
                 request_hash: Set(hash.into()),
                 response_status: Set(201),
-                response_body: Set(serde_json::to_value(&project).map_err(|e| CoreError::internal("serializing a project", e))?),
+                response_body: Set(serde_json::to_value(&project)
+                    .map_err(|e| CoreError::internal("serializing a project", e))?),
                 response_etag: Set(Some(project.etag())),
                 created_at: Set(now),
             }
             .insert(&*tx)
             .await
-            .map_err(|e| if is_unique_violation(&e) { CoreError::Internal("idempotency key race".into()) } else { e.into() })?;
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    CoreError::Internal("idempotency key race".into())
+                } else {
+                    e.into()
+                }
+            })?;
         }
         tx.commit().await?;
         Ok(project)
@@ -286,16 +358,28 @@ impl Services {
         self.load_project(self.store.db(), id).await
     }
 
-    async fn load_project(&self, db: &impl ConnectionTrait, id: Uuid) -> Result<Project, CoreError> {
+    async fn load_project(
+        &self,
+        db: &impl ConnectionTrait,
+        id: Uuid,
+    ) -> Result<Project, CoreError> {
         let row = projects::Entity::find_by_id(id)
             .one(db)
             .await?
-            .ok_or_else(|| CoreError::NotFound { kind: "project", id: id.to_string() })?;
+            .ok_or_else(|| CoreError::NotFound {
+                kind: "project",
+                id: id.to_string(),
+            })?;
         let tags = tags_for(db, &[id]).await?.remove(&id).unwrap_or_default();
         to_domain(row, tags)
     }
 
-    pub async fn list_projects(&self, filter: &ProjectFilter, cursor: Option<&str>, limit: Option<u64>) -> Result<Page<Project>, CoreError> {
+    pub async fn list_projects(
+        &self,
+        filter: &ProjectFilter,
+        cursor: Option<&str>,
+        limit: Option<u64>,
+    ) -> Result<Page<Project>, CoreError> {
         let limit = page_size(limit)?;
         let mut q = projects::Entity::find().order_by_asc(projects::Column::Id);
         if let Some(c) = cursor {
@@ -330,7 +414,11 @@ impl Services {
         let mut rows = q.limit(limit + 1).all(self.store.db()).await?;
         let more = rows.len() as u64 > limit;
         rows.truncate(limit as usize);
-        let next_cursor = if more { rows.last().map(|r| encode_cursor(r.id)) } else { None };
+        let next_cursor = if more {
+            rows.last().map(|r| encode_cursor(r.id))
+        } else {
+            None
+        };
         let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
         let mut tags = tags_for(self.store.db(), &ids).await?;
         let items = rows
@@ -344,13 +432,24 @@ impl Services {
     }
 
     /// Applies a merge patch. A patch that changes nothing writes nothing.
-    pub async fn update_project(&self, actor: &Actor, id: Uuid, patch: &ProjectPatch, if_match: Option<&str>) -> Result<Project, CoreError> {
+    pub async fn update_project(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        patch: &ProjectPatch,
+        if_match: Option<&str>,
+    ) -> Result<Project, CoreError> {
         let current = self.get_project(id).await?;
         check_if_match(if_match, &current)?;
         if current.status == ProjectStatus::Archived {
-            return Err(CoreError::Conflict { code: "project_archived", message: format!("project '{id}' is archived and can no longer change") });
+            return Err(CoreError::Conflict {
+                code: "project_archived",
+                message: format!("project '{id}' is archived and can no longer change"),
+            });
         }
-        let draft = patch.apply(&current.draft()).map_err(CoreError::Validation)?;
+        let draft = patch
+            .apply(&current.draft())
+            .map_err(CoreError::Validation)?;
         if draft == current.draft() {
             return Ok(current);
         }
@@ -359,16 +458,40 @@ impl Services {
         let tx = self.store.begin_write().await?;
         // Compare-and-swap on resource_version: a concurrent writer makes this a 412.
         let result = projects::Entity::update_many()
-            .col_expr(projects::Column::DisplayName, Expr::value(draft.display_name.clone()))
+            .col_expr(
+                projects::Column::DisplayName,
+                Expr::value(draft.display_name.clone()),
+            )
             .col_expr(projects::Column::Team, Expr::value(draft.team.to_string()))
             .col_expr(projects::Column::Region, Expr::value(draft.region.as_str()))
-            .col_expr(projects::Column::AllowedModels, Expr::value(models_json(&draft.allowed_models)))
-            .col_expr(projects::Column::DataRetention, Expr::value(draft.data_retention.as_str()))
-            .col_expr(projects::Column::MonthlyBudgetCents, Expr::value(draft.monthly_budget.map(Budget::cents)))
-            .col_expr(projects::Column::RateLimitRpm, Expr::value(to_i64(draft.rate_limits.rpm)))
-            .col_expr(projects::Column::RateLimitTpm, Expr::value(to_i64(draft.rate_limits.tpm)))
-            .col_expr(projects::Column::Generation, Expr::col(projects::Column::Generation).add(1))
-            .col_expr(projects::Column::ResourceVersion, Expr::col(projects::Column::ResourceVersion).add(1))
+            .col_expr(
+                projects::Column::AllowedModels,
+                Expr::value(models_json(&draft.allowed_models)),
+            )
+            .col_expr(
+                projects::Column::DataRetention,
+                Expr::value(draft.data_retention.as_str()),
+            )
+            .col_expr(
+                projects::Column::MonthlyBudgetCents,
+                Expr::value(draft.monthly_budget.map(Budget::cents)),
+            )
+            .col_expr(
+                projects::Column::RateLimitRpm,
+                Expr::value(to_i64(draft.rate_limits.rpm)),
+            )
+            .col_expr(
+                projects::Column::RateLimitTpm,
+                Expr::value(to_i64(draft.rate_limits.tpm)),
+            )
+            .col_expr(
+                projects::Column::Generation,
+                Expr::col(projects::Column::Generation).add(1),
+            )
+            .col_expr(
+                projects::Column::ResourceVersion,
+                Expr::col(projects::Column::ResourceVersion).add(1),
+            )
             .col_expr(projects::Column::UpdatedAt, Expr::value(now))
             .filter(projects::Column::Id.eq(id))
             .filter(projects::Column::ResourceVersion.eq(current.resource_version))
@@ -377,11 +500,20 @@ impl Services {
             .await?;
         if result.rows_affected != 1 {
             let latest = self.load_project(&*tx, id).await?;
-            return Err(CoreError::PreconditionFailed { expected: current.etag(), current: latest.etag() });
+            return Err(CoreError::PreconditionFailed {
+                expected: current.etag(),
+                current: latest.etag(),
+            });
         }
         write_tags(&*tx, id, &draft.tags).await?;
         let updated = self.load_project(&*tx, id).await?;
-        let change = Change { action: "project.update", target_type: "project", target_id: id.to_string(), before: snapshot(&current), after: snapshot(&updated) };
+        let change = Change {
+            action: "project.update",
+            target_type: "project",
+            target_id: id.to_string(),
+            before: snapshot(&current),
+            after: snapshot(&updated),
+        };
         record(&*tx, actor, now, change).await?;
         tx.commit().await?;
         Ok(updated)
@@ -396,10 +528,19 @@ impl Services {
         let now = self.clock.now();
         let tx = self.store.begin_write().await?;
         let result = projects::Entity::update_many()
-            .col_expr(projects::Column::Status, Expr::value(ProjectStatus::Archived.as_str()))
+            .col_expr(
+                projects::Column::Status,
+                Expr::value(ProjectStatus::Archived.as_str()),
+            )
             .col_expr(projects::Column::ArchivedAt, Expr::value(Some(now)))
-            .col_expr(projects::Column::Generation, Expr::col(projects::Column::Generation).add(1))
-            .col_expr(projects::Column::ResourceVersion, Expr::col(projects::Column::ResourceVersion).add(1))
+            .col_expr(
+                projects::Column::Generation,
+                Expr::col(projects::Column::Generation).add(1),
+            )
+            .col_expr(
+                projects::Column::ResourceVersion,
+                Expr::col(projects::Column::ResourceVersion).add(1),
+            )
             .col_expr(projects::Column::UpdatedAt, Expr::value(now))
             .filter(projects::Column::Id.eq(id))
             .filter(projects::Column::ArchivedAt.is_null())
@@ -407,7 +548,13 @@ impl Services {
             .await?;
         let archived = self.load_project(&*tx, id).await?;
         if result.rows_affected == 1 {
-            let change = Change { action: "project.archive", target_type: "project", target_id: id.to_string(), before: snapshot(&current), after: snapshot(&archived) };
+            let change = Change {
+                action: "project.archive",
+                target_type: "project",
+                target_id: id.to_string(),
+                before: snapshot(&current),
+                after: snapshot(&archived),
+            };
             record(&*tx, actor, now, change).await?;
             tx.commit().await?;
         }
@@ -417,7 +564,10 @@ impl Services {
 
 impl Services {
     /// Forgets idempotency keys older than `max_age`; returns how many.
-    pub async fn purge_idempotency_keys(&self, max_age: chrono::Duration) -> Result<u64, CoreError> {
+    pub async fn purge_idempotency_keys(
+        &self,
+        max_age: chrono::Duration,
+    ) -> Result<u64, CoreError> {
         let cutoff = self.clock.now() - max_age;
         let result = idempotency_keys::Entity::delete_many()
             .filter(idempotency_keys::Column::CreatedAt.lt(cutoff))

@@ -63,7 +63,8 @@ impl Store {
     }
 
     pub fn from_connection(db: DatabaseConnection) -> Self {
-        let sqlite_writer = (db.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        let sqlite_writer =
+            (db.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
         Self { db, sqlite_writer }
     }
 
@@ -100,15 +101,22 @@ pub fn is_unavailable(err: &DbErr) -> bool {
     use sea_orm::sqlx::Error as Sqlx;
     match err {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => match e.as_ref() {
-            Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::Tls(_) | Sqlx::Protocol(_) | Sqlx::WorkerCrashed => true,
-            Sqlx::Database(db) => {
-                let code = db.code().unwrap_or_default();
-                // Postgres: 08xxx connection exceptions, 57P0x shutdown; SQLite: 5 BUSY, 6 LOCKED.
-                code.starts_with("08") || code.starts_with("57P") || code == "5" || code == "6"
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            match e.as_ref() {
+                Sqlx::Io(_)
+                | Sqlx::PoolTimedOut
+                | Sqlx::PoolClosed
+                | Sqlx::Tls(_)
+                | Sqlx::Protocol(_)
+                | Sqlx::WorkerCrashed => true,
+                Sqlx::Database(db) => {
+                    let code = db.code().unwrap_or_default();
+                    // Postgres: 08xxx connection exceptions, 57P0x shutdown; SQLite: 5 BUSY, 6 LOCKED.
+                    code.starts_with("08") || code.starts_with("57P") || code == "5" || code == "6"
+                }
+                _ => false,
             }
-            _ => false,
-        },
+        }
         _ => false,
     }
 }

@@ -1,0 +1,13 @@
+//! The integration suite: the real app on port 0 against a real database per test.
+//! `STRATA_TEST_BACKEND=postgres|sqlite` picks the database (`scripts/test` runs both).
+
+mod audit;
+mod auth;
+mod authz;
+mod members;
+mod migrations;
+mod models;
+mod ops;
+mod outage;
+mod projects;
+mod validation;

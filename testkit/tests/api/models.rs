@@ -1,0 +1,136 @@
+use reqwest::StatusCode;
+use serde_json::json;
+use strata_testkit::{TestApp, project_body};
+
+#[tokio::test]
+async fn the_catalog_is_seeded_with_mantle_models() {
+    let app = TestApp::spawn().await;
+    let r = app.get("/api/v1/models", &app.admin).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let items = r.body["items"].as_array().cloned().unwrap_or_default();
+    let ids: Vec<&str> = items.iter().filter_map(|m| m["id"].as_str()).collect();
+    for required in [
+        "openai.gpt-oss-120b",
+        "openai.gpt-oss-20b",
+        "mistral.mistral-large-2411-v1:0",
+    ] {
+        assert!(ids.contains(&required), "{required} missing from {ids:?}");
+    }
+    for provider in ["deepseek", "google", "moonshot", "minimax", "nvidia"] {
+        assert!(
+            items.iter().any(|m| m["provider"] == provider),
+            "no {provider} model"
+        );
+    }
+    let gpt = items
+        .iter()
+        .find(|m| m["id"] == "openai.gpt-oss-120b")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(gpt["supports_responses"], true);
+    assert_eq!(gpt["supports_chat"], true);
+    assert_eq!(gpt["input_price_per_mtok_usd"], 0.15);
+    assert_eq!(gpt["regions"].as_array().map(Vec::len), Some(12));
+    let mistral = items
+        .iter()
+        .find(|m| m["provider"] == "mistral")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        mistral["supports_responses"], false,
+        "only GPT-OSS serves the Responses API"
+    );
+}
+
+#[tokio::test]
+async fn admins_edit_prices_and_add_models() {
+    let app = TestApp::spawn().await;
+    let entry = json!({
+        "provider": "acme", "display_name": "Acme 1", "supports_chat": true, "supports_responses": false,
+        "supports_streaming": false, "regions": ["eu-west-1"], "input_price_per_mtok_usd": 1.25, "output_price_per_mtok_usd": 5.0
+    });
+    let r = app
+        .put("/api/v1/models/acme.model-1", &app.admin, &entry)
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let mut cheaper = entry.clone();
+    cheaper["input_price_per_mtok_usd"] = json!(0.5);
+    let r = app
+        .put("/api/v1/models/acme.model-1", &app.admin, &cheaper)
+        .await;
+    assert_eq!(
+        (r.status, r.body["input_price_per_mtok_usd"].as_f64()),
+        (StatusCode::OK, Some(0.5))
+    );
+    assert_eq!(
+        app.get("/api/v1/models/acme.model-1", &app.admin)
+            .await
+            .body["input_price_per_mtok_usd"],
+        0.5
+    );
+
+    // The new model can be used by projects in its region, not elsewhere.
+    let mut body = project_body("acme-user");
+    body["region"] = json!("eu-west-1");
+    body["allowed_models"] = json!(["acme.model-1"]);
+    app.create_project(&body).await;
+    body["name"] = json!("acme-elsewhere");
+    body["region"] = json!("us-east-1");
+    assert_eq!(
+        app.post("/api/v1/projects", &app.admin, &body).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+
+    let mut bad = entry.clone();
+    bad["input_price_per_mtok_usd"] = json!(-1);
+    bad["supports_chat"] = json!(false);
+    let r = app
+        .put("/api/v1/models/acme.model-2", &app.admin, &bad)
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        "{}",
+        r.body
+    );
+    let r = app.put("/api/v1/models/Bad%20Id", &app.admin, &entry).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        "{}",
+        r.body
+    );
+    let r = app.get("/api/v1/models/none.such", &app.admin).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, "model_not_found")
+    );
+    let audit = app.get("/api/v1/audit?action=model.put", &app.admin).await;
+    assert_eq!(audit.body["items"].as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test]
+async fn a_zdr_project_cannot_use_a_responses_only_model() {
+    let app = TestApp::spawn().await;
+    let entry = json!({
+        "provider": "openai", "display_name": "responses only", "supports_chat": false, "supports_responses": true,
+        "supports_streaming": true, "regions": ["us-east-1"], "input_price_per_mtok_usd": 1, "output_price_per_mtok_usd": 2
+    });
+    assert_eq!(
+        app.put("/api/v1/models/openai.responses-only", &app.admin, &entry)
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let mut body = project_body("zdr");
+    body["allowed_models"] = json!(["openai.responses-only"]);
+    let r = app.post("/api/v1/projects", &app.admin, &body).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        r.body.to_string().contains("Chat Completions only"),
+        "{}",
+        r.body
+    );
+    body["data_retention"] = json!("standard");
+    app.create_project(&body).await;
+}
