@@ -27,6 +27,7 @@ pub struct AuditQuery {
     pub until: Option<DateTime<Utc>>,
     pub cursor: Option<String>,
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
 }
 

@@ -21,11 +21,13 @@ pub struct ListProjectsQuery {
     /// Team slug.
     pub team: Option<String>,
     /// `key:value` — projects carrying this cost tag (split at the first ':').
+    #[param(pattern = "^[^:]+:.*$")]
     pub tag: Option<String>,
     pub status: Option<ProjectStatus>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
 }
 
@@ -224,6 +226,13 @@ pub async fn update_project(
     let id = project_id(&id)?;
     authorize_project(&state, &caller, id, Action::ProjectsUpdate).await?;
     let if_match = header_str(&headers, "if-match")?;
+    if if_match.is_some_and(|v| v.trim().is_empty()) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_header",
+            "If-Match is empty; send the ETag you read, e.g. \"3\"",
+        ));
+    }
     let project = state
         .services
         .update_project(&caller.actor(), id, &patch, if_match)

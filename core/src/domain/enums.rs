@@ -5,14 +5,10 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+// The enums are written out (not generated) so that serde's renames reach the
+// OpenAPI schema; the macro adds the string conversions.
 macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-        pub enum $name {
-            $(#[serde(rename = $text)] $variant),+
-        }
-
+    ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
 
@@ -41,45 +37,96 @@ macro_rules! string_enum {
     };
 }
 
-string_enum!(
-    /// The environment a project runs in; each has its own AWS resources and dashboards.
-    Environment { Dev => "dev", Staging => "staging", Prod => "prod" }
-);
+/// The environment a project runs in; each has its own AWS resources and dashboards.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+pub enum Environment {
+    #[serde(rename = "dev")]
+    Dev,
+    #[serde(rename = "staging")]
+    Staging,
+    #[serde(rename = "prod")]
+    Prod,
+}
 
-string_enum!(
-    /// The AWS regions that serve Bedrock's OpenAI-compatible endpoint (Mantle).
-    Region {
-        UsEast1 => "us-east-1",
-        UsEast2 => "us-east-2",
-        UsWest2 => "us-west-2",
-        ApNortheast1 => "ap-northeast-1",
-        ApSouth1 => "ap-south-1",
-        ApSoutheast3 => "ap-southeast-3",
-        EuCentral1 => "eu-central-1",
-        EuWest1 => "eu-west-1",
-        EuWest2 => "eu-west-2",
-        EuSouth1 => "eu-south-1",
-        EuNorth1 => "eu-north-1",
-        SaEast1 => "sa-east-1",
-    }
-);
+string_enum!(Environment { Dev => "dev", Staging => "staging", Prod => "prod" });
 
-string_enum!(
-    /// `zdr`: zero data retention, Chat Completions only (the Responses API keeps data
-    /// about 30 days). `standard`: both APIs.
-    DataRetention { Zdr => "zdr", Standard => "standard" }
-);
+/// The AWS regions that serve Bedrock's OpenAI-compatible endpoint (Mantle).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+pub enum Region {
+    #[serde(rename = "us-east-1")]
+    UsEast1,
+    #[serde(rename = "us-east-2")]
+    UsEast2,
+    #[serde(rename = "us-west-2")]
+    UsWest2,
+    #[serde(rename = "ap-northeast-1")]
+    ApNortheast1,
+    #[serde(rename = "ap-south-1")]
+    ApSouth1,
+    #[serde(rename = "ap-southeast-3")]
+    ApSoutheast3,
+    #[serde(rename = "eu-central-1")]
+    EuCentral1,
+    #[serde(rename = "eu-west-1")]
+    EuWest1,
+    #[serde(rename = "eu-west-2")]
+    EuWest2,
+    #[serde(rename = "eu-south-1")]
+    EuSouth1,
+    #[serde(rename = "eu-north-1")]
+    EuNorth1,
+    #[serde(rename = "sa-east-1")]
+    SaEast1,
+}
 
-string_enum!(
-    /// A member's role within one project. `owner` may manage the project's members.
-    ProjectRole { Owner => "owner", Developer => "developer", Viewer => "viewer" }
-);
+string_enum!(Region { UsEast1 => "us-east-1", UsEast2 => "us-east-2", UsWest2 => "us-west-2", ApNortheast1 => "ap-northeast-1", ApSouth1 => "ap-south-1", ApSoutheast3 => "ap-southeast-3", EuCentral1 => "eu-central-1", EuWest1 => "eu-west-1", EuWest2 => "eu-west-2", EuSouth1 => "eu-south-1", EuNorth1 => "eu-north-1", SaEast1 => "sa-east-1" });
 
-string_enum!(
-    /// Lifecycle of a project. Archived projects are read-only and their AWS resources
-    /// are removed by the reconciler.
-    ProjectStatus { Active => "active", Archived => "archived" }
-);
+/// `zdr`: zero data retention, Chat Completions only (the Responses API keeps data
+/// about 30 days). `standard`: both APIs.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+pub enum DataRetention {
+    #[serde(rename = "zdr")]
+    Zdr,
+    #[serde(rename = "standard")]
+    Standard,
+}
+
+string_enum!(DataRetention { Zdr => "zdr", Standard => "standard" });
+
+/// A member's role within one project. `owner` may manage the project's members.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+pub enum ProjectRole {
+    #[serde(rename = "owner")]
+    Owner,
+    #[serde(rename = "developer")]
+    Developer,
+    #[serde(rename = "viewer")]
+    Viewer,
+}
+
+string_enum!(ProjectRole { Owner => "owner", Developer => "developer", Viewer => "viewer" });
+
+/// Lifecycle of a project. Archived projects are read-only and their AWS resources
+/// are removed by the reconciler.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+pub enum ProjectStatus {
+    #[serde(rename = "active")]
+    Active,
+    #[serde(rename = "archived")]
+    Archived,
+}
+
+string_enum!(ProjectStatus { Active => "active", Archived => "archived" });
 
 #[cfg(test)]
 mod tests {

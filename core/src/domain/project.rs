@@ -24,9 +24,11 @@ const MAX_RATE: u64 = 1_000_000_000;
 pub struct RateLimits {
     /// Requests per minute, 1 to 1e9.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub rpm: Option<u64>,
     /// Tokens per minute, 1 to 1e9.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub tpm: Option<u64>,
 }
 
@@ -50,18 +52,28 @@ impl RateLimits {
 #[serde(deny_unknown_fields)]
 pub struct NewProject {
     /// Slug, unique among the environment's active projects; cannot be changed later.
-    #[schema(example = "checkout-api")]
+    #[schema(
+        example = "checkout-api",
+        pattern = "^[a-z]([a-z0-9]|-[a-z0-9])+$",
+        min_length = 2,
+        max_length = 40
+    )]
     pub name: String,
     /// Human-readable name; defaults to `name`.
     #[serde(default)]
-    #[schema(example = "Checkout API")]
+    #[schema(example = "Checkout API", min_length = 1, max_length = 128)]
     pub display_name: Option<String>,
     pub environment: Environment,
-    #[schema(example = "payments")]
+    #[schema(
+        example = "payments",
+        pattern = "^[a-z]([a-z0-9]|-[a-z0-9])+$",
+        min_length = 2,
+        max_length = 64
+    )]
     pub team: String,
     pub region: Region,
     /// Model ids from the catalog (`GET /api/v1/models`) offered in `region`.
-    #[schema(example = json!(["openai.gpt-oss-120b"]))]
+    #[schema(example = json!(["openai.gpt-oss-120b"]), min_items = 1, max_items = 100)]
     pub allowed_models: Vec<String>,
     /// Cost-allocation tags (AWS tag rules; at most 47; no `aws:` or `strata:` prefix).
     #[serde(default)]
@@ -72,7 +84,7 @@ pub struct NewProject {
     pub data_retention: Option<DataRetention>,
     /// US dollars per calendar month, at most two decimals; `null` for none.
     #[serde(default)]
-    #[schema(example = 500.0)]
+    #[schema(example = 500.0, minimum = 0, maximum = 1_000_000_000)]
     pub monthly_budget_usd: Option<f64>,
     #[serde(default)]
     pub rate_limits: RateLimits,

@@ -226,6 +226,30 @@ async fn patch_is_a_merge_patch_with_optimistic_concurrency() {
         (StatusCode::OK, Some(2))
     );
 
+    // An empty If-Match and a body that is not an object are refused.
+    let r = app
+        .send(
+            reqwest::Method::PATCH,
+            &path,
+            &app.admin,
+            Some(&json!({"team": "x"})),
+            &[("if-match", "")],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_header"),
+        "{}",
+        r.body
+    );
+    let r = app.patch(&path, &app.admin, &json!([null, null])).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+        "{}",
+        r.body
+    );
+
     // Immutable and unknown fields.
     let r = app
         .patch(&path, &app.admin, &json!({"name": "renamed"}))
