@@ -17,7 +17,7 @@ enum MigrateAction {
     Up,
     /// Revert the last `steps` migrations.
     Down {
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, env = "STRATA_MIGRATE_STEPS", default_value_t = 1)]
         steps: u32,
     },
     /// List migrations and whether each is applied.

@@ -25,13 +25,18 @@ struct MintArgs {
     #[command(flatten)]
     auth: AuthConfig,
     /// The token's subject (`sub`), e.g. alice@example.com.
-    #[arg(long)]
+    #[arg(long, env = "STRATA_TOKEN_SUBJECT")]
     subject: String,
     /// A global role from the RBAC table; repeat for several.
-    #[arg(long = "role", required = true)]
+    #[arg(
+        long = "role",
+        env = "STRATA_TOKEN_ROLES",
+        value_delimiter = ',',
+        required = true
+    )]
     roles: Vec<String>,
     /// Lifetime: a number with s, m, h or d (e.g. 12h, 30d).
-    #[arg(long, default_value = "24h")]
+    #[arg(long, env = "STRATA_TOKEN_TTL", default_value = "24h")]
     ttl: String,
 }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Page, Services, decode_cursor, encode_cursor, page_size};
+use super::{Page, Services, decode_cursor, page_size, split_page};
 use crate::CoreError;
 use crate::auth::Actor;
 use crate::store::entities::audit_events;
@@ -108,14 +108,8 @@ impl Services {
         if let Some(v) = filter.until {
             q = q.filter(audit_events::Column::OccurredAt.lt(v));
         }
-        let mut rows = q.limit(limit + 1).all(self.store.db()).await?;
-        let more = rows.len() as u64 > limit;
-        rows.truncate(limit as usize);
-        let next_cursor = if more {
-            rows.last().map(|r| encode_cursor(r.id))
-        } else {
-            None
-        };
+        let rows = q.limit(limit + 1).all(self.store.db()).await?;
+        let (rows, next_cursor) = split_page(rows, limit, |r| r.id);
         let items = rows
             .into_iter()
             .map(|r| AuditEvent {

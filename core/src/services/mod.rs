@@ -74,6 +74,22 @@ pub fn page_size(limit: Option<u64>) -> Result<u64, CoreError> {
     }
 }
 
+/// Splits `limit + 1` fetched rows into one page and the cursor of the next.
+fn split_page<R>(
+    mut rows: Vec<R>,
+    limit: u64,
+    id: impl Fn(&R) -> Uuid,
+) -> (Vec<R>, Option<String>) {
+    let more = rows.len() as u64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let next_cursor = if more {
+        rows.last().map(|r| encode_cursor(id(r)))
+    } else {
+        None
+    };
+    (rows, next_cursor)
+}
+
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> CoreError {
     CoreError::Internal(format!("stored {what} is invalid: {detail}"))
 }

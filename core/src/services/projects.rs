@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    QuerySelect, Set, UpdateMany,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::audit::{Change, record, snapshot};
-use super::{Page, Services, corrupt, decode_cursor, encode_cursor, page_size};
+use super::{Page, Services, corrupt, decode_cursor, page_size, split_page};
 use crate::auth::Actor;
 use crate::domain::{
     Budget, DataRetention, Environment, ModelId, NewProject, Project, ProjectDraft, ProjectPatch,
@@ -151,6 +151,23 @@ async fn write_tags(db: &impl ConnectionTrait, id: Uuid, tags: &Tags) -> Result<
             .await?;
     }
     Ok(())
+}
+
+/// A change to the specification: new generation, new resource version.
+fn bump_generation(
+    update: UpdateMany<projects::Entity>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> UpdateMany<projects::Entity> {
+    update
+        .col_expr(
+            projects::Column::Generation,
+            Expr::col(projects::Column::Generation).add(1),
+        )
+        .col_expr(
+            projects::Column::ResourceVersion,
+            Expr::col(projects::Column::ResourceVersion).add(1),
+        )
+        .col_expr(projects::Column::UpdatedAt, Expr::value(now))
 }
 
 fn name_taken(draft: &ProjectDraft) -> CoreError {
@@ -358,20 +375,23 @@ impl Services {
         self.load_project(self.store.db(), id).await
     }
 
+    /// One round trip: the project joined with its tags.
     async fn load_project(
         &self,
         db: &impl ConnectionTrait,
         id: Uuid,
     ) -> Result<Project, CoreError> {
-        let row = projects::Entity::find_by_id(id)
-            .one(db)
+        let (row, tags) = projects::Entity::find_by_id(id)
+            .find_with_related(project_tags::Entity)
+            .all(db)
             .await?
+            .into_iter()
+            .next()
             .ok_or_else(|| CoreError::NotFound {
                 kind: "project",
                 id: id.to_string(),
             })?;
-        let tags = tags_for(db, &[id]).await?.remove(&id).unwrap_or_default();
-        to_domain(row, tags)
+        to_domain(row, tags.into_iter().map(|t| (t.key, t.value)).collect())
     }
 
     pub async fn list_projects(
@@ -411,14 +431,8 @@ impl Services {
                 .to_owned();
             q = q.filter(projects::Column::Id.in_subquery(sub));
         }
-        let mut rows = q.limit(limit + 1).all(self.store.db()).await?;
-        let more = rows.len() as u64 > limit;
-        rows.truncate(limit as usize);
-        let next_cursor = if more {
-            rows.last().map(|r| encode_cursor(r.id))
-        } else {
-            None
-        };
+        let rows = q.limit(limit + 1).all(self.store.db()).await?;
+        let (rows, next_cursor) = split_page(rows, limit, |r| r.id);
         let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
         let mut tags = tags_for(self.store.db(), &ids).await?;
         let items = rows
@@ -457,7 +471,7 @@ impl Services {
         let now = self.clock.now();
         let tx = self.store.begin_write().await?;
         // Compare-and-swap on resource_version: a concurrent writer makes this a 412.
-        let result = projects::Entity::update_many()
+        let result = bump_generation(projects::Entity::update_many(), now)
             .col_expr(
                 projects::Column::DisplayName,
                 Expr::value(draft.display_name.clone()),
@@ -484,15 +498,6 @@ impl Services {
                 projects::Column::RateLimitTpm,
                 Expr::value(to_i64(draft.rate_limits.tpm)),
             )
-            .col_expr(
-                projects::Column::Generation,
-                Expr::col(projects::Column::Generation).add(1),
-            )
-            .col_expr(
-                projects::Column::ResourceVersion,
-                Expr::col(projects::Column::ResourceVersion).add(1),
-            )
-            .col_expr(projects::Column::UpdatedAt, Expr::value(now))
             .filter(projects::Column::Id.eq(id))
             .filter(projects::Column::ResourceVersion.eq(current.resource_version))
             .filter(projects::Column::ArchivedAt.is_null())
@@ -527,21 +532,12 @@ impl Services {
         }
         let now = self.clock.now();
         let tx = self.store.begin_write().await?;
-        let result = projects::Entity::update_many()
+        let result = bump_generation(projects::Entity::update_many(), now)
             .col_expr(
                 projects::Column::Status,
                 Expr::value(ProjectStatus::Archived.as_str()),
             )
             .col_expr(projects::Column::ArchivedAt, Expr::value(Some(now)))
-            .col_expr(
-                projects::Column::Generation,
-                Expr::col(projects::Column::Generation).add(1),
-            )
-            .col_expr(
-                projects::Column::ResourceVersion,
-                Expr::col(projects::Column::ResourceVersion).add(1),
-            )
-            .col_expr(projects::Column::UpdatedAt, Expr::value(now))
             .filter(projects::Column::Id.eq(id))
             .filter(projects::Column::ArchivedAt.is_null())
             .exec(&*tx)

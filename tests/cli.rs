@@ -1,0 +1,160 @@
+//! The binary as a newcomer uses it: `strata serve` with no configuration prints a
+//! platform-admin token (and writes it 0600), `strata token mint` makes more, a project
+//! created with the printed token is listed, and SIGTERM stops the server cleanly.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn first_start_prints_a_working_admin_token() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let port = free_port();
+    let mut server = Command::new(STRATA)
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("STRATA_LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("STRATA_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stdout = server.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let printed = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.starts_with("eyJ"))
+            .unwrap_or_default()
+    })
+    .await
+    .unwrap_or_default();
+    assert!(!printed.is_empty(), "serve printed no token");
+
+    let file = dir.path().join("strata-admin.token");
+    let mode = std::fs::metadata(&file)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or_default();
+    assert_eq!(mode, 0o600, "the admin token file must be private");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap_or_default().trim(),
+        printed
+    );
+    assert!(
+        dir.path().join("strata.db").exists(),
+        "embedded SQLite file ./strata.db"
+    );
+
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    while !client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .map(|r| r.status().is_success())
+        .unwrap_or(false)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "serve did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let body = json!({"name": "hello", "environment": "dev", "team": "newcomers", "region": "us-east-1", "allowed_models": ["openai.gpt-oss-20b"]});
+    let created = client
+        .post(format!("{base}/api/v1/projects"))
+        .bearer_auth(&printed)
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(created.status(), 201);
+    let list: Value = client
+        .get(format!("{base}/api/v1/projects"))
+        .bearer_auth(&printed)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(list["items"][0]["name"], "hello");
+
+    // A second process mints a developer token from the same database.
+    let minted = Command::new(STRATA)
+        .args([
+            "token",
+            "mint",
+            "--subject",
+            "alice@example.com",
+            "--role",
+            "developer",
+            "--ttl",
+            "2h",
+        ])
+        .current_dir(dir.path())
+        .env_remove("STRATA_DATABASE_URL")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        minted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&minted.stderr)
+    );
+    let dev = String::from_utf8_lossy(&minted.stdout).trim().to_owned();
+    let me: Value = client
+        .get(format!("{base}/api/v1/me"))
+        .bearer_auth(&dev)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(me["subject"], "alice@example.com");
+    assert_eq!(me["roles"], json!(["developer"]));
+    let bad = Command::new(STRATA)
+        .args(["token", "mint", "--subject", "x", "--role", "emperor"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown role 'emperor'"));
+
+    // SIGTERM: a clean exit.
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || server.wait())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "serve exited with {status} after SIGTERM");
+
+    // `strata migrate status` lists what the first start applied.
+    let again = Command::new(STRATA)
+        .args(["migrate", "status"])
+        .current_dir(dir.path())
+        .env_remove("STRATA_DATABASE_URL")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        String::from_utf8_lossy(&again.stdout)
+            .contains("m20261126_000004_idempotency_and_signing_keys")
+    );
+}
