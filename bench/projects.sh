@@ -4,6 +4,7 @@
 #
 #   bench/projects.sh            # 20 s per endpoint
 #   DURATION=60s bench/projects.sh
+#   POOL=16 bench/projects.sh    # database pool size (default: 2 x cores, at least 4)
 #
 # Needs: Postgres (STRATA_TEST_DATABASE_URL or postgres://postgres@127.0.0.1:5432/postgres),
 # wrk (installed with apt-get when missing). Builds the release binary.
@@ -30,7 +31,7 @@ cleanup() {
 trap cleanup EXIT
 
 STRATA_LOG=${STRATA_LOG:-info} STRATA_LISTEN="127.0.0.1:$port" STRATA_DATABASE_URL="${ADMIN_URL%/*}/$db" \
-  STRATA_ADMIN_TOKEN_FILE="$work/admin.token" STRATA_DATABASE_MAX_CONNECTIONS=${POOL:-16} \
+  STRATA_ADMIN_TOKEN_FILE="$work/admin.token" ${POOL:+STRATA_DATABASE_MAX_CONNECTIONS=$POOL} \
   target/release/strata serve >"$work/stdout.log" 2>"$work/server.log" &
 pid=$!
 for _ in $(seq 1 100); do [[ -s "$work/admin.token" ]] && break; sleep 0.1; done

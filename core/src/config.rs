@@ -50,13 +50,9 @@ pub struct DatabaseConfig {
         default_value = "sqlite://strata.db?mode=rwc"
     )]
     pub url: Secret,
-    /// Connections in the pool.
-    #[arg(
-        long = "database-max-connections",
-        env = "STRATA_DATABASE_MAX_CONNECTIONS",
-        default_value_t = 16
-    )]
-    pub max_connections: u32,
+    /// Connections in the pool (default: 2 × CPU cores, at least 4).
+    #[arg(long = "database-max-connections", env = "STRATA_DATABASE_MAX_CONNECTIONS")]
+    pub max_connections: Option<u32>,
     /// Seconds to wait when opening a connection.
     #[arg(
         long = "database-connect-timeout",
@@ -77,10 +73,19 @@ impl DatabaseConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: Secret::new(url),
-            max_connections: 16,
+            max_connections: None,
             connect_timeout_secs: 5,
             acquire_timeout_secs: 3,
         }
+    }
+
+    /// A pool larger than the CPUs can serve only queues work inside the database
+    /// (measured in BENCHMARKS.md): 2 × cores, at least 4, unless configured.
+    pub fn pool_size(&self) -> u32 {
+        self.max_connections.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+            u32::try_from(cores * 2).unwrap_or(u32::MAX).max(4)
+        })
     }
 
     /// The URL without its password, for logs.

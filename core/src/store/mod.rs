@@ -47,7 +47,7 @@ impl Store {
     pub async fn connect(config: &DatabaseConfig) -> Result<Self, DbErr> {
         let mut options = ConnectOptions::new(config.url.expose().to_owned());
         options
-            .max_connections(config.max_connections)
+            .max_connections(config.pool_size())
             .min_connections(1)
             .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
             .acquire_timeout(Duration::from_secs(config.acquire_timeout_secs))
