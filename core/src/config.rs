@@ -51,7 +51,10 @@ pub struct DatabaseConfig {
     )]
     pub url: Secret,
     /// Connections in the pool (default: 2 × CPU cores, at least 4).
-    #[arg(long = "database-max-connections", env = "STRATA_DATABASE_MAX_CONNECTIONS")]
+    #[arg(
+        long = "database-max-connections",
+        env = "STRATA_DATABASE_MAX_CONNECTIONS"
+    )]
     pub max_connections: Option<u32>,
     /// Seconds to wait when opening a connection.
     #[arg(
@@ -83,7 +86,9 @@ impl DatabaseConfig {
     /// (measured in BENCHMARKS.md): 2 × cores, at least 4, unless configured.
     pub fn pool_size(&self) -> u32 {
         self.max_connections.unwrap_or_else(|| {
-            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+            let cores = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2);
             u32::try_from(cores * 2).unwrap_or(u32::MAX).max(4)
         })
     }
