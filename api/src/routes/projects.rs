@@ -3,7 +3,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use strata_core::CoreError;
 use strata_core::auth::{Action, ListScope};
 use strata_core::domain::{Environment, NewProject, Project, ProjectPatch, ProjectStatus};
 use strata_core::services::{CreateOutcome, IdempotencyKey, ProjectFilter};
@@ -20,7 +19,7 @@ pub struct ListProjectsQuery {
     pub environment: Option<Environment>,
     /// Team slug.
     pub team: Option<String>,
-    /// `key:value` — projects carrying this cost tag (split at the first ':').
+    /// `key:value` — projects carrying this cost tag (keys and values may contain ':').
     #[param(pattern = "^[^:]+:.*$")]
     pub tag: Option<String>,
     pub status: Option<ProjectStatus>,
@@ -144,23 +143,10 @@ pub async fn list_projects(
         ListScope::MemberOf(subject) => Some(subject),
         ListScope::Nothing => return Err(ApiError::forbidden(Action::ProjectsRead.as_str())),
     };
-    let tag = match q.tag.as_deref() {
-        None => None,
-        Some(t) => match t.split_once(':') {
-            Some((k, v)) if !k.is_empty() => Some((k.to_owned(), v.to_owned())),
-            _ => {
-                return Err(CoreError::invalid(
-                    "tag",
-                    "must be 'key:value', e.g. CostCenter:cc-1234",
-                )
-                .into());
-            }
-        },
-    };
     let filter = ProjectFilter {
         environment: q.environment,
         team: q.team,
-        tag,
+        tag: q.tag,
         status: q.status,
         member,
     };

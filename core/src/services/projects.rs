@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, UpdateMany,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, UpdateMany,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -58,7 +58,8 @@ pub enum CreateOutcome {
 pub struct ProjectFilter {
     pub environment: Option<Environment>,
     pub team: Option<String>,
-    pub tag: Option<(String, String)>,
+    /// `key:value`; since keys and values may contain ':', every split is tried.
+    pub tag: Option<String>,
     pub status: Option<ProjectStatus>,
     /// Only projects this subject is a member of.
     pub member: Option<String>,
@@ -151,6 +152,27 @@ async fn write_tags(db: &impl ConnectionTrait, id: Uuid, tags: &Tags) -> Result<
             .await?;
     }
     Ok(())
+}
+
+/// `a:b:c` matches key `a` with value `b:c`, or key `a:b` with value `c`.
+fn tag_condition(tag: &str) -> Result<Condition, CoreError> {
+    let mut any = Condition::any();
+    let mut splits = 0;
+    for (i, _) in tag.match_indices(':').filter(|(i, _)| *i > 0) {
+        any = any.add(
+            Condition::all()
+                .add(Expr::col(project_tags::Column::Key).eq(&tag[..i]))
+                .add(Expr::col(project_tags::Column::Value).eq(&tag[i + 1..])),
+        );
+        splits += 1;
+    }
+    if splits == 0 {
+        return Err(CoreError::invalid(
+            "tag",
+            "must be 'key:value', e.g. CostCenter:cc-1234",
+        ));
+    }
+    Ok(any)
 }
 
 /// A change to the specification: new generation, new resource version.
@@ -414,12 +436,11 @@ impl Services {
         if let Some(status) = filter.status {
             q = q.filter(projects::Column::Status.eq(status.as_str()));
         }
-        if let Some((key, value)) = &filter.tag {
+        if let Some(tag) = &filter.tag {
             let sub = Query::select()
                 .column(project_tags::Column::ProjectId)
                 .from(project_tags::Entity)
-                .and_where(Expr::col(project_tags::Column::Key).eq(key.as_str()))
-                .and_where(Expr::col(project_tags::Column::Value).eq(value.as_str()))
+                .cond_where(tag_condition(tag)?)
                 .to_owned();
             q = q.filter(projects::Column::Id.in_subquery(sub));
         }

@@ -69,7 +69,7 @@ async fn filters_and_cursor_pagination() {
         let mut b = project_body(&format!("svc-{i}"));
         b["environment"] = json!(env);
         b["team"] = json!(team);
-        b["tags"] = json!({"CostCenter": cc});
+        b["tags"] = json!({"CostCenter": cc, "team:owner": format!("{team}:lead")});
         app.create_project(&b).await;
     }
     let names = |r: &strata_testkit::Reply| -> Vec<String> {
@@ -90,6 +90,11 @@ async fn filters_and_cursor_pagination() {
         .get("/api/v1/projects?tag=CostCenter:cc-2", &app.admin)
         .await;
     assert_eq!(names(&r), ["svc-1", "svc-4"]);
+    // Keys and values may contain ':' themselves.
+    let r = app
+        .get("/api/v1/projects?tag=team:owner:search:lead", &app.admin)
+        .await;
+    assert_eq!(names(&r), ["svc-2", "svc-3"]);
     let r = app
         .get(
             "/api/v1/projects?environment=prod&team=payments&tag=CostCenter:cc-2",
