@@ -16,8 +16,7 @@ use strata_core::store::Store;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
+use tower_http::trace::TraceLayer;
 
 use crate::metrics::Metrics;
 use crate::{middleware, openapi, routes};
@@ -136,7 +135,10 @@ pub fn build_router(state: AppState) -> Router {
             tracing::info_span!("http", http.method = %req.method(), http.path = %req.uri().path(), request.id = %request_id)
         })
         .on_request(())
-        .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(tower_http::LatencyUnit::Millis));
+        .on_response(|res: &axum::http::Response<_>, latency: Duration, _: &tracing::Span| {
+            let duration_ms = (latency.as_secs_f64() * 1e6).round() / 1e3;
+            tracing::info!(http.status = res.status().as_u16(), duration_ms, "request finished");
+        });
     routes::router()
         .fallback(middleware::fallback)
         .layer(
