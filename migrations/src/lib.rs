@@ -22,3 +22,20 @@ impl MigratorTrait for Migrator {
         ]
     }
 }
+
+/// Applies pending migrations. On Postgres it first takes a transaction-scoped
+/// advisory lock, so replicas that start together migrate one after the other
+/// instead of racing on the same DDL; SQLite serializes writers by itself.
+pub async fn up(db: &sea_orm_migration::sea_orm::DatabaseConnection) -> Result<(), DbErr> {
+    use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, TransactionTrait};
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Migrator::up(db, None).await;
+    }
+    let lock = db.begin().await?;
+    // An arbitrary constant naming "strata schema migrations".
+    lock.execute_unprepared("SELECT pg_advisory_xact_lock(7345810213)")
+        .await?;
+    let result = Migrator::up(db, None).await;
+    lock.commit().await?;
+    result
+}

@@ -28,7 +28,7 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
     let store = super::connect(&args.database).await?;
     match args.action.unwrap_or(MigrateAction::Up) {
         MigrateAction::Up => {
-            Migrator::up(store.db(), None).await?;
+            strata_migrations::up(store.db()).await?;
             tracing::info!(database.url = %args.database.redacted_url(), "migrations applied");
         }
         MigrateAction::Down { steps } => {

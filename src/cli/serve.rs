@@ -5,11 +5,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{ArgAction, Args};
-use sea_orm_migration::MigratorTrait;
 use strata_api::{App, HttpConfig, build_router};
 use strata_core::clock::{Clock, SystemClock};
 use strata_core::config::{AuthConfig, DatabaseConfig};
-use strata_migrations::Migrator;
 use tokio_util::sync::CancellationToken;
 
 const ADMIN_TOKEN_TTL_SECS: i64 = 30 * 86_400;
@@ -76,7 +74,7 @@ async fn shutdown_signal(token: CancellationToken) {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = super::connect(&args.database).await?;
     if args.migrate_on_start {
-        Migrator::up(store.db(), None)
+        strata_migrations::up(store.db())
             .await
             .context("applying migrations")?;
     }

@@ -10,13 +10,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use reqwest::{Method, StatusCode};
-use sea_orm_migration::MigratorTrait;
 use serde_json::{Value, json};
 use strata_api::{App, AppState, HttpConfig, build_router};
 use strata_core::clock::{Clock, SystemClock};
 use strata_core::config::{AuthConfig, DatabaseConfig};
 use strata_core::store::Store;
-use strata_migrations::Migrator;
 use tokio_util::sync::CancellationToken;
 
 pub use db::{Backend, TestDb};
@@ -85,7 +83,7 @@ impl TestAppBuilder {
         let store = Store::connect(&config)
             .await
             .unwrap_or_else(|e| panic!("connecting to the test database: {e}"));
-        Migrator::up(store.db(), None)
+        strata_migrations::up(store.db())
             .await
             .unwrap_or_else(|e| panic!("migrating the test database: {e}"));
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);

@@ -47,3 +47,32 @@ async fn migrations_go_down_and_up_again() {
         .unwrap_or_default();
     assert!(n >= 8, "catalog seeded again after down/up, got {n}");
 }
+
+/// Replicas starting together on one Postgres database migrate one after the other.
+#[tokio::test]
+async fn concurrent_migrations_on_postgres_do_not_collide() {
+    let db = strata_testkit::TestDb::of(strata_testkit::Backend::Postgres).await;
+    let runs = (0..4).map(|_| {
+        let url = db.url.clone();
+        tokio::spawn(async move {
+            let conn = Database::connect(&url)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            strata_migrations::up(&conn).await
+        })
+    });
+    for result in futures::future::join_all(runs).await {
+        let outcome = result.unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            outcome.is_ok(),
+            "a concurrent migration failed: {outcome:?}"
+        );
+    }
+    let conn = Database::connect(&db.url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let applied = Migrator::get_applied_migrations(&conn)
+        .await
+        .unwrap_or_default();
+    assert_eq!(applied.len(), Migrator::migrations().len());
+}
