@@ -18,6 +18,7 @@ use crate::domain::{
     Budget, DataRetention, Environment, ModelId, NewProject, Project, ProjectDraft, ProjectPatch,
     ProjectSlug, ProjectStatus, RateLimits, Region, Tags, TeamName,
 };
+use crate::policy;
 use crate::store::entities::{idempotency_keys, project_members, project_tags, projects};
 use crate::store::is_unique_violation;
 use crate::{CoreError, FieldError};
@@ -250,11 +251,23 @@ impl Services {
                 Some(_) => {}
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(CoreError::Validation(errors))
+        if !errors.is_empty() {
+            return Err(CoreError::Validation(errors));
         }
+        // The role's inline policy names every model twice; IAM caps its size.
+        let size = policy::worst_case_inference_policy_size(draft.region, &draft.allowed_models)
+            .map_err(|e| CoreError::internal("rendering the inference policy", e))?;
+        if size > policy::MAX_INLINE_POLICY_CHARS {
+            return Err(CoreError::invalid(
+                "allowed_models",
+                format!(
+                    "the IAM policy for these {} models would be {size} characters; IAM allows {} per role — allow fewer models",
+                    draft.allowed_models.len(),
+                    policy::MAX_INLINE_POLICY_CHARS
+                ),
+            ));
+        }
+        Ok(())
     }
 
     pub async fn create_project(

@@ -134,3 +134,44 @@ async fn a_zdr_project_cannot_use_a_responses_only_model() {
     body["data_retention"] = json!("standard");
     app.create_project(&body).await;
 }
+
+#[tokio::test]
+async fn a_project_whose_iam_policy_would_be_too_large_is_refused() {
+    let app = TestApp::spawn().await;
+    let entry = json!({
+        "provider": "acme", "display_name": "x", "supports_chat": true, "supports_responses": false,
+        "supports_streaming": true, "regions": ["us-east-1"], "input_price_per_mtok_usd": 1, "output_price_per_mtok_usd": 1
+    });
+    let ids: Vec<String> = (0..100)
+        .map(|i| format!("acme.model-with-a-rather-long-name-for-testing-{i:04}"))
+        .collect();
+    for id in &ids {
+        assert_eq!(
+            app.put(&format!("/api/v1/models/{id}"), &app.admin, &entry)
+                .await
+                .status,
+            StatusCode::CREATED
+        );
+    }
+    let mut body = project_body("too-many");
+    body["allowed_models"] = json!(ids);
+    let r = app.post("/api/v1/projects", &app.admin, &body).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.to_string().contains("10240"), "{}", r.body);
+    body["allowed_models"] = json!(ids[..40]);
+    let p = app.create_project(&body).await;
+    // Growing the list past the limit through PATCH is refused too.
+    let r = app
+        .patch(
+            &format!("/api/v1/projects/{}", p["id"].as_str().unwrap_or_default()),
+            &app.admin,
+            &json!({"allowed_models": ids}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+}

@@ -1,0 +1,153 @@
+//! The IAM documents strata renders for a project, from the templates in
+//! `policies/iam/`, and the project's role name. Pure functions: the reconciler
+//! decides when to write them.
+
+mod template;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::domain::{Environment, ModelId, ProjectSlug, Region};
+pub use template::{TemplateError, render};
+
+const INFERENCE_TEMPLATE: &str = include_str!("../../../policies/iam/inference-policy.json");
+const TRUST_TEMPLATE: &str = include_str!("../../../policies/iam/trust-policy.json");
+
+/// IAM's limit on a role's inline policies, in characters without white space.
+pub const MAX_INLINE_POLICY_CHARS: usize = 10_240;
+
+/// What the inference policy is rendered from.
+#[derive(Debug, Clone)]
+pub struct InferenceScope<'a> {
+    pub account_id: &'a str,
+    pub region: Region,
+    pub mantle_project_id: &'a str,
+    pub models: &'a [ModelId],
+}
+
+/// The inline policy of a project's role: Mantle inference on the project, limited
+/// to its models, and Bedrock runtime inference on those models — nothing else.
+pub fn inference_policy(scope: &InferenceScope<'_>) -> Result<Value, TemplateError> {
+    let models: Vec<&str> = scope.models.iter().map(ModelId::as_str).collect();
+    let arns: Vec<String> = scope
+        .models
+        .iter()
+        .map(|m| format!("arn:aws:bedrock:{}::foundation-model/{m}", scope.region))
+        .collect();
+    render(
+        INFERENCE_TEMPLATE,
+        &[
+            ("region", json!(scope.region.as_str())),
+            ("account_id", json!(scope.account_id)),
+            ("mantle_project_id", json!(scope.mantle_project_id)),
+            ("models", json!(models)),
+            ("foundation_model_arns", json!(arns)),
+        ],
+    )
+}
+
+/// The role's trust policy: the principals (role ARNs) allowed to assume it.
+pub fn trust_policy(trusted_principals: &[String]) -> Result<Value, TemplateError> {
+    render(
+        TRUST_TEMPLATE,
+        &[("trusted_principals", json!(trusted_principals))],
+    )
+}
+
+/// The size IAM counts: the document's characters without white space.
+pub fn policy_size(document: &Value) -> usize {
+    document
+        .to_string()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .count()
+}
+
+/// The inference policy's size before the project exists on AWS, with an account id
+/// and a Mantle project id of the longest expected form, so a project accepted by the
+/// API never meets IAM's limit later.
+pub fn worst_case_inference_policy_size(
+    region: Region,
+    models: &[ModelId],
+) -> Result<usize, TemplateError> {
+    let scope = InferenceScope {
+        account_id: "000000000000",
+        region,
+        mantle_project_id: "proj_00000000000000000000000000000000000000000000",
+        models,
+    };
+    inference_policy(&scope).map(|p| policy_size(&p))
+}
+
+/// The project's IAM role name: `strata-{environment}-{name}-{8 hex of the project id}`,
+/// at most 64 characters. The suffix keeps a new project that reuses an archived
+/// project's name from colliding with the old role while it is being removed.
+pub fn role_name(environment: Environment, name: &ProjectSlug, project_id: Uuid) -> String {
+    let digest = Sha256::digest(project_id.as_bytes());
+    let suffix: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("strata-{environment}-{name}-{suffix}")
+}
+
+/// The path every strata role lives under.
+pub fn role_path(environment: Environment) -> String {
+    format!("/strata/{environment}/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn models(ids: &[&str]) -> Vec<ModelId> {
+        ids.iter()
+            .map(|m| ModelId::parse(m).unwrap_or_else(|e| panic!("{e}")))
+            .collect()
+    }
+
+    #[test]
+    fn inference_policy_allows_exactly_the_projects_models() {
+        let models = models(&["openai.gpt-oss-120b", "mistral.mistral-large-2411-v1:0"]);
+        let scope = InferenceScope {
+            account_id: "123456789012",
+            region: Region::EuWest1,
+            mantle_project_id: "proj_abc123",
+            models: &models,
+        };
+        let policy = inference_policy(&scope).unwrap_or_else(|e| panic!("{e}"));
+        insta::assert_json_snapshot!("inference_policy", policy);
+    }
+
+    #[test]
+    fn trust_policy_lists_the_principals() {
+        let policy = trust_policy(&["arn:aws:iam::123456789012:role/strata-proxy".to_owned()])
+            .unwrap_or_else(|e| panic!("{e}"));
+        insta::assert_json_snapshot!("trust_policy", policy);
+    }
+
+    #[test]
+    fn role_names_fit_iam_and_differ_per_project() {
+        let longest =
+            ProjectSlug::parse(&"a".repeat(ProjectSlug::MAX_LEN)).unwrap_or_else(|e| panic!("{e}"));
+        let name = role_name(Environment::Staging, &longest, Uuid::nil());
+        assert_eq!(name.len(), 64, "{name}");
+        assert!(
+            name.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+        );
+        let slug = ProjectSlug::parse("checkout").unwrap_or_else(|e| panic!("{e}"));
+        let a = role_name(Environment::Prod, &slug, Uuid::now_v7());
+        let b = role_name(Environment::Prod, &slug, Uuid::now_v7());
+        assert_ne!(a, b);
+        assert!(a.starts_with("strata-prod-checkout-"));
+        assert_eq!(role_path(Environment::Dev), "/strata/dev/");
+    }
+
+    #[test]
+    fn size_counts_characters_without_white_space() {
+        assert_eq!(policy_size(&json!({"a": "b c"})), 10);
+        let one =
+            worst_case_inference_policy_size(Region::UsEast1, &models(&["openai.gpt-oss-20b"]))
+                .unwrap_or_default();
+        assert!(one > 300 && one < 1_000, "{one}");
+    }
+}
