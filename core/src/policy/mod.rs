@@ -2,6 +2,7 @@
 //! `policies/iam/`, and the project's role name. Pure functions: the reconciler
 //! decides when to write them.
 
+mod canonical;
 mod template;
 
 use serde_json::{Value, json};
@@ -9,6 +10,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::domain::{Environment, ModelId, ProjectSlug, Region};
+pub use canonical::{CanonicalError, canonical, parse_policy};
 pub use template::{TemplateError, render};
 
 const INFERENCE_TEMPLATE: &str = include_str!("../../../policies/iam/inference-policy.json");
