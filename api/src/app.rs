@@ -56,7 +56,8 @@ pub struct App {
     pub local_issuer: Option<Arc<LocalIssuer>>,
     pub metrics: Metrics,
     pub http: HttpConfig,
-    /// The OpenAPI document, rendered once.
+    /// The OpenAPI document, generated once, and its JSON.
+    pub openapi: utoipa::openapi::OpenApi,
     pub openapi_json: String,
 }
 
@@ -108,7 +109,8 @@ impl App {
             return Err("no token issuer: enable STRATA_LOCAL_ISSUER or configure STRATA_OIDC_ISSUER and STRATA_OIDC_JWKS_URL".into());
         }
         let verifier = TokenVerifier::new(local_issuer.clone(), oidc, rbac.clone(), clock.clone());
-        let openapi_json = openapi::document()
+        let openapi = openapi::document();
+        let openapi_json = openapi
             .to_pretty_json()
             .map_err(|e| format!("cannot render the OpenAPI document: {e}"))?;
         let app = App {
@@ -118,6 +120,7 @@ impl App {
             local_issuer,
             metrics: Metrics::new(),
             http,
+            openapi,
             openapi_json,
         };
         Ok((AppState(Arc::new(app)), first_start))

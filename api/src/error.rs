@@ -101,7 +101,6 @@ impl From<CoreError> for ApiError {
             CoreError::Unauthenticated(m) => {
                 Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", m)
             }
-            CoreError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, "forbidden", m),
             CoreError::Unavailable(e) => Self {
                 cause: Some(e.to_string()),
                 ..Self::new(

@@ -39,8 +39,6 @@ pub enum CoreError {
     IdempotencyKeyReused,
     #[error("{0}")]
     Unauthenticated(String),
-    #[error("{0}")]
-    Forbidden(String),
     #[error("the database is unavailable")]
     Unavailable(#[source] sea_orm::DbErr),
     #[error("internal error: {0}")]

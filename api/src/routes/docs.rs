@@ -14,8 +14,8 @@ pub async fn openapi_json(State(state): State<AppState>) -> Response {
 }
 
 /// The API reference page, built from the OpenAPI document.
-pub async fn docs_page() -> ApiDocsPage {
-    let doc = crate::openapi::document();
+pub async fn docs_page(State(state): State<AppState>) -> ApiDocsPage {
+    let doc = &state.openapi;
     let mut groups: Vec<DocGroup> = doc
         .tags
         .iter()

@@ -284,21 +284,17 @@ impl Services {
         }
         let draft = input.validate().map_err(CoreError::Validation)?;
         self.check_catalog(self.store.db(), &draft).await?;
-        match self.insert_project(actor, &draft, idempotency, &hash).await {
-            Err(CoreError::Internal(_)) | Err(CoreError::Conflict { .. })
-                if idempotency.is_some() =>
-            {
-                // A concurrent request with the same key may have won the race.
-                let key = idempotency.ok_or_else(|| CoreError::Internal("unreachable".into()))?;
-                match self.stored_response(actor, key, &hash).await? {
-                    Some(stored) => Ok(stored),
-                    None => self
-                        .insert_project(actor, &draft, idempotency, &hash)
-                        .await
-                        .map(CreateOutcome::Created),
-                }
-            }
-            other => other.map(CreateOutcome::Created),
+        match (
+            self.insert_project(actor, &draft, idempotency, &hash).await,
+            idempotency,
+        ) {
+            // A concurrent request with the same key (and so the same name) may have
+            // committed first: answer with its response.
+            (Err(conflict @ CoreError::Conflict { .. }), Some(key)) => self
+                .stored_response(actor, key, &hash)
+                .await?
+                .ok_or(conflict),
+            (result, _) => result.map(CreateOutcome::Created),
         }
     }
 
@@ -396,7 +392,11 @@ impl Services {
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) {
-                    CoreError::Internal("idempotency key race".into())
+                    CoreError::Conflict {
+                        code: "idempotency_key_in_use",
+                        message: "another request with this Idempotency-Key is in progress; retry"
+                            .into(),
+                    }
                 } else {
                     e.into()
                 }

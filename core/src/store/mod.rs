@@ -72,10 +72,6 @@ impl Store {
         &self.db
     }
 
-    pub fn backend(&self) -> DbBackend {
-        self.db.get_database_backend()
-    }
-
     pub async fn begin_write(&self) -> Result<WriteTx, DbErr> {
         let guard = match &self.sqlite_writer {
             Some(lock) => Some(lock.clone().lock_owned().await),
