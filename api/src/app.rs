@@ -56,6 +56,8 @@ pub struct App {
     pub local_issuer: Option<Arc<LocalIssuer>>,
     pub metrics: Metrics,
     pub http: HttpConfig,
+    /// For plans; `strata serve` also runs its loop.
+    pub reconciler: strata_reconciler::Reconciler,
     /// The OpenAPI document, generated once, and its JSON.
     pub openapi: utoipa::openapi::OpenApi,
     pub openapi_json: String,
@@ -79,6 +81,7 @@ impl App {
         clock: Arc<dyn Clock>,
         auth: &AuthConfig,
         http: HttpConfig,
+        reconciler: strata_reconciler::Reconciler,
     ) -> Result<(AppState, bool), String> {
         let rbac = Arc::new(RbacPolicy::load(auth.rbac_file.as_deref())?);
         let (local_issuer, first_start) = if auth.local_issuer_enabled {
@@ -113,13 +116,16 @@ impl App {
         let openapi_json = openapi
             .to_pretty_json()
             .map_err(|e| format!("cannot render the OpenAPI document: {e}"))?;
+        let metrics = Metrics::new();
+        metrics.register(|registry| reconciler.register_metrics(registry));
         let app = App {
             services: Services::new(store, clock),
             verifier,
             rbac,
             local_issuer,
-            metrics: Metrics::new(),
+            metrics,
             http,
+            reconciler,
             openapi,
             openapi_json,
         };

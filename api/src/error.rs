@@ -35,7 +35,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: String,
     pub message: String,
-    pub details: Option<Value>,
+    /// Boxed: keeps `Result<_, ApiError>` small.
+    pub details: Option<Box<Value>>,
     /// Logged, never sent.
     pub cause: Option<String>,
 }
@@ -68,7 +69,7 @@ impl ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: "validation_failed".into(),
             message: format!("the request has invalid fields: {}", summary.join("; ")),
-            details: serde_json::to_value(errors).ok(),
+            details: serde_json::to_value(errors).ok().map(Box::new),
             cause: None,
         }
     }
@@ -137,7 +138,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code,
                 message: self.message,
-                details: self.details,
+                details: self.details.map(|d| *d),
             },
         };
         let mut response = (status, Json(body)).into_response();

@@ -63,6 +63,13 @@ impl Metrics {
         }
     }
 
+    /// Adds collectors owned by other parts (reconciler, AWS adapters).
+    pub fn register(&self, add: impl FnOnce(&mut Registry)) {
+        if let Ok(mut registry) = self.registry.lock() {
+            add(&mut registry);
+        }
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();

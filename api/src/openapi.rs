@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(
         title = "strata",
-        description = "Control plane for LLM workloads on Amazon Bedrock's OpenAI-compatible endpoint: projects, members, the model catalog and the audit log.",
+        description = "Control plane for LLM workloads on Amazon Bedrock's OpenAI-compatible endpoint: projects (kept in sync with AWS by the reconciler), members, the model catalog, cost-tag reports and the audit log.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     modifiers(&BearerAuth),
@@ -17,6 +17,7 @@ use utoipa::{Modify, OpenApi};
         (name = "members", description = "Who may work on a project"),
         (name = "models", description = "The model catalog: regions, APIs, prices"),
         (name = "audit", description = "Every change, who made it and when"),
+        (name = "costs", description = "Cost-allocation tags and tag coverage"),
         (name = "auth", description = "The caller's identity"),
     )
 )]

@@ -8,6 +8,7 @@ mod m20261126_000001_model_catalog;
 mod m20261126_000002_projects;
 mod m20261126_000003_audit_events;
 mod m20261126_000004_idempotency_and_signing_keys;
+mod m20261126_000005_reconciler;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_projects::Migration),
             Box::new(m20261126_000003_audit_events::Migration),
             Box::new(m20261126_000004_idempotency_and_signing_keys::Migration),
+            Box::new(m20261126_000005_reconciler::Migration),
         ]
     }
 }

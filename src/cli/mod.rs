@@ -1,6 +1,7 @@
 //! Command-line interface: flags, each also read from a `STRATA_*` variable.
 
 mod migrate;
+mod reconcile;
 mod serve;
 mod token;
 
@@ -30,6 +31,8 @@ pub enum Command {
     Migrate(migrate::MigrateArgs),
     /// Mint tokens from strata's local issuer.
     Token(token::TokenArgs),
+    /// Run one reconcile pass over every project and exit (`--dry-run`: print the plan).
+    Reconcile(reconcile::ReconcileArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -60,8 +63,11 @@ pub struct LogConfig {
 }
 
 pub fn init_logging(config: &LogConfig) {
-    let filter = EnvFilter::try_new(format!("{},sqlx=warn,sea_orm=warn", config.filter))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_new(format!(
+        "{},sqlx=warn,sea_orm=warn,aws_config=error",
+        config.filter
+    ))
+    .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -82,6 +88,7 @@ impl Cli {
             Command::Serve(args) => serve::run(args).await,
             Command::Migrate(args) => migrate::run(args).await,
             Command::Token(args) => token::run(args).await,
+            Command::Reconcile(args) => reconcile::run(args).await,
         }
     }
 }

@@ -33,6 +33,8 @@ pub struct ServeArgs {
     auth: AuthConfig,
     #[command(flatten)]
     http: HttpConfig,
+    #[command(flatten)]
+    reconciler: strata_reconciler::ReconcilerConfig,
 }
 
 fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
@@ -79,9 +81,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .context("applying migrations")?;
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (state, first_start) = App::build(store, clock.clone(), &args.auth, args.http.clone())
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let run_loop = args.reconciler.enabled;
+    let reconciler =
+        super::reconcile::reconciler(store.clone(), args.reconciler.clone(), clock.clone()).await;
+    let (state, first_start) = App::build(
+        store,
+        clock.clone(),
+        &args.auth,
+        args.http.clone(),
+        reconciler.clone(),
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
 
     if first_start && let Some(issuer) = &state.local_issuer {
         let token = issuer.mint(
@@ -104,6 +115,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(shutdown_signal(shutdown.clone()));
     tokio::spawn(purge_idempotency_keys(state.clone(), shutdown.clone()));
+    let reconcile_loop = run_loop.then(|| tokio::spawn(reconciler.run(shutdown.clone())));
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -120,6 +132,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await?;
+    if let Some(task) = reconcile_loop {
+        // A pass in flight finishes its current AWS call; its lease expires if not.
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
     state.services.store.clone().close().await.ok();
     tracing::info!("stopped");
     Ok(())

@@ -5,6 +5,8 @@
 mod db;
 mod fault;
 mod idp;
+mod mantle;
+pub mod moto;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,14 +14,17 @@ use std::sync::Arc;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use strata_api::{App, AppState, HttpConfig, build_router};
+use strata_aws::{AwsCalls, AwsClients};
 use strata_core::clock::{Clock, SystemClock};
 use strata_core::config::{AuthConfig, DatabaseConfig};
 use strata_core::store::Store;
+use strata_reconciler::{Reconciler, ReconcilerConfig};
 use tokio_util::sync::CancellationToken;
 
 pub use db::{Backend, TestDb};
 pub use fault::FaultProxy;
 pub use idp::FakeIdp;
+pub use mantle::{FakeMantle, FakeProject};
 
 /// A running control plane on its own database.
 pub struct TestApp {
@@ -54,6 +59,9 @@ pub struct TestAppBuilder {
     db: Option<TestDb>,
     auth: AuthConfig,
     http: HttpConfig,
+    aws: Option<AwsClients>,
+    reconciler: ReconcilerConfig,
+    run_reconciler: bool,
 }
 
 impl TestAppBuilder {
@@ -72,6 +80,23 @@ impl TestAppBuilder {
         self
     }
 
+    /// AWS adapters for the reconciler (default: not configured).
+    pub fn aws(mut self, aws: AwsClients) -> Self {
+        self.aws = Some(aws);
+        self
+    }
+
+    pub fn reconciler(mut self, config: ReconcilerConfig) -> Self {
+        self.reconciler = config;
+        self
+    }
+
+    /// Also run the reconcile loop, as `strata serve` does.
+    pub fn run_reconciler(mut self) -> Self {
+        self.run_reconciler = true;
+        self
+    }
+
     pub async fn spawn(self) -> TestApp {
         let db = match self.db {
             Some(db) => db,
@@ -87,7 +112,11 @@ impl TestAppBuilder {
             .await
             .unwrap_or_else(|e| panic!("migrating the test database: {e}"));
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let (state, _) = App::build(store, clock, &self.auth, self.http)
+        let aws = self.aws.unwrap_or_else(|| {
+            AwsClients::unconfigured("not configured in this test", AwsCalls::new())
+        });
+        let reconciler = Reconciler::new(store.clone(), aws, self.reconciler, clock.clone());
+        let (state, _) = App::build(store, clock, &self.auth, self.http, reconciler.clone())
             .await
             .unwrap_or_else(|e| panic!("building the app: {e}"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -97,6 +126,9 @@ impl TestAppBuilder {
             .local_addr()
             .unwrap_or_else(|e| panic!("local_addr: {e}"));
         let shutdown = CancellationToken::new();
+        if self.run_reconciler {
+            tokio::spawn(reconciler.run(shutdown.clone()));
+        }
         let stop = shutdown.clone();
         let router = build_router(state.clone());
         tokio::spawn(async move {
@@ -129,6 +161,9 @@ impl TestApp {
             db: None,
             auth: AuthConfig::default(),
             http: HttpConfig::default(),
+            aws: None,
+            reconciler: ReconcilerConfig::default(),
+            run_reconciler: false,
         }
     }
 

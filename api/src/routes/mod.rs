@@ -8,6 +8,7 @@ mod me;
 mod members;
 mod models;
 mod projects;
+mod reconcile;
 
 use axum::Router;
 use axum::routing::get;
@@ -24,6 +25,9 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(projects::create_project, projects::list_projects))
         .routes(routes!(projects::get_project, projects::update_project))
         .routes(routes!(projects::archive_project))
+        .routes(routes!(reconcile::get_plan))
+        .routes(routes!(reconcile::cost_allocation_tags))
+        .routes(routes!(reconcile::tag_coverage))
         .routes(routes!(members::list_members))
         .routes(routes!(
             members::get_member,

@@ -1,14 +1,18 @@
 //! Validated domain types. Every value that reaches a service or the store has been
 //! parsed into one of these, so the rest of the code never re-checks input.
 
+mod arn;
 mod catalog;
+mod conditions;
 mod enums;
 mod money;
 mod names;
 mod project;
 mod tags;
 
+pub use arn::{MAX_PROJECT_RESOURCES, validate_resource_arn, validate_resources};
 pub use catalog::{CatalogModel, ModelSpec, ModelUpsert};
+pub use conditions::{Condition, ConditionStatus, ConditionType, ProjectAws, set_condition};
 pub use enums::{DataRetention, Environment, ProjectRole, ProjectStatus, Region};
 pub use money::{Budget, Price};
 pub use names::{ModelId, ProjectSlug, Subject, TeamName};

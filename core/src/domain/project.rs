@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
-    Budget, DataRetention, Environment, ModelId, ProjectRole, ProjectSlug, ProjectStatus, Region,
-    Subject, Tags, TeamName, validate_tags,
+    Budget, Condition, DataRetention, Environment, ModelId, ProjectAws, ProjectRole, ProjectSlug,
+    ProjectStatus, Region, Subject, Tags, TeamName, validate_resources, validate_tags,
 };
 use crate::FieldError;
 
@@ -88,6 +88,11 @@ pub struct NewProject {
     pub monthly_budget_usd: Option<f64>,
     #[serde(default)]
     pub rate_limits: RateLimits,
+    /// Extra resources the project owns (buckets, inference profiles, …): strata
+    /// applies the project's cost tags to them.
+    #[serde(default)]
+    #[schema(example = json!(["arn:aws:s3:::checkout-prompts"]), max_items = 100)]
+    pub resources: Vec<String>,
 }
 
 /// A validated project specification, ready for the catalog checks and the store.
@@ -103,6 +108,7 @@ pub struct ProjectDraft {
     pub data_retention: DataRetention,
     pub monthly_budget: Option<Budget>,
     pub rate_limits: RateLimits,
+    pub resources: Vec<String>,
 }
 
 fn validate_display_name(value: &str, errors: &mut Vec<FieldError>) {
@@ -179,6 +185,7 @@ impl NewProject {
         validate_tags(&self.tags, &mut errors);
         let monthly_budget = validate_budget(self.monthly_budget_usd, &mut errors);
         self.rate_limits.validate(&mut errors);
+        validate_resources(&self.resources, &mut errors);
         match (name, team) {
             (Some(name), Some(team)) if errors.is_empty() => Ok(ProjectDraft {
                 name,
@@ -191,6 +198,7 @@ impl NewProject {
                 data_retention: self.data_retention.unwrap_or(DataRetention::Zdr),
                 monthly_budget,
                 rate_limits: self.rate_limits,
+                resources: self.resources.clone(),
             }),
             _ => Err(errors),
         }
@@ -253,6 +261,9 @@ pub struct ProjectPatch {
     pub monthly_budget_usd: Option<Option<f64>>,
     #[serde(default)]
     pub rate_limits: Option<RateLimitsPatch>,
+    /// Replaces the whole list.
+    #[serde(default)]
+    pub resources: Option<Vec<String>>,
 }
 
 impl ProjectPatch {
@@ -304,6 +315,10 @@ impl ProjectPatch {
             }
             next.rate_limits.validate(&mut errors);
         }
+        if let Some(resources) = &self.resources {
+            validate_resources(resources, &mut errors);
+            next.resources = resources.clone();
+        }
         if errors.is_empty() {
             Ok(next)
         } else {
@@ -327,6 +342,7 @@ pub struct Project {
     #[schema(value_type = Option<f64>)]
     pub monthly_budget_usd: Option<Budget>,
     pub rate_limits: RateLimits,
+    pub resources: Vec<String>,
     pub status: ProjectStatus,
     /// Increases by one with every change to the specification.
     pub generation: i64,
@@ -335,6 +351,11 @@ pub struct Project {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub archived_at: Option<DateTime<Utc>>,
+    /// What exists for the project on AWS.
+    pub aws: ProjectAws,
+    /// The reconciler's report: `MantleProjectReady`, `IamRoleReady`, `TagsReady`,
+    /// `Ready`. Status, not specification: it does not change the `ETag`.
+    pub conditions: Vec<Condition>,
     /// Changes with every write; sent as the `ETag` header.
     #[serde(skip)]
     pub resource_version: i64,
@@ -353,6 +374,7 @@ impl Project {
             data_retention: self.data_retention,
             monthly_budget: self.monthly_budget_usd,
             rate_limits: self.rate_limits,
+            resources: self.resources.clone(),
         }
     }
 

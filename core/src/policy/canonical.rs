@@ -44,10 +44,32 @@ pub fn canonical(mut policy: Value) -> Value {
                 canonical_statement(stmt);
             }
         }
+        // Keys sorted first: serde_json may keep insertion order (its
+        // `preserve_order` feature is switched on by other crates in the build).
+        let mut list: Vec<Value> = list.into_iter().map(sort_keys).collect();
         list.sort_by_key(Value::to_string);
         *statements = Value::Array(list);
     }
-    policy
+    sort_keys(policy)
+}
+
+/// The same value with every object's keys in sorted order, whatever map type
+/// serde_json was built with.
+pub fn sort_keys(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, sort_keys(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sort_keys).collect()),
+        other => other,
+    }
 }
 
 fn canonical_statement(stmt: &mut Map<String, Value>) {

@@ -15,11 +15,13 @@ use super::audit::{Change, record, snapshot};
 use super::{Page, Services, corrupt, decode_cursor, page_size, split_page};
 use crate::auth::Actor;
 use crate::domain::{
-    Budget, DataRetention, Environment, ModelId, NewProject, Project, ProjectDraft, ProjectPatch,
-    ProjectSlug, ProjectStatus, RateLimits, Region, Tags, TeamName,
+    Budget, DataRetention, Environment, ModelId, NewProject, Project, ProjectAws, ProjectDraft,
+    ProjectPatch, ProjectSlug, ProjectStatus, RateLimits, Region, Tags, TeamName,
 };
 use crate::policy;
-use crate::store::entities::{idempotency_keys, project_members, project_tags, projects};
+use crate::store::entities::{
+    idempotency_keys, project_members, project_sync, project_tags, projects,
+};
 use crate::store::is_unique_violation;
 use crate::{CoreError, FieldError};
 
@@ -47,7 +49,7 @@ impl IdempotencyKey {
 /// request with the same idempotency key and body.
 #[derive(Debug)]
 pub enum CreateOutcome {
-    Created(Project),
+    Created(Box<Project>),
     Replayed {
         status: u16,
         body: Value,
@@ -66,7 +68,24 @@ pub struct ProjectFilter {
     pub member: Option<String>,
 }
 
-fn to_domain(row: projects::Model, tags: Tags) -> Result<Project, CoreError> {
+fn to_domain(
+    row: projects::Model,
+    tags: Tags,
+    sync: Option<project_sync::Model>,
+) -> Result<Project, CoreError> {
+    let resources: Vec<String> =
+        serde_json::from_value(row.resources).map_err(|e| corrupt("resources", e))?;
+    let (aws, conditions) = match sync {
+        Some(s) => (
+            ProjectAws {
+                mantle_project_id: s.mantle_project_id,
+                mantle_project_arn: s.mantle_project_arn,
+                role_arn: s.role_arn,
+            },
+            serde_json::from_value(s.conditions).map_err(|e| corrupt("conditions", e))?,
+        ),
+        None => (ProjectAws::default(), Vec::new()),
+    };
     let models: Vec<String> =
         serde_json::from_value(row.allowed_models).map_err(|e| corrupt("allowed_models", e))?;
     let allowed_models = models
@@ -91,12 +110,15 @@ fn to_domain(row: projects::Model, tags: Tags) -> Result<Project, CoreError> {
             rpm: rate(row.rate_limit_rpm),
             tpm: rate(row.rate_limit_tpm),
         },
+        resources,
         status: ProjectStatus::parse(&row.status).map_err(|e| corrupt("status", e))?,
         generation: row.generation,
         observed_generation: row.observed_generation,
         created_at: row.created_at,
         updated_at: row.updated_at,
         archived_at: row.archived_at,
+        aws,
+        conditions,
         resource_version: row.resource_version,
     })
 }
@@ -108,6 +130,10 @@ fn models_json(models: &[ModelId]) -> Value {
             .map(|m| Value::String(m.to_string()))
             .collect(),
     )
+}
+
+fn strings_json(values: &[String]) -> Value {
+    Value::Array(values.iter().cloned().map(Value::String).collect())
 }
 
 fn to_i64(v: Option<u64>) -> Option<i64> {
@@ -135,6 +161,35 @@ async fn tags_for(
         out.entry(t.project_id).or_default().insert(t.key, t.value);
     }
     Ok(out)
+}
+
+async fn sync_for(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> Result<BTreeMap<Uuid, project_sync::Model>, CoreError> {
+    if ids.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let rows = project_sync::Entity::find()
+        .filter(project_sync::Column::ProjectId.is_in(ids.to_vec()))
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.project_id, r)).collect())
+}
+
+/// Asks the reconciler to look at the project now (a change to its specification).
+async fn schedule_reconcile(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), CoreError> {
+    project_sync::Entity::update_many()
+        .col_expr(project_sync::Column::NextAttemptAt, Expr::value(now))
+        .col_expr(project_sync::Column::Attempts, Expr::value(0))
+        .filter(project_sync::Column::ProjectId.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 async fn write_tags(db: &impl ConnectionTrait, id: Uuid, tags: &Tags) -> Result<(), CoreError> {
@@ -294,7 +349,7 @@ impl Services {
                 .stored_response(actor, key, &hash)
                 .await?
                 .ok_or(conflict),
-            (result, _) => result.map(CreateOutcome::Created),
+            (result, _) => result.map(|p| CreateOutcome::Created(Box::new(p))),
         }
     }
 
@@ -349,6 +404,7 @@ impl Services {
             team: Set(draft.team.to_string()),
             region: Set(draft.region.as_str().into()),
             allowed_models: Set(models_json(&draft.allowed_models)),
+            resources: Set(strings_json(&draft.resources)),
             data_retention: Set(draft.data_retention.as_str().into()),
             monthly_budget_cents: Set(draft.monthly_budget.map(Budget::cents)),
             rate_limit_rpm: Set(to_i64(draft.rate_limits.rpm)),
@@ -367,7 +423,21 @@ impl Services {
             Err(e) => return Err(e.into()),
         };
         write_tags(&*tx, id, &draft.tags).await?;
-        let project = to_domain(inserted, draft.tags.clone())?;
+        let sync = project_sync::ActiveModel {
+            project_id: Set(id),
+            mantle_project_id: Set(None),
+            mantle_project_arn: Set(None),
+            mantle_pending: Set(false),
+            role_arn: Set(None),
+            conditions: Set(Value::Array(Vec::new())),
+            next_attempt_at: Set(now),
+            attempts: Set(0),
+            cleaned_up: Set(false),
+            updated_at: Set(now),
+        }
+        .insert(&*tx)
+        .await?;
+        let project = to_domain(inserted, draft.tags.clone(), Some(sync))?;
         let change = Change {
             action: "project.create",
             target_type: "project",
@@ -426,7 +496,12 @@ impl Services {
                 kind: "project",
                 id: id.to_string(),
             })?;
-        to_domain(row, tags.into_iter().map(|t| (t.key, t.value)).collect())
+        let sync = project_sync::Entity::find_by_id(id).one(db).await?;
+        to_domain(
+            row,
+            tags.into_iter().map(|t| (t.key, t.value)).collect(),
+            sync,
+        )
     }
 
     pub async fn list_projects(
@@ -469,11 +544,13 @@ impl Services {
         let (rows, next_cursor) = split_page(rows, limit, |r| r.id);
         let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
         let mut tags = tags_for(self.store.db(), &ids).await?;
+        let mut sync = sync_for(self.store.db(), &ids).await?;
         let items = rows
             .into_iter()
             .map(|r| {
                 let t = tags.remove(&r.id).unwrap_or_default();
-                to_domain(r, t)
+                let s = sync.remove(&r.id);
+                to_domain(r, t, s)
             })
             .collect::<Result<_, _>>()?;
         Ok(Page { items, next_cursor })
@@ -532,6 +609,10 @@ impl Services {
                 projects::Column::RateLimitTpm,
                 Expr::value(to_i64(draft.rate_limits.tpm)),
             )
+            .col_expr(
+                projects::Column::Resources,
+                Expr::value(strings_json(&draft.resources)),
+            )
             .filter(projects::Column::Id.eq(id))
             .filter(projects::Column::ResourceVersion.eq(current.resource_version))
             .filter(projects::Column::ArchivedAt.is_null())
@@ -545,6 +626,7 @@ impl Services {
             });
         }
         write_tags(&*tx, id, &draft.tags).await?;
+        schedule_reconcile(&*tx, id, now).await?;
         let updated = self.load_project(&*tx, id).await?;
         let change = Change {
             action: "project.update",
@@ -576,6 +658,9 @@ impl Services {
             .filter(projects::Column::ArchivedAt.is_null())
             .exec(&*tx)
             .await?;
+        if result.rows_affected == 1 {
+            schedule_reconcile(&*tx, id, now).await?;
+        }
         let archived = self.load_project(&*tx, id).await?;
         if result.rows_affected == 1 {
             let change = Change {
@@ -593,6 +678,19 @@ impl Services {
 }
 
 impl Services {
+    /// Projects the reconciler still has work on: active ones, and archived ones
+    /// whose AWS resources are not removed yet.
+    pub async fn live_project_ids(&self) -> Result<Vec<Uuid>, CoreError> {
+        Ok(project_sync::Entity::find()
+            .select_only()
+            .column(project_sync::Column::ProjectId)
+            .filter(project_sync::Column::CleanedUp.eq(false))
+            .order_by_asc(project_sync::Column::ProjectId)
+            .into_tuple()
+            .all(self.store.db())
+            .await?)
+    }
+
     /// Forgets idempotency keys older than `max_age`; returns how many.
     pub async fn purge_idempotency_keys(
         &self,

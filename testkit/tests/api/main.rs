@@ -10,4 +10,5 @@ mod models;
 mod ops;
 mod outage;
 mod projects;
+mod reconcile;
 mod validation;

@@ -2,8 +2,11 @@
 
 pub mod audit_events;
 pub mod idempotency_keys;
+pub mod leases;
 pub mod models;
 pub mod project_members;
+pub mod project_sync;
 pub mod project_tags;
 pub mod projects;
+pub mod reconcile_reports;
 pub mod signing_keys;

@@ -11,6 +11,8 @@ pub struct Model {
     pub team: String,
     pub region: String,
     pub allowed_models: Json,
+    /// Extra resource ARNs the project owns (cost tags are applied to them).
+    pub resources: Json,
     pub data_retention: String,
     pub monthly_budget_cents: Option<i64>,
     pub rate_limit_rpm: Option<i64>,

@@ -1,0 +1,182 @@
+//! strata's adapters to AWS. Each external system is a trait (so the reconciler can
+//! be tested with fakes) with one implementation over the AWS SDK or, for Mantle,
+//! over SigV4-signed HTTP. Every call is counted by service, operation and outcome.
+
+mod calls;
+mod clients;
+mod cost_tags;
+mod error;
+mod iam;
+mod mantle;
+mod offline;
+#[cfg(test)]
+mod sdk_tests;
+mod sts;
+mod tagging;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+pub use calls::{AwsCalls, CallCounts, Outcome};
+pub use clients::{AwsClients, AwsSettings, DEFAULT_MANTLE_URL};
+pub use error::{AwsError, ErrorKind};
+
+pub type TagMap = BTreeMap<String, String>;
+
+/// An IAM role as strata reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Role {
+    pub name: String,
+    pub arn: String,
+    pub path: String,
+    /// The trust policy as IAM returns it (URL-encoded JSON).
+    pub trust_policy: String,
+    pub tags: TagMap,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewRole<'a> {
+    pub name: &'a str,
+    pub path: &'a str,
+    pub trust_policy: &'a str,
+    pub description: &'a str,
+    pub tags: &'a TagMap,
+}
+
+/// IAM operations on roles and their inline policies.
+#[async_trait]
+pub trait Iam: Send + Sync {
+    async fn get_role(&self, name: &str) -> Result<Option<Role>, AwsError>;
+    async fn create_role(&self, role: &NewRole<'_>) -> Result<Role, AwsError>;
+    async fn update_trust_policy(&self, role: &str, document: &str) -> Result<(), AwsError>;
+    async fn list_role_policies(&self, role: &str) -> Result<Vec<String>, AwsError>;
+    /// The document URL-encoded, as IAM returns it; `None` when it does not exist.
+    async fn get_role_policy(&self, role: &str, policy: &str) -> Result<Option<String>, AwsError>;
+    async fn put_role_policy(
+        &self,
+        role: &str,
+        policy: &str,
+        document: &str,
+    ) -> Result<(), AwsError>;
+    async fn delete_role_policy(&self, role: &str, policy: &str) -> Result<(), AwsError>;
+    async fn tag_role(&self, role: &str, tags: &TagMap) -> Result<(), AwsError>;
+    async fn untag_role(&self, role: &str, keys: &[String]) -> Result<(), AwsError>;
+    async fn delete_role(&self, role: &str) -> Result<(), AwsError>;
+}
+
+/// A project in Mantle's Projects API.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct MantleProject {
+    pub id: String,
+    pub name: String,
+    /// `active` or `archived`.
+    pub status: String,
+    #[serde(default)]
+    pub tags: TagMap,
+}
+
+impl MantleProject {
+    pub fn is_active(&self) -> bool {
+        self.status == "active"
+    }
+}
+
+/// Mantle's Projects API (`/v1/organization/projects`) in one region.
+#[async_trait]
+pub trait Mantle: Send + Sync {
+    /// Every project, following pages; archived ones included.
+    async fn list_projects(&self, region: &str) -> Result<Vec<MantleProject>, AwsError>;
+    async fn get_project(&self, region: &str, id: &str) -> Result<Option<MantleProject>, AwsError>;
+    async fn create_project(
+        &self,
+        region: &str,
+        name: &str,
+        tags: &TagMap,
+    ) -> Result<MantleProject, AwsError>;
+    async fn update_project(
+        &self,
+        region: &str,
+        id: &str,
+        update: &MantleUpdate,
+    ) -> Result<MantleProject, AwsError>;
+    async fn archive_project(&self, region: &str, id: &str) -> Result<(), AwsError>;
+}
+
+/// `POST /organization/projects/{id}`: only what changes.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct MantleUpdate {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "TagMap::is_empty")]
+    pub add_tags: TagMap,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remove_tag_keys: Vec<String>,
+}
+
+impl MantleUpdate {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none() && self.add_tags.is_empty() && self.remove_tag_keys.is_empty()
+    }
+}
+
+/// A cost-allocation tag key's state in Cost Explorer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CostTagStatus {
+    Active,
+    Inactive,
+    /// AWS has not seen the key on any resource yet (it can take up to 24 h).
+    NotSeen,
+}
+
+/// Cost Explorer's cost-allocation tags.
+#[async_trait]
+pub trait CostAllocationTags: Send + Sync {
+    async fn statuses(&self, keys: &[String]) -> Result<BTreeMap<String, CostTagStatus>, AwsError>;
+    /// Activates up to 20 keys; returns the keys AWS refused, with its reason.
+    async fn activate(&self, keys: &[String]) -> Result<BTreeMap<String, String>, AwsError>;
+}
+
+/// A resource and its tags, from the tagging API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaggedResource {
+    pub arn: String,
+    pub tags: TagMap,
+}
+
+/// The Resource Groups Tagging API in one region.
+#[async_trait]
+pub trait Tagging: Send + Sync {
+    /// Tags up to 20 resources; returns the ARNs that failed, with the reason.
+    async fn tag_resources(
+        &self,
+        region: &str,
+        arns: &[String],
+        tags: &TagMap,
+    ) -> Result<BTreeMap<String, String>, AwsError>;
+    async fn untag_resources(
+        &self,
+        region: &str,
+        arns: &[String],
+        keys: &[String],
+    ) -> Result<BTreeMap<String, String>, AwsError>;
+    /// Every resource carrying `key` (with `value`, when given), following pages.
+    async fn resources_tagged(
+        &self,
+        region: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<Vec<TaggedResource>, AwsError>;
+}
+
+/// Who strata runs as.
+#[async_trait]
+pub trait Identity: Send + Sync {
+    async fn account_id(&self) -> Result<String, AwsError>;
+}
+
+/// The most resources one TagResources / UntagResources call takes.
+pub const MAX_ARNS_PER_TAG_CALL: usize = 20;
+/// The most keys one UpdateCostAllocationTagsStatus call takes.
+pub const MAX_KEYS_PER_COST_TAG_CALL: usize = 20;

@@ -1,0 +1,338 @@
+//! A fake of Mantle's Projects API (`/v1/organization/projects`), per region, in
+//! memory. It insists on SigV4 for service `bedrock-mantle`, counts calls, and can
+//! fail or stall on demand — what no real part can do here.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct FakeProject {
+    pub id: String,
+    pub region: String,
+    pub name: String,
+    pub status: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Default)]
+struct Inner {
+    projects: BTreeMap<String, FakeProject>,
+    next: u64,
+    /// (operation, count) of calls.
+    calls: BTreeMap<String, u64>,
+    /// Fail the next n calls with this status.
+    failures: Vec<u16>,
+    /// Answer creates only after this long (the project exists already).
+    create_delay: Option<Duration>,
+    /// Largest number of requests in flight at once.
+    in_flight: u64,
+    max_in_flight: u64,
+}
+
+#[derive(Clone, Default)]
+pub struct FakeMantle {
+    inner: Arc<Mutex<Inner>>,
+    pub addr: Option<SocketAddr>,
+    stop: CancellationToken,
+}
+
+impl Drop for FakeMantle {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.inner) <= 2 {
+            self.stop.cancel();
+        }
+    }
+}
+
+fn err(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": {"message": message, "type": "invalid_request_error", "code": code}})),
+    )
+        .into_response()
+}
+
+fn view(p: &FakeProject) -> Value {
+    json!({"object": "organization.project", "id": p.id, "name": p.name, "status": p.status,
+           "created_at": 1_764_000_000, "tags": p.tags})
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+    after: Option<String>,
+    #[serde(default)]
+    include_archived: bool,
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    name: String,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct UpdateBody {
+    name: Option<String>,
+    #[serde(default)]
+    add_tags: BTreeMap<String, String>,
+    #[serde(default)]
+    remove_tag_keys: Vec<String>,
+}
+
+impl FakeMantle {
+    /// Starts the fake on a loopback port; its URL template is [`FakeMantle::url`].
+    pub async fn start() -> Self {
+        let mut fake = FakeMantle::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        fake.addr = listener.local_addr().ok();
+        let app = Router::new()
+            .route("/{region}/v1/organization/projects", get(list).post(create))
+            .route(
+                "/{region}/v1/organization/projects/{id}",
+                get(fetch).post(update),
+            )
+            .route(
+                "/{region}/v1/organization/projects/{id}/archive",
+                post(archive),
+            )
+            .with_state(fake.clone());
+        let stop = fake.stop.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+        });
+        fake
+    }
+
+    /// `STRATA_MANTLE_URL` for this fake: the region is a path segment.
+    pub fn url(&self) -> String {
+        match self.addr {
+            Some(a) => format!("http://{a}/{{region}}/v1"),
+            None => String::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn projects(&self) -> Vec<FakeProject> {
+        self.lock().projects.values().cloned().collect()
+    }
+
+    pub fn calls(&self, operation: &str) -> u64 {
+        self.lock().calls.get(operation).copied().unwrap_or(0)
+    }
+
+    pub fn fail_next(&self, statuses: &[u16]) {
+        self.lock().failures.extend_from_slice(statuses);
+    }
+
+    pub fn delay_creates(&self, delay: Duration) {
+        self.lock().create_delay = Some(delay);
+    }
+
+    pub fn max_in_flight(&self) -> u64 {
+        self.lock().max_in_flight
+    }
+
+    /// Changes a project behind strata's back (drift).
+    pub fn edit(&self, id: &str, change: impl FnOnce(&mut FakeProject)) {
+        if let Some(p) = self.lock().projects.get_mut(id) {
+            change(p);
+        }
+    }
+
+    /// Counts the call and checks its signature; `Some` is the refusal to send.
+    fn enter(&self, operation: &str, headers: &HeaderMap, region: &str) -> Option<Response> {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let signed = auth.starts_with("AWS4-HMAC-SHA256 ")
+            && auth.contains(&format!("/{region}/bedrock-mantle/aws4_request"))
+            && headers.contains_key("x-amz-date");
+        let mut inner = self.lock();
+        *inner.calls.entry(operation.to_owned()).or_default() += 1;
+        if !signed {
+            return Some(err(
+                StatusCode::FORBIDDEN,
+                "unsigned",
+                "requests must be signed with SigV4 for bedrock-mantle in the request's region",
+            ));
+        }
+        if !inner.failures.is_empty() {
+            let status = inner.failures.remove(0);
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return Some(err(status, "injected", "injected failure"));
+        }
+        inner.in_flight += 1;
+        inner.max_in_flight = inner.max_in_flight.max(inner.in_flight);
+        None
+    }
+
+    fn leave(&self) {
+        let mut inner = self.lock();
+        inner.in_flight = inner.in_flight.saturating_sub(1);
+    }
+}
+
+async fn list(
+    State(f): State<FakeMantle>,
+    Path(region): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    if let Some(r) = f.enter("ListProjects", &headers, &region) {
+        return r;
+    }
+    let limit = q.limit.unwrap_or(20).clamp(1, 100);
+    let page: Vec<FakeProject> = {
+        let inner = f.lock();
+        inner
+            .projects
+            .values()
+            .filter(|p| p.region == region && (q.include_archived || p.status == "active"))
+            .filter(|p| q.after.as_ref().is_none_or(|a| p.id > *a))
+            .take(limit + 1)
+            .cloned()
+            .collect()
+    };
+    f.leave();
+    let has_more = page.len() > limit;
+    let data: Vec<Value> = page.iter().take(limit).map(view).collect();
+    let last = data
+        .last()
+        .and_then(|p| p["id"].as_str().map(str::to_owned));
+    Json(json!({"object": "list", "data": data, "has_more": has_more, "last_id": last}))
+        .into_response()
+}
+
+async fn fetch(
+    State(f): State<FakeMantle>,
+    Path((region, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = f.enter("GetProject", &headers, &region) {
+        return r;
+    }
+    let found = f
+        .lock()
+        .projects
+        .get(&id)
+        .filter(|p| p.region == region)
+        .cloned();
+    f.leave();
+    match found {
+        Some(p) => Json(view(&p)).into_response(),
+        None => err(StatusCode::NOT_FOUND, "not_found", "no such project"),
+    }
+}
+
+async fn create(
+    State(f): State<FakeMantle>,
+    Path(region): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<CreateBody>,
+) -> Response {
+    if let Some(r) = f.enter("CreateProject", &headers, &region) {
+        return r;
+    }
+    let (project, delay) = {
+        let mut inner = f.lock();
+        inner.next += 1;
+        let id = format!("proj_{:012}", inner.next);
+        let p = FakeProject {
+            id: id.clone(),
+            region,
+            name: body.name,
+            status: "active".into(),
+            tags: body.tags,
+        };
+        inner.projects.insert(id, p.clone());
+        (p, inner.create_delay)
+    };
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    f.leave();
+    Json(view(&project)).into_response()
+}
+
+async fn update(
+    State(f): State<FakeMantle>,
+    Path((region, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<UpdateBody>,
+) -> Response {
+    if let Some(r) = f.enter("UpdateProject", &headers, &region) {
+        return r;
+    }
+    let result = {
+        let mut inner = f.lock();
+        inner
+            .projects
+            .get_mut(&id)
+            .filter(|p| p.region == region)
+            .map(|p| {
+                if let Some(n) = body.name {
+                    p.name = n;
+                }
+                p.tags.extend(body.add_tags);
+                for k in &body.remove_tag_keys {
+                    p.tags.remove(k);
+                }
+                p.clone()
+            })
+    };
+    f.leave();
+    match result {
+        Some(p) => Json(view(&p)).into_response(),
+        None => err(StatusCode::NOT_FOUND, "not_found", "no such project"),
+    }
+}
+
+async fn archive(
+    State(f): State<FakeMantle>,
+    Path((region, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = f.enter("ArchiveProject", &headers, &region) {
+        return r;
+    }
+    let result = {
+        let mut inner = f.lock();
+        inner
+            .projects
+            .get_mut(&id)
+            .filter(|p| p.region == region)
+            .map(|p| {
+                p.status = "archived".into();
+                p.clone()
+            })
+    };
+    f.leave();
+    match result {
+        Some(p) => Json(view(&p)).into_response(),
+        None => err(StatusCode::NOT_FOUND, "not_found", "no such project"),
+    }
+}
