@@ -53,6 +53,18 @@ pub struct ReconcilerConfig {
         value_delimiter = ','
     )]
     pub trusted_principals: Vec<String>,
+    /// An IAM OIDC provider (ARN) whose workloads may assume project roles with web
+    /// identity, e.g. an EKS cluster's.
+    #[arg(long = "trusted-oidc-provider", env = "STRATA_TRUSTED_OIDC_PROVIDER")]
+    pub trusted_oidc_provider: Option<String>,
+    /// The `sub` those workloads must present; `{environment}` and `{project}` are
+    /// the project's, so each role trusts only its own project's service account.
+    #[arg(
+        long = "trusted-oidc-subject",
+        env = "STRATA_TRUSTED_OIDC_SUBJECT",
+        default_value = "system:serviceaccount:{environment}:{project}"
+    )]
+    pub trusted_oidc_subject: String,
     /// Tag keys to activate as cost-allocation tags in Cost Explorer,
     /// comma-separated. Empty turns activation off.
     #[arg(
@@ -77,6 +89,8 @@ impl Default for ReconcilerConfig {
             lease_secs: 60,
             max_backoff_secs: 300,
             trusted_principals: Vec::new(),
+            trusted_oidc_provider: None,
+            trusted_oidc_subject: "system:serviceaccount:{environment}:{project}".into(),
             cost_allocation_tags: vec!["strata:project".into(), "strata:environment".into()],
             mantle_url: DEFAULT_MANTLE_URL.into(),
         }

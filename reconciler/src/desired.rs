@@ -3,7 +3,9 @@
 use serde_json::Value;
 use strata_aws::TagMap;
 use strata_core::domain::Project;
-use strata_core::policy::{self, InferenceScope};
+use strata_core::policy::{self, InferenceScope, OidcTrust};
+
+use crate::ReconcilerConfig;
 
 pub const MANAGED_BY: &str = "strata:managed-by";
 pub const PROJECT_TAG: &str = "strata:project";
@@ -74,16 +76,35 @@ pub fn inference_policy(
     .map_err(|e| e.to_string())
 }
 
-/// The trust policy: the configured principals, or the account's root.
-pub fn trust_policy(principals: &[String], account: &str) -> Result<Value, String> {
-    let root;
-    let principals = if principals.is_empty() {
-        root = vec![format!("arn:aws:iam::{account}:root")];
-        &root
-    } else {
-        principals
-    };
-    policy::trust_policy(principals).map_err(|e| e.to_string())
+/// The trust policy: the configured principals and OIDC workloads, or, when
+/// neither is configured, the account's root.
+pub fn trust_policy(
+    config: &ReconcilerConfig,
+    project: &Project,
+    account: &str,
+) -> Result<Value, String> {
+    let mut principals: Vec<String> = config
+        .trusted_principals
+        .iter()
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let subject = config
+        .trusted_oidc_subject
+        .replace("{environment}", project.environment.as_str())
+        .replace("{project}", project.name.as_str());
+    let oidc = config
+        .trusted_oidc_provider
+        .as_deref()
+        .filter(|p| !p.trim().is_empty())
+        .map(|provider_arn| OidcTrust {
+            provider_arn,
+            subject: &subject,
+        });
+    if principals.is_empty() && oidc.is_none() {
+        principals.push(format!("arn:aws:iam::{account}:root"));
+    }
+    policy::trust_policy(&principals, oidc.as_ref()).map_err(|e| e.to_string())
 }
 
 pub fn mantle_arn(region: &str, account: &str, id: &str) -> String {

@@ -197,7 +197,7 @@ impl Pass<'_> {
         let iam = self.r.aws.iam.clone();
         let name = desired.role_name.as_str();
         let trust =
-            desired::trust_policy(&self.r.config.trusted_principals, account).map_err(internal)?;
+            desired::trust_policy(&self.r.config, self.project, account).map_err(internal)?;
         let policy =
             desired::inference_policy(self.project, account, mantle_id).map_err(internal)?;
         let arn = format!("arn:aws:iam::{account}:role{}{name}", desired.role_path);

@@ -103,7 +103,7 @@ impl Reconciler {
             }
             None => {
                 // Stay well inside the lease, so no other replica takes over mid-pass.
-                let limit = Duration::from_secs(self.config.lease_secs / 2);
+                let limit = Duration::from_millis(self.config.lease_secs.max(1) * 750);
                 match tokio::time::timeout(
                     limit,
                     self.reconcile(&claimed.project, claimed.pending, false),

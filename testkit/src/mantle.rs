@@ -96,10 +96,15 @@ struct UpdateBody {
 impl FakeMantle {
     /// Starts the fake on a loopback port; its URL template is [`FakeMantle::url`].
     pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// Starts the fake on the given address (the `fake-mantle` binary).
+    pub async fn start_on(addr: &str) -> Self {
         let mut fake = FakeMantle::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .unwrap_or_else(|e| panic!("bind: {e}"));
+            .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
         fake.addr = listener.local_addr().ok();
         let app = Router::new()
             .route("/{region}/v1/organization/projects", get(list).post(create))

@@ -15,6 +15,7 @@ pub use template::{TemplateError, render};
 
 const INFERENCE_TEMPLATE: &str = include_str!("../../../policies/iam/inference-policy.json");
 const TRUST_TEMPLATE: &str = include_str!("../../../policies/iam/trust-policy.json");
+const TRUST_OIDC_STATEMENT: &str = include_str!("../../../policies/iam/trust-policy-oidc.json");
 
 /// IAM's limit on a role's inline policies, in characters without white space.
 pub const MAX_INLINE_POLICY_CHARS: usize = 10_240;
@@ -49,12 +50,44 @@ pub fn inference_policy(scope: &InferenceScope<'_>) -> Result<Value, TemplateErr
     )
 }
 
-/// The role's trust policy: the principals (role ARNs) allowed to assume it.
-pub fn trust_policy(trusted_principals: &[String]) -> Result<Value, TemplateError> {
-    render(
+/// Workloads that assume a project role with web identity (EKS service accounts,
+/// CI): the IAM OIDC provider and the `sub` this project's workloads present.
+#[derive(Debug, Clone)]
+pub struct OidcTrust<'a> {
+    pub provider_arn: &'a str,
+    pub subject: &'a str,
+}
+
+/// The role's trust policy: the AWS principals (role ARNs) allowed to assume it,
+/// and, when given, workloads of an OIDC provider with the given subject.
+pub fn trust_policy(
+    aws_principals: &[String],
+    oidc: Option<&OidcTrust<'_>>,
+) -> Result<Value, TemplateError> {
+    let mut doc = render(
         TRUST_TEMPLATE,
-        &[("trusted_principals", json!(trusted_principals))],
-    )
+        &[("trusted_principals", json!(aws_principals))],
+    )?;
+    let mut statements = match doc.get_mut("Statement").map(Value::take) {
+        Some(Value::Array(items)) if !aws_principals.is_empty() => items,
+        _ => Vec::new(),
+    };
+    if let Some(oidc) = oidc {
+        let host = oidc
+            .provider_arn
+            .split_once("oidc-provider/")
+            .map_or(oidc.provider_arn, |(_, host)| host);
+        statements.push(render(
+            TRUST_OIDC_STATEMENT,
+            &[
+                ("oidc_provider_arn", json!(oidc.provider_arn)),
+                ("oidc_provider_host", json!(host)),
+                ("oidc_subject", json!(oidc.subject)),
+            ],
+        )?);
+    }
+    doc["Statement"] = Value::Array(statements);
+    Ok(doc)
 }
 
 /// The size IAM counts: the document's characters without white space.
@@ -121,9 +154,18 @@ mod tests {
 
     #[test]
     fn trust_policy_lists_the_principals() {
-        let policy = trust_policy(&["arn:aws:iam::123456789012:role/strata-proxy".to_owned()])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let policy = trust_policy(
+            &["arn:aws:iam::123456789012:role/strata-proxy".to_owned()],
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         insta::assert_json_snapshot!("trust_policy", sort_keys(policy));
+        let oidc = OidcTrust {
+            provider_arn: "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC",
+            subject: "system:serviceaccount:prod:checkout",
+        };
+        let policy = trust_policy(&[], Some(&oidc)).unwrap_or_else(|e| panic!("{e}"));
+        insta::assert_json_snapshot!("trust_policy_oidc", sort_keys(policy));
     }
 
     #[test]

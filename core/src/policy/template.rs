@@ -30,6 +30,26 @@ fn lookup<'a>(values: &'a [(&str, Value)], name: &str) -> Result<&'a Value, Temp
         .ok_or_else(|| TemplateError::MissingValue(name.to_owned()))
 }
 
+/// Replaces every `{{name}}` inside a longer string with its (string) value.
+fn substitute_inline(s: &str, values: &[(&str, Value)]) -> Result<String, TemplateError> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("{{") {
+        let Some(len) = rest[start..].find("}}") else {
+            break;
+        };
+        let name = &rest[start + 2..start + len];
+        let value = lookup(values, name)?
+            .as_str()
+            .ok_or_else(|| TemplateError::NotAString(name.to_owned()))?;
+        out.push_str(&rest[..start]);
+        out.push_str(value);
+        rest = &rest[start + len + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 fn substitute(node: &mut Value, values: &[(&str, Value)]) -> Result<(), TemplateError> {
     match node {
         Value::String(s) => {
@@ -41,25 +61,17 @@ fn substitute(node: &mut Value, values: &[(&str, Value)]) -> Result<(), Template
                 *node = lookup(values, name)?.clone();
                 return Ok(());
             }
-            let mut out = String::with_capacity(s.len());
-            let mut rest = s.as_str();
-            while let Some(start) = rest.find("{{") {
-                let Some(len) = rest[start..].find("}}") else {
-                    break;
-                };
-                let name = &rest[start + 2..start + len];
-                let value = lookup(values, name)?
-                    .as_str()
-                    .ok_or_else(|| TemplateError::NotAString(name.to_owned()))?;
-                out.push_str(&rest[..start]);
-                out.push_str(value);
-                rest = &rest[start + len + 2..];
-            }
-            out.push_str(rest);
-            *s = out;
+            *s = substitute_inline(s, values)?;
         }
         Value::Array(items) => items.iter_mut().try_for_each(|v| substitute(v, values))?,
-        Value::Object(map) => map.values_mut().try_for_each(|v| substitute(v, values))?,
+        // Keys may hold placeholders too (IAM condition keys name the OIDC provider).
+        Value::Object(map) => {
+            let entries = std::mem::take(map);
+            for (key, mut value) in entries {
+                substitute(&mut value, values)?;
+                map.insert(substitute_inline(&key, values)?, value);
+            }
+        }
         _ => {}
     }
     Ok(())
@@ -77,6 +89,15 @@ mod tests {
             &[("list", json!(["p", "q"])), ("s", json!("v"))],
         );
         assert_eq!(out, Ok(json!({"a": ["p", "q"], "b": "x:v:v", "c": 1})));
+    }
+
+    #[test]
+    fn placeholders_in_keys() {
+        let out = render(
+            r#"{"{{host}}:sub": "{{s}}"}"#,
+            &[("host", json!("oidc.example")), ("s", json!("x"))],
+        );
+        assert_eq!(out, Ok(json!({"oidc.example:sub": "x"})));
     }
 
     #[test]

@@ -1020,3 +1020,87 @@ async fn the_environment_pass_activates_cost_tags_and_reports_coverage() {
         403
     );
 }
+
+#[tokio::test]
+async fn mantle_failures_are_retried_and_reported() {
+    let w = world().await;
+    let (id, _) = w.create(project_body("flaky-mantle")).await;
+    w.mantle.fail_next(&[503]);
+    let pass = w.pass(id).await;
+    assert_eq!(pass.failed.len(), 1);
+    let p = w.project(id).await;
+    let mantle = condition(&p, "MantleProjectReady");
+    assert_eq!(
+        (mantle["status"].as_str(), mantle["reason"].as_str()),
+        (Some("False"), Some("AwsRetrying")),
+        "{mantle}"
+    );
+    assert!(
+        mantle["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("injected failure"),
+        "{mantle}"
+    );
+    assert_eq!(
+        condition(&p, "IamRoleReady")["reason"],
+        "WaitingForMantleProject"
+    );
+    let pass = w.pass(id).await;
+    assert_eq!(
+        pass.ready, 1,
+        "the failures were used up: {:?}",
+        pass.failed
+    );
+    assert_eq!(w.mantle.projects().len(), 1);
+}
+
+#[tokio::test]
+async fn the_trust_policy_follows_the_configured_principals() {
+    let mantle = FakeMantle::start().await;
+    let provider = format!(
+        "arn:aws:iam::{MOTO_ACCOUNT}:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC"
+    );
+    let app = TestApp::builder()
+        .aws(moto_clients(&mantle.url()).await)
+        .reconciler(ReconcilerConfig {
+            cost_allocation_tags: Vec::new(),
+            trusted_principals: vec![format!("arn:aws:iam::{MOTO_ACCOUNT}:role/strata-proxy")],
+            trusted_oidc_provider: Some(provider.clone()),
+            ..ReconcilerConfig::default()
+        })
+        .spawn()
+        .await;
+    let p = app.create_project(&project_body("trusting")).await;
+    let id =
+        Uuid::parse_str(p["id"].as_str().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+    let pass = app
+        .state
+        .reconciler
+        .run_for(&[id])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pass.ready, 1, "{:?}", pass.failed);
+    let slug = ProjectSlug::parse("trusting").unwrap_or_else(|e| panic!("{e}"));
+    let role = role_name(Environment::Prod, &slug, id);
+    let got = moto_iam()
+        .await
+        .get_role()
+        .role_name(&role)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let trust = parse_policy(
+        got.role()
+            .and_then(|r| r.assume_role_policy_document())
+            .unwrap_or_default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let text = trust.to_string();
+    assert!(
+        text.contains(&format!("arn:aws:iam::{MOTO_ACCOUNT}:role/strata-proxy")),
+        "{text}"
+    );
+    assert!(text.contains(&provider), "{text}");
+    assert!(text.contains("\"oidc.eks.us-east-1.amazonaws.com/id/ABC:sub\":[\"system:serviceaccount:prod:trusting\"]"), "{text}");
+}
