@@ -169,6 +169,13 @@ pub async fn record(
         );
     }
     let conditions = serde_json::to_value(&conditions).map_err(|e| e.to_string())?;
+    // The marker set before a Mantle create stays until an id is recorded: a create
+    // that failed may still have made the project.
+    let pending = if outcome.aws.mantle_project_id.is_some() {
+        Expr::value(false)
+    } else {
+        Expr::col(project_sync::Column::MantlePending)
+    };
     project_sync::Entity::update_many()
         .col_expr(
             project_sync::Column::MantleProjectId,
@@ -182,10 +189,7 @@ pub async fn record(
             project_sync::Column::RoleArn,
             Expr::value(outcome.aws.role_arn.clone()),
         )
-        .col_expr(
-            project_sync::Column::MantlePending,
-            Expr::value(outcome.aws.mantle_project_id.is_none() && claimed.pending),
-        )
+        .col_expr(project_sync::Column::MantlePending, pending)
         .col_expr(project_sync::Column::Conditions, Expr::value(conditions))
         .col_expr(project_sync::Column::NextAttemptAt, Expr::value(next))
         .col_expr(project_sync::Column::Attempts, Expr::value(attempts))

@@ -1046,6 +1046,16 @@ async fn mantle_failures_are_retried_and_reported() {
         condition(&p, "IamRoleReady")["reason"],
         "WaitingForMantleProject"
     );
+    let row = project_sync::Entity::find_by_id(id)
+        .one(w.app.state.services.store.db())
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no sync row"));
+    assert!(
+        row.mantle_pending,
+        "a failed create may still have made the project: the next pass looks first"
+    );
     let pass = w.pass(id).await;
     assert_eq!(
         pass.ready, 1,
