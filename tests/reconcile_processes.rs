@@ -79,14 +79,14 @@ async fn serve(dir: &Path, db: &str, mantle: &FakeMantle, lease_secs: u32) -> Se
     panic!("strata serve did not become ready");
 }
 
-/// Runs `strata reconcile` to the end without blocking the fake Mantle's runtime.
-async fn reconcile_once(
+/// Runs a `strata` command to the end without blocking the fake Mantle's runtime.
+async fn run_to_end(
+    args: &[&str],
     dir: &Path,
     db: &str,
     mantle: &FakeMantle,
-    lease_secs: u32,
 ) -> std::process::Output {
-    let mut cmd = strata(&["reconcile"], dir, db, mantle, lease_secs);
+    let mut cmd = strata(args, dir, db, mantle, 5);
     tokio::task::spawn_blocking(move || cmd.output())
         .await
         .unwrap_or_else(|e| panic!("{e}"))
@@ -200,7 +200,7 @@ async fn a_reconciler_killed_mid_pass_converges_on_the_next_run() {
         mantle.delay_creates(Duration::ZERO);
         // The dead replica's leases expire (5 s); then one pass converges.
         tokio::time::sleep(Duration::from_millis(5_500)).await;
-        let out = reconcile_once(dir.path(), &db.url, &mantle, 5).await;
+        let out = run_to_end(&["reconcile"], dir.path(), &db.url, &mantle).await;
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -224,8 +224,18 @@ async fn a_reconciler_killed_mid_pass_converges_on_the_next_run() {
         );
         // And the next pass writes nothing.
         drop(server);
-        let out = reconcile_once(dir.path(), &db.url, &mantle, 5).await;
+        let out = run_to_end(&["reconcile"], dir.path(), &db.url, &mantle).await;
         let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("(0 mutating"), "{stdout}");
+        // The dry run agrees: nothing to do.
+        let out = run_to_end(&["reconcile", "--dry-run"], dir.path(), &db.url, &mantle).await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}");
+        assert_eq!(
+            stdout.matches("in sync: no changes").count(),
+            12,
+            "{stdout}"
+        );
         assert!(stdout.contains("(0 mutating"), "{stdout}");
     }
 }

@@ -241,6 +241,17 @@ async fn a_new_project_gets_its_aws_resources_and_a_second_pass_writes_nothing()
     assert_eq!(calls.mutating(), 0, "{calls:?}");
     assert!(calls.reads() > 0);
     assert_eq!(w.mantle.calls("CreateProject"), 1);
+
+    let metrics = w.app.get("/metrics", "").await;
+    let text = metrics.body.as_str().unwrap_or_default().to_owned();
+    for name in [
+        "strata_reconcile_passes_total{result=\"ok\"} 2",
+        "strata_reconcile_duration_seconds_count{result=\"ok\"} 2",
+        "strata_aws_calls_total{service=\"iam\",operation=\"CreateRole\",outcome=\"Ok\"} 1",
+        "strata_reconcile_queue_depth",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
+    }
 }
 
 #[tokio::test]
