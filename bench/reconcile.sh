@@ -70,7 +70,7 @@ run() {
   start=$(date +%s.%N)
   /usr/bin/time -f "%M" -o "$work/rss" target/release/strata reconcile >"$work/$label.out" 2>"$work/$label.err" || true
   end=$(date +%s.%N)
-  python3 - "$label" "$N" "$start" "$end" "$work/$label.out" "$(cat "$work/rss")" <<'PY'
+  python3 - "$label" "$N" "$start" "$end" "$work/$label.out" "$(tail -1 "$work/rss")" <<'PY'
 import re, sys
 label, n, start, end, out, rss = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), open(sys.argv[5]).read(), int(sys.argv[6])
 summary = [l for l in out.splitlines() if "project(s):" in l]
@@ -79,6 +79,13 @@ total, mutating, reads = (int(calls.group(i)) for i in (1, 2, 3)) if calls else 
 print(f"{label}: {summary[0] if summary else 'no summary'}")
 print(f"  wall {end - start:.1f} s, peak RSS {rss / 1024:.0f} MiB")
 print(f"  AWS calls {total} ({mutating} mutating, {reads} read): {total / n:.2f} per project, {reads / n:.2f} reads per project")
+reasons = {}
+for line in out.splitlines():
+    if "  FAILED " in line:
+        reason = line.split("  FAILED ", 1)[1][:120]
+        reasons[reason] = reasons.get(reason, 0) + 1
+for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1])[:5]:
+    print(f"  failed x{count}: {reason}")
 PY
 }
 echo "machine: $(nproc) cores, $(date -u +%Y-%m-%d); N=$N, concurrency $CONCURRENCY"
