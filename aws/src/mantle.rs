@@ -55,7 +55,7 @@ impl HttpMantle {
             .to_owned()
     }
 
-    /// Sends one signed request; `Ok(None)` for 404 when `absent_ok`.
+    /// Sends one signed request; `Ok(None)` for 404.
     async fn send<T: DeserializeOwned>(
         &self,
         operation: &'static str,

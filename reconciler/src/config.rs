@@ -79,6 +79,28 @@ pub struct ReconcilerConfig {
     pub mantle_url: String,
 }
 
+impl ReconcilerConfig {
+    /// Trims list entries and drops empty ones (`STRATA_COST_ALLOCATION_TAGS=""`
+    /// reaches clap as one empty entry), and an empty OIDC provider, once, so the
+    /// rest of the reconciler takes the settings as they are.
+    pub fn normalized(mut self) -> Self {
+        let clean = |items: Vec<String>| -> Vec<String> {
+            items
+                .into_iter()
+                .map(|i| i.trim().to_owned())
+                .filter(|i| !i.is_empty())
+                .collect()
+        };
+        self.trusted_principals = clean(self.trusted_principals);
+        self.cost_allocation_tags = clean(self.cost_allocation_tags);
+        self.trusted_oidc_provider = self
+            .trusted_oidc_provider
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty());
+        self
+    }
+}
+
 impl Default for ReconcilerConfig {
     fn default() -> Self {
         Self {

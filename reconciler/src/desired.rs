@@ -83,12 +83,7 @@ pub fn trust_policy(
     project: &Project,
     account: &str,
 ) -> Result<Value, String> {
-    let mut principals: Vec<String> = config
-        .trusted_principals
-        .iter()
-        .map(|p| p.trim().to_owned())
-        .filter(|p| !p.is_empty())
-        .collect();
+    let mut principals = config.trusted_principals.clone();
     let subject = config
         .trusted_oidc_subject
         .replace("{environment}", project.environment.as_str())
@@ -96,7 +91,6 @@ pub fn trust_policy(
     let oidc = config
         .trusted_oidc_provider
         .as_deref()
-        .filter(|p| !p.trim().is_empty())
         .map(|provider_arn| OidcTrust {
             provider_arn,
             subject: &subject,

@@ -101,14 +101,7 @@ async fn active_projects(r: &Reconciler) -> Result<Vec<Project>, String> {
 impl Reconciler {
     async fn cost_tags_pass(&self) -> CostTagsReport {
         let now = self.clock.now();
-        let keys: Vec<String> = self
-            .config
-            .cost_allocation_tags
-            .iter()
-            .map(|k| k.trim().to_owned())
-            .filter(|k| !k.is_empty())
-            .collect();
-        let keys = &keys;
+        let keys = &self.config.cost_allocation_tags;
         let mut report = CostTagsReport {
             generated_at: now,
             keys: Vec::new(),

@@ -29,13 +29,13 @@ pub async fn claim(r: &Reconciler, name: &str, ttl: Duration) -> Result<bool, St
                 .or(Expr::col((leases::Entity, leases::Column::Owner)).eq(r.owner.clone())),
         )
         .to_owned();
-    let _writer = r.store.begin_write().await.map_err(|e| e.to_string())?;
+    let tx = r.store.begin_write().await.map_err(|e| e.to_string())?;
     let changed = leases::Entity::insert(row)
         .on_conflict(on_conflict)
-        .exec_without_returning(&*_writer)
+        .exec_without_returning(&*tx)
         .await
         .map_err(|e| e.to_string())?;
-    _writer.commit().await.map_err(|e| e.to_string())?;
+    tx.commit().await.map_err(|e| e.to_string())?;
     Ok(changed == 1)
 }
 

@@ -56,7 +56,7 @@ impl Reconciler {
         Self {
             store,
             aws,
-            config: Arc::new(config),
+            config: Arc::new(config.normalized()),
             clock,
             metrics: ReconcilerMetrics::new(),
             owner,

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use strata_core::domain::ProjectAws;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -37,7 +38,7 @@ pub struct PassSummary {
 }
 
 impl Reconciler {
-    fn not_configured(&self) -> Option<ProjectOutcome> {
+    fn not_configured(&self, aws: &ProjectAws) -> Option<ProjectOutcome> {
         use strata_core::domain::{ConditionStatus, ConditionType};
         let why = self.aws.unavailable.as_ref()?;
         let message = format!(
@@ -66,7 +67,7 @@ impl Reconciler {
         .collect();
         Some(ProjectOutcome {
             changes: Vec::new(),
-            aws: Default::default(),
+            aws: aws.clone(),
             conditions,
             failure: Some(failure),
             cleaned_up: false,
@@ -95,12 +96,8 @@ impl Reconciler {
             return Ok(Visit::Skipped);
         }
         let started = Instant::now();
-        let mut outcome = match self.not_configured() {
-            Some(o) => {
-                let mut o = o;
-                o.aws = claimed.project.aws.clone();
-                o
-            }
+        let mut outcome = match self.not_configured(&claimed.project.aws) {
+            Some(o) => o,
             None => {
                 // Stay well inside the lease, so no other replica takes over mid-pass.
                 let limit = Duration::from_millis(self.config.lease_secs.max(1) * 750);
@@ -111,11 +108,7 @@ impl Reconciler {
                 .await
                 {
                     Ok(o) => o,
-                    Err(_) => {
-                        let mut o = self.timed_out(&claimed, limit);
-                        o.aws = claimed.project.aws.clone();
-                        o
-                    }
+                    Err(_) => self.timed_out(&claimed, limit),
                 }
             }
         };
@@ -204,7 +197,11 @@ impl Reconciler {
     /// One pass over every live project (and the environment-wide pass), then
     /// return: `strata reconcile`.
     pub async fn run_once(&self) -> Result<PassSummary, String> {
-        let ids = state::all_live(self).await?;
+        let services = strata_core::services::Services::new(self.store.clone(), self.clock.clone());
+        let ids = services
+            .live_project_ids()
+            .await
+            .map_err(|e| e.to_string())?;
         let summary = self.run_for(&ids).await?;
         if self.aws.unavailable.is_none()
             && leases::claim(

@@ -53,19 +53,6 @@ pub async fn due_count(r: &Reconciler) -> Result<u64, String> {
         .map_err(db_err)
 }
 
-/// Every project not yet cleaned up (for a full pass).
-pub async fn all_live(r: &Reconciler) -> Result<Vec<Uuid>, String> {
-    project_sync::Entity::find()
-        .select_only()
-        .column(project_sync::Column::ProjectId)
-        .filter(project_sync::Column::CleanedUp.eq(false))
-        .order_by_asc(project_sync::Column::ProjectId)
-        .into_tuple()
-        .all(r.store.db())
-        .await
-        .map_err(db_err)
-}
-
 pub async fn load(r: &Reconciler, id: Uuid) -> Result<Option<Claimed>, String> {
     let Some(sync) = project_sync::Entity::find_by_id(id)
         .one(r.store.db())
