@@ -163,20 +163,6 @@ async fn tags_for(
     Ok(out)
 }
 
-async fn sync_for(
-    db: &impl ConnectionTrait,
-    ids: &[Uuid],
-) -> Result<BTreeMap<Uuid, project_sync::Model>, CoreError> {
-    if ids.is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    let rows = project_sync::Entity::find()
-        .filter(project_sync::Column::ProjectId.is_in(ids.to_vec()))
-        .all(db)
-        .await?;
-    Ok(rows.into_iter().map(|r| (r.project_id, r)).collect())
-}
-
 /// Asks the reconciler to look at the project now (a change to its specification).
 async fn schedule_reconcile(
     db: &impl ConnectionTrait,
@@ -192,11 +178,16 @@ async fn schedule_reconcile(
     Ok(())
 }
 
+/// Replaces the project's tags.
 async fn write_tags(db: &impl ConnectionTrait, id: Uuid, tags: &Tags) -> Result<(), CoreError> {
     project_tags::Entity::delete_many()
         .filter(project_tags::Column::ProjectId.eq(id))
         .exec(db)
         .await?;
+    insert_tags(db, id, tags).await
+}
+
+async fn insert_tags(db: &impl ConnectionTrait, id: Uuid, tags: &Tags) -> Result<(), CoreError> {
     if !tags.is_empty() {
         let rows = tags.iter().map(|(k, v)| project_tags::ActiveModel {
             project_id: Set(id),
@@ -387,15 +378,8 @@ impl Services {
         let now = self.clock.now();
         let id = Uuid::now_v7();
         let tx = self.store.begin_write().await?;
-        let taken = projects::Entity::find()
-            .filter(projects::Column::Environment.eq(draft.environment.as_str()))
-            .filter(projects::Column::Name.eq(draft.name.as_str()))
-            .filter(projects::Column::ArchivedAt.is_null())
-            .one(&*tx)
-            .await?;
-        if taken.is_some() {
-            return Err(name_taken(draft));
-        }
+        // No "is the name taken?" read: the partial unique index on (environment,
+        // name) of active projects answers it, and a race cannot get past it.
         let row = projects::ActiveModel {
             id: Set(id),
             name: Set(draft.name.to_string()),
@@ -422,7 +406,7 @@ impl Services {
             Err(e) if is_unique_violation(&e) => return Err(name_taken(draft)),
             Err(e) => return Err(e.into()),
         };
-        write_tags(&*tx, id, &draft.tags).await?;
+        insert_tags(&*tx, id, &draft.tags).await?;
         let sync = project_sync::ActiveModel {
             project_id: Set(id),
             mantle_project_id: Set(None),
@@ -480,28 +464,29 @@ impl Services {
         self.load_project(self.store.db(), id).await
     }
 
-    /// One round trip: the project joined with its tags.
+    /// One round trip: the project joined with its reconcile record (1:1) and its
+    /// tags (1:n), so a GET costs one query.
     async fn load_project(
         &self,
         db: &impl ConnectionTrait,
         id: Uuid,
     ) -> Result<Project, CoreError> {
-        let (row, tags) = projects::Entity::find_by_id(id)
-            .find_with_related(project_tags::Entity)
+        let mut rows = projects::Entity::find_by_id(id)
+            .find_also_related(project_sync::Entity)
+            .find_also_related(project_tags::Entity)
             .all(db)
             .await?
+            .into_iter();
+        let (row, sync, first_tag) = rows.next().ok_or_else(|| CoreError::NotFound {
+            kind: "project",
+            id: id.to_string(),
+        })?;
+        let tags = first_tag
             .into_iter()
-            .next()
-            .ok_or_else(|| CoreError::NotFound {
-                kind: "project",
-                id: id.to_string(),
-            })?;
-        let sync = project_sync::Entity::find_by_id(id).one(db).await?;
-        to_domain(
-            row,
-            tags.into_iter().map(|t| (t.key, t.value)).collect(),
-            sync,
-        )
+            .chain(rows.filter_map(|(_, _, tag)| tag))
+            .map(|t| (t.key, t.value))
+            .collect();
+        to_domain(row, tags, sync)
     }
 
     pub async fn list_projects(
@@ -540,16 +525,20 @@ impl Services {
                 .to_owned();
             q = q.filter(projects::Column::Id.in_subquery(sub));
         }
-        let rows = q.limit(limit + 1).all(self.store.db()).await?;
-        let (rows, next_cursor) = split_page(rows, limit, |r| r.id);
-        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        // The reconcile record is 1:1, so joining it keeps the limit right; tags
+        // (1:n) come in a second query for the page's ids.
+        let rows = q
+            .find_also_related(project_sync::Entity)
+            .limit(limit + 1)
+            .all(self.store.db())
+            .await?;
+        let (rows, next_cursor) = split_page(rows, limit, |(r, _)| r.id);
+        let ids: Vec<Uuid> = rows.iter().map(|(r, _)| r.id).collect();
         let mut tags = tags_for(self.store.db(), &ids).await?;
-        let mut sync = sync_for(self.store.db(), &ids).await?;
         let items = rows
             .into_iter()
-            .map(|r| {
+            .map(|(r, s)| {
                 let t = tags.remove(&r.id).unwrap_or_default();
-                let s = sync.remove(&r.id);
                 to_domain(r, t, s)
             })
             .collect::<Result<_, _>>()?;

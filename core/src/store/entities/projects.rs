@@ -30,6 +30,14 @@ pub struct Model {
 pub enum Relation {
     #[sea_orm(has_many = "super::project_tags::Entity")]
     Tags,
+    #[sea_orm(has_one = "super::project_sync::Entity")]
+    Sync,
+}
+
+impl Related<super::project_sync::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Sync.def()
+    }
 }
 
 impl Related<super::project_tags::Entity> for Entity {
