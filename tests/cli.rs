@@ -134,6 +134,102 @@ async fn first_start_prints_a_working_admin_token() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown role 'emperor'"));
 
+    // `strata keys create` signs a key with the key in the database, encrypted with
+    // the key file the first start created; `strata keys rotate` adds a signing key.
+    let kek = dir.path().join("strata-secret.key");
+    let mode = std::fs::metadata(&kek)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or_default();
+    assert_eq!(mode, 0o600, "the key encryption key file must be private");
+    let project_id = list["items"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let created = Command::new(STRATA)
+        .args([
+            "keys",
+            "create",
+            "--project",
+            &project_id,
+            "--name",
+            "from-cli",
+            "--expires-in",
+            "1d",
+        ])
+        .current_dir(dir.path())
+        .env_remove("STRATA_DATABASE_URL")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let secret = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    assert!(secret.starts_with("sk-strata-eyJ"), "{secret}");
+    assert!(
+        !String::from_utf8_lossy(&created.stderr).contains(&secret),
+        "the secret goes to stdout only"
+    );
+    let keys: Value = client
+        .get(format!("{base}/api/v1/projects/{project_id}/keys"))
+        .bearer_auth(&printed)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(keys["items"][0]["name"], "from-cli");
+    assert_eq!(keys["items"][0]["owner"], "cli");
+    let too_long = Command::new(STRATA)
+        .args([
+            "keys",
+            "create",
+            "--project",
+            &project_id,
+            "--name",
+            "x",
+            "--expires-in",
+            "400d",
+        ])
+        .current_dir(dir.path())
+        .env_remove("STRATA_DATABASE_URL")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!too_long.status.success());
+    assert!(
+        String::from_utf8_lossy(&too_long.stderr).contains("expires_in: must be at most"),
+        "{}",
+        String::from_utf8_lossy(&too_long.stderr)
+    );
+    let rotated = Command::new(STRATA)
+        .args(["keys", "rotate"])
+        .current_dir(dir.path())
+        .env_remove("STRATA_DATABASE_URL")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = String::from_utf8_lossy(&rotated.stdout);
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    assert!(out.contains("active signing key: api-keys-"), "{out}");
+    assert!(
+        out.contains("retired api-keys-1: still verifies the keys it signed until"),
+        "{out}"
+    );
+    let jwks: Value = client
+        .get(format!("{base}/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2), "{jwks}");
+
     // SIGTERM: a clean exit.
     let killed = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])

@@ -19,12 +19,16 @@ fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Replicas must share the key that encrypts signing keys (base64 of bytes 0..32).
+const KEY_ENCRYPTION_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
 /// `strata <args>` with AWS pointed at moto and Mantle at the fake.
 fn strata(args: &[&str], dir: &Path, db: &str, mantle: &FakeMantle, lease_secs: u32) -> Command {
     let mut cmd = Command::new(STRATA);
     cmd.args(args)
         .current_dir(dir)
         .env("STRATA_DATABASE_URL", db)
+        .env("STRATA_KEY_ENCRYPTION_KEY", KEY_ENCRYPTION_KEY)
         .env("STRATA_MANTLE_URL", mantle.url())
         .env("STRATA_COST_ALLOCATION_TAGS", "")
         .env("STRATA_RECONCILE_POLL_MS", "100")

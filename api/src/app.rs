@@ -10,7 +10,8 @@ use axum::http::{HeaderName, StatusCode};
 use clap::Args;
 use strata_core::auth::{LocalIssuer, OidcVerifier, RbacPolicy, TokenVerifier};
 use strata_core::clock::Clock;
-use strata_core::config::AuthConfig;
+use strata_core::config::{AuthConfig, KeysConfig};
+use strata_core::keys::ApiKeyIssuer;
 use strata_core::services::Services;
 use strata_core::store::Store;
 use tower::ServiceBuilder;
@@ -54,6 +55,8 @@ pub struct App {
     pub verifier: TokenVerifier,
     pub rbac: Arc<RbacPolicy>,
     pub local_issuer: Option<Arc<LocalIssuer>>,
+    /// Signs scoped API keys for the proxy.
+    pub key_issuer: Arc<ApiKeyIssuer>,
     pub metrics: Metrics,
     pub http: HttpConfig,
     /// For plans; `strata serve` also runs its loop.
@@ -80,9 +83,11 @@ impl App {
         store: Store,
         clock: Arc<dyn Clock>,
         auth: &AuthConfig,
+        keys: &KeysConfig,
         http: HttpConfig,
         reconciler: strata_reconciler::Reconciler,
     ) -> Result<(AppState, bool), String> {
+        let key_issuer = Arc::new(ApiKeyIssuer::load(&store, keys, clock.as_ref()).await?);
         let rbac = Arc::new(RbacPolicy::load(auth.rbac_file.as_deref())?);
         let (local_issuer, first_start) = if auth.local_issuer_enabled {
             let (issuer, created) = LocalIssuer::load_or_create(
@@ -123,6 +128,7 @@ impl App {
             verifier,
             rbac,
             local_issuer,
+            key_issuer,
             metrics,
             http,
             reconciler,

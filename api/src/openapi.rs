@@ -15,6 +15,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "projects", description = "Projects, one per application and environment"),
         (name = "members", description = "Who may work on a project"),
+        (name = "keys", description = "Scoped API keys for the proxy"),
         (name = "models", description = "The model catalog: regions, APIs, prices"),
         (name = "audit", description = "Every change, who made it and when"),
         (name = "costs", description = "Cost-allocation tags and tag coverage"),

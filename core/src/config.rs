@@ -179,6 +179,73 @@ impl Default for AuthConfig {
     }
 }
 
+/// Scoped API keys: who signs them, for which audience, how long they may live, and
+/// the key that encrypts the signing keys at rest.
+#[derive(Clone, Debug, Args)]
+pub struct KeysConfig {
+    /// Key that encrypts signing keys in the database: base64 of 32 random bytes
+    /// (`openssl rand -base64 32`). Every replica needs the same one.
+    #[arg(long = "key-encryption-key", env = "STRATA_KEY_ENCRYPTION_KEY")]
+    pub encryption_key: Option<Secret>,
+    /// File holding that key, used when STRATA_KEY_ENCRYPTION_KEY is unset; created
+    /// (mode 0600) on first use, so the embedded default needs no configuration.
+    #[arg(
+        long = "key-encryption-key-file",
+        env = "STRATA_KEY_ENCRYPTION_KEY_FILE",
+        default_value = "strata-secret.key"
+    )]
+    pub encryption_key_file: PathBuf,
+    /// `iss` of the API keys strata signs.
+    #[arg(
+        long = "key-issuer",
+        env = "STRATA_KEY_ISSUER",
+        default_value = "strata"
+    )]
+    pub key_issuer: String,
+    /// `aud` of the API keys: the proxy, which accepts nothing else.
+    #[arg(
+        long = "proxy-audience",
+        env = "STRATA_PROXY_AUDIENCE",
+        default_value = "strata-proxy"
+    )]
+    pub proxy_audience: String,
+    /// Longest lifetime of a key in `dev`, in days (also the default lifetime).
+    #[arg(long = "key-max-days-dev", env = "STRATA_KEY_MAX_DAYS_DEV", default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub max_days_dev: u32,
+    /// Longest lifetime of a key in `staging`, in days (also the default lifetime).
+    #[arg(long = "key-max-days-staging", env = "STRATA_KEY_MAX_DAYS_STAGING", default_value_t = 180, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub max_days_staging: u32,
+    /// Longest lifetime of a key in `prod`, in days (also the default lifetime).
+    #[arg(long = "key-max-days-prod", env = "STRATA_KEY_MAX_DAYS_PROD", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub max_days_prod: u32,
+}
+
+impl KeysConfig {
+    /// Defaults, with the encryption key given directly (tests, tools).
+    pub fn with_encryption_key(key: Secret) -> Self {
+        Self {
+            encryption_key: Some(key),
+            encryption_key_file: PathBuf::from("strata-secret.key"),
+            key_issuer: "strata".into(),
+            proxy_audience: "strata-proxy".into(),
+            max_days_dev: 365,
+            max_days_staging: 180,
+            max_days_prod: 90,
+        }
+    }
+
+    /// The longest lifetime of a key in `environment`, in seconds.
+    pub fn max_lifetime_secs(&self, environment: crate::domain::Environment) -> i64 {
+        use crate::domain::Environment;
+        let days = match environment {
+            Environment::Dev => self.max_days_dev,
+            Environment::Staging => self.max_days_staging,
+            Environment::Prod => self.max_days_prod,
+        };
+        i64::from(days) * 86_400
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ mod m20261126_000002_projects;
 mod m20261126_000003_audit_events;
 mod m20261126_000004_idempotency_and_signing_keys;
 mod m20261126_000005_reconciler;
+mod m20261126_000006_api_keys;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000003_audit_events::Migration),
             Box::new(m20261126_000004_idempotency_and_signing_keys::Migration),
             Box::new(m20261126_000005_reconciler::Migration),
+            Box::new(m20261126_000006_api_keys::Migration),
         ]
     }
 }

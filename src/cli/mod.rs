@@ -1,5 +1,6 @@
 //! Command-line interface: flags, each also read from a `STRATA_*` variable.
 
+mod keys;
 mod migrate;
 mod reconcile;
 mod serve;
@@ -26,13 +27,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the control plane (REST API, docs, health, metrics).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Apply, revert or list database migrations.
     Migrate(migrate::MigrateArgs),
     /// Mint tokens from strata's local issuer.
     Token(token::TokenArgs),
     /// Run one reconcile pass over every project and exit (`--dry-run`: print the plan).
     Reconcile(reconcile::ReconcileArgs),
+    /// Scoped API keys: create one, rotate the signing key.
+    Keys(keys::KeysArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -85,10 +88,11 @@ pub fn init_logging(config: &LogConfig) {
 impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
             Command::Migrate(args) => migrate::run(args).await,
             Command::Token(args) => token::run(args).await,
             Command::Reconcile(args) => reconcile::run(args).await,
+            Command::Keys(args) => keys::run(args).await,
         }
     }
 }
@@ -100,4 +104,34 @@ async fn connect(config: &DatabaseConfig) -> anyhow::Result<Store> {
             config.redacted_url()
         )
     })
+}
+
+/// A duration flag: a number with s, m, h or d (e.g. 90m, 12h, 30d), in seconds.
+fn parse_duration(flag: &str, text: &str) -> anyhow::Result<i64> {
+    use anyhow::{Context, bail};
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: i64 = number
+        .parse()
+        .with_context(|| format!("{flag} '{text}': expected e.g. 90m, 12h or 30d"))?;
+    let secs = match unit {
+        "s" => n.checked_mul(1),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86_400),
+        _ => bail!("{flag} '{text}': the unit must be s, m, h or d"),
+    };
+    secs.filter(|s| *s > 0)
+        .with_context(|| format!("{flag} '{text}': must be positive and not absurdly long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every subcommand's flags are unique and well-formed (clap checks at parse time,
+    /// so a clash would otherwise surface only when that subcommand runs).
+    #[test]
+    fn command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{ArgAction, Args};
 use strata_api::{App, HttpConfig, build_router};
 use strata_core::clock::{Clock, SystemClock};
-use strata_core::config::{AuthConfig, DatabaseConfig};
+use strata_core::config::{AuthConfig, DatabaseConfig, KeysConfig};
 use tokio_util::sync::CancellationToken;
 
 const ADMIN_TOKEN_TTL_SECS: i64 = 30 * 86_400;
@@ -31,6 +31,8 @@ pub struct ServeArgs {
     database: DatabaseConfig,
     #[command(flatten)]
     auth: AuthConfig,
+    #[command(flatten)]
+    keys: KeysConfig,
     #[command(flatten)]
     http: HttpConfig,
     #[command(flatten)]
@@ -88,6 +90,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         store,
         clock.clone(),
         &args.auth,
+        &args.keys,
         args.http.clone(),
         reconciler.clone(),
     )

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Args, Subcommand};
 use strata_core::auth::{LocalIssuer, RbacPolicy};
 use strata_core::clock::{Clock, SystemClock};
@@ -41,17 +41,7 @@ struct MintArgs {
 }
 
 fn parse_ttl(text: &str) -> anyhow::Result<i64> {
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
-    let n: i64 = number
-        .parse()
-        .with_context(|| format!("--ttl '{text}': expected e.g. 90m, 12h or 30d"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => bail!("--ttl '{text}': the unit must be s, m, h or d"),
-    };
+    let secs = super::parse_duration("--ttl", text)?;
     if !(60..=366 * 86_400).contains(&secs) {
         bail!("--ttl '{text}': must be between 1 minute and 366 days");
     }

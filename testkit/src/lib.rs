@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 use strata_api::{App, AppState, HttpConfig, build_router};
 use strata_aws::{AwsCalls, AwsClients};
 use strata_core::clock::{Clock, SystemClock};
-use strata_core::config::{AuthConfig, DatabaseConfig};
+use strata_core::config::{AuthConfig, DatabaseConfig, KeysConfig, Secret};
+use strata_core::keys::KeyEncryptionKey;
 use strata_core::store::Store;
 use strata_reconciler::{Reconciler, ReconcilerConfig};
 use tokio_util::sync::CancellationToken;
@@ -58,6 +59,7 @@ impl Reply {
 pub struct TestAppBuilder {
     db: Option<TestDb>,
     auth: AuthConfig,
+    keys: KeysConfig,
     http: HttpConfig,
     aws: Option<AwsClients>,
     reconciler: ReconcilerConfig,
@@ -72,6 +74,12 @@ impl TestAppBuilder {
 
     pub fn auth(mut self, auth: AuthConfig) -> Self {
         self.auth = auth;
+        self
+    }
+
+    /// API key settings (default: a random key encryption key, built-in limits).
+    pub fn keys(mut self, keys: KeysConfig) -> Self {
+        self.keys = keys;
         self
     }
 
@@ -116,9 +124,16 @@ impl TestAppBuilder {
             AwsClients::unconfigured("not configured in this test", AwsCalls::new())
         });
         let reconciler = Reconciler::new(store.clone(), aws, self.reconciler, clock.clone());
-        let (state, _) = App::build(store, clock, &self.auth, self.http, reconciler.clone())
-            .await
-            .unwrap_or_else(|e| panic!("building the app: {e}"));
+        let (state, _) = App::build(
+            store,
+            clock,
+            &self.auth,
+            &self.keys,
+            self.http,
+            reconciler.clone(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("building the app: {e}"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("bind: {e}"));
@@ -149,6 +164,12 @@ impl TestAppBuilder {
     }
 }
 
+/// Key settings with a fresh random key encryption key.
+pub fn test_keys_config() -> KeysConfig {
+    let key = KeyEncryptionKey::generate_base64().unwrap_or_else(|e| panic!("{e}"));
+    KeysConfig::with_encryption_key(Secret::new(key))
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
@@ -160,6 +181,7 @@ impl TestApp {
         TestAppBuilder {
             db: None,
             auth: AuthConfig::default(),
+            keys: test_keys_config(),
             http: HttpConfig::default(),
             aws: None,
             reconciler: ReconcilerConfig::default(),

@@ -4,6 +4,7 @@
 mod audit;
 mod docs;
 mod health;
+mod keys;
 mod me;
 mod members;
 mod models;
@@ -34,6 +35,9 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             members::put_member,
             members::delete_member
         ))
+        .routes(routes!(keys::create_key, keys::list_keys))
+        .routes(routes!(keys::get_key))
+        .routes(routes!(keys::revoke_key))
         .routes(routes!(models::list_models))
         .routes(routes!(models::get_model, models::put_model))
         .routes(routes!(audit::list_audit))
@@ -45,6 +49,7 @@ pub fn router() -> Router<AppState> {
     let (api, _) = api_router().split_for_parts();
     api.route("/api/v1/openapi.json", get(docs::openapi_json))
         .route("/api/v1/docs", get(docs::docs_page))
+        .route("/.well-known/jwks.json", get(keys::jwks))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -40,6 +40,9 @@ actions! {
     ModelsWrite => "models:write",
     AuditRead => "audit:read",
     CostsRead => "costs:read",
+    KeysRead => "keys:read",
+    KeysCreate => "keys:create",
+    KeysRevoke => "keys:revoke",
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,6 +5,7 @@ mod arn;
 mod catalog;
 mod conditions;
 mod enums;
+mod keys;
 mod money;
 mod names;
 mod project;
@@ -14,6 +15,9 @@ pub use arn::{MAX_PROJECT_RESOURCES, validate_resource_arn, validate_resources};
 pub use catalog::{CatalogModel, ModelSpec, ModelUpsert};
 pub use conditions::{Condition, ConditionStatus, ConditionType, ProjectAws, set_condition};
 pub use enums::{DataRetention, Environment, ProjectRole, ProjectStatus, Region};
+pub use keys::{
+    ApiKey, ApiKeyDraft, CreatedApiKey, KeyStatus, MAX_KEY_NAME, MIN_KEY_LIFETIME_SECS, NewApiKey,
+};
 pub use money::{Budget, Price};
 pub use names::{ModelId, ProjectSlug, Subject, TeamName};
 pub use project::{

@@ -4,6 +4,7 @@
 
 mod audit;
 mod catalog;
+mod keys;
 mod members;
 mod projects;
 

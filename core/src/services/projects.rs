@@ -649,6 +649,7 @@ impl Services {
             .await?;
         if result.rows_affected == 1 {
             schedule_reconcile(&*tx, id, now).await?;
+            super::keys::revoke_project_keys(&*tx, id, actor, now).await?;
         }
         let archived = self.load_project(&*tx, id).await?;
         if result.rows_affected == 1 {

@@ -45,6 +45,14 @@ async fn role_by_endpoint() {
         ("anonymous", String::new()),
         ("admin", app.admin.clone()),
     ];
+    let key = app
+        .post(
+            &format!("/api/v1/projects/{id}/keys"),
+            &app.admin,
+            &json!({"name": "k"}),
+        )
+        .await;
+    let key_id = key.body["id"].as_str().unwrap_or_default().to_owned();
     let model = json!({"provider": "acme", "display_name": "x", "supports_chat": true, "supports_responses": false,
         "supports_streaming": true, "regions": ["us-east-1"], "input_price_per_mtok_usd": 1, "output_price_per_mtok_usd": 1});
     let project = |name: &str| project_body(name);
@@ -143,6 +151,30 @@ async fn role_by_endpoint() {
             "/api/v1/me".into(),
             None,
             [Ok, Ok, Ok, Ok, Ok, a, Ok],
+        ),
+        (
+            Method::POST,
+            p_("/keys"),
+            Some(json!({"name": "by {role}"})),
+            [Ok, Forbidden, NotFound, Forbidden, NotFound, a, Ok],
+        ),
+        (
+            Method::GET,
+            p_("/keys"),
+            None,
+            [Ok, Ok, NotFound, Forbidden, NotFound, a, Ok],
+        ),
+        (
+            Method::GET,
+            p_(&format!("/keys/{key_id}")),
+            None,
+            [Ok, Ok, NotFound, Forbidden, NotFound, a, Ok],
+        ),
+        (
+            Method::POST,
+            p_(&format!("/keys/{key_id}/revoke")),
+            Some(json!({})),
+            [Ok, Forbidden, NotFound, Forbidden, NotFound, a, Ok],
         ),
         (
             Method::POST,

@@ -1,5 +1,6 @@
 //! sea-orm entities, one module per table; the schema itself lives in `migrations/`.
 
+pub mod api_keys;
 pub mod audit_events;
 pub mod idempotency_keys;
 pub mod leases;

@@ -1,0 +1,194 @@
+//! The key that encrypts signing keys at rest (AES-256-GCM, the key id as associated
+//! data so a sealed value cannot be moved to another row).
+
+use std::path::Path;
+
+use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::config::KeysConfig;
+
+const SEALED_PREFIX: &str = "aes256gcm:";
+const NONCE_LEN: usize = 12;
+
+#[derive(Clone)]
+pub struct KeyEncryptionKey(Aes256Gcm);
+
+impl std::fmt::Debug for KeyEncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyEncryptionKey([redacted])")
+    }
+}
+
+impl KeyEncryptionKey {
+    /// From base64 of 32 bytes.
+    pub fn from_base64(text: &str) -> Result<Self, String> {
+        let bytes = STANDARD
+            .decode(text.trim())
+            .map_err(|_| "is not base64 (make one with: openssl rand -base64 32)".to_owned())?;
+        let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| {
+            format!(
+                "must be 32 bytes, got {} (make one with: openssl rand -base64 32)",
+                bytes.len()
+            )
+        })?;
+        Ok(Self(cipher))
+    }
+
+    /// A new random key, as base64.
+    pub fn generate_base64() -> Result<String, String> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| format!("no randomness: {e}"))?;
+        Ok(STANDARD.encode(bytes))
+    }
+
+    /// `STRATA_KEY_ENCRYPTION_KEY`, else the key file (created when missing).
+    pub fn from_config(config: &KeysConfig) -> Result<Self, String> {
+        if let Some(key) = &config.encryption_key {
+            return Self::from_base64(key.expose())
+                .map_err(|e| format!("STRATA_KEY_ENCRYPTION_KEY {e}"));
+        }
+        Self::from_file(&config.encryption_key_file)
+    }
+
+    fn from_file(path: &Path) -> Result<Self, String> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = Self::generate_base64()?;
+                create_private_file(path, &key)
+                    .map_err(|e| format!("cannot create the key file {}: {e}", path.display()))?;
+                // Another process may have won the race to create it: read what is there.
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            }
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        Self::from_base64(&text).map_err(|e| format!("the key in {} {e}", path.display()))
+    }
+
+    pub(crate) fn seal(&self, kid: &str, plaintext: &[u8]) -> Result<String, String> {
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).map_err(|e| format!("no randomness: {e}"))?;
+        let payload = Payload {
+            msg: plaintext,
+            aad: kid.as_bytes(),
+        };
+        let ciphertext = self
+            .0
+            .encrypt(&Nonce::from(nonce), payload)
+            .map_err(|_| "encryption failed".to_owned())?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ciphertext);
+        Ok(format!("{SEALED_PREFIX}{}", STANDARD.encode(out)))
+    }
+
+    pub(crate) fn open(&self, kid: &str, sealed: &str) -> Result<Vec<u8>, String> {
+        let body = sealed
+            .strip_prefix(SEALED_PREFIX)
+            .ok_or_else(|| format!("signing key '{kid}' is not encrypted in a known format"))?;
+        let bytes = STANDARD
+            .decode(body)
+            .map_err(|_| format!("signing key '{kid}' is corrupt"))?;
+        if bytes.len() <= NONCE_LEN {
+            return Err(format!("signing key '{kid}' is corrupt"));
+        }
+        let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce
+            .try_into()
+            .map_err(|_| format!("signing key '{kid}' is corrupt"))?;
+        let payload = Payload {
+            msg: ciphertext,
+            aad: kid.as_bytes(),
+        };
+        self.0
+            .decrypt(&Nonce::from(nonce), payload)
+            .map_err(|_| {
+                format!(
+                    "signing key '{kid}' cannot be decrypted with the configured key encryption key \
+                     (STRATA_KEY_ENCRYPTION_KEY / _FILE): every replica needs the key that encrypted it"
+                )
+            })
+    }
+}
+
+fn create_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(mut file) => {
+            file.write_all(contents.as_bytes())?;
+            file.write_all(b"\n")
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> KeyEncryptionKey {
+        let b64 = KeyEncryptionKey::generate_base64().unwrap_or_else(|e| panic!("{e}"));
+        KeyEncryptionKey::from_base64(&b64).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn seals_and_opens_bound_to_the_kid() {
+        let k = key();
+        let sealed = k
+            .seal("kid-1", b"private")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(sealed.starts_with(SEALED_PREFIX));
+        assert!(!sealed.contains("private"));
+        assert_eq!(
+            k.open("kid-1", &sealed).ok().as_deref(),
+            Some(&b"private"[..])
+        );
+        let moved = k.open("kid-2", &sealed).err().unwrap_or_default();
+        assert!(moved.contains("cannot be decrypted"), "{moved}");
+        let other = key().open("kid-1", &sealed).err().unwrap_or_default();
+        assert!(other.contains("cannot be decrypted"), "{other}");
+    }
+
+    #[test]
+    fn rejects_keys_of_the_wrong_shape() {
+        let short = KeyEncryptionKey::from_base64(&STANDARD.encode([0u8; 16]));
+        assert!(
+            short
+                .err()
+                .unwrap_or_default()
+                .contains("must be 32 bytes, got 16")
+        );
+        let junk = KeyEncryptionKey::from_base64("not base64!");
+        assert!(junk.err().unwrap_or_default().contains("is not base64"));
+    }
+
+    #[test]
+    fn key_file_is_created_private_and_reused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("strata-kek-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.join("secret.key");
+        let first = KeyEncryptionKey::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        let mode = std::fs::metadata(&path)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or_default();
+        assert_eq!(mode, 0o600);
+        let sealed = first.seal("k", b"x").unwrap_or_else(|e| panic!("{e}"));
+        let second = KeyEncryptionKey::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            second.open("k", &sealed).is_ok(),
+            "the same key is read back"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,11 @@
+//! Signing scoped API keys: the Ed25519 keys that sign them (kept in the database,
+//! private parts encrypted), the claims a key carries, and the JWKS the proxy
+//! verifies them with.
+
+mod claims;
+mod encryption;
+mod issuer;
+
+pub use claims::{API_KEY_PREFIX, ApiKeyClaims};
+pub use encryption::KeyEncryptionKey;
+pub use issuer::{ApiKeyIssuer, Jwk, Jwks, RetiredKey, Rotation, jwks};

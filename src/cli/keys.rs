@@ -1,0 +1,149 @@
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use std::sync::Arc;
+use strata_core::auth::{Actor, Principal};
+use strata_core::clock::SystemClock;
+use strata_core::config::{DatabaseConfig, KeysConfig};
+use strata_core::domain::{NewApiKey, Subject};
+use strata_core::keys::ApiKeyIssuer;
+use strata_core::services::Services;
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    action: KeysAction,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// Create a key for a project and print its secret (shown this once).
+    Create(CreateArgs),
+    /// Make a new signing key active; the old one keeps verifying the keys it signed
+    /// until they expire.
+    Rotate(RotateArgs),
+}
+
+#[derive(Debug, Args)]
+struct CreateArgs {
+    #[command(flatten)]
+    database: DatabaseConfig,
+    #[command(flatten)]
+    keys: KeysConfig,
+    /// Project id (UUID).
+    #[arg(long)]
+    project: String,
+    /// A label for people, e.g. the workload that uses the key.
+    #[arg(long)]
+    name: String,
+    /// Models the key may use (comma-separated); default: all the project allows.
+    #[arg(long, value_delimiter = ',')]
+    models: Option<Vec<String>>,
+    /// Lifetime: a number with s, m, h or d (e.g. 30d); default: the environment's maximum.
+    #[arg(long = "expires-in")]
+    expires_in: Option<String>,
+    /// Recorded as the key's owner and in the audit log.
+    #[arg(long, default_value = "cli")]
+    owner: String,
+}
+
+#[derive(Debug, Args)]
+struct RotateArgs {
+    #[command(flatten)]
+    database: DatabaseConfig,
+    #[command(flatten)]
+    keys: KeysConfig,
+}
+
+pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
+    match args.action {
+        KeysAction::Create(args) => create(args).await,
+        KeysAction::Rotate(args) => rotate(args).await,
+    }
+}
+
+async fn load(
+    database: &DatabaseConfig,
+    keys: &KeysConfig,
+) -> anyhow::Result<(Services, ApiKeyIssuer)> {
+    let store = super::connect(database).await?;
+    let issuer = ApiKeyIssuer::load(&store, keys, &SystemClock)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e} (has the database been set up? run `strata migrate` or `strata serve` once)"
+            )
+        })?;
+    Ok((Services::new(store, Arc::new(SystemClock)), issuer))
+}
+
+async fn create(args: CreateArgs) -> anyhow::Result<()> {
+    let project = uuid::Uuid::parse_str(&args.project)
+        .with_context(|| format!("--project '{}': expected a project id (UUID)", args.project))?;
+    Subject::parse(&args.owner).map_err(|e| anyhow::anyhow!("--owner: {e}"))?;
+    let expires_in = args
+        .expires_in
+        .as_deref()
+        .map(|text| super::parse_duration("--expires-in", text))
+        .transpose()?
+        .map(|secs| secs.unsigned_abs());
+    let (services, issuer) = load(&args.database, &args.keys).await?;
+    let actor = Actor {
+        principal: Principal {
+            subject: args.owner,
+            roles: vec!["platform-admin".into()],
+        },
+        request_id: None,
+    };
+    let input = NewApiKey {
+        name: args.name,
+        models: args.models,
+        expires_in,
+    };
+    let created = services
+        .create_api_key(&actor, &issuer, project, &input)
+        .await
+        .map_err(describe)?;
+    eprintln!(
+        "key {} for project {project}, expires {} — the secret is printed once:",
+        created.key.id, created.key.expires_at
+    );
+    println!("{}", created.secret);
+    Ok(())
+}
+
+async fn rotate(args: RotateArgs) -> anyhow::Result<()> {
+    let (services, issuer) = load(&args.database, &args.keys).await?;
+    let rotation = issuer
+        .rotate(&services.store, &SystemClock)
+        .await
+        .map_err(describe)?;
+    println!("active signing key: {}", rotation.active_kid);
+    for old in rotation.retired {
+        match old.verifies_until {
+            Some(until) => println!(
+                "retired {}: still verifies the keys it signed until {until}",
+                old.kid
+            ),
+            None => println!(
+                "retired {}: signed no live key; no longer published",
+                old.kid
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// A validation error names its fields, as the API would.
+fn describe(err: strata_core::CoreError) -> anyhow::Error {
+    match err {
+        strata_core::CoreError::Validation(fields) => anyhow::anyhow!(
+            "{}",
+            fields
+                .iter()
+                .map(|f| format!("{}: {}", f.field, f.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        other => anyhow::anyhow!("{other}"),
+    }
+}
