@@ -11,7 +11,7 @@ use clap::Args;
 use strata_core::auth::{LocalIssuer, OidcVerifier, RbacPolicy, TokenVerifier};
 use strata_core::clock::Clock;
 use strata_core::config::{AuthConfig, KeysConfig};
-use strata_core::keys::ApiKeyIssuer;
+use strata_core::keys::{ApiKeyIssuer, KeyEncryptionKey};
 use strata_core::services::Services;
 use strata_core::store::Store;
 use tower::ServiceBuilder;
@@ -87,13 +87,17 @@ impl App {
         http: HttpConfig,
         reconciler: strata_reconciler::Reconciler,
     ) -> Result<(AppState, bool), String> {
-        let key_issuer = Arc::new(ApiKeyIssuer::load(&store, keys, clock.as_ref()).await?);
+        let kek = KeyEncryptionKey::from_config(keys)?;
+        let key_issuer = Arc::new(
+            ApiKeyIssuer::with_encryption_key(&store, kek.clone(), keys, clock.as_ref()).await?,
+        );
         let rbac = Arc::new(RbacPolicy::load(auth.rbac_file.as_deref())?);
         let (local_issuer, first_start) = if auth.local_issuer_enabled {
             let (issuer, created) = LocalIssuer::load_or_create(
                 &store,
                 &auth.local_issuer_name,
                 &auth.audience,
+                &kek,
                 clock.as_ref(),
             )
             .await

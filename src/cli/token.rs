@@ -4,7 +4,8 @@ use anyhow::bail;
 use clap::{Args, Subcommand};
 use strata_core::auth::{LocalIssuer, RbacPolicy};
 use strata_core::clock::{Clock, SystemClock};
-use strata_core::config::{AuthConfig, DatabaseConfig};
+use strata_core::config::{AuthConfig, DatabaseConfig, KeysConfig};
+use strata_core::keys::KeyEncryptionKey;
 
 #[derive(Debug, Args)]
 pub struct TokenArgs {
@@ -24,6 +25,8 @@ struct MintArgs {
     database: DatabaseConfig,
     #[command(flatten)]
     auth: AuthConfig,
+    #[command(flatten)]
+    keys: KeysConfig,
     /// The token's subject (`sub`), e.g. alice@example.com.
     #[arg(long, env = "STRATA_TOKEN_SUBJECT")]
     subject: String,
@@ -60,10 +63,12 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("--subject: {e}"))?;
     let store = super::connect(&args.database).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let kek = KeyEncryptionKey::from_config(&args.keys).map_err(anyhow::Error::msg)?;
     let (issuer, _) = LocalIssuer::load_or_create(
         &store,
         &args.auth.local_issuer_name,
         &args.auth.audience,
+        &kek,
         clock.as_ref(),
     )
     .await

@@ -1,11 +1,15 @@
 //! strata's own token issuer for the embedded default: an Ed25519 key kept in the
-//! database, so `strata serve` and `strata token mint` share it with no configuration.
+//! database (private part encrypted with the key encryption key), so `strata serve`
+//! and `strata token mint` share it with no configuration.
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use sea_orm::ColumnTrait;
+use sea_orm::QueryFilter;
+use sea_orm::sea_query::Expr;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{EntityTrait, Set};
 use serde::{Deserialize, Serialize};
@@ -13,6 +17,7 @@ use uuid::Uuid;
 
 use crate::CoreError;
 use crate::clock::Clock;
+use crate::keys::KeyEncryptionKey;
 use crate::store::Store;
 use crate::store::entities::signing_keys;
 
@@ -54,13 +59,15 @@ impl LocalIssuer {
         store: &Store,
         issuer: &str,
         audience: &str,
+        kek: &KeyEncryptionKey,
         clock: &dyn Clock,
     ) -> Result<(Self, bool), CoreError> {
         if let Some(row) = signing_keys::Entity::find_by_id(LOCAL_ISSUER_KID)
             .one(store.db())
             .await?
         {
-            return Ok((Self::from_row(&row, issuer, audience)?, false));
+            let der = Self::private_der(store, &row, kek).await?;
+            return Ok((Self::from_parts(&row, &der, issuer, audience)?, false));
         }
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed)
@@ -74,7 +81,9 @@ impl LocalIssuer {
             purpose: Set(PURPOSE.into()),
             algorithm: Set("EdDSA".into()),
             public_key: Set(URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes())),
-            private_key: Set(STANDARD.encode(der.as_bytes())),
+            private_key: Set(kek
+                .seal(LOCAL_ISSUER_KID, der.as_bytes())
+                .map_err(|e| CoreError::internal("encrypting the local issuer key", e))?),
             created_at: Set(clock.now()),
             retired_at: Set(None),
         };
@@ -90,23 +99,54 @@ impl LocalIssuer {
             .one(store.db())
             .await?
             .ok_or_else(|| CoreError::Internal("local issuer key vanished after insert".into()))?;
-        Ok((Self::from_row(&row, issuer, audience)?, inserted == 1))
+        let der = Self::private_der(store, &row, kek).await?;
+        Ok((
+            Self::from_parts(&row, &der, issuer, audience)?,
+            inserted == 1,
+        ))
     }
 
-    fn from_row(
+    /// The private key (PKCS#8 DER). A key stored before encryption at rest (plain
+    /// base64) is read once and stored again encrypted.
+    async fn private_der(
+        store: &Store,
         row: &signing_keys::Model,
-        issuer: &str,
-        audience: &str,
-    ) -> Result<Self, CoreError> {
+        kek: &KeyEncryptionKey,
+    ) -> Result<Vec<u8>, CoreError> {
+        if KeyEncryptionKey::is_sealed(&row.private_key) {
+            return kek
+                .open(&row.kid, &row.private_key)
+                .map_err(CoreError::Internal);
+        }
         let der = STANDARD
             .decode(&row.private_key)
             .map_err(|e| CoreError::internal("decoding the local issuer key", e))?;
+        let sealed = kek
+            .seal(&row.kid, &der)
+            .map_err(|e| CoreError::internal("encrypting the local issuer key", e))?;
+        // Conditional on the old value: a replica doing the same at once is harmless.
+        signing_keys::Entity::update_many()
+            .col_expr(signing_keys::Column::PrivateKey, Expr::value(sealed))
+            .filter(signing_keys::Column::Kid.eq(row.kid.as_str()))
+            .filter(signing_keys::Column::PrivateKey.eq(row.private_key.as_str()))
+            .exec(store.db())
+            .await?;
+        tracing::info!(key.id = %row.kid, "encrypted the local issuer key at rest");
+        Ok(der)
+    }
+
+    fn from_parts(
+        row: &signing_keys::Model,
+        der: &[u8],
+        issuer: &str,
+        audience: &str,
+    ) -> Result<Self, CoreError> {
         let decoding = DecodingKey::from_ed_components(&row.public_key)
             .map_err(|e| CoreError::internal("decoding the local issuer public key", e))?;
         Ok(Self {
             issuer: issuer.into(),
             audience: audience.into(),
-            encoding: EncodingKey::from_ed_der(&der),
+            encoding: EncodingKey::from_ed_der(der),
             decoding,
         })
     }

@@ -69,6 +69,11 @@ impl KeyEncryptionKey {
         Self::from_base64(&text).map_err(|e| format!("the key in {} {e}", path.display()))
     }
 
+    /// Whether a stored value was sealed by [`Self::seal`].
+    pub(crate) fn is_sealed(stored: &str) -> bool {
+        stored.starts_with(SEALED_PREFIX)
+    }
+
     pub(crate) fn seal(&self, kid: &str, plaintext: &[u8]) -> Result<String, String> {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(|e| format!("no randomness: {e}"))?;

@@ -113,6 +113,16 @@ impl ApiKeyIssuer {
         clock: &dyn Clock,
     ) -> Result<Self, String> {
         let kek = KeyEncryptionKey::from_config(config)?;
+        Self::with_encryption_key(store, kek, config, clock).await
+    }
+
+    /// As [`Self::load`], with the key encryption key already loaded.
+    pub async fn with_encryption_key(
+        store: &Store,
+        kek: KeyEncryptionKey,
+        config: &KeysConfig,
+        clock: &dyn Clock,
+    ) -> Result<Self, String> {
         let issuer = Self {
             kek,
             config: config.clone(),

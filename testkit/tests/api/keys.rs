@@ -102,18 +102,20 @@ async fn a_developer_gets_a_secret_once_that_verifies_against_the_jwks() {
         );
     }
 
-    // The signing key's private part is encrypted at rest.
-    let row = signing_keys::Entity::find_by_id("api-keys-1")
-        .one(app.state.services.store.db())
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("no signing key row"));
-    assert!(
-        row.private_key.starts_with("aes256gcm:"),
-        "{}",
-        row.private_key
-    );
+    // Signing keys' private parts are encrypted at rest (API keys and strata's tokens).
+    for kid in ["api-keys-1", "strata-local-1"] {
+        let row = signing_keys::Entity::find_by_id(kid)
+            .one(app.state.services.store.db())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no signing key row {kid}"));
+        assert!(
+            row.private_key.starts_with("aes256gcm:"),
+            "{kid}: {}",
+            row.private_key
+        );
+    }
 }
 
 #[tokio::test]
@@ -367,4 +369,56 @@ async fn the_wrong_key_encryption_key_is_refused_at_start_with_a_reason() {
         .unwrap_or_default();
     assert!(err.contains("STRATA_KEY_ENCRYPTION_KEY"), "{err}");
     assert!(KeyEncryptionKey::from_base64("short").is_err());
+}
+
+#[tokio::test]
+async fn a_local_issuer_key_stored_in_plain_text_is_encrypted_at_the_next_start() {
+    use base64::Engine;
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    use sea_orm::{ActiveModelTrait, Set};
+    use strata_core::config::DatabaseConfig;
+    use strata_core::store::Store;
+    use strata_testkit::TestDb;
+
+    // A database from before encryption at rest: the issuer key as plain base64.
+    let db = TestDb::new().await;
+    let store = Store::connect(&DatabaseConfig::new(db.url.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    strata_migrations::up(store.db())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let der = key.to_pkcs8_der().unwrap_or_else(|e| panic!("{e}"));
+    let engine = base64::engine::general_purpose::STANDARD;
+    signing_keys::ActiveModel {
+        kid: Set("strata-local-1".into()),
+        purpose: Set("local-issuer".into()),
+        algorithm: Set("EdDSA".into()),
+        public_key: Set(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes())
+        ),
+        private_key: Set(engine.encode(der.as_bytes())),
+        created_at: Set(chrono::Utc::now()),
+        retired_at: Set(None),
+    }
+    .insert(store.db())
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let app = TestApp::builder().db(db).spawn().await;
+    let row = signing_keys::Entity::find_by_id("strata-local-1")
+        .one(app.state.services.store.db())
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("issuer key row"));
+    assert!(
+        row.private_key.starts_with("aes256gcm:"),
+        "{}",
+        row.private_key
+    );
+    // The same key still signs: tokens minted now verify, as before.
+    let me = app.get("/api/v1/me", &app.admin).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.body);
 }
