@@ -19,7 +19,8 @@ fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Replicas must share the key that encrypts signing keys (base64 of bytes 0..32).
+/// Replicas must share the key that encrypts signing keys (base64 of bytes 0..32)
+/// and the proxy's credential.
 const KEY_ENCRYPTION_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 /// `strata <args>` with AWS pointed at moto and Mantle at the fake.
@@ -29,6 +30,10 @@ fn strata(args: &[&str], dir: &Path, db: &str, mantle: &FakeMantle, lease_secs: 
         .current_dir(dir)
         .env("STRATA_DATABASE_URL", db)
         .env("STRATA_KEY_ENCRYPTION_KEY", KEY_ENCRYPTION_KEY)
+        .env(
+            "STRATA_PROXY_TOKEN",
+            "shared-by-every-replica-0123456789abcdef",
+        )
         .env("STRATA_MANTLE_URL", mantle.url())
         .env("STRATA_COST_ALLOCATION_TAGS", "")
         .env("STRATA_RECONCILE_POLL_MS", "100")

@@ -10,7 +10,7 @@ use axum::http::{HeaderName, StatusCode};
 use clap::Args;
 use strata_core::auth::{LocalIssuer, OidcVerifier, RbacPolicy, TokenVerifier};
 use strata_core::clock::Clock;
-use strata_core::config::{AuthConfig, KeysConfig};
+use strata_core::config::{AuthConfig, KeysConfig, ProxyCredentialConfig, Secret};
 use strata_core::keys::{ApiKeyIssuer, KeyEncryptionKey};
 use strata_core::services::Services;
 use strata_core::store::Store;
@@ -57,6 +57,10 @@ pub struct App {
     pub local_issuer: Option<Arc<LocalIssuer>>,
     /// Signs scoped API keys for the proxy.
     pub key_issuer: Arc<ApiKeyIssuer>,
+    /// The credential the proxy presents (snapshot, usage).
+    pub proxy_token: Secret,
+    /// The last policy snapshot served, by version, shared by every polling proxy.
+    pub snapshot_cache: std::sync::Mutex<Option<(String, axum::body::Bytes)>>,
     pub metrics: Metrics,
     pub http: HttpConfig,
     /// For plans; `strata serve` also runs its loop.
@@ -84,9 +88,11 @@ impl App {
         clock: Arc<dyn Clock>,
         auth: &AuthConfig,
         keys: &KeysConfig,
+        proxy: &ProxyCredentialConfig,
         http: HttpConfig,
         reconciler: strata_reconciler::Reconciler,
     ) -> Result<(AppState, bool), String> {
+        let proxy_token = proxy.load()?;
         let kek = KeyEncryptionKey::from_config(keys)?;
         let key_issuer = Arc::new(
             ApiKeyIssuer::with_encryption_key(&store, kek.clone(), keys, clock.as_ref()).await?,
@@ -133,6 +139,8 @@ impl App {
             rbac,
             local_issuer,
             key_issuer,
+            proxy_token,
+            snapshot_cache: std::sync::Mutex::new(None),
             metrics,
             http,
             reconciler,

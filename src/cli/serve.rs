@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{ArgAction, Args};
 use strata_api::{App, HttpConfig, build_router};
 use strata_core::clock::{Clock, SystemClock};
-use strata_core::config::{AuthConfig, DatabaseConfig, KeysConfig};
+use strata_core::config::{AuthConfig, DatabaseConfig, KeysConfig, ProxyCredentialConfig};
 use tokio_util::sync::CancellationToken;
 
 const ADMIN_TOKEN_TTL_SECS: i64 = 30 * 86_400;
@@ -33,6 +33,8 @@ pub struct ServeArgs {
     auth: AuthConfig,
     #[command(flatten)]
     keys: KeysConfig,
+    #[command(flatten)]
+    proxy: ProxyCredentialConfig,
     #[command(flatten)]
     http: HttpConfig,
     #[command(flatten)]
@@ -91,6 +93,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         clock.clone(),
         &args.auth,
         &args.keys,
+        &args.proxy,
         args.http.clone(),
         reconciler.clone(),
     )

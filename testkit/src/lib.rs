@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use strata_api::{App, AppState, HttpConfig, build_router};
 use strata_aws::{AwsCalls, AwsClients};
 use strata_core::clock::{Clock, SystemClock};
-use strata_core::config::{AuthConfig, DatabaseConfig, KeysConfig, Secret};
+use strata_core::config::{AuthConfig, DatabaseConfig, KeysConfig, ProxyCredentialConfig, Secret};
 use strata_core::keys::KeyEncryptionKey;
 use strata_core::store::Store;
 use strata_reconciler::{Reconciler, ReconcilerConfig};
@@ -129,6 +129,10 @@ impl TestAppBuilder {
             clock,
             &self.auth,
             &self.keys,
+            &ProxyCredentialConfig::with_token(Secret::new(format!(
+                "test-proxy-{}",
+                uuid::Uuid::now_v7().simple()
+            ))),
             self.http,
             reconciler.clone(),
         )

@@ -76,7 +76,8 @@ pub async fn create_key(
     responses(
         (status = 200, body = KeyList),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, description = "Bad `cursor` or `limit`", body = ErrorBody),
+        (status = 503, body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

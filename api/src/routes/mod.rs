@@ -9,6 +9,7 @@ mod me;
 mod members;
 mod models;
 mod projects;
+mod proxy_link;
 mod reconcile;
 
 use axum::Router;
@@ -50,6 +51,7 @@ pub fn router() -> Router<AppState> {
     api.route("/api/v1/openapi.json", get(docs::openapi_json))
         .route("/api/v1/docs", get(docs::docs_page))
         .route("/.well-known/jwks.json", get(keys::jwks))
+        .route("/internal/v1/proxy/snapshot", get(proxy_link::snapshot))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

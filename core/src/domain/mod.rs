@@ -9,6 +9,7 @@ mod keys;
 mod money;
 mod names;
 mod project;
+mod snapshot;
 mod tags;
 
 pub use arn::{MAX_PROJECT_RESOURCES, validate_resource_arn, validate_resources};
@@ -23,4 +24,5 @@ pub use names::{ModelId, ProjectSlug, Subject, TeamName};
 pub use project::{
     Member, NewProject, Project, ProjectDraft, ProjectPatch, RateLimits, RateLimitsPatch,
 };
+pub use snapshot::{PolicySnapshot, SnapshotProject};
 pub use tags::{MAX_PROJECT_TAGS, Tags, validate_tag_key, validate_tag_value, validate_tags};

@@ -72,6 +72,14 @@ impl TeamName {
 #[schema(value_type = String, pattern = "^[a-z0-9][a-z0-9._:-]*$", min_length = 3, max_length = 128, example = "openai.gpt-oss-120b")]
 pub struct ModelId(String);
 
+/// Read back from strata's own documents (the proxy's snapshot), still validated.
+impl<'de> serde::Deserialize<'de> for ModelId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 impl ModelId {
     pub fn parse(value: &str) -> Result<Self, String> {
         let len = value.len();

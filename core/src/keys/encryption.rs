@@ -8,7 +8,7 @@ use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::config::KeysConfig;
+use crate::config::{KeysConfig, read_or_create_secret_file};
 
 const SEALED_PREFIX: &str = "aes256gcm:";
 const NONCE_LEN: usize = 12;
@@ -54,18 +54,7 @@ impl KeyEncryptionKey {
     }
 
     fn from_file(path: &Path) -> Result<Self, String> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key = Self::generate_base64()?;
-                create_private_file(path, &key)
-                    .map_err(|e| format!("cannot create the key file {}: {e}", path.display()))?;
-                // Another process may have won the race to create it: read what is there.
-                std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-            }
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-        };
+        let text = read_or_create_secret_file(path, Self::generate_base64)?;
         Self::from_base64(&text).map_err(|e| format!("the key in {} {e}", path.display()))
     }
 
@@ -116,24 +105,6 @@ impl KeyEncryptionKey {
                      (STRATA_KEY_ENCRYPTION_KEY / _FILE): every replica needs the key that encrypted it"
                 )
             })
-    }
-}
-
-fn create_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(mut file) => {
-            file.write_all(contents.as_bytes())?;
-            file.write_all(b"\n")
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
     }
 }
 

@@ -7,6 +7,7 @@ mod catalog;
 mod keys;
 mod members;
 mod projects;
+mod snapshot;
 
 use std::sync::Arc;
 

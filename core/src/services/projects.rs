@@ -68,7 +68,7 @@ pub struct ProjectFilter {
     pub member: Option<String>,
 }
 
-fn to_domain(
+pub(super) fn to_domain(
     row: projects::Model,
     tags: Tags,
     sync: Option<project_sync::Model>,

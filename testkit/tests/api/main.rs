@@ -11,5 +11,6 @@ mod models;
 mod ops;
 mod outage;
 mod projects;
+mod proxy_link;
 mod reconcile;
 mod validation;

@@ -1,0 +1,109 @@
+//! What the proxy asks of the control plane, with its own credential: the policy
+//! snapshot, long-polled so a revocation reaches every proxy within a second.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::ApiError;
+use crate::app::AppState;
+use crate::error::ApiResult;
+use crate::extract::ApiQuery;
+
+/// Longest a poll waits for a change (below the request timeout).
+pub const MAX_WAIT_SECS: u64 = 20;
+/// How often a waiting poll looks for a change (bounds revocation latency).
+const CHECK_EVERY: Duration = Duration::from_millis(250);
+
+#[derive(Debug, Deserialize)]
+pub struct SnapshotQuery {
+    /// The version the proxy has; the answer waits until there is another one.
+    pub after: Option<String>,
+    /// Seconds to wait for a change before answering 304 (0 to 20, default 0).
+    pub wait: Option<u64>,
+}
+
+/// Compares in time independent of where the inputs differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn check_proxy_credential(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if same_secret(presented.as_bytes(), state.proxy_token.expose().as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_proxy_credential",
+            "this endpoint is for strata's proxy: send its credential (STRATA_PROXY_TOKEN) as a bearer token",
+        ))
+    }
+}
+
+/// The snapshot at `version` as JSON, built once per version for every proxy.
+async fn snapshot_json(state: &AppState, version: &str) -> ApiResult<(String, Bytes)> {
+    if let Ok(cache) = state.snapshot_cache.lock()
+        && let Some((cached, body)) = cache.as_ref()
+        && cached == version
+    {
+        return Ok((cached.clone(), body.clone()));
+    }
+    let snapshot = state.services.policy_snapshot().await?;
+    let body = Bytes::from(
+        serde_json::to_vec(&snapshot)
+            .map_err(|e| strata_core::CoreError::internal("serializing the snapshot", e))?,
+    );
+    if let Ok(mut cache) = state.snapshot_cache.lock() {
+        *cache = Some((snapshot.version.clone(), body.clone()));
+    }
+    Ok((snapshot.version, body))
+}
+
+/// `GET /internal/v1/proxy/snapshot?after=<version>&wait=<secs>`.
+pub async fn snapshot(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<SnapshotQuery>,
+) -> ApiResult<Response> {
+    check_proxy_credential(&state, &headers)?;
+    let wait = query.wait.unwrap_or(0);
+    if wait > MAX_WAIT_SECS {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("wait must be 0 to {MAX_WAIT_SECS} seconds"),
+        ));
+    }
+    let deadline = Instant::now() + Duration::from_secs(wait);
+    loop {
+        let version = state.services.policy_version().await?;
+        if query.after.as_deref() != Some(version.as_str()) {
+            let (version, body) = snapshot_json(&state, &version).await?;
+            let mut response = (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                body,
+            )
+                .into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
+                response.headers_mut().insert(header::ETAG, v);
+            }
+            return Ok(response);
+        }
+        if Instant::now() >= deadline {
+            return Ok(StatusCode::NOT_MODIFIED.into_response());
+        }
+        tokio::time::sleep(CHECK_EVERY).await;
+    }
+}

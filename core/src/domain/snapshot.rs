@@ -1,0 +1,36 @@
+//! The policy snapshot the proxy follows: what it needs to decide a request that
+//! carries a valid key, without asking the control plane per request.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{DataRetention, Environment, ModelId, ProjectStatus, RateLimits, Region};
+
+/// One project as the proxy sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotProject {
+    pub id: Uuid,
+    pub name: String,
+    pub environment: Environment,
+    pub region: Region,
+    pub status: ProjectStatus,
+    pub allowed_models: Vec<ModelId>,
+    pub data_retention: DataRetention,
+    pub rate_limits: RateLimits,
+    pub monthly_budget_usd: Option<f64>,
+    /// `proj_…` once the reconciler created the Mantle project.
+    pub mantle_project_id: Option<String>,
+    /// The role the proxy assumes to call Mantle for this project.
+    pub role_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicySnapshot {
+    /// Changes whenever anything below changes; send it back as `after`.
+    pub version: String,
+    pub generated_at: DateTime<Utc>,
+    pub projects: Vec<SnapshotProject>,
+    /// Revoked keys that have not expired yet (expired ones fail on `exp` anyway).
+    pub revoked_keys: Vec<Uuid>,
+}

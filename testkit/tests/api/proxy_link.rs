@@ -1,0 +1,159 @@
+//! The policy snapshot the proxy follows: only with the proxy's credential, the
+//! projects and revocations it needs, and a long poll that answers on a change.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use strata_testkit::{TestApp, project_body};
+
+const PATH: &str = "/internal/v1/proxy/snapshot";
+
+fn proxy_token(app: &TestApp) -> String {
+    app.state.proxy_token.expose().to_owned()
+}
+
+#[tokio::test]
+async fn only_the_proxy_credential_reads_the_snapshot() {
+    let app = TestApp::spawn().await;
+    for token in [
+        "",
+        app.admin.as_str(),
+        "not-the-credential-but-long-enough-000000",
+    ] {
+        let r = app.get(PATH, token).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{token}: {}", r.body);
+        assert_eq!(r.code(), "invalid_proxy_credential");
+    }
+    let r = app.get(PATH, &proxy_token(&app)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app
+        .get(&format!("{PATH}?wait=21"), &proxy_token(&app))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_snapshot_has_projects_models_and_live_revocations() {
+    let app = TestApp::spawn().await;
+    let token = proxy_token(&app);
+    let p = app.create_project(&project_body("snap")).await;
+    let pid = p["id"].as_str().unwrap_or_default().to_owned();
+    let keys = format!("/api/v1/projects/{pid}/keys");
+    let k = app.post(&keys, &app.admin, &json!({"name": "k"})).await;
+    let kid = k.body["id"].as_str().unwrap_or_default().to_owned();
+
+    let first = app.get(PATH, &token).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let version = first.body["version"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        first.header("etag"),
+        Some(format!("\"{version}\"").as_str())
+    );
+    let project = &first.body["projects"][0];
+    assert_eq!(project["id"], pid.as_str());
+    assert_eq!(project["region"], "us-east-1");
+    assert_eq!(project["status"], "active");
+    assert_eq!(
+        project["allowed_models"],
+        json!(["openai.gpt-oss-120b", "openai.gpt-oss-20b"])
+    );
+    assert_eq!(
+        project["mantle_project_id"],
+        Value::Null,
+        "not reconciled in this test"
+    );
+    assert_eq!(first.body["revoked_keys"], json!([]));
+
+    // A model change and a revocation each make a new version.
+    let r = app
+        .patch(
+            &format!("/api/v1/projects/{pid}"),
+            &app.admin,
+            &json!({"allowed_models": ["openai.gpt-oss-20b"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let second = app.get(PATH, &token).await;
+    assert_ne!(second.body["version"], first.body["version"]);
+    assert_eq!(
+        second.body["projects"][0]["allowed_models"],
+        json!(["openai.gpt-oss-20b"])
+    );
+    app.post(&format!("{keys}/{kid}/revoke"), &app.admin, &json!({}))
+        .await;
+    let third = app.get(PATH, &token).await;
+    assert_ne!(third.body["version"], second.body["version"]);
+    assert_eq!(third.body["revoked_keys"], json!([kid]));
+
+    // Archiving shows in the project's status.
+    app.post(
+        &format!("/api/v1/projects/{pid}/archive"),
+        &app.admin,
+        &json!({}),
+    )
+    .await;
+    let fourth = app.get(PATH, &token).await;
+    assert_eq!(fourth.body["projects"][0]["status"], "archived");
+}
+
+#[tokio::test]
+async fn a_long_poll_answers_within_a_second_of_a_revocation_and_304_without_change() {
+    let app = TestApp::spawn().await;
+    let token = proxy_token(&app);
+    let p = app.create_project(&project_body("polled")).await;
+    let keys = format!(
+        "/api/v1/projects/{}/keys",
+        p["id"].as_str().unwrap_or_default()
+    );
+    let k = app.post(&keys, &app.admin, &json!({"name": "k"})).await;
+    let kid = k.body["id"].as_str().unwrap_or_default().to_owned();
+    let version = app.get(PATH, &token).await.body["version"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    // Nothing changes: the poll waits the time asked for, then says so.
+    let started = Instant::now();
+    let idle = app
+        .get(&format!("{PATH}?after={version}&wait=1"), &token)
+        .await;
+    assert_eq!(idle.status, StatusCode::NOT_MODIFIED);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A revocation during the poll ends it.
+    let poll = {
+        let url = app.url(&format!("{PATH}?after={version}&wait=15"));
+        let client = app.client.clone();
+        let token = token.clone();
+        tokio::spawn(async move {
+            let r = client.get(url).bearer_auth(token).send().await;
+            let at = Instant::now();
+            let body: Value = match r {
+                Ok(r) => r.json().await.unwrap_or_default(),
+                Err(e) => panic!("{e}"),
+            };
+            (at, body)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let revoked_at = Instant::now();
+    let r = app
+        .post(&format!("{keys}/{kid}/revoke"), &app.admin, &json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let (answered_at, body) = poll.await.unwrap_or_else(|e| panic!("{e}"));
+    let latency = answered_at.saturating_duration_since(revoked_at);
+    assert!(
+        latency < Duration::from_secs(1),
+        "the poll answered {latency:?} after the revocation"
+    );
+    assert_eq!(body["revoked_keys"], json!([kid]));
+}
