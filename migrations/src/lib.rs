@@ -10,6 +10,7 @@ mod m20261126_000003_audit_events;
 mod m20261126_000004_idempotency_and_signing_keys;
 mod m20261126_000005_reconciler;
 mod m20261126_000006_api_keys;
+mod m20261126_000007_usage;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000004_idempotency_and_signing_keys::Migration),
             Box::new(m20261126_000005_reconciler::Migration),
             Box::new(m20261126_000006_api_keys::Migration),
+            Box::new(m20261126_000007_usage::Migration),
         ]
     }
 }

@@ -11,6 +11,7 @@ mod models;
 mod projects;
 mod proxy_link;
 mod reconcile;
+mod usage;
 
 use axum::Router;
 use axum::routing::get;
@@ -27,6 +28,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(projects::create_project, projects::list_projects))
         .routes(routes!(projects::get_project, projects::update_project))
         .routes(routes!(projects::archive_project))
+        .routes(routes!(usage::project_usage))
         .routes(routes!(reconcile::get_plan))
         .routes(routes!(reconcile::cost_allocation_tags))
         .routes(routes!(reconcile::tag_coverage))
@@ -52,6 +54,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/docs", get(docs::docs_page))
         .route("/.well-known/jwks.json", get(keys::jwks))
         .route("/internal/v1/proxy/snapshot", get(proxy_link::snapshot))
+        .route(
+            "/internal/v1/proxy/usage",
+            axum::routing::post(proxy_link::usage),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

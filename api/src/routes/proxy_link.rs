@@ -107,3 +107,21 @@ pub async fn snapshot(
         tokio::time::sleep(CHECK_EVERY).await;
     }
 }
+
+/// The answer to a usage batch.
+#[derive(Debug, serde::Serialize)]
+pub struct UsageAccepted {
+    /// False when this batch id was applied before (a retry): nothing changed.
+    pub applied: bool,
+}
+
+/// `POST /internal/v1/proxy/usage`: the proxy's per-minute aggregates.
+pub async fn usage(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    crate::extract::ApiJson(batch): crate::extract::ApiJson<strata_core::domain::UsageBatch>,
+) -> ApiResult<axum::Json<UsageAccepted>> {
+    check_proxy_credential(&state, &headers)?;
+    let applied = state.services.record_usage(&batch).await?;
+    Ok(axum::Json(UsageAccepted { applied }))
+}

@@ -11,6 +11,7 @@ mod names;
 mod project;
 mod snapshot;
 mod tags;
+mod usage;
 
 pub use arn::{MAX_PROJECT_RESOURCES, validate_resource_arn, validate_resources};
 pub use catalog::{CatalogModel, ModelSpec, ModelUpsert};
@@ -26,3 +27,4 @@ pub use project::{
 };
 pub use snapshot::{PolicySnapshot, SnapshotProject};
 pub use tags::{MAX_PROJECT_TAGS, Tags, validate_tag_key, validate_tag_value, validate_tags};
+pub use usage::{MAX_USAGE_RECORDS, UsageBatch, UsageGroupBy, UsageRecord, UsageReport, UsageRow};

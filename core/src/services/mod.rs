@@ -8,6 +8,7 @@ mod keys;
 mod members;
 mod projects;
 mod snapshot;
+mod usage;
 
 use std::sync::Arc;
 

@@ -153,6 +153,12 @@ async fn role_by_endpoint() {
             [Ok, Ok, Ok, Ok, Ok, a, Ok],
         ),
         (
+            Method::GET,
+            p_("/usage"),
+            None,
+            [Ok, Ok, NotFound, Ok, NotFound, a, Ok],
+        ),
+        (
             Method::POST,
             p_("/keys"),
             Some(json!({"name": "by {role}"})),

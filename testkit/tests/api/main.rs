@@ -13,4 +13,5 @@ mod outage;
 mod projects;
 mod proxy_link;
 mod reconcile;
+mod usage;
 mod validation;

@@ -11,3 +11,5 @@ pub mod project_tags;
 pub mod projects;
 pub mod reconcile_reports;
 pub mod signing_keys;
+pub mod usage_batches;
+pub mod usage_minutes;

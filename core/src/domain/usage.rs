@@ -1,0 +1,75 @@
+//! Metered usage: what the proxy reports (per minute, project, key and model) and what
+//! the API shows (totals grouped by model, key or day).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Most aggregates one batch may carry.
+pub const MAX_USAGE_RECORDS: usize = 10_000;
+
+/// One minute of one key's use of one model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageRecord {
+    pub project_id: Uuid,
+    pub key_id: Uuid,
+    pub model: String,
+    /// Any instant in the minute; stored truncated to the minute.
+    pub minute: DateTime<Utc>,
+    pub requests: u64,
+    #[serde(default)]
+    pub errors: u64,
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+    /// Input tokens served from a prompt cache (included in `input_tokens`).
+    #[serde(default)]
+    pub cached_tokens: u64,
+    #[serde(default)]
+    pub latency_ms_sum: u64,
+}
+
+/// The body of `POST /internal/v1/proxy/usage`. `batch_id` makes a retry harmless.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageBatch {
+    pub batch_id: Uuid,
+    pub records: Vec<UsageRecord>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageGroupBy {
+    Model,
+    Key,
+    Day,
+}
+
+/// Totals for one group (a model, a key id, or a UTC day `YYYY-MM-DD`).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct UsageRow {
+    pub group: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_tokens: u64,
+    /// Estimated from the catalog prices when the usage was recorded.
+    pub cost_usd: f64,
+    /// Mean time the proxy took per request, upstream included.
+    pub avg_latency_ms: Option<f64>,
+}
+
+/// `GET /api/v1/projects/{id}/usage`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct UsageReport {
+    pub project_id: Uuid,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub group_by: UsageGroupBy,
+    pub items: Vec<UsageRow>,
+    pub total: UsageRow,
+}
