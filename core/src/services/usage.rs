@@ -13,6 +13,9 @@ use crate::domain::{MAX_USAGE_RECORDS, ModelId, UsageBatch, UsageGroupBy, UsageR
 use crate::store::entities::{api_keys, models, usage_batches, usage_minutes};
 use crate::{CoreError, FieldError};
 
+/// Rows per upsert statement.
+const UPSERT_CHUNK: usize = 500;
+
 /// Longest range a report covers.
 const MAX_REPORT_DAYS: i64 = 366;
 
@@ -152,10 +155,14 @@ impl Services {
         ] {
             on_conflict.value(c, add(c));
         }
-        usage_minutes::Entity::insert_many(rows)
-            .on_conflict(on_conflict.to_owned())
-            .exec_without_returning(&*tx)
-            .await?;
+        // Chunks keep each statement under the bind-parameter limits (SQLite 32,766,
+        // Postgres 65,535; 11 per row).
+        for chunk in rows.chunks(UPSERT_CHUNK) {
+            usage_minutes::Entity::insert_many(chunk.to_vec())
+                .on_conflict(on_conflict.clone())
+                .exec_without_returning(&*tx)
+                .await?;
+        }
         for (key_id, minute) in last_used {
             api_keys::Entity::update_many()
                 .col_expr(api_keys::Column::LastUsedAt, Expr::value(Some(minute)))

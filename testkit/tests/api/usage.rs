@@ -194,3 +194,42 @@ async fn usage_is_written_only_by_the_proxy_and_read_only_by_who_may_see_the_pro
         .await;
     assert!(r.status.is_client_error(), "{}", r.status);
 }
+
+#[tokio::test]
+async fn a_large_batch_fits_the_databases_statement_limits() {
+    let app = TestApp::spawn().await;
+    let proxy = app.state.proxy_token.expose().to_owned();
+    let p = app.create_project(&project_body("busy")).await;
+    let pid = p["id"].as_str().unwrap_or_default().to_owned();
+    // 3,500 distinct (minute, key) aggregates: more bind parameters than one SQLite
+    // statement takes, still under the 1 MiB body limit.
+    let records: Vec<Value> = (0..3_500)
+        .map(|i| {
+            let minute = format!(
+                "2026-01-{:02}T{:02}:{:02}:00Z",
+                1 + i / 1440 % 28,
+                i / 60 % 24,
+                i % 60
+            );
+            record(
+                &pid,
+                &uuid::Uuid::now_v7().to_string(),
+                "openai.gpt-oss-20b",
+                &minute,
+                (100, 10),
+            )
+        })
+        .collect();
+    let r = app
+        .post(
+            USAGE,
+            &proxy,
+            &json!({"batch_id": uuid::Uuid::now_v7(), "records": records}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let report = app
+        .get(&format!("/api/v1/projects/{pid}/usage?{RANGE}"), &app.admin)
+        .await;
+    assert_eq!(report.body["total"]["requests"], 7_000);
+}
