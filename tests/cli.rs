@@ -18,6 +18,29 @@ fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// `strata <args>` in `dir`, on the embedded database there.
+fn strata_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(STRATA)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("STRATA_DATABASE_URL")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn get_json(client: &reqwest::Client, url: String, token: Option<&str>) -> Value {
+    let mut req = client.get(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default()
+}
+
 #[tokio::test]
 async fn first_start_prints_a_working_admin_token() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -82,20 +105,13 @@ async fn first_start_prints_a_working_admin_token() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(created.status(), 201);
-    let list: Value = client
-        .get(format!("{base}/api/v1/projects"))
-        .bearer_auth(&printed)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_default();
+    let list: Value = get_json(&client, format!("{base}/api/v1/projects"), Some(&printed)).await;
     assert_eq!(list["items"][0]["name"], "hello");
 
     // A second process mints a developer token from the same database.
-    let minted = Command::new(STRATA)
-        .args([
+    let minted = strata_in(
+        dir.path(),
+        &[
             "token",
             "mint",
             "--subject",
@@ -104,26 +120,15 @@ async fn first_start_prints_a_working_admin_token() {
             "developer",
             "--ttl",
             "2h",
-        ])
-        .current_dir(dir.path())
-        .env_remove("STRATA_DATABASE_URL")
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        ],
+    );
     assert!(
         minted.status.success(),
         "{}",
         String::from_utf8_lossy(&minted.stderr)
     );
     let dev = String::from_utf8_lossy(&minted.stdout).trim().to_owned();
-    let me: Value = client
-        .get(format!("{base}/api/v1/me"))
-        .bearer_auth(&dev)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_default();
+    let me: Value = get_json(&client, format!("{base}/api/v1/me"), Some(&dev)).await;
     assert_eq!(me["subject"], "alice@example.com");
     assert_eq!(me["roles"], json!(["developer"]));
     let bad = Command::new(STRATA)
@@ -145,8 +150,9 @@ async fn first_start_prints_a_working_admin_token() {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let created = Command::new(STRATA)
-        .args([
+    let created = strata_in(
+        dir.path(),
+        &[
             "keys",
             "create",
             "--project",
@@ -155,11 +161,8 @@ async fn first_start_prints_a_working_admin_token() {
             "from-cli",
             "--expires-in",
             "1d",
-        ])
-        .current_dir(dir.path())
-        .env_remove("STRATA_DATABASE_URL")
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        ],
+    );
     assert!(
         created.status.success(),
         "{}",
@@ -171,19 +174,17 @@ async fn first_start_prints_a_working_admin_token() {
         !String::from_utf8_lossy(&created.stderr).contains(&secret),
         "the secret goes to stdout only"
     );
-    let keys: Value = client
-        .get(format!("{base}/api/v1/projects/{project_id}/keys"))
-        .bearer_auth(&printed)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_default();
+    let keys: Value = get_json(
+        &client,
+        format!("{base}/api/v1/projects/{project_id}/keys"),
+        Some(&printed),
+    )
+    .await;
     assert_eq!(keys["items"][0]["name"], "from-cli");
     assert_eq!(keys["items"][0]["owner"], "cli");
-    let too_long = Command::new(STRATA)
-        .args([
+    let too_long = strata_in(
+        dir.path(),
+        &[
             "keys",
             "create",
             "--project",
@@ -192,23 +193,15 @@ async fn first_start_prints_a_working_admin_token() {
             "x",
             "--expires-in",
             "400d",
-        ])
-        .current_dir(dir.path())
-        .env_remove("STRATA_DATABASE_URL")
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        ],
+    );
     assert!(!too_long.status.success());
     assert!(
         String::from_utf8_lossy(&too_long.stderr).contains("expires_in: must be at most"),
         "{}",
         String::from_utf8_lossy(&too_long.stderr)
     );
-    let rotated = Command::new(STRATA)
-        .args(["keys", "rotate"])
-        .current_dir(dir.path())
-        .env_remove("STRATA_DATABASE_URL")
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let rotated = strata_in(dir.path(), &["keys", "rotate"]);
     let out = String::from_utf8_lossy(&rotated.stdout);
     assert!(
         rotated.status.success(),
@@ -220,14 +213,7 @@ async fn first_start_prints_a_working_admin_token() {
         out.contains("retired api-keys-1: still verifies the keys it signed until"),
         "{out}"
     );
-    let jwks: Value = client
-        .get(format!("{base}/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_default();
+    let jwks: Value = get_json(&client, format!("{base}/.well-known/jwks.json"), None).await;
     assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2), "{jwks}");
 
     // SIGTERM: a clean exit.
@@ -243,12 +229,7 @@ async fn first_start_prints_a_working_admin_token() {
     assert!(status.success(), "serve exited with {status} after SIGTERM");
 
     // `strata migrate status` lists what the first start applied.
-    let again = Command::new(STRATA)
-        .args(["migrate", "status"])
-        .current_dir(dir.path())
-        .env_remove("STRATA_DATABASE_URL")
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let again = strata_in(dir.path(), &["migrate", "status"]);
     assert!(
         String::from_utf8_lossy(&again.stdout)
             .contains("m20261126_000004_idempotency_and_signing_keys")

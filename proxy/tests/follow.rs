@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use strata_core::config::Secret;
+use strata_core::keys::ApiKeyClaims;
 use strata_proxy::{Denial, KeyError, KeyVerifier, SnapshotFollower, allowed_models, authorize};
 use strata_testkit::{TestApp, project_body};
 use tokio_util::sync::CancellationToken;
@@ -49,6 +50,22 @@ async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> Option
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     None
+}
+
+/// Whether the follower's policy refuses `claims` (for `model`) with `denial` within 1 s.
+async fn denied_within_a_second(
+    follower: &SnapshotFollower,
+    claims: &ApiKeyClaims,
+    model: Option<&str>,
+    denial: Denial,
+) -> bool {
+    eventually(Duration::from_secs(1), || {
+        follower
+            .current()
+            .is_some_and(|p| authorize(claims, &p, model).err() == Some(denial.clone()))
+    })
+    .await
+    .is_some()
 }
 
 #[tokio::test]
@@ -185,13 +202,14 @@ async fn the_snapshot_brings_revocations_and_model_changes_within_a_second() {
         )
         .await;
     assert!(r.status.is_success(), "{}", r.body);
-    let took = eventually(Duration::from_secs(1), || {
-        follower.current().is_some_and(|p| {
-            authorize(&all, &p, Some("openai.gpt-oss-20b")).err() == Some(Denial::ModelNotAllowed)
-        })
-    })
+    let arrived = denied_within_a_second(
+        &follower,
+        &all,
+        Some("openai.gpt-oss-20b"),
+        Denial::ModelNotAllowed,
+    )
     .await;
-    assert!(took.is_some(), "the model change did not arrive within 1 s");
+    assert!(arrived, "the model change did not arrive within 1 s");
     let policy = follower.current().unwrap_or_else(|| panic!("policy"));
     assert_eq!(
         authorize(&scoped, &policy, Some("openai.gpt-oss-20b")).err(),
@@ -208,13 +226,8 @@ async fn the_snapshot_brings_revocations_and_model_changes_within_a_second() {
         )
         .await;
     assert!(r.status.is_success());
-    let took = eventually(Duration::from_secs(1), || {
-        follower
-            .current()
-            .is_some_and(|p| authorize(&all, &p, None).err() == Some(Denial::KeyRevoked))
-    })
-    .await;
-    assert!(took.is_some(), "the revocation did not arrive within 1 s");
+    let arrived = denied_within_a_second(&follower, &all, None, Denial::KeyRevoked).await;
+    assert!(arrived, "the revocation did not arrive within 1 s");
 
     // Archiving: 403 for every key of the project.
     app.post(
@@ -223,13 +236,8 @@ async fn the_snapshot_brings_revocations_and_model_changes_within_a_second() {
         &json!({}),
     )
     .await;
-    let took = eventually(Duration::from_secs(1), || {
-        follower
-            .current()
-            .is_some_and(|p| authorize(&scoped, &p, None).err() == Some(Denial::ProjectArchived))
-    })
-    .await;
-    assert!(took.is_some(), "the archive did not arrive within 1 s");
+    let arrived = denied_within_a_second(&follower, &scoped, None, Denial::ProjectArchived).await;
+    assert!(arrived, "the archive did not arrive within 1 s");
     stop.cancel();
 }
 
