@@ -11,6 +11,7 @@ mod m20261126_000004_idempotency_and_signing_keys;
 mod m20261126_000005_reconciler;
 mod m20261126_000006_api_keys;
 mod m20261126_000007_usage;
+mod m20261126_000008_model_capabilities;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000005_reconciler::Migration),
             Box::new(m20261126_000006_api_keys::Migration),
             Box::new(m20261126_000007_usage::Migration),
+            Box::new(m20261126_000008_model_capabilities::Migration),
         ]
     }
 }

@@ -21,6 +21,13 @@ pub struct CatalogModel {
     /// Served through the Responses API (today only the GPT-OSS models).
     pub supports_responses: bool,
     pub supports_streaming: bool,
+    /// Serves `n > 1` (several choices per request).
+    pub supports_multiple_choices: bool,
+    /// Serves `logprobs` / `top_logprobs`.
+    pub supports_logprobs: bool,
+    /// Accepts message content as an array of parts; when false the proxy flattens
+    /// text parts to one string and refuses other parts.
+    pub accepts_content_parts: bool,
     /// Mantle regions that offer the model.
     pub regions: Vec<Region>,
     /// US dollars per million input tokens.
@@ -49,6 +56,15 @@ pub struct ModelUpsert {
     pub supports_chat: bool,
     pub supports_responses: bool,
     pub supports_streaming: bool,
+    /// Default true.
+    #[serde(default = "yes")]
+    pub supports_multiple_choices: bool,
+    /// Default true.
+    #[serde(default = "yes")]
+    pub supports_logprobs: bool,
+    /// Default false: the proxy flattens text parts, which loses nothing.
+    #[serde(default)]
+    pub accepts_content_parts: bool,
     pub regions: Vec<Region>,
     #[schema(example = 0.15)]
     pub input_price_per_mtok_usd: f64,
@@ -64,9 +80,16 @@ pub struct ModelSpec {
     pub supports_chat: bool,
     pub supports_responses: bool,
     pub supports_streaming: bool,
+    pub supports_multiple_choices: bool,
+    pub supports_logprobs: bool,
+    pub accepts_content_parts: bool,
     pub regions: Vec<Region>,
     pub input_price: Price,
     pub output_price: Price,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl ModelUpsert {
@@ -117,6 +140,9 @@ impl ModelUpsert {
                 supports_chat: self.supports_chat,
                 supports_responses: self.supports_responses,
                 supports_streaming: self.supports_streaming,
+                supports_multiple_choices: self.supports_multiple_choices,
+                supports_logprobs: self.supports_logprobs,
+                accepts_content_parts: self.accepts_content_parts,
                 regions: regions.into_iter().collect(),
                 input_price,
                 output_price,

@@ -25,6 +25,6 @@ pub use names::{ModelId, ProjectSlug, Subject, TeamName};
 pub use project::{
     Member, NewProject, Project, ProjectDraft, ProjectPatch, RateLimits, RateLimitsPatch,
 };
-pub use snapshot::{PolicySnapshot, SnapshotProject};
+pub use snapshot::{PolicySnapshot, SnapshotModel, SnapshotProject};
 pub use tags::{MAX_PROJECT_TAGS, Tags, validate_tag_key, validate_tag_value, validate_tags};
 pub use usage::{MAX_USAGE_RECORDS, UsageBatch, UsageGroupBy, UsageRecord, UsageReport, UsageRow};

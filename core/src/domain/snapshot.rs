@@ -25,6 +25,20 @@ pub struct SnapshotProject {
     pub role_arn: Option<String>,
 }
 
+/// What the proxy must know about a model to forward a request to it, and to price it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotModel {
+    pub id: ModelId,
+    pub supports_chat: bool,
+    pub supports_responses: bool,
+    pub supports_streaming: bool,
+    pub supports_multiple_choices: bool,
+    pub supports_logprobs: bool,
+    pub accepts_content_parts: bool,
+    pub input_price_micros_per_mtok: i64,
+    pub output_price_micros_per_mtok: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PolicySnapshot {
     /// Changes whenever anything below changes; send it back as `after`.
@@ -33,4 +47,6 @@ pub struct PolicySnapshot {
     pub projects: Vec<SnapshotProject>,
     /// Revoked keys that have not expired yet (expired ones fail on `exp` anyway).
     pub revoked_keys: Vec<Uuid>,
+    /// The whole model catalog (a few dozen entries).
+    pub models: Vec<SnapshotModel>,
 }

@@ -26,6 +26,9 @@ pub(crate) fn to_domain(row: models::Model) -> Result<CatalogModel, CoreError> {
         supports_chat: row.supports_chat,
         supports_responses: row.supports_responses,
         supports_streaming: row.supports_streaming,
+        supports_multiple_choices: row.supports_multiple_choices,
+        supports_logprobs: row.supports_logprobs,
+        accepts_content_parts: row.accepts_content_parts,
         regions,
         input_price_per_mtok_usd: Price::from_micros(row.input_price_micros_per_mtok),
         output_price_per_mtok_usd: Price::from_micros(row.output_price_micros_per_mtok),
@@ -91,10 +94,14 @@ impl Services {
             supports_chat: Set(spec.supports_chat),
             supports_responses: Set(spec.supports_responses),
             supports_streaming: Set(spec.supports_streaming),
+            supports_multiple_choices: Set(spec.supports_multiple_choices),
+            supports_logprobs: Set(spec.supports_logprobs),
+            accepts_content_parts: Set(spec.accepts_content_parts),
             regions: Set(serde_json::json!(regions)),
             input_price_micros_per_mtok: Set(spec.input_price.micros()),
             output_price_micros_per_mtok: Set(spec.output_price.micros()),
             updated_at: Set(self.clock.now()),
+            revision: Set(existing.as_ref().map_or(1, |e| e.revision + 1)),
         };
         let saved = if existing.is_some() {
             row.update(&*tx).await?

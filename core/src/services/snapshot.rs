@@ -7,18 +7,21 @@ use uuid::Uuid;
 
 use super::Services;
 use crate::CoreError;
-use crate::domain::{Budget, PolicySnapshot, SnapshotProject};
+use crate::domain::{Budget, PolicySnapshot, SnapshotModel, SnapshotProject};
 use crate::store::entities::{api_keys, project_sync, projects};
 
 /// Order-independent aggregates, so a change whose transaction commits after a later
 /// one is still seen: every project write bumps `resource_version` (the sum grows),
-/// revocations only ever add revoked rows, and the reconciler fills in AWS ids. A
+/// revocations only ever add revoked rows, the reconciler fills in AWS ids, and every
+/// catalog edit bumps the model's `revision`. A
 /// `max(updated_at)` would miss a commit that lands late with an earlier timestamp.
 const VERSION_SQL: &str = "SELECT \
     (SELECT COUNT(*) FROM projects), \
     (SELECT CAST(COALESCE(SUM(resource_version), 0) AS BIGINT) FROM projects), \
     (SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NOT NULL), \
-    (SELECT COUNT(mantle_project_id) + COUNT(role_arn) FROM project_sync)";
+    (SELECT COUNT(mantle_project_id) + COUNT(role_arn) FROM project_sync), \
+    (SELECT COUNT(*) FROM models), \
+    (SELECT CAST(COALESCE(SUM(revision), 0) AS BIGINT) FROM models)";
 
 impl Services {
     /// A string that changes whenever the snapshot would.
@@ -31,13 +34,13 @@ impl Services {
             ))
             .await?
             .ok_or_else(|| CoreError::Internal("the version query returned no row".into()))?;
-        let mut parts = [0i64; 4];
+        let mut parts = [0i64; 6];
         for (i, part) in parts.iter_mut().enumerate() {
             *part = row.try_get_by_index::<i64>(i)?;
         }
         Ok(format!(
-            "p{}.{}-k{}-a{}",
-            parts[0], parts[1], parts[2], parts[3]
+            "p{}.{}-k{}-a{}-m{}.{}",
+            parts[0], parts[1], parts[2], parts[3], parts[4], parts[5]
         ))
     }
 
@@ -78,11 +81,28 @@ impl Services {
             .into_tuple()
             .all(db)
             .await?;
+        let models = self
+            .list_models()
+            .await?
+            .into_iter()
+            .map(|m| SnapshotModel {
+                id: m.id,
+                supports_chat: m.supports_chat,
+                supports_responses: m.supports_responses,
+                supports_streaming: m.supports_streaming,
+                supports_multiple_choices: m.supports_multiple_choices,
+                supports_logprobs: m.supports_logprobs,
+                accepts_content_parts: m.accepts_content_parts,
+                input_price_micros_per_mtok: m.input_price_per_mtok_usd.micros(),
+                output_price_micros_per_mtok: m.output_price_per_mtok_usd.micros(),
+            })
+            .collect();
         Ok(PolicySnapshot {
             version,
             generated_at: now,
             projects,
             revoked_keys,
+            models,
         })
     }
 }

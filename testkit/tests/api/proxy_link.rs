@@ -98,6 +98,37 @@ async fn the_snapshot_has_projects_models_and_live_revocations() {
     .await;
     let fourth = app.get(PATH, &token).await;
     assert_eq!(fourth.body["projects"][0]["status"], "archived");
+
+    // The catalog travels with it, and a catalog edit is a new version too.
+    let model = |body: &Value, id: &str| {
+        body["models"]
+            .as_array()
+            .and_then(|ms| ms.iter().find(|m| m["id"] == id).cloned())
+            .unwrap_or_default()
+    };
+    let gemma = model(&fourth.body, "google.gemma-3-27b-it");
+    assert_eq!(gemma["accepts_content_parts"], false, "{gemma}");
+    assert_eq!(gemma["input_price_micros_per_mtok"], 230_000);
+    assert_eq!(
+        model(&fourth.body, "openai.gpt-oss-20b")["accepts_content_parts"],
+        true
+    );
+    let r = app
+        .put(
+            "/api/v1/models/google.gemma-3-27b-it",
+            &app.admin,
+            &json!({"provider": "google", "display_name": "Gemma 3 27B IT", "supports_chat": true,
+                    "supports_responses": false, "supports_streaming": true, "supports_logprobs": false,
+                    "regions": ["us-east-1"], "input_price_per_mtok_usd": 0.3, "output_price_per_mtok_usd": 0.4}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let fifth = app.get(PATH, &token).await;
+    assert_ne!(fifth.body["version"], fourth.body["version"]);
+    let gemma = model(&fifth.body, "google.gemma-3-27b-it");
+    assert_eq!(gemma["supports_logprobs"], false);
+    assert_eq!(gemma["supports_multiple_choices"], true, "defaults to true");
+    assert_eq!(gemma["input_price_micros_per_mtok"], 300_000);
 }
 
 #[tokio::test]

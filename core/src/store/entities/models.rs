@@ -14,6 +14,10 @@ pub struct Model {
     pub input_price_micros_per_mtok: i64,
     pub output_price_micros_per_mtok: i64,
     pub updated_at: DateTimeUtc,
+    pub supports_multiple_choices: bool,
+    pub supports_logprobs: bool,
+    pub accepts_content_parts: bool,
+    pub revision: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
