@@ -53,16 +53,7 @@ impl std::fmt::Debug for AwsClients {
 
 impl AwsClients {
     pub async fn from_env(settings: &AwsSettings, calls: AwsCalls) -> Self {
-        let region = RegionProviderChain::default_provider().or_else(GLOBAL_REGION);
-        let timeouts = TimeoutConfig::builder()
-            .operation_attempt_timeout(Duration::from_secs(20))
-            .operation_timeout(Duration::from_secs(60))
-            .build();
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .region(region)
-            .timeout_config(timeouts)
-            .load()
-            .await;
+        let config = sdk_config_from_env().await;
         let unavailable = probe_credentials(&config).await;
         Self::from_sdk_config(&config, settings, calls, unavailable)
     }
@@ -121,8 +112,22 @@ impl AwsClients {
     }
 }
 
+/// The SDK configuration from the standard chain, with strata's timeouts.
+pub async fn sdk_config_from_env() -> aws_config::SdkConfig {
+    let region = RegionProviderChain::default_provider().or_else(GLOBAL_REGION);
+    let timeouts = TimeoutConfig::builder()
+        .operation_attempt_timeout(Duration::from_secs(20))
+        .operation_timeout(Duration::from_secs(60))
+        .build();
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(region)
+        .timeout_config(timeouts)
+        .load()
+        .await
+}
+
 /// `None` when the chain yields credentials; otherwise why not.
-async fn probe_credentials(config: &aws_config::SdkConfig) -> Option<String> {
+pub async fn probe_credentials(config: &aws_config::SdkConfig) -> Option<String> {
     let provider = config.credentials_provider()?;
     match tokio::time::timeout(Duration::from_secs(5), provider.provide_credentials()).await {
         Ok(Ok(_)) => None,

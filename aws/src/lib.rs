@@ -11,16 +11,22 @@ mod mantle;
 mod offline;
 #[cfg(test)]
 mod sdk_tests;
+mod sigv4;
 mod sts;
 mod tagging;
+mod upstream;
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
 pub use calls::{AwsCalls, CallCounts, Outcome};
-pub use clients::{AwsClients, AwsSettings, DEFAULT_MANTLE_URL};
+pub use clients::{
+    AwsClients, AwsSettings, DEFAULT_MANTLE_URL, probe_credentials, sdk_config_from_env,
+};
 pub use error::{AwsError, ErrorKind};
+pub use sigv4::{MANTLE_SERVICE, sign_headers};
+pub use upstream::{AssumedRoles, BedrockApiKey, UpstreamAuth, UpstreamRequest};
 
 pub type TagMap = BTreeMap<String, String>;
 

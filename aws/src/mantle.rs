@@ -1,19 +1,16 @@
 //! Mantle's Projects API over HTTP, signed with SigV4 (service `bedrock-mantle`).
 
-use std::time::SystemTime;
-
 use async_trait::async_trait;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
 use reqwest::Method;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{AwsError, classify};
+use crate::sigv4::sign_headers;
 use crate::{AwsCalls, ErrorKind, Mantle, MantleProject, MantleUpdate, TagMap};
 
-const SERVICE: &str = "bedrock-mantle";
+const SERVICE: &str = crate::sigv4::MANTLE_SERVICE;
 
 pub(crate) struct HttpMantle {
     pub(crate) http: reqwest::Client,
@@ -87,32 +84,21 @@ impl HttpMantle {
                 ));
             }
         };
-        let identity = credentials.into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(region)
-            .name(SERVICE)
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| err(ErrorKind::Invalid, None, e.to_string()))?
-            .into();
         let headers = [("content-type", "application/json")];
-        let signable = SignableRequest::new(
+        let signature = sign_headers(
+            &credentials,
+            region,
             method.as_str(),
-            url.as_str(),
-            headers.iter().copied(),
-            SignableBody::Bytes(&bytes),
+            &url,
+            &headers,
+            &bytes,
         )
-        .map_err(|e| err(ErrorKind::Invalid, None, e.to_string()))?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| err(ErrorKind::Invalid, None, e.to_string()))?
-            .into_parts();
+        .map_err(|e| err(ErrorKind::Invalid, None, e))?;
         let mut request = self
             .http
             .request(method, &url)
             .header("content-type", "application/json");
-        for (name, value) in instructions.headers() {
+        for (name, value) in signature {
             request = request.header(name, value);
         }
         if body.is_some() {

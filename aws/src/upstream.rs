@@ -1,0 +1,162 @@
+//! How the proxy authenticates a request to Mantle for one project: SigV4 with
+//! credentials from assuming the project's IAM role (so AWS itself enforces the
+//! project's model list), or a configured Bedrock API key.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_credential_types::Credentials;
+use tokio::sync::Mutex as AsyncMutex;
+
+use crate::error::AwsError;
+use crate::sigv4::{MANTLE_SERVICE, sign_headers};
+use crate::{AwsCalls, ErrorKind};
+
+/// Assumed-role credentials are used until this close to their expiry.
+const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
+const SESSION_SECONDS: i32 = 3600;
+
+/// One request to sign. `headers` are the headers that will be sent and signed.
+pub struct UpstreamRequest<'a> {
+    pub role_arn: Option<&'a str>,
+    pub region: &'a str,
+    pub method: &'a str,
+    pub url: &'a str,
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: &'a [u8],
+}
+
+/// The authentication headers for a request to Mantle.
+#[async_trait]
+pub trait UpstreamAuth: Send + Sync {
+    async fn headers(
+        &self,
+        request: &UpstreamRequest<'_>,
+    ) -> Result<Vec<(String, String)>, AwsError>;
+}
+
+/// A Bedrock API key, sent as a bearer token; the same for every project.
+pub struct BedrockApiKey(String);
+
+impl BedrockApiKey {
+    pub fn new(key: impl Into<String>) -> Self {
+        Self(key.into())
+    }
+}
+
+#[async_trait]
+impl UpstreamAuth for BedrockApiKey {
+    async fn headers(
+        &self,
+        _request: &UpstreamRequest<'_>,
+    ) -> Result<Vec<(String, String)>, AwsError> {
+        Ok(vec![("authorization".into(), format!("Bearer {}", self.0))])
+    }
+}
+
+type RoleSlot = Arc<AsyncMutex<Option<Credentials>>>;
+
+/// SigV4 with credentials from STS AssumeRole on the project's role, cached per role
+/// until shortly before they expire. Concurrent requests for one role share one
+/// AssumeRole call.
+pub struct AssumedRoles {
+    sts: aws_sdk_sts::Client,
+    calls: AwsCalls,
+    session_name: String,
+    roles: Mutex<HashMap<String, RoleSlot>>,
+}
+
+impl AssumedRoles {
+    pub fn new(config: &aws_config::SdkConfig, calls: AwsCalls, session_name: &str) -> Self {
+        Self {
+            sts: aws_sdk_sts::Client::new(config),
+            calls,
+            session_name: session_name.to_owned(),
+            roles: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn fresh(credentials: &Credentials) -> bool {
+        credentials.expiry().is_none_or(|expiry| {
+            expiry
+                .duration_since(SystemTime::now())
+                .is_ok_and(|left| left > REFRESH_BEFORE_EXPIRY)
+        })
+    }
+
+    /// Credentials for `role_arn`, from the cache or a new AssumeRole.
+    pub async fn credentials(&self, role_arn: &str) -> Result<Credentials, AwsError> {
+        let slot = {
+            let mut roles = self
+                .roles
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            roles.entry(role_arn.to_owned()).or_default().clone()
+        };
+        let mut held = slot.lock().await;
+        if let Some(credentials) = held.as_ref().filter(|c| Self::fresh(c)) {
+            return Ok(credentials.clone());
+        }
+        let call = async {
+            let out = self
+                .sts
+                .assume_role()
+                .role_arn(role_arn)
+                .role_session_name(&self.session_name)
+                .duration_seconds(SESSION_SECONDS)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("sts", "AssumeRole", e))?;
+            let c = out.credentials().ok_or_else(|| {
+                AwsError::new(
+                    "sts",
+                    "AssumeRole",
+                    ErrorKind::Invalid,
+                    None,
+                    "no credentials in the response",
+                )
+            })?;
+            let expiry = SystemTime::try_from(*c.expiration()).ok();
+            Ok(Credentials::new(
+                c.access_key_id(),
+                c.secret_access_key(),
+                Some(c.session_token().to_owned()),
+                expiry,
+                "strata-assume-role",
+            ))
+        };
+        let credentials = self.calls.track("sts", "AssumeRole", call).await?;
+        *held = Some(credentials.clone());
+        Ok(credentials)
+    }
+}
+
+#[async_trait]
+impl UpstreamAuth for AssumedRoles {
+    async fn headers(
+        &self,
+        request: &UpstreamRequest<'_>,
+    ) -> Result<Vec<(String, String)>, AwsError> {
+        let role = request.role_arn.ok_or_else(|| {
+            AwsError::new(
+                "sts",
+                "AssumeRole",
+                ErrorKind::NotFound,
+                None,
+                "the project has no IAM role yet (not reconciled)",
+            )
+        })?;
+        let credentials = self.credentials(role).await?;
+        sign_headers(
+            &credentials,
+            request.region,
+            request.method,
+            request.url,
+            request.headers,
+            request.body,
+        )
+        .map_err(|e| AwsError::new(MANTLE_SERVICE, "Sign", ErrorKind::Invalid, None, e))
+    }
+}
