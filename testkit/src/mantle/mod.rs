@@ -1,6 +1,11 @@
-//! A fake of Mantle's Projects API (`/v1/organization/projects`), per region, in
-//! memory. It insists on SigV4 for service `bedrock-mantle`, counts calls, and can
-//! fail or stall on demand — what no real part can do here.
+//! A fake of Mantle, per region, in memory: the Projects API
+//! (`/v1/organization/projects`) and Chat Completions (`chat.rs`). It insists on SigV4
+//! for service `bedrock-mantle`, counts calls, and can fail or stall on demand — what
+//! no real part can do here.
+
+mod chat;
+
+pub use chat::{ChatCall, ChatStats};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,7 +32,7 @@ pub struct FakeProject {
 }
 
 #[derive(Default)]
-struct Inner {
+pub(crate) struct Inner {
     projects: BTreeMap<String, FakeProject>,
     next: u64,
     /// (operation, count) of calls.
@@ -39,6 +44,7 @@ struct Inner {
     /// Largest number of requests in flight at once.
     in_flight: u64,
     max_in_flight: u64,
+    chat: chat::ChatState,
 }
 
 #[derive(Clone, Default)]
@@ -56,7 +62,7 @@ impl Drop for FakeMantle {
     }
 }
 
-fn err(status: StatusCode, code: &str, message: &str) -> Response {
+pub(crate) fn err(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
         Json(json!({"error": {"message": message, "type": "invalid_request_error", "code": code}})),
@@ -107,6 +113,9 @@ impl FakeMantle {
             .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
         fake.addr = listener.local_addr().ok();
         let app = Router::new()
+            .route("/{region}/v1/chat/completions", post(chat::completions))
+            .route("/_fake/faults", post(chat::set_faults))
+            .route("/_fake/stats", get(chat::stats))
             .route("/{region}/v1/organization/projects", get(list).post(create))
             .route(
                 "/{region}/v1/organization/projects/{id}",
@@ -134,7 +143,7 @@ impl FakeMantle {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

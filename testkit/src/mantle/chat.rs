@@ -1,0 +1,306 @@
+//! The fake's Chat Completions: OpenAI-shaped and deterministic (the reply echoes the
+//! last message, word by word when streamed), with Mantle's quirks (a fractional
+//! `created`, content arrays refused for non-OpenAI models), SigV4 or a Bedrock API
+//! key, `OpenAI-Project` checked against the region's projects, and faults on demand.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{FakeMantle, err};
+
+/// One chat call as the fake saw it.
+#[derive(Debug, Clone)]
+pub struct ChatCall {
+    pub region: String,
+    pub openai_project: Option<String>,
+    /// `AWS4-HMAC-SHA256` for this region and service, with a session token (assumed
+    /// role) — or the configured Bedrock API key.
+    pub authorization: String,
+    pub security_token: bool,
+    pub body: Value,
+}
+
+/// Totals for tests and the `fake-mantle` binary's `/_fake/stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ChatStats {
+    pub calls: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub streams_completed: u64,
+    /// Streams whose reader went away before the end.
+    pub streams_cancelled: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct ChatState {
+    log: Vec<ChatCall>,
+    stats: ChatStats,
+    /// Answer (or start a stream) only after this long.
+    delay: Duration,
+    /// Pause between streamed chunks.
+    chunk_delay: Duration,
+    bedrock_api_key: Option<String>,
+}
+
+impl FakeMantle {
+    pub fn chat_calls(&self) -> Vec<ChatCall> {
+        self.lock().chat.log.clone()
+    }
+
+    pub fn chat_stats(&self) -> ChatStats {
+        self.lock().chat.stats.clone()
+    }
+
+    /// Chat answers wait this long first (timeouts).
+    pub fn delay_chat(&self, delay: Duration) {
+        self.lock().chat.delay = delay;
+    }
+
+    /// Streamed chunks come this far apart (disconnects, long streams).
+    pub fn delay_chunks(&self, delay: Duration) {
+        self.lock().chat.chunk_delay = delay;
+    }
+
+    /// Also accept `Authorization: Bearer <key>` on chat calls.
+    pub fn accept_bedrock_api_key(&self, key: &str) {
+        self.lock().chat.bedrock_api_key = Some(key.to_owned());
+    }
+}
+
+fn text_of(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+fn words(s: &str) -> u64 {
+    s.split_whitespace().count() as u64
+}
+
+/// Fractional on purpose: Mantle has sent `created` as a float.
+const CREATED: f64 = 1_764_000_000.25;
+
+pub(crate) async fn completions(
+    State(f): State<FakeMantle>,
+    Path(region): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let project = headers
+        .get("openai-project")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return err(StatusCode::BAD_REQUEST, "invalid_json", "body is not JSON");
+    };
+    let (delay, known_project, api_key) = {
+        let mut inner = f.lock();
+        inner.chat.log.push(ChatCall {
+            region: region.clone(),
+            openai_project: project.clone(),
+            authorization: auth.clone(),
+            security_token: headers.contains_key("x-amz-security-token"),
+            body: body.clone(),
+        });
+        inner.chat.stats.calls += 1;
+        let known = project.as_ref().is_some_and(|p| {
+            inner
+                .projects
+                .get(p)
+                .is_some_and(|p| p.region == region && p.status == "active")
+        });
+        (inner.chat.delay, known, inner.chat.bedrock_api_key.clone())
+    };
+    let signed = auth.starts_with("AWS4-HMAC-SHA256 ")
+        && auth.contains(&format!("/{region}/bedrock-mantle/aws4_request"))
+        && headers.contains_key("x-amz-date");
+    let bearer_ok = api_key.is_some_and(|k| auth == format!("Bearer {k}"));
+    if !signed && !bearer_ok {
+        return err(
+            StatusCode::FORBIDDEN,
+            "unsigned",
+            "requests must be signed with SigV4 for bedrock-mantle in the request's region",
+        );
+    }
+    if !known_project {
+        return err(
+            StatusCode::NOT_FOUND,
+            "project_not_found",
+            "OpenAI-Project names no active project in this region",
+        );
+    }
+    let failure = {
+        let mut inner = f.lock();
+        (!inner.failures.is_empty()).then(|| inner.failures.remove(0))
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(status) = failure {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return err(status, "injected", "injected failure");
+    }
+    let model = body["model"].as_str().unwrap_or_default().to_owned();
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    if !model.starts_with("openai.") && messages.iter().any(|m| m["content"].is_array()) {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "invalid_type",
+            "messages[].content must be a string for this model",
+        );
+    }
+    let prompt_tokens: u64 = messages
+        .iter()
+        .map(|m| words(&text_of(&m["content"])) + 3)
+        .sum();
+    let last = messages
+        .last()
+        .map(|m| text_of(&m["content"]))
+        .unwrap_or_default();
+    let reply = format!("echo: {last}");
+    let completion_tokens = words(&reply);
+    let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens, "prompt_tokens_details": {"cached_tokens": 0}});
+    {
+        let mut inner = f.lock();
+        inner.chat.stats.prompt_tokens += prompt_tokens;
+        inner.chat.stats.completion_tokens += completion_tokens;
+    }
+    let n = body["n"].as_u64().unwrap_or(1).max(1);
+    if body["stream"].as_bool() != Some(true) {
+        let choices: Vec<Value> = (0..n)
+            .map(|i| json!({"index": i, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop", "logprobs": null}))
+            .collect();
+        return Json(
+            json!({"id": "chatcmpl-fake", "object": "chat.completion", "created": CREATED,
+            "model": model, "choices": choices, "usage": usage}),
+        )
+        .into_response();
+    }
+    let include_usage = body["stream_options"]["include_usage"].as_bool() == Some(true);
+    stream(f, model, reply, include_usage.then_some(usage))
+}
+
+/// Counts a stream as completed or cancelled when it is dropped.
+struct StreamGuard {
+    fake: FakeMantle,
+    finished: bool,
+}
+
+impl StreamGuard {
+    fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let mut inner = self.fake.lock();
+        if self.finished {
+            inner.chat.stats.streams_completed += 1;
+        } else {
+            inner.chat.stats.streams_cancelled += 1;
+        }
+    }
+}
+
+fn stream(f: FakeMantle, model: String, reply: String, usage: Option<Value>) -> Response {
+    let chunk_delay = f.lock().chat.chunk_delay;
+    let with_usage = usage.is_some();
+    let chunk = |delta: Value, finish: Value| {
+        let mut c = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": CREATED,
+            "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        if with_usage {
+            c["usage"] = Value::Null;
+        }
+        format!("data: {c}\n\n")
+    };
+    let mut events: Vec<String> = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
+    for (i, word) in reply.split(' ').enumerate() {
+        let text = if i == 0 {
+            word.to_owned()
+        } else {
+            format!(" {word}")
+        };
+        events.push(chunk(json!({"content": text}), Value::Null));
+    }
+    events.push(chunk(json!({}), json!("stop")));
+    if let Some(usage) = usage {
+        let last = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": CREATED,
+            "model": model, "choices": [], "usage": usage});
+        events.push(format!("data: {last}\n\n"));
+    }
+    events.push("data: [DONE]\n\n".to_owned());
+    let guard = StreamGuard {
+        fake: f,
+        finished: false,
+    };
+    let body = futures_util::stream::unfold(
+        (events.into_iter(), guard, true),
+        move |(mut events, guard, first)| async move {
+            let Some(event) = events.next() else {
+                guard.finish();
+                return None;
+            };
+            if !first && !chunk_delay.is_zero() {
+                tokio::time::sleep(chunk_delay).await;
+            }
+            Some((
+                Ok::<_, std::io::Error>(Bytes::from(event)),
+                (events, guard, false),
+            ))
+        },
+    );
+    (
+        [(header::CONTENT_TYPE, "text/event-stream")],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Faults {
+    #[serde(default)]
+    fail_next: Vec<u16>,
+    #[serde(default)]
+    delay_ms: u64,
+    #[serde(default)]
+    chunk_delay_ms: u64,
+}
+
+/// `POST /_fake/faults` (the binary's control endpoint for out-of-process tests).
+pub(crate) async fn set_faults(
+    State(f): State<FakeMantle>,
+    Json(faults): Json<Faults>,
+) -> Response {
+    f.fail_next(&faults.fail_next);
+    f.delay_chat(Duration::from_millis(faults.delay_ms));
+    f.delay_chunks(Duration::from_millis(faults.chunk_delay_ms));
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `GET /_fake/stats`.
+pub(crate) async fn stats(State(f): State<FakeMantle>) -> Response {
+    Json(f.chat_stats()).into_response()
+}
