@@ -30,7 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-STRATA_LOG=${STRATA_LOG:-info} STRATA_LISTEN="127.0.0.1:$port" STRATA_DATABASE_URL="${ADMIN_URL%/*}/$db" \
+STRATA_LOG=${STRATA_LOG:-info} STRATA_SERVE_PROXY=false STRATA_LISTEN="127.0.0.1:$port" STRATA_DATABASE_URL="${ADMIN_URL%/*}/$db" \
   STRATA_ADMIN_TOKEN_FILE="$work/admin.token" STRATA_KEY_ENCRYPTION_KEY_FILE="$work/secret.key" STRATA_PROXY_TOKEN_FILE="$work/proxy.token" ${POOL:+STRATA_DATABASE_MAX_CONNECTIONS=$POOL} \
   target/release/strata serve >"$work/stdout.log" 2>"$work/server.log" &
 pid=$!

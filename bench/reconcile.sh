@@ -44,7 +44,7 @@ export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port" AWS_ACCESS_KEY_ID=testing 
 for _ in $(seq 1 100); do curl -sf "$AWS_ENDPOINT_URL/moto-api/" >/dev/null && break; sleep 0.2; done
 
 # The projects, created through the API with the loop off.
-STRATA_RECONCILER=false STRATA_LISTEN="127.0.0.1:$port" STRATA_ADMIN_TOKEN_FILE="$work/admin.token" STRATA_KEY_ENCRYPTION_KEY_FILE="$work/secret.key" STRATA_PROXY_TOKEN_FILE="$work/proxy.token" \
+STRATA_RECONCILER=false STRATA_SERVE_PROXY=false STRATA_LISTEN="127.0.0.1:$port" STRATA_ADMIN_TOKEN_FILE="$work/admin.token" STRATA_KEY_ENCRYPTION_KEY_FILE="$work/secret.key" STRATA_PROXY_TOKEN_FILE="$work/proxy.token" \
   target/release/strata serve >"$work/serve.out" 2>"$work/serve.log" & serve_pid=$!; pids="$pids $serve_pid"
 for _ in $(seq 1 100); do [[ -s "$work/admin.token" ]] && break; sleep 0.1; done
 echo "creating $N projects"

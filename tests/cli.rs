@@ -45,10 +45,12 @@ async fn get_json(client: &reqwest::Client, url: String, token: Option<&str>) ->
 async fn first_start_prints_a_working_admin_token() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let port = free_port();
+    let proxy_port = free_port();
     let mut server = Command::new(STRATA)
         .arg("serve")
         .current_dir(dir.path())
         .env("STRATA_LISTEN", format!("127.0.0.1:{port}"))
+        .env("STRATA_PROXY_LISTEN", format!("127.0.0.1:{proxy_port}"))
         .env_remove("STRATA_DATABASE_URL")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -107,6 +109,41 @@ async fn first_start_prints_a_working_admin_token() {
     assert_eq!(created.status(), 201);
     let list: Value = get_json(&client, format!("{base}/api/v1/projects"), Some(&printed)).await;
     assert_eq!(list["items"][0]["name"], "hello");
+
+    // The same command runs the proxy: it follows this control plane and answers a
+    // key with the project's models (no AWS here, so no chat).
+    let id = list["items"][0]["id"].as_str().unwrap_or_default();
+    let key: Value = client
+        .post(format!("{base}/api/v1/projects/{id}/keys"))
+        .bearer_auth(&printed)
+        .json(&json!({"name": "first"}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let secret = key["secret"].as_str().unwrap_or_default();
+    let proxy = format!("http://127.0.0.1:{proxy_port}");
+    let started = Instant::now();
+    let models = loop {
+        let r = client
+            .get(format!("{proxy}/v1/models"))
+            .bearer_auth(secret)
+            .send()
+            .await;
+        if let Ok(r) = r
+            && r.status().is_success()
+        {
+            break r.json::<Value>().await.unwrap_or_default();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the embedded proxy did not answer"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(models["data"][0]["id"], "openai.gpt-oss-20b", "{models}");
 
     // A second process mints a developer token from the same database.
     let minted = strata_in(
@@ -180,8 +217,12 @@ async fn first_start_prints_a_working_admin_token() {
         Some(&printed),
     )
     .await;
-    assert_eq!(keys["items"][0]["name"], "from-cli");
-    assert_eq!(keys["items"][0]["owner"], "cli");
+    let from_cli = keys["items"]
+        .as_array()
+        .and_then(|ks| ks.iter().find(|k| k["name"] == "from-cli"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(from_cli["owner"], "cli", "{keys}");
     let too_long = strata_in(
         dir.path(),
         &[

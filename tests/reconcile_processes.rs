@@ -35,6 +35,7 @@ fn strata(args: &[&str], dir: &Path, db: &str, mantle: &FakeMantle, lease_secs: 
             "shared-by-every-replica-0123456789abcdef",
         )
         .env("STRATA_MANTLE_URL", mantle.url())
+        .env("STRATA_SERVE_PROXY", "false")
         .env("STRATA_COST_ALLOCATION_TAGS", "")
         .env("STRATA_RECONCILE_POLL_MS", "100")
         .env("STRATA_RECONCILE_LEASE_SECS", lease_secs.to_string())

@@ -179,6 +179,11 @@ impl Default for AuthConfig {
     }
 }
 
+/// `iss` of the API keys strata signs, and their `aud` (the proxy): the control plane
+/// and the proxy must agree on both.
+pub const DEFAULT_KEY_ISSUER: &str = "strata";
+pub const DEFAULT_PROXY_AUDIENCE: &str = "strata-proxy";
+
 /// Scoped API keys: who signs them, for which audience, how long they may live, and
 /// the key that encrypts the signing keys at rest.
 #[derive(Clone, Debug, Args)]
@@ -199,14 +204,14 @@ pub struct KeysConfig {
     #[arg(
         long = "key-issuer",
         env = "STRATA_KEY_ISSUER",
-        default_value = "strata"
+        default_value = DEFAULT_KEY_ISSUER
     )]
     pub key_issuer: String,
     /// `aud` of the API keys: the proxy, which accepts nothing else.
     #[arg(
         long = "proxy-audience",
         env = "STRATA_PROXY_AUDIENCE",
-        default_value = "strata-proxy"
+        default_value = DEFAULT_PROXY_AUDIENCE
     )]
     pub proxy_audience: String,
     /// Longest lifetime of a key in `dev`, in days (also the default lifetime).
@@ -226,8 +231,8 @@ impl KeysConfig {
         Self {
             encryption_key: Some(key),
             encryption_key_file: PathBuf::from("strata-secret.key"),
-            key_issuer: "strata".into(),
-            proxy_audience: "strata-proxy".into(),
+            key_issuer: DEFAULT_KEY_ISSUER.into(),
+            proxy_audience: DEFAULT_PROXY_AUDIENCE.into(),
             max_days_dev: 365,
             max_days_staging: 180,
             max_days_prod: 90,

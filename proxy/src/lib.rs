@@ -1,12 +1,24 @@
-//! strata's OpenAI-compatible routing proxy. Built so far: verifying scoped keys
-//! offline against the control plane's JWKS (with a cache), following the control
-//! plane's policy snapshot (failing closed when it is too old), and the decision a
-//! request gets from both. The HTTP server and the routing to Mantle come next.
+//! strata's OpenAI-compatible routing proxy: verifies scoped keys offline against the
+//! control plane's JWKS, follows the control plane's policy snapshot (failing closed
+//! when it is too old), routes each request to its project's Mantle region signed
+//! with the project's role, smooths over Mantle's differences from OpenAI, and meters
+//! usage per minute.
 
 mod access;
+mod config;
+mod error;
 mod keys;
+mod metering;
+mod metrics;
+mod normalize;
+mod server;
 mod snapshot;
 
 pub use access::{Denial, allowed_models, authorize};
+pub use config::{ProxyConfig, ProxySettings};
+pub use error::OpenAiError;
 pub use keys::{KeyError, KeyVerifier};
+pub use metering::{Meter, Metered};
+pub use normalize::{SseRewriter, Usage};
+pub use server::{Proxy, ProxyState, router, serve};
 pub use snapshot::{Policy, SnapshotFollower};

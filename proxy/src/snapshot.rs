@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use strata_core::config::Secret;
-use strata_core::domain::{PolicySnapshot, SnapshotProject};
+use strata_core::domain::{PolicySnapshot, SnapshotModel, SnapshotProject};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -20,6 +20,8 @@ pub struct Policy {
     pub version: String,
     pub projects: HashMap<Uuid, SnapshotProject>,
     pub revoked_keys: HashSet<Uuid>,
+    /// The catalog by model id.
+    pub models: HashMap<String, SnapshotModel>,
 }
 
 impl From<PolicySnapshot> for Policy {
@@ -28,6 +30,11 @@ impl From<PolicySnapshot> for Policy {
             version: s.version,
             projects: s.projects.into_iter().map(|p| (p.id, p)).collect(),
             revoked_keys: s.revoked_keys.into_iter().collect(),
+            models: s
+                .models
+                .into_iter()
+                .map(|m| (m.id.as_str().to_owned(), m))
+                .collect(),
         }
     }
 }

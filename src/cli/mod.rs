@@ -2,6 +2,7 @@
 
 mod keys;
 mod migrate;
+mod proxy;
 mod reconcile;
 mod serve;
 mod token;
@@ -36,6 +37,8 @@ pub enum Command {
     Reconcile(reconcile::ReconcileArgs),
     /// Scoped API keys: create one, rotate the signing key.
     Keys(keys::KeysArgs),
+    /// Run the OpenAI-compatible routing proxy, following a control plane.
+    Proxy(Box<proxy::ProxyArgs>),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -93,6 +96,7 @@ impl Cli {
             Command::Token(args) => token::run(args).await,
             Command::Reconcile(args) => reconcile::run(args).await,
             Command::Keys(args) => keys::run(args).await,
+            Command::Proxy(args) => proxy::run(*args).await,
         }
     }
 }

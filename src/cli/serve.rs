@@ -39,6 +39,12 @@ pub struct ServeArgs {
     http: HttpConfig,
     #[command(flatten)]
     reconciler: strata_reconciler::ReconcilerConfig,
+    /// Also run the routing proxy in this process (on --proxy-listen), so one command
+    /// gives the whole system; turn off where proxies run as their own replicas.
+    #[arg(long = "serve-proxy", env = "STRATA_SERVE_PROXY", default_value_t = true, action = ArgAction::Set)]
+    serve_proxy: bool,
+    #[command(flatten)]
+    proxy_server: strata_proxy::ProxyConfig,
 }
 
 fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
@@ -58,7 +64,7 @@ fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal(token: CancellationToken) {
+pub(super) async fn shutdown_signal(token: CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
@@ -126,6 +132,36 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    // The embedded proxy stops first (finishing its streams and flushing usage to this
+    // control plane), then the control plane.
+    let proxy_stopped = CancellationToken::new();
+    let proxy_task = if args.serve_proxy {
+        let proxy_listen = args.proxy_server.proxy_listen;
+        let proxy = super::proxy::build(
+            args.proxy_server.clone(),
+            loopback_url(args.listen),
+            &args.proxy,
+            &args.keys.key_issuer,
+            &args.keys.proxy_audience,
+            &args.reconciler.mantle_url,
+        )
+        .await?;
+        let proxy_listener = tokio::net::TcpListener::bind(proxy_listen)
+            .await
+            .with_context(|| format!("cannot listen on {proxy_listen} (the proxy; STRATA_PROXY_LISTEN, or STRATA_SERVE_PROXY=false)"))?;
+        tracing::info!(http.listen = %proxy_listen, "strata proxy listening (embedded)");
+        let stop = shutdown.clone();
+        let stopped = proxy_stopped.clone();
+        Some(tokio::spawn(async move {
+            if let Err(e) = strata_proxy::serve(proxy_listener, proxy, stop).await {
+                tracing::error!(error.cause = %e, "the embedded proxy stopped with an error");
+            }
+            stopped.cancel();
+        }))
+    } else {
+        proxy_stopped.cancel();
+        None
+    };
     tracing::info!(
         http.listen = %args.listen,
         database.url = %args.database.redacted_url(),
@@ -136,8 +172,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let router = build_router(state.clone());
     let stop = shutdown.clone();
     axum::serve(listener, router)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .with_graceful_shutdown(async move {
+            stop.cancelled().await;
+            proxy_stopped.cancelled().await;
+        })
         .await?;
+    if let Some(task) = proxy_task {
+        let _ = task.await;
+    }
     if let Some(task) = reconcile_loop {
         // A pass in flight finishes its current AWS call; its lease expires if not.
         let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
@@ -145,6 +187,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     state.services.store.clone().close().await.ok();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `http://` + the address, with an unspecified IP (0.0.0.0) replaced by loopback.
+fn loopback_url(addr: SocketAddr) -> String {
+    let ip = if addr.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        addr.ip()
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
 /// Idempotency keys are kept for 24 hours, then forgotten.

@@ -29,6 +29,9 @@ pub struct SnapshotProject {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotModel {
     pub id: ModelId,
+    pub provider: String,
+    /// When the catalog entry last changed (Unix seconds; `created` in `/v1/models`).
+    pub updated_at: i64,
     pub supports_chat: bool,
     pub supports_responses: bool,
     pub supports_streaming: bool,

@@ -87,6 +87,8 @@ impl Services {
             .into_iter()
             .map(|m| SnapshotModel {
                 id: m.id,
+                provider: m.provider,
+                updated_at: m.updated_at.timestamp(),
                 supports_chat: m.supports_chat,
                 supports_responses: m.supports_responses,
                 supports_streaming: m.supports_streaming,

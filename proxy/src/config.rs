@@ -1,0 +1,82 @@
+//! The proxy's own settings. What it shares with the control plane (key issuer and
+//! audience, the proxy credential, Mantle's URL) is configured where the control plane
+//! configures it, so `strata serve` can run the proxy with the same flags.
+
+use std::net::SocketAddr;
+
+use clap::Args;
+use strata_core::config::Secret;
+
+#[derive(Clone, Debug, Args)]
+pub struct ProxyConfig {
+    /// Address the OpenAI-compatible proxy listens on.
+    #[arg(
+        long = "proxy-listen",
+        env = "STRATA_PROXY_LISTEN",
+        default_value = "127.0.0.1:8081"
+    )]
+    pub proxy_listen: SocketAddr,
+    /// Seconds the proxy keeps serving from its last policy snapshot while the control
+    /// plane does not answer; after that it refuses requests (503) until it does.
+    #[arg(
+        long = "proxy-max-staleness",
+        env = "STRATA_PROXY_MAX_STALENESS_SECS",
+        default_value_t = 300
+    )]
+    pub max_staleness_secs: u64,
+    /// A Bedrock API key to call Mantle with, instead of assuming each project's IAM
+    /// role (then AWS no longer enforces the model list per project; strata still does).
+    #[arg(long = "bedrock-api-key", env = "STRATA_BEDROCK_API_KEY")]
+    pub bedrock_api_key: Option<Secret>,
+    /// Seconds a non-streaming call to Mantle may take in all.
+    #[arg(
+        long = "upstream-timeout",
+        env = "STRATA_PROXY_UPSTREAM_TIMEOUT_SECS",
+        default_value_t = 300
+    )]
+    pub upstream_timeout_secs: u64,
+    /// Seconds a stream from Mantle may stay silent before the proxy gives up on it.
+    #[arg(
+        long = "upstream-idle-timeout",
+        env = "STRATA_PROXY_UPSTREAM_IDLE_TIMEOUT_SECS",
+        default_value_t = 120
+    )]
+    pub upstream_idle_timeout_secs: u64,
+    /// Seconds between usage flushes to the control plane (and on shutdown).
+    #[arg(
+        long = "usage-flush",
+        env = "STRATA_PROXY_USAGE_FLUSH_SECS",
+        default_value_t = 10
+    )]
+    pub usage_flush_secs: u64,
+    /// Largest request body accepted, in bytes (images inline make bodies large).
+    #[arg(long = "proxy-max-body", env = "STRATA_PROXY_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub proxy_max_body_bytes: usize,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            proxy_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            max_staleness_secs: 300,
+            bedrock_api_key: None,
+            upstream_timeout_secs: 300,
+            upstream_idle_timeout_secs: 120,
+            usage_flush_secs: 10,
+            proxy_max_body_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Everything the proxy needs, wherever it came from.
+#[derive(Clone, Debug)]
+pub struct ProxySettings {
+    pub config: ProxyConfig,
+    /// e.g. `http://127.0.0.1:8080`.
+    pub control_plane_url: String,
+    pub credential: Secret,
+    pub key_issuer: String,
+    pub audience: String,
+    /// Mantle's base URL with `{region}` in it.
+    pub mantle_url: String,
+}

@@ -1,0 +1,136 @@
+//! The proxy's Prometheus metrics: requests, latency (total and the proxy's own
+//! overhead), upstream errors and tokens, by project and model; the snapshot's age.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: &'static str,
+    /// `-` before the key is known.
+    pub project: String,
+    /// `-` unless the model is one the key may use (bounds label cardinality).
+    pub model: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    pub project: String,
+    pub model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamErrorLabels {
+    pub project: String,
+    pub model: String,
+    /// `status_5xx`, `status_4xx`, `timeout`, `connect`, `auth`, `stream`.
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub project: String,
+    pub model: String,
+    /// `input`, `output` or `cached`.
+    pub kind: &'static str,
+}
+
+pub struct ProxyMetrics {
+    registry: Mutex<Registry>,
+    pub requests: Family<RequestLabels, Counter>,
+    pub duration: Family<ModelLabels, Histogram>,
+    pub overhead: Histogram,
+    pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    pub tokens: Family<TokenLabels, Counter>,
+    pub snapshot_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub snapshot_fresh: Gauge,
+}
+
+impl Default for ProxyMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ProxyMetrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("strata_proxy");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests by route, project, model and status",
+            requests.clone(),
+        );
+        let duration = Family::<ModelLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0])
+        });
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to the last byte of the answer, upstream included",
+            duration.clone(),
+        );
+        let overhead = Histogram::new([
+            0.000_05, 0.000_1, 0.000_2, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.05,
+        ]);
+        registry.register(
+            "overhead_seconds",
+            "Time the proxy itself adds (before the upstream call and after its answer)",
+            overhead.clone(),
+        );
+        let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Failed calls to Mantle by kind",
+            upstream_errors.clone(),
+        );
+        let tokens = Family::<TokenLabels, Counter>::default();
+        registry.register(
+            "tokens",
+            "Tokens metered, by project, model and kind",
+            tokens.clone(),
+        );
+        let snapshot_age = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "snapshot_age_seconds",
+            "Seconds since the control plane last confirmed the policy snapshot",
+            snapshot_age.clone(),
+        );
+        let snapshot_fresh = Gauge::default();
+        registry.register(
+            "snapshot_fresh",
+            "1 while the policy snapshot is within the staleness limit (else requests get 503)",
+            snapshot_fresh.clone(),
+        );
+        Self {
+            registry: Mutex::new(registry),
+            requests,
+            duration,
+            overhead,
+            upstream_errors,
+            tokens,
+            snapshot_age,
+            snapshot_fresh,
+        }
+    }
+
+    pub fn register(&self, add: impl FnOnce(&mut Registry)) {
+        if let Ok(mut registry) = self.registry.lock() {
+            add(&mut registry);
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Ok(registry) = self.registry.lock() {
+            let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        }
+        out
+    }
+}

@@ -1,0 +1,756 @@
+//! The proxy's HTTP side: `/v1/chat/completions`, `/v1/models`, health, readiness
+//! and metrics. Every response carries `x-request-id`; every error OpenAI's envelope.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::Utc;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use strata_aws::{UpstreamAuth, UpstreamRequest};
+use strata_core::domain::SnapshotProject;
+use strata_core::keys::ApiKeyClaims;
+use tokio_util::sync::CancellationToken;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+use crate::access::{Denial, allowed_models, authorize};
+use crate::config::ProxySettings;
+use crate::error::OpenAiError;
+use crate::metering::{Meter, Metered};
+use crate::metrics::{ModelLabels, ProxyMetrics, RequestLabels, TokenLabels, UpstreamErrorLabels};
+use crate::normalize::{SseRewriter, Usage, integer_timestamps, parse_chat, prepare_chat};
+use crate::{KeyError, KeyVerifier, Policy, SnapshotFollower};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The most of an upstream error body the proxy reads.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+pub struct Proxy {
+    pub verifier: KeyVerifier,
+    pub follower: Arc<SnapshotFollower>,
+    pub meter: Arc<Meter>,
+    pub metrics: ProxyMetrics,
+    upstream_auth: Arc<dyn UpstreamAuth>,
+    upstream: reqwest::Client,
+    settings: ProxySettings,
+}
+
+pub type ProxyState = Arc<Proxy>;
+
+impl Proxy {
+    /// `control`: the client for the control plane; `upstream_auth`: how Mantle calls
+    /// are authenticated (assumed project roles, or a Bedrock API key).
+    pub fn new(
+        settings: ProxySettings,
+        control: reqwest::Client,
+        upstream_auth: Arc<dyn UpstreamAuth>,
+    ) -> Result<Self, String> {
+        let upstream = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(
+                settings.config.upstream_idle_timeout_secs,
+            ))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
+        Ok(Self {
+            verifier: KeyVerifier::new(
+                control.clone(),
+                &settings.control_plane_url,
+                &settings.key_issuer,
+                &settings.audience,
+            ),
+            follower: Arc::new(SnapshotFollower::new(
+                control.clone(),
+                &settings.control_plane_url,
+                settings.credential.clone(),
+                Duration::from_secs(settings.config.max_staleness_secs),
+            )),
+            meter: Arc::new(Meter::new(
+                control,
+                &settings.control_plane_url,
+                settings.credential.clone(),
+            )),
+            metrics: ProxyMetrics::new(),
+            upstream_auth,
+            upstream,
+            settings,
+        })
+    }
+
+    fn mantle_base(&self, region: &str) -> String {
+        self.settings
+            .mantle_url
+            .replace("{region}", region)
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    fn policy(&self) -> Result<Arc<Policy>, OpenAiError> {
+        self.follower.current().ok_or_else(|| {
+            OpenAiError::unavailable(
+                "policy_unavailable",
+                "The proxy has no current policy from the control plane; retry shortly.",
+            )
+        })
+    }
+
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<ApiKeyClaims>, OpenAiError> {
+        let secret = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                OpenAiError::invalid_key(
+                    "No API key given: send `Authorization: Bearer sk-strata-…` (the key from strata).",
+                )
+            })?;
+        self.verifier
+            .verify(secret, Utc::now().timestamp())
+            .await
+            .map_err(|e| match e {
+                KeyError::Unavailable(_) => OpenAiError::unavailable(
+                    "keys_unavailable",
+                    "The proxy cannot fetch strata's signing keys yet; retry shortly.",
+                ),
+                KeyError::Expired => OpenAiError::invalid_key("This API key has expired."),
+                KeyError::Malformed | KeyError::Invalid(_) => {
+                    OpenAiError::invalid_key("Incorrect API key provided.")
+                }
+            })
+    }
+}
+
+fn denial(d: Denial, model: Option<&str>) -> OpenAiError {
+    match d {
+        Denial::KeyRevoked | Denial::UnknownProject => {
+            OpenAiError::invalid_key("This API key has been revoked.")
+        }
+        Denial::ProjectArchived => OpenAiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "project_archived",
+            "This key's project is archived.",
+        ),
+        Denial::ModelNotAllowed => OpenAiError::model_not_found(model.unwrap_or_default()),
+    }
+}
+
+pub fn router(state: ProxyState) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{*model}", get(get_model))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(json!({"status": "ok"})) }),
+        )
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(unknown_route)
+        .layer(axum::middleware::from_fn(envelope_bare_errors))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Serves until `shutdown`, finishing in-flight requests and streams, then flushes
+/// metered usage (retrying for up to 10 s) before returning.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ProxyState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let follow = tokio::spawn(state.follower.clone().run(shutdown.clone()));
+    let meter_stop = CancellationToken::new();
+    let meter = state.meter.clone();
+    let flush_every = Duration::from_secs(state.settings.config.usage_flush_secs.max(1));
+    let stop = meter_stop.clone();
+    let metering =
+        tokio::spawn(async move { meter.run(flush_every, Duration::from_secs(10), stop).await });
+    let stop = shutdown.clone();
+    let served = axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
+    meter_stop.cancel();
+    let _ = metering.await;
+    follow.abort();
+    served
+}
+
+async fn readyz(State(state): State<ProxyState>) -> Response {
+    let age = state.follower.age().map(|a| a.as_secs_f64());
+    if state.follower.current().is_some() {
+        axum::Json(json!({"status": "ready", "snapshot_age_seconds": age})).into_response()
+    } else {
+        let reason = match age {
+            None => "no policy snapshot from the control plane yet",
+            Some(_) => "the policy snapshot is older than the staleness limit",
+        };
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(
+                json!({"status": "not_ready", "reason": reason, "snapshot_age_seconds": age}),
+            ),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(state): State<ProxyState>) -> Response {
+    let m = &state.metrics;
+    m.snapshot_age
+        .set(state.follower.age().map_or(-1.0, |a| a.as_secs_f64()));
+    m.snapshot_fresh
+        .set(i64::from(state.follower.current().is_some()));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.render(),
+    )
+        .into_response()
+}
+
+async fn unknown_route(request: Request) -> OpenAiError {
+    OpenAiError::new(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        "unknown_url",
+        format!(
+            "Unknown request URL: {} {}. strata's proxy serves /v1/chat/completions and /v1/models.",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+/// Errors made outside the handlers (405, body limits) get the envelope too.
+async fn envelope_bare_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "This path does not support that method.",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "body_too_large",
+            "The request body is larger than the proxy accepts.",
+        ),
+        _ => ("error", "The request failed."),
+    };
+    let kind = if status.is_server_error() {
+        "api_error"
+    } else {
+        "invalid_request_error"
+    };
+    OpenAiError::new(status, kind, code, message).into_response()
+}
+
+fn model_entry(model: &strata_core::domain::SnapshotModel) -> Value {
+    json!({"id": model.id.as_str(), "object": "model", "created": model.updated_at, "owned_by": model.provider})
+}
+
+async fn list_models(
+    State(state): State<ProxyState>,
+    headers: HeaderMap,
+) -> Result<Response, OpenAiError> {
+    let claims = state.authenticate(&headers).await?;
+    let policy = state.policy()?;
+    let project = authorize(&claims, &policy, None).map_err(|d| denial(d, None))?;
+    let data: Vec<Value> = allowed_models(&claims, project)
+        .into_iter()
+        .filter_map(|m| policy.models.get(m.as_str()))
+        .map(model_entry)
+        .collect();
+    Ok(axum::Json(json!({"object": "list", "data": data})).into_response())
+}
+
+async fn get_model(
+    State(state): State<ProxyState>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, OpenAiError> {
+    let claims = state.authenticate(&headers).await?;
+    let policy = state.policy()?;
+    authorize(&claims, &policy, Some(&model)).map_err(|d| denial(d, Some(&model)))?;
+    let entry = policy
+        .models
+        .get(&model)
+        .ok_or_else(|| OpenAiError::model_not_found(&model))?;
+    Ok(axum::Json(model_entry(entry)).into_response())
+}
+
+/// Labels known so far about a request, for metrics.
+struct Seen {
+    project: String,
+    model: String,
+}
+
+async fn chat_completions(
+    State(state): State<ProxyState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let mut seen = Seen {
+        project: "-".into(),
+        model: "-".into(),
+    };
+    let response = match chat(&state, &headers, body, started, &mut seen).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route: "chat_completions",
+            project: seen.project,
+            model: seen.model,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+/// What a forwarded request is metered under.
+#[derive(Clone)]
+struct Billing {
+    state: ProxyState,
+    project: uuid::Uuid,
+    key: uuid::Uuid,
+    model: String,
+    at: chrono::DateTime<Utc>,
+    started: Instant,
+}
+
+impl Billing {
+    fn record(&self, usage: Usage, error: bool) {
+        let latency = self.started.elapsed();
+        let project = self.project.to_string();
+        let m = &self.state.metrics;
+        m.duration
+            .get_or_create(&ModelLabels {
+                project: project.clone(),
+                model: self.model.clone(),
+            })
+            .observe(latency.as_secs_f64());
+        for (kind, n) in [
+            ("input", usage.input_tokens),
+            ("output", usage.output_tokens),
+            ("cached", usage.cached_tokens),
+        ] {
+            if n > 0 {
+                m.tokens
+                    .get_or_create(&TokenLabels {
+                        project: project.clone(),
+                        model: self.model.clone(),
+                        kind,
+                    })
+                    .inc_by(n);
+            }
+        }
+        self.state.meter.record(Metered {
+            project: self.project,
+            key: self.key,
+            model: self.model.clone(),
+            at: self.at,
+            usage,
+            error,
+            latency,
+        });
+    }
+
+    fn upstream_error(&self, kind: &'static str) {
+        self.state
+            .metrics
+            .upstream_errors
+            .get_or_create(&UpstreamErrorLabels {
+                project: self.project.to_string(),
+                model: self.model.clone(),
+                kind,
+            })
+            .inc();
+    }
+}
+
+async fn chat(
+    state: &ProxyState,
+    headers: &HeaderMap,
+    body: Body,
+    started: Instant,
+    seen: &mut Seen,
+) -> Result<Response, OpenAiError> {
+    let claims = state.authenticate(headers).await?;
+    seen.project = claims.project.to_string();
+    let policy = state.policy()?;
+    let bytes = axum::body::to_bytes(body, state.settings.config.proxy_max_body_bytes)
+        .await
+        .map_err(|_| {
+            OpenAiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "body_too_large",
+                format!(
+                    "The request body is larger than the proxy accepts ({} bytes).",
+                    state.settings.config.proxy_max_body_bytes
+                ),
+            )
+        })?;
+    let mut request = parse_chat(&bytes)?;
+    let project = authorize(&claims, &policy, Some(&request.model))
+        .map_err(|d| denial(d, Some(&request.model)))?;
+    let model = policy
+        .models
+        .get(&request.model)
+        .ok_or_else(|| OpenAiError::model_not_found(&request.model))?;
+    seen.model = request.model.clone();
+    prepare_chat(&mut request, model)?;
+    let billing = Billing {
+        state: state.clone(),
+        project: project.id,
+        key: claims.sub,
+        model: request.model.clone(),
+        at: Utc::now(),
+        started,
+    };
+    let upstream_body = serde_json::to_vec(&request.body).map_err(|e| {
+        OpenAiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            "internal_error",
+            e.to_string(),
+        )
+    })?;
+    let sent_at = Instant::now();
+    let response = match send_upstream(
+        state,
+        project,
+        "/chat/completions",
+        upstream_body,
+        request.stream,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err((kind, e)) => {
+            billing.upstream_error(kind);
+            billing.record(Usage::default(), true);
+            return Err(e);
+        }
+    };
+    let pre_upstream = sent_at.duration_since(started);
+    if !response.status().is_success() {
+        let e = upstream_failure(response).await;
+        billing.upstream_error(if e.status.is_server_error() {
+            "status_5xx"
+        } else {
+            "status_4xx"
+        });
+        billing.record(Usage::default(), true);
+        state.metrics.overhead.observe(pre_upstream.as_secs_f64());
+        return Err(e);
+    }
+    if request.stream {
+        state.metrics.overhead.observe(pre_upstream.as_secs_f64());
+        return Ok(relay_stream(response, request.client_wants_usage, billing));
+    }
+    let read = state.settings.config.upstream_timeout_secs;
+    let body = match response.bytes().await {
+        Ok(b) => b,
+        Err(e) => {
+            let timeout = e.is_timeout();
+            billing.upstream_error(if timeout { "timeout" } else { "connect" });
+            billing.record(Usage::default(), true);
+            return Err(if timeout {
+                upstream_timeout(read)
+            } else {
+                upstream_unreachable()
+            });
+        }
+    };
+    let after = Instant::now();
+    let mut value: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(_) => {
+            billing.upstream_error("invalid_body");
+            billing.record(Usage::default(), true);
+            return Err(OpenAiError::new(
+                StatusCode::BAD_GATEWAY,
+                "api_error",
+                "upstream_invalid_response",
+                "Mantle answered with a body that is not JSON.",
+            ));
+        }
+    };
+    let usage = value
+        .get("usage")
+        .and_then(Usage::from_json)
+        .unwrap_or_default();
+    let bytes = if integer_timestamps(&mut value) {
+        Bytes::from(value.to_string())
+    } else {
+        body
+    };
+    billing.record(usage, false);
+    state
+        .metrics
+        .overhead
+        .observe((pre_upstream + after.elapsed()).as_secs_f64());
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+}
+
+fn upstream_timeout(secs: u64) -> OpenAiError {
+    OpenAiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "api_error",
+        "upstream_timeout",
+        format!("Mantle did not answer within {secs} s."),
+    )
+}
+
+fn upstream_unreachable() -> OpenAiError {
+    OpenAiError::new(
+        StatusCode::BAD_GATEWAY,
+        "api_error",
+        "upstream_unreachable",
+        "The proxy could not reach Mantle.",
+    )
+}
+
+/// Signs and sends the request to the project's Mantle region.
+async fn send_upstream(
+    state: &ProxyState,
+    project: &SnapshotProject,
+    path: &str,
+    body: Vec<u8>,
+    stream: bool,
+) -> Result<reqwest::Response, (&'static str, OpenAiError)> {
+    let not_ready = || {
+        (
+            "not_ready",
+            OpenAiError::unavailable(
+                "project_not_ready",
+                "This project is not provisioned on AWS yet (strata is still reconciling it); retry shortly.",
+            ),
+        )
+    };
+    let mantle_project = project.mantle_project_id.as_deref().ok_or_else(not_ready)?;
+    let region = project.region.as_str();
+    let url = format!("{}{path}", state.mantle_base(region));
+    let headers = [
+        ("content-type", "application/json"),
+        ("openai-project", mantle_project),
+    ];
+    let auth = state
+        .upstream_auth
+        .headers(&UpstreamRequest {
+            role_arn: project.role_arn.as_deref(),
+            region,
+            method: "POST",
+            url: &url,
+            headers: &headers,
+            body: &body,
+        })
+        .await
+        .map_err(|e| {
+            if e.kind == strata_aws::ErrorKind::NotFound {
+                return not_ready();
+            }
+            tracing::warn!(project.id = %project.id, error.cause = %e, "cannot authenticate to Mantle for the project");
+            (
+                "auth",
+                OpenAiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "api_error",
+                    "upstream_auth_failed",
+                    "The proxy could not obtain credentials for this project's Mantle calls.",
+                ),
+            )
+        })?;
+    let mut request = state.upstream.post(&url);
+    for (name, value) in headers.iter() {
+        request = request.header(*name, *value);
+    }
+    for (name, value) in auth {
+        request = request.header(name, value);
+    }
+    if !stream {
+        request = request.timeout(Duration::from_secs(
+            state.settings.config.upstream_timeout_secs,
+        ));
+    }
+    request.body(body).send().await.map_err(|e| {
+        if e.is_timeout() {
+            (
+                "timeout",
+                upstream_timeout(state.settings.config.upstream_timeout_secs),
+            )
+        } else {
+            ("connect", upstream_unreachable())
+        }
+    })
+}
+
+/// Mantle's error, in the envelope, with a status that tells the client the truth:
+/// the client's own mistakes keep their status; Mantle refusing strata's credentials
+/// is the proxy's failure (502), not the client's.
+async fn upstream_failure(response: reqwest::Response) -> OpenAiError {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_ERROR_BODY {
+            break;
+        }
+    }
+    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    let detail = parsed.as_ref().and_then(|v| v.get("error"));
+    let message = detail
+        .and_then(|d| d.get("message"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("Mantle answered HTTP {}.", status.as_u16()));
+    let upstream_code = detail
+        .and_then(|d| d.get("code"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let param = detail
+        .and_then(|d| d.get("param"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let (status, kind, code) = match status.as_u16() {
+        401 | 403 => (
+            StatusCode::BAD_GATEWAY,
+            "api_error",
+            "upstream_denied".to_owned(),
+        ),
+        429 => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            upstream_code.unwrap_or_else(|| "rate_limit_exceeded".into()),
+        ),
+        s @ 400..=499 => (
+            StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_REQUEST),
+            "invalid_request_error",
+            upstream_code.unwrap_or_else(|| "upstream_rejected".into()),
+        ),
+        s => (
+            StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_GATEWAY),
+            "api_error",
+            upstream_code.unwrap_or_else(|| "upstream_error".into()),
+        ),
+    };
+    let mut e = OpenAiError::new(status, kind, &code, message);
+    e.param = param;
+    e.retry_after = retry_after;
+    e
+}
+
+/// The upstream stream, rewritten event by event; metered when it ends or when the
+/// client goes away (dropping it closes the upstream connection too).
+struct Relay {
+    upstream: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+    rewriter: SseRewriter,
+    billing: Billing,
+    failed: bool,
+    ended: bool,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let usage = self.rewriter.usage.unwrap_or_default();
+        let completed = self.ended && self.rewriter.saw_done && !self.failed;
+        if !completed && !self.failed {
+            // The client went away before the end: not an upstream error.
+            tracing::debug!(project.id = %self.billing.project, "stream ended early");
+        }
+        self.billing
+            .record(usage, self.failed || self.rewriter.saw_error);
+    }
+}
+
+fn relay_stream(
+    response: reqwest::Response,
+    client_wants_usage: bool,
+    billing: Billing,
+) -> Response {
+    let relay = Relay {
+        upstream: response.bytes_stream().boxed(),
+        rewriter: SseRewriter::new(client_wants_usage),
+        billing,
+        failed: false,
+        ended: false,
+    };
+    let stream = futures_util::stream::unfold(relay, |mut relay| async move {
+        if relay.ended {
+            return None;
+        }
+        loop {
+            match relay.upstream.next().await {
+                Some(Ok(bytes)) => {
+                    let out = relay.rewriter.push(&bytes);
+                    if !out.is_empty() {
+                        return Some((Ok::<Bytes, std::io::Error>(Bytes::from(out)), relay));
+                    }
+                }
+                Some(Err(e)) => {
+                    relay.failed = true;
+                    relay.ended = true;
+                    relay
+                        .billing
+                        .upstream_error(if e.is_timeout() { "timeout" } else { "stream" });
+                    let error = OpenAiError::new(
+                        StatusCode::BAD_GATEWAY,
+                        "api_error",
+                        "upstream_stream_failed",
+                        "The stream from Mantle broke off.",
+                    );
+                    let event = format!("data: {}\n\n", error.body());
+                    return Some((Ok(Bytes::from(event)), relay));
+                }
+                None => {
+                    relay.ended = true;
+                    let rest = relay.rewriter.finish();
+                    return (!rest.is_empty()).then(|| (Ok(Bytes::from(rest)), relay));
+                }
+            }
+        }
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tells buffering reverse proxies (nginx) in front of strata not to hold events.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}

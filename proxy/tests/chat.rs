@@ -1,0 +1,765 @@
+//! The proxy as a client sees it, in-process against the real control plane, moto's
+//! STS (each project's role assumed) and the fake Mantle: routing and signing, every
+//! error in OpenAI's envelope, the catalog's limits, streams passed through as they
+//! come, cancellation, and usage metered and flushed on shutdown.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use strata_aws::{AssumedRoles, AwsCalls};
+use strata_proxy::{Proxy, ProxyConfig, ProxySettings};
+use strata_reconciler::ReconcilerConfig;
+use strata_testkit::moto::{moto_clients, moto_sdk_config};
+use strata_testkit::{FakeMantle, TestApp, project_body};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+struct World {
+    app: TestApp,
+    mantle: FakeMantle,
+    proxy: Arc<Proxy>,
+    base: String,
+    client: reqwest::Client,
+    shutdown: CancellationToken,
+    served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn start_proxy(
+    control_plane: &str,
+    credential: strata_core::config::Secret,
+    mantle: &FakeMantle,
+    config: ProxyConfig,
+) -> (
+    Arc<Proxy>,
+    String,
+    CancellationToken,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let keys = strata_testkit::test_keys_config();
+    let settings = ProxySettings {
+        config,
+        control_plane_url: control_plane.to_owned(),
+        credential,
+        key_issuer: keys.key_issuer,
+        audience: keys.proxy_audience,
+        mantle_url: mantle.url(),
+    };
+    let upstream = Arc::new(AssumedRoles::new(
+        &moto_sdk_config().await,
+        AwsCalls::new(),
+        "strata-proxy-test",
+    ));
+    let proxy = Arc::new(
+        Proxy::new(settings, reqwest::Client::new(), upstream).unwrap_or_else(|e| panic!("{e}")),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let base = format!(
+        "http://{}",
+        listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
+    );
+    let shutdown = CancellationToken::new();
+    let served = tokio::spawn(strata_proxy::serve(
+        listener,
+        proxy.clone(),
+        shutdown.clone(),
+    ));
+    (proxy, base, shutdown, served)
+}
+
+async fn world() -> World {
+    world_with(ProxyConfig::default()).await
+}
+
+async fn world_with(config: ProxyConfig) -> World {
+    let mantle = FakeMantle::start().await;
+    let app = TestApp::builder()
+        .aws(moto_clients(&mantle.url()).await)
+        .reconciler(ReconcilerConfig {
+            cost_allocation_tags: Vec::new(),
+            ..ReconcilerConfig::default()
+        })
+        .spawn()
+        .await;
+    let (proxy, base, shutdown, served) =
+        start_proxy(&app.url(""), app.state.proxy_token.clone(), &mantle, config).await;
+    World {
+        app,
+        mantle,
+        proxy,
+        base,
+        client: reqwest::Client::new(),
+        shutdown,
+        served: Some(served),
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    request_id: Option<String>,
+    body: Value,
+}
+
+impl World {
+    /// A project reconciled onto moto and the fake Mantle, and a key for it.
+    async fn project(&self, name: &str, models: &[&str]) -> (Uuid, String) {
+        let mut body = project_body(&format!(
+            "{name}-{}",
+            &Uuid::now_v7().simple().to_string()[24..]
+        ));
+        body["allowed_models"] = json!(models);
+        let p = self.app.create_project(&body).await;
+        let id =
+            Uuid::parse_str(p["id"].as_str().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+        self.app
+            .state
+            .reconciler
+            .run_for(&[id])
+            .await
+            .unwrap_or_else(|e| panic!("reconcile: {e}"));
+        let secret = self.key(id, json!({"name": "k"})).await;
+        // The proxy sees the project's Mantle id once its snapshot catches up.
+        let started = Instant::now();
+        while !self.proxy.follower.current().is_some_and(|p| {
+            p.projects
+                .get(&id)
+                .is_some_and(|p| p.mantle_project_id.is_some() && p.role_arn.is_some())
+        }) {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the proxy never saw the reconciled project"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (id, secret)
+    }
+
+    async fn key(&self, project: Uuid, body: Value) -> String {
+        let r = self
+            .app
+            .post(
+                &format!("/api/v1/projects/{project}/keys"),
+                &self.app.admin,
+                &body,
+            )
+            .await;
+        assert!(r.status.is_success(), "{}", r.body);
+        r.body["secret"].as_str().unwrap_or_default().to_owned()
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let r = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+        let status = r.status();
+        let request_id = r
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = r.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Answer {
+            status,
+            request_id,
+            body,
+        }
+    }
+
+    async fn chat(&self, key: &str, body: &Value) -> Answer {
+        self.send(
+            self.client
+                .post(format!("{}/v1/chat/completions", self.base))
+                .bearer_auth(key)
+                .json(body),
+        )
+        .await
+    }
+
+    /// Shuts the proxy down and waits for it (streams finished, usage flushed).
+    async fn stop_proxy(&mut self) {
+        self.shutdown.cancel();
+        if let Some(served) = self.served.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(20), served).await;
+        }
+    }
+}
+
+fn hello(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "hello there"}]})
+}
+
+/// The error envelope, exactly: four fields, the right code.
+fn assert_error(a: &Answer, status: u16, code: &str) {
+    assert_eq!(a.status.as_u16(), status, "{}", a.body);
+    let e = &a.body["error"];
+    let mut keys: Vec<&str> = e
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    keys.sort_unstable();
+    assert_eq!(keys, ["code", "message", "param", "type"], "{}", a.body);
+    assert_eq!(e["code"], code, "{}", a.body);
+    assert!(a.request_id.is_some(), "every response has x-request-id");
+}
+
+const OSS: &str = "openai.gpt-oss-20b";
+const GEMMA: &str = "google.gemma-3-27b-it";
+
+#[tokio::test]
+async fn a_chat_is_routed_to_the_project_signed_with_its_role_and_normalised() {
+    let w = world().await;
+    let (id, key) = w.project("route", &[OSS]).await;
+    let a = w
+        .send(
+            w.client
+                .post(format!("{}/v1/chat/completions", w.base))
+                .bearer_auth(&key)
+                // A client's own project header never reaches Mantle.
+                .header("OpenAI-Project", "proj_someone_else")
+                .json(&hello(OSS)),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(a.request_id.is_some());
+    assert_eq!(
+        a.body["choices"][0]["message"]["content"],
+        "echo: hello there"
+    );
+    assert!(
+        a.body["created"].is_u64(),
+        "Mantle's float `created` becomes an integer: {}",
+        a.body
+    );
+
+    let calls = w.mantle.chat_calls();
+    assert_eq!(calls.len(), 1);
+    let call = &calls[0];
+    let project = w
+        .app
+        .get(&format!("/api/v1/projects/{id}"), &w.app.admin)
+        .await
+        .body;
+    assert_eq!(call.region, "us-east-1");
+    assert_eq!(
+        call.openai_project.as_deref(),
+        project["aws"]["mantle_project_id"].as_str()
+    );
+    assert!(
+        call.authorization
+            .starts_with("AWS4-HMAC-SHA256 Credential=ASIA"),
+        "signed with assumed-role credentials: {}",
+        call.authorization
+    );
+    assert!(
+        call.authorization
+            .contains("/us-east-1/bedrock-mantle/aws4_request")
+    );
+    assert!(call.security_token, "a session token from STS");
+    assert!(
+        !call.authorization.contains("sk-strata"),
+        "the client's key never goes upstream"
+    );
+    assert_eq!(call.body["model"], OSS);
+
+    // The models list: only what this key may use.
+    let scoped = w.key(id, json!({"name": "scoped", "models": [OSS]})).await;
+    let models = w
+        .send(
+            w.client
+                .get(format!("{}/v1/models", w.base))
+                .bearer_auth(&scoped),
+        )
+        .await;
+    assert_eq!(models.status, StatusCode::OK);
+    assert_eq!(models.body["object"], "list");
+    assert_eq!(
+        models.body["data"],
+        json!([{"id": OSS, "object": "model", "created": models.body["data"][0]["created"], "owned_by": "openai"}])
+    );
+    assert!(models.body["data"][0]["created"].is_i64());
+    let one = w
+        .send(
+            w.client
+                .get(format!("{}/v1/models/{OSS}", w.base))
+                .bearer_auth(&scoped),
+        )
+        .await;
+    assert_eq!(one.body["id"], OSS);
+    let other = w
+        .send(
+            w.client
+                .get(format!("{}/v1/models/openai.gpt-oss-120b", w.base))
+                .bearer_auth(&scoped),
+        )
+        .await;
+    assert_error(&other, 404, "model_not_found");
+}
+
+#[tokio::test]
+async fn every_refusal_is_an_openai_error_with_a_request_id() {
+    let w = world_with(ProxyConfig {
+        proxy_max_body_bytes: 4096,
+        ..ProxyConfig::default()
+    })
+    .await;
+    let (id, key) = w.project("refuse", &[OSS]).await;
+    let url = format!("{}/v1/chat/completions", w.base);
+
+    let none = w.send(w.client.post(&url).json(&hello(OSS))).await;
+    assert_error(&none, 401, "invalid_api_key");
+    let forged = w
+        .chat("sk-strata-eyJhbGciOiJFZERTQSJ9.e30.c2ln", &hello(OSS))
+        .await;
+    assert_error(&forged, 401, "invalid_api_key");
+    let foreign = w.chat("sk-proj-abc", &hello(OSS)).await;
+    assert_error(&foreign, 401, "invalid_api_key");
+
+    let malformed = w
+        .send(
+            w.client
+                .post(&url)
+                .bearer_auth(&key)
+                .header("content-type", "application/json")
+                .body("{\"model\": "),
+        )
+        .await;
+    assert_error(&malformed, 400, "invalid_json");
+    assert_eq!(malformed.body["error"]["type"], "invalid_request_error");
+    let no_model = w
+        .chat(
+            &key,
+            &json!({"messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
+    assert_error(&no_model, 400, "missing_required_parameter");
+    assert_eq!(no_model.body["error"]["param"], "model");
+    let big = w
+        .chat(
+            &key,
+            &json!({"model": OSS, "messages": [{"role": "user", "content": "x".repeat(5000)}]}),
+        )
+        .await;
+    assert_error(&big, 413, "body_too_large");
+
+    let outside = w.chat(&key, &hello("openai.gpt-oss-120b")).await;
+    assert_error(&outside, 404, "model_not_found");
+    assert_eq!(outside.body["error"]["param"], "model");
+    let unknown = w.chat(&key, &hello("no.such-model")).await;
+    assert_error(&unknown, 404, "model_not_found");
+
+    let route = w
+        .send(
+            w.client
+                .post(format!("{}/v1/embeddings", w.base))
+                .bearer_auth(&key),
+        )
+        .await;
+    assert_error(&route, 404, "unknown_url");
+    let method = w.send(w.client.get(&url).bearer_auth(&key)).await;
+    assert_error(&method, 405, "method_not_allowed");
+    assert_eq!(
+        w.mantle.chat_stats().calls,
+        0,
+        "nothing refused reached Mantle"
+    );
+
+    // Revoked, then archived.
+    let other = w.key(id, json!({"name": "other"})).await;
+    let listed = w
+        .app
+        .get(&format!("/api/v1/projects/{id}/keys"), &w.app.admin)
+        .await;
+    let other_id = listed.body["items"]
+        .as_array()
+        .and_then(|ks| ks.iter().find(|k| k["name"] == "other"))
+        .and_then(|k| k["id"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    w.app
+        .post(
+            &format!("/api/v1/projects/{id}/keys/{other_id}/revoke"),
+            &w.app.admin,
+            &json!({}),
+        )
+        .await;
+    let started = Instant::now();
+    loop {
+        let a = w.chat(&other, &hello(OSS)).await;
+        if a.status == StatusCode::UNAUTHORIZED {
+            assert_error(&a, 401, "invalid_api_key");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a revoked key still works after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    w.app
+        .post(
+            &format!("/api/v1/projects/{id}/archive"),
+            &w.app.admin,
+            &json!({}),
+        )
+        .await;
+    let started = Instant::now();
+    loop {
+        let a = w
+            .send(
+                w.client
+                    .get(format!("{}/v1/models", w.base))
+                    .bearer_auth(&key),
+            )
+            .await;
+        if a.status == StatusCode::FORBIDDEN {
+            assert_error(&a, 403, "project_archived");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "an archived project still works after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn what_the_catalog_says_a_model_cannot_serve_is_a_400_naming_the_parameter() {
+    let w = world().await;
+    let (_, key) = w.project("caps", &[OSS, GEMMA]).await;
+    let r = w
+        .app
+        .put(
+            &format!("/api/v1/models/{GEMMA}"),
+            &w.app.admin,
+            &json!({"provider": "google", "display_name": "Gemma 3 27B IT", "supports_chat": true,
+                    "supports_responses": false, "supports_streaming": false, "supports_multiple_choices": false,
+                    "supports_logprobs": false, "regions": ["us-east-1"], "input_price_per_mtok_usd": 0.23,
+                    "output_price_per_mtok_usd": 0.38}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let started = Instant::now();
+    loop {
+        let a = w.chat(&key, &json!({"model": GEMMA, "stream": true, "messages": [{"role": "user", "content": "x"}]})).await;
+        if a.status == StatusCode::BAD_REQUEST {
+            assert_error(&a, 400, "unsupported_parameter");
+            assert_eq!(a.body["error"]["param"], "stream");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the catalog change never reached the proxy"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Streams the proxy forwarded before the catalog change reached it.
+    let forwarded = w.mantle.chat_calls().len();
+    for (extra, param) in [
+        (json!({"n": 3}), "n"),
+        (json!({"logprobs": true}), "logprobs"),
+    ] {
+        let mut body = hello(GEMMA);
+        if let (Value::Object(b), Value::Object(e)) = (&mut body, extra) {
+            b.extend(e);
+        }
+        let a = w.chat(&key, &body).await;
+        assert_error(&a, 400, "unsupported_parameter");
+        assert_eq!(a.body["error"]["param"], param);
+    }
+    let image = json!({"model": GEMMA, "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}]}]});
+    let a = w.chat(&key, &image).await;
+    assert_error(&a, 400, "unsupported_content");
+    assert_eq!(a.body["error"]["param"], "messages[0].content");
+    assert_eq!(
+        w.mantle.chat_calls().len(),
+        forwarded,
+        "none of these reached Mantle"
+    );
+
+    // Text parts: flattened for Gemma (the fake, like Mantle, refuses arrays for it),
+    // passed as they are to GPT-OSS.
+    let parts = json!([{"type": "text", "text": "hello"}, {"type": "text", "text": "world"}]);
+    for model in [GEMMA, OSS] {
+        let a = w
+            .chat(
+                &key,
+                &json!({"model": model, "messages": [{"role": "user", "content": parts}]}),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{model}: {}", a.body);
+    }
+    let calls = w.mantle.chat_calls();
+    assert_eq!(
+        calls[forwarded].body["messages"][0]["content"],
+        "hello\nworld"
+    );
+    assert_eq!(calls[forwarded + 1].body["messages"][0]["content"], parts);
+}
+
+/// Reads an SSE response to the end: (the data payloads, when each arrived).
+async fn read_events(response: reqwest::Response) -> Vec<(String, Instant)> {
+    use futures_util::StreamExt;
+    let mut events = Vec::new();
+    let mut buffer = String::new();
+    let mut stream = response.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            if let Some(data) = event.trim().strip_prefix("data: ") {
+                events.push((data.to_owned(), Instant::now()));
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn streams_flow_through_as_they_come_with_the_usage_chunk_only_when_asked() {
+    let w = world().await;
+    let (_, key) = w.project("stream", &[OSS]).await;
+    w.mantle.delay_chunks(Duration::from_millis(150));
+    for client_wants_usage in [false, true] {
+        let mut body = json!({"model": OSS, "stream": true, "messages": [{"role": "user", "content": "one two three"}]});
+        if client_wants_usage {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        let started = Instant::now();
+        let response = w
+            .client
+            .post(format!("{}/v1/chat/completions", w.base))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers().contains_key("x-request-id"));
+        assert_eq!(
+            response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("text/event-stream")
+        );
+        let events = read_events(response).await;
+        let (first, last) = (events[0].1, events[events.len() - 1].1);
+        // 6+ events 150 ms apart: the first must arrive long before the last.
+        assert!(
+            last.duration_since(first) >= Duration::from_millis(600),
+            "events were buffered"
+        );
+        assert!(
+            first.duration_since(started) < Duration::from_millis(500),
+            "the first event waited for the rest"
+        );
+        assert_eq!(events.last().map(|e| e.0.as_str()), Some("[DONE]"));
+        let chunks: Vec<Value> = events
+            .iter()
+            .filter_map(|(d, _)| serde_json::from_str(d).ok())
+            .collect();
+        let text: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert_eq!(text, "echo: one two three");
+        assert!(
+            chunks.iter().all(|c| c["created"].is_u64()),
+            "integer `created` in every chunk"
+        );
+        let usage_chunks: Vec<&Value> = chunks
+            .iter()
+            .filter(|c| c["choices"].as_array().is_some_and(Vec::is_empty))
+            .collect();
+        assert_eq!(
+            usage_chunks.len(),
+            usize::from(client_wants_usage),
+            "{chunks:?}"
+        );
+        if client_wants_usage {
+            assert_eq!(usage_chunks[0]["usage"]["completion_tokens"], 4);
+        }
+    }
+    // Upstream was always asked for usage (for metering).
+    assert!(
+        w.mantle
+            .chat_calls()
+            .iter()
+            .all(|c| c.body["stream_options"]["include_usage"] == true)
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_cancels_the_upstream_stream() {
+    let w = world().await;
+    let (_, key) = w.project("cancel", &[OSS]).await;
+    w.mantle.delay_chunks(Duration::from_millis(200));
+    let response = w
+        .client
+        .post(format!("{}/v1/chat/completions", w.base))
+        .bearer_auth(&key)
+        .json(&json!({"model": OSS, "stream": true, "messages": [{"role": "user", "content": "a b c d e f g h"}]}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut stream = response.bytes_stream();
+    use futures_util::StreamExt;
+    assert!(stream.next().await.is_some_and(|c| c.is_ok()));
+    drop(stream);
+    let started = Instant::now();
+    while w.mantle.chat_stats().streams_cancelled == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the upstream stream kept going: {:?}",
+            w.mantle.chat_stats()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(w.mantle.chat_stats().streams_completed, 0);
+}
+
+#[tokio::test]
+async fn upstream_failures_become_openai_errors_the_sdks_retry() {
+    let w = world_with(ProxyConfig {
+        upstream_timeout_secs: 1,
+        ..ProxyConfig::default()
+    })
+    .await;
+    let (_, key) = w.project("faults", &[OSS]).await;
+    w.mantle.fail_next(&[500]);
+    let a = w.chat(&key, &hello(OSS)).await;
+    assert_error(&a, 500, "injected");
+    assert_eq!(a.body["error"]["type"], "api_error");
+    w.mantle.fail_next(&[429]);
+    let a = w.chat(&key, &hello(OSS)).await;
+    assert_error(&a, 429, "injected");
+    w.mantle.fail_next(&[403]);
+    let a = w.chat(&key, &hello(OSS)).await;
+    assert_error(&a, 502, "upstream_denied");
+    w.mantle.delay_chat(Duration::from_millis(1500));
+    let a = w.chat(&key, &hello(OSS)).await;
+    assert_error(&a, 504, "upstream_timeout");
+    w.mantle.delay_chat(Duration::ZERO);
+    assert_eq!(w.chat(&key, &hello(OSS)).await.status, StatusCode::OK);
+    let metrics = w.send(w.client.get(format!("{}/metrics", w.base))).await;
+    let text = metrics.body.as_str().unwrap_or_default();
+    assert!(
+        text.contains("strata_proxy_upstream_errors_total{") && text.contains("kind=\"timeout\""),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn usage_is_metered_per_minute_and_flushed_on_shutdown() {
+    // Only the shutdown flush sends anything.
+    let mut w = world_with(ProxyConfig {
+        usage_flush_secs: 3600,
+        ..ProxyConfig::default()
+    })
+    .await;
+    let (id, key) = w.project("meter", &[OSS, GEMMA]).await;
+    for i in 0..5 {
+        let model = if i % 2 == 0 { OSS } else { GEMMA };
+        let mut body = json!({"model": model, "messages": [{"role": "user", "content": format!("request number {i}")}]});
+        if i == 4 {
+            body["stream"] = json!(true);
+        }
+        let r = w
+            .client
+            .post(format!("{}/v1/chat/completions", w.base))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.status(), StatusCode::OK);
+        let _ = r.bytes().await;
+    }
+    w.mantle.fail_next(&[500]);
+    assert_eq!(w.chat(&key, &hello(OSS)).await.status.as_u16(), 500);
+    assert!(
+        w.proxy.meter.pending_records() >= 2,
+        "aggregated, not yet sent"
+    );
+    let before = w
+        .app
+        .get(&format!("/api/v1/projects/{id}/usage"), &w.app.admin)
+        .await;
+    assert_eq!(before.body["total"]["requests"], 0);
+
+    w.stop_proxy().await;
+    assert_eq!(w.proxy.meter.pending_records(), 0);
+    let fake = w.mantle.chat_stats();
+    let usage = w
+        .app
+        .get(
+            &format!("/api/v1/projects/{id}/usage?group_by=model"),
+            &w.app.admin,
+        )
+        .await;
+    let total = &usage.body["total"];
+    assert_eq!(total["requests"], 6, "{}", usage.body);
+    assert_eq!(total["errors"], 1);
+    assert_eq!(total["input_tokens"], fake.prompt_tokens, "{}", usage.body);
+    assert_eq!(total["output_tokens"], fake.completion_tokens);
+    let items = usage.body["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 2);
+    assert!(total["cost_usd"].as_f64().is_some_and(|c| c > 0.0));
+}
+
+#[tokio::test]
+async fn without_a_control_plane_the_proxy_is_not_ready_and_refuses() {
+    // A port nobody listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mantle = FakeMantle::start().await;
+    let (_proxy, base, shutdown, _served) = start_proxy(
+        &format!("http://{dead}"),
+        strata_core::config::Secret::new("x".repeat(32)),
+        &mantle,
+        ProxyConfig::default(),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let ready = client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = ready.json().await.unwrap_or_default();
+    assert_eq!(body["status"], "not_ready", "{body}");
+    let health = client
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(health.status(), StatusCode::OK, "alive, though not ready");
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = metrics.text().await.unwrap_or_default();
+    assert!(text.contains("strata_proxy_snapshot_fresh 0"), "{text}");
+    let a = client
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth("sk-strata-eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIn0.e30.c2ln")
+        .json(&hello(OSS))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(a.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(a.headers().contains_key("retry-after"));
+    shutdown.cancel();
+}
