@@ -8,8 +8,9 @@ use crate::Policy;
 /// Why a request with a valid signature is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {
-    /// Revoked, or for a project the snapshot does not know: 401 `invalid_api_key`.
+    /// 401 `invalid_api_key`.
     KeyRevoked,
+    /// The snapshot does not have the key's project yet (it was made moments ago): 503.
     UnknownProject,
     /// 403: the project is archived.
     ProjectArchived,

@@ -132,9 +132,13 @@ impl Proxy {
 
 fn denial(d: Denial, model: Option<&str>) -> OpenAiError {
     match d {
-        Denial::KeyRevoked | Denial::UnknownProject => {
-            OpenAiError::invalid_key("This API key has been revoked.")
-        }
+        Denial::KeyRevoked => OpenAiError::invalid_key("This API key has been revoked."),
+        // A valid signature for a project this replica's snapshot does not have yet: a
+        // key made moments after its project. The SDKs retry a 503.
+        Denial::UnknownProject => OpenAiError::unavailable(
+            "project_not_ready",
+            "This key's project has not reached the proxy yet; retry shortly.",
+        ),
         Denial::ProjectArchived => OpenAiError::new(
             StatusCode::FORBIDDEN,
             "permission_error",
