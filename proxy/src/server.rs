@@ -337,8 +337,8 @@ async fn chat_completions(
     response
 }
 
-/// What a forwarded request is metered under.
-#[derive(Clone)]
+/// What a forwarded request is metered under. Metered exactly once: when it ends, or,
+/// if the client goes away first (the handler or stream is dropped), as an error.
 struct Billing {
     state: ProxyState,
     project: uuid::Uuid,
@@ -346,10 +346,20 @@ struct Billing {
     model: String,
     at: chrono::DateTime<Utc>,
     started: Instant,
+    recorded: bool,
+}
+
+impl Drop for Billing {
+    fn drop(&mut self) {
+        self.record(Usage::default(), true);
+    }
 }
 
 impl Billing {
-    fn record(&self, usage: Usage, error: bool) {
+    fn record(&mut self, usage: Usage, error: bool) {
+        if std::mem::replace(&mut self.recorded, true) {
+            return;
+        }
         let latency = self.started.elapsed();
         let project = self.project.to_string();
         let m = &self.state.metrics;
@@ -430,13 +440,14 @@ async fn chat(
         .ok_or_else(|| OpenAiError::model_not_found(&request.model))?;
     seen.model = request.model.clone();
     prepare_chat(&mut request, model)?;
-    let billing = Billing {
+    let mut billing = Billing {
         state: state.clone(),
         project: project.id,
         key: claims.sub,
         model: request.model.clone(),
         at: Utc::now(),
         started,
+        recorded: false,
     };
     let upstream_body = serde_json::to_vec(&request.body).map_err(|e| {
         OpenAiError::new(
@@ -689,14 +700,11 @@ struct Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
+        // Without `[DONE]` the stream did not finish (the client left, or Mantle broke
+        // off): metered with whatever usage arrived, as an error.
+        let error = self.failed || self.rewriter.saw_error || !self.rewriter.saw_done;
         let usage = self.rewriter.usage.unwrap_or_default();
-        let completed = self.ended && self.rewriter.saw_done && !self.failed;
-        if !completed && !self.failed {
-            // The client went away before the end: not an upstream error.
-            tracing::debug!(project.id = %self.billing.project, "stream ended early");
-        }
-        self.billing
-            .record(usage, self.failed || self.rewriter.saw_error);
+        self.billing.record(usage, error);
     }
 }
 

@@ -763,3 +763,38 @@ async fn without_a_control_plane_the_proxy_is_not_ready_and_refuses() {
     assert!(a.headers().contains_key("retry-after"));
     shutdown.cancel();
 }
+
+#[tokio::test]
+async fn a_request_the_client_abandons_is_still_metered() {
+    let mut w = world_with(ProxyConfig {
+        usage_flush_secs: 3600,
+        ..ProxyConfig::default()
+    })
+    .await;
+    let (id, key) = w.project("abandon", &[OSS]).await;
+    w.mantle.delay_chat(Duration::from_secs(2));
+    let gave_up = w
+        .client
+        .post(format!("{}/v1/chat/completions", w.base))
+        .bearer_auth(&key)
+        .timeout(Duration::from_millis(300))
+        .json(&hello(OSS))
+        .send()
+        .await;
+    assert!(gave_up.is_err_and(|e| e.is_timeout()));
+    let started = Instant::now();
+    while w.proxy.meter.pending_records() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the abandoned request was never metered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    w.stop_proxy().await;
+    let usage = w
+        .app
+        .get(&format!("/api/v1/projects/{id}/usage"), &w.app.admin)
+        .await;
+    assert_eq!(usage.body["total"]["requests"], 1, "{}", usage.body);
+    assert_eq!(usage.body["total"]["errors"], 1);
+}
