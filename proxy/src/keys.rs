@@ -3,7 +3,7 @@
 //! A key seen before costs one hash-map lookup.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
@@ -34,7 +34,9 @@ pub struct KeyVerifier {
     jwks_url: String,
     validation: Validation,
     keys: RwLock<HashMap<String, DecodingKey>>,
-    last_fetch: Mutex<Option<Instant>>,
+    /// When the JWKS was last fetched. Held across the fetch, so requests that arrive
+    /// during it wait for its result instead of finding no keys.
+    last_fetch: tokio::sync::Mutex<Option<Instant>>,
     verified: RwLock<HashMap<String, Arc<ApiKeyClaims>>>,
 }
 
@@ -55,7 +57,7 @@ impl KeyVerifier {
             ),
             validation,
             keys: RwLock::new(HashMap::new()),
-            last_fetch: Mutex::new(None),
+            last_fetch: tokio::sync::Mutex::new(None),
             verified: RwLock::new(HashMap::new()),
         }
     }
@@ -121,15 +123,11 @@ impl KeyVerifier {
     }
 
     async fn refetch(&self) -> Result<(), KeyError> {
-        {
-            let Ok(mut last) = self.last_fetch.lock() else {
-                return Err(KeyError::Unavailable("lock poisoned".into()));
-            };
-            if last.is_some_and(|t| t.elapsed() < MIN_REFETCH) {
-                return Ok(());
-            }
-            *last = Some(Instant::now());
+        let mut last = self.last_fetch.lock().await;
+        if last.is_some_and(|t| t.elapsed() < MIN_REFETCH) {
+            return Ok(());
         }
+        *last = Some(Instant::now());
         let set: JwkSet = self
             .http
             .get(&self.jwks_url)

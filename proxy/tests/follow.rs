@@ -288,3 +288,29 @@ async fn without_the_control_plane_the_policy_goes_stale_and_the_proxy_fails_clo
     );
     assert!(follower.age().is_some_and(|a| a > Duration::from_secs(1)));
 }
+
+/// A fresh replica hit by many requests with a key it has not seen: the ones that
+/// arrive while the JWKS is being fetched wait for it (they used to get 503
+/// `keys_unavailable`, found by bench/proxy.sh's 1,000 streams).
+#[tokio::test]
+async fn concurrent_first_requests_wait_for_the_one_jwks_fetch() {
+    let app = TestApp::spawn().await;
+    let p = app.create_project(&project_body("burst")).await;
+    let pid = p["id"].as_str().unwrap_or_default().to_owned();
+    let secret = key(&app, &pid, json!({"name": "k"})).await;
+    let verifier = KeyVerifier::new(
+        reqwest::Client::new(),
+        &app.url(""),
+        "strata",
+        "strata-proxy",
+    );
+    let results =
+        futures_util::future::join_all((0..200).map(|_| verifier.verify(&secret, now()))).await;
+    let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 200 failed: {:?}",
+        failed.len(),
+        failed.first()
+    );
+}
