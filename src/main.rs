@@ -5,6 +5,11 @@ mod cli;
 
 use clap::Parser;
 
+/// mimalloc: the proxy allocates per request from both runtime threads, where glibc's
+/// malloc showed up as lock contention in profiles (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();

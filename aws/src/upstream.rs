@@ -3,7 +3,7 @@
 //! project's model list), or a configured Bedrock API key.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -65,6 +65,9 @@ pub struct AssumedRoles {
     sts: aws_sdk_sts::Client,
     calls: AwsCalls,
     session_name: String,
+    /// The current credentials per role, read without waiting.
+    fresh: RwLock<HashMap<String, Credentials>>,
+    /// One refresh per role at a time.
     roles: Mutex<HashMap<String, RoleSlot>>,
 }
 
@@ -74,6 +77,7 @@ impl AssumedRoles {
             sts: aws_sdk_sts::Client::new(config),
             calls,
             session_name: session_name.to_owned(),
+            fresh: RwLock::new(HashMap::new()),
             roles: Mutex::new(HashMap::new()),
         }
     }
@@ -88,6 +92,15 @@ impl AssumedRoles {
 
     /// Credentials for `role_arn`, from the cache or a new AssumeRole.
     pub async fn credentials(&self, role_arn: &str) -> Result<Credentials, AwsError> {
+        // Fast path, taken by nearly every request: fresh credentials, no await.
+        if let Some(credentials) = self
+            .fresh
+            .read()
+            .ok()
+            .and_then(|m| m.get(role_arn).filter(|c| Self::fresh(c)).cloned())
+        {
+            return Ok(credentials);
+        }
         let slot = {
             let mut roles = self
                 .roles
@@ -129,6 +142,9 @@ impl AssumedRoles {
         };
         let credentials = self.calls.track("sts", "AssumeRole", call).await?;
         *held = Some(credentials.clone());
+        if let Ok(mut fresh) = self.fresh.write() {
+            fresh.insert(role_arn.to_owned(), credentials.clone());
+        }
         Ok(credentials)
     }
 }

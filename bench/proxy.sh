@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# The proxy's own cost. One fixed chat completion served by a static nginx upstream,
+# reached three ways with the same request body and wrk:
+#   (a) directly, (b) through nginx proxy_pass with upstream keepalive (a proxy that
+#   does nothing), (c) through `strata proxy` with a real key (verification, policy,
+#   SigV4 as the project's assumed role, normalisation, metering).
+# Plain and streamed, at 1 and 64 connections. Prints req/s, p50/p99, the latency strata
+# adds at concurrency 1 (c - a), its throughput against nginx at 64 (c / b), and its
+# peak RSS; then the RSS with 1,000 concurrent streams (held open by the fake Mantle,
+# one event per second) and the cost of verifying a key seen before.
+#
+#   bench/proxy.sh
+#   DURATION=30s bench/proxy.sh
+#
+# Needs: wrk and nginx (installed with apt-get when missing), .venv with moto and the
+# openai SDK's httpx (scripts/test makes it). Builds release binaries. SQLite for the
+# control plane (it is not on the request path).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DURATION=${DURATION:-10s}
+STREAMS=${STREAMS:-1000}
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || need+=(nginx-light)
+if ((${#need[@]})); then apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; fi
+[[ -x .venv/bin/moto_server ]] || { python3 -m venv .venv && .venv/bin/pip install -q -r scripts/requirements-test.txt; }
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+cargo build --release --quiet --bin strata
+cargo build --release --quiet -p strata-testkit --bin fake-mantle
+cargo build --release --quiet -p strata-proxy --example verify_cached
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+work=$(mktemp -d)
+moto_port=$(free_port); mantle_port=$(free_port); control_port=$(free_port)
+static_port=$(free_port); pass_port=$(free_port); proxy_port=$(free_port)
+pids=""
+cleanup() {
+  for p in $pids ${proxy_pid:-}; do kill "$p" 2>/dev/null || true; done
+  for conf in static pass; do [[ -f "$work/$conf.pid" ]] && kill "$(cat "$work/$conf.pid")" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+wait_http() { for _ in $(seq 1 200); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
+
+export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+  AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true STRATA_LOG=warn
+.venv/bin/moto_server -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 & pids="$pids $!"
+target/release/fake-mantle "127.0.0.1:$mantle_port" >"$work/mantle.log" 2>&1 & pids="$pids $!"
+wait_http "$AWS_ENDPOINT_URL/moto-api/"
+
+# The control plane reconciles one project onto moto and the fake Mantle (so it has a
+# Mantle id and a role to assume) and issues a key.
+( cd "$work" && STRATA_SERVE_PROXY=false STRATA_LISTEN="127.0.0.1:$control_port" \
+    STRATA_MANTLE_URL="http://127.0.0.1:$mantle_port/{region}/v1" STRATA_COST_ALLOCATION_TAGS= \
+    STRATA_RECONCILE_POLL_MS=100 exec "$ROOT/target/release/strata" serve >serve.log 2>&1 ) & pids="$pids $!"
+wait_http "http://127.0.0.1:$control_port/readyz"
+for _ in $(seq 1 100); do [[ -s "$work/strata-admin.token" ]] && break; sleep 0.1; done
+key=$(.venv/bin/python - "http://127.0.0.1:$control_port" "$(cat "$work/strata-admin.token")" <<'PY'
+import json, sys, time, urllib.request
+base, token = sys.argv[1], sys.argv[2]
+def call(method, path, body=None):
+    req = urllib.request.Request(base + "/api/v1" + path, method=method,
+                                 data=None if body is None else json.dumps(body).encode())
+    req.add_header("Authorization", "Bearer " + token)
+    req.add_header("Content-Type", "application/json")
+    return json.load(urllib.request.urlopen(req))
+p = call("POST", "/projects", {"name": "bench", "environment": "dev", "team": "bench",
+                               "region": "us-east-1", "allowed_models": ["openai.gpt-oss-20b"]})
+for _ in range(200):
+    if (call("GET", f"/projects/{p['id']}").get("aws") or {}).get("mantle_project_id"):
+        break
+    time.sleep(0.1)
+else:
+    sys.exit("the project was never reconciled")
+print(call("POST", f"/projects/{p['id']}/keys", {"name": "bench"})["secret"])
+PY
+)
+
+plain='{"id":"chatcmpl-bench","object":"chat.completion","created":1764000000,"model":"openai.gpt-oss-20b","choices":[{"index":0,"message":{"role":"assistant","content":"Hello."},"finish_reason":"stop","logprobs":null}],"usage":{"prompt_tokens":14,"completion_tokens":2,"total_tokens":16}}'
+chunk() { printf '{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1764000000,"model":"openai.gpt-oss-20b","choices":%s,"usage":%s}' "$1" "$2"; }
+sse="data: $(chunk '[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]' null)
+
+data: $(chunk '[{"index":0,"delta":{"content":"Hello."},"finish_reason":null}]' null)
+
+data: $(chunk '[{"index":0,"delta":{},"finish_reason":"stop"}]' null)
+
+data: $(chunk '[]' '{"prompt_tokens":14,"completion_tokens":2,"total_tokens":16}')
+
+data: [DONE]
+
+"
+cat >"$work/static.conf" <<NGINX
+worker_processes auto;
+pid $work/static.pid;
+error_log $work/static-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$static_port;
+    location /plain/ { default_type application/json; return 200 '$plain'; }
+    location /stream/ { default_type text/event-stream; return 200 '$sse'; }
+  }
+}
+NGINX
+cat >"$work/pass.conf" <<NGINX
+worker_processes auto;
+pid $work/pass.pid;
+error_log $work/pass-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream static { server 127.0.0.1:$static_port; keepalive 128; }
+  server {
+    listen 127.0.0.1:$pass_port;
+    location / {
+      proxy_pass http://static;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+NGINX
+nginx -c "$work/static.conf" -p "$work" -g 'daemon on;'
+nginx -c "$work/pass.conf" -p "$work" -g 'daemon on;'
+
+start_proxy() {
+  ( cd "$work" && STRATA_PROXY_LISTEN="127.0.0.1:$proxy_port" STRATA_CONTROL_PLANE_URL="http://127.0.0.1:$control_port" \
+      STRATA_MANTLE_URL="$1" exec "$ROOT/target/release/strata" proxy >>proxy.log 2>&1 ) &
+  proxy_pid=$!
+  wait_http "http://127.0.0.1:$proxy_port/readyz"
+}
+stop_proxy() { kill -TERM "$proxy_pid" 2>/dev/null || true; wait "$proxy_pid" 2>/dev/null || true; proxy_pid=""; }
+hwm() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+
+# wrk's latency to milliseconds.
+to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f", v}' <<<"$1"; }
+declare -A RPS P50 P99
+load() { # name mode connections url
+  local name=$1 mode=$2 conns=$3 url=$4 threads=2 out
+  ((conns == 1)) && threads=1
+  out=$(BENCH_KEY=$key BENCH_STREAM=$([[ $mode == stream ]] && echo 1 || echo 0) \
+        wrk -t"$threads" -c"$conns" -d"$DURATION" --latency -s bench/chat.lua "$url")
+  if ! grep -q 'non-2xx/3xx responses: 0' <<<"$out"; then echo "$out" >&2; echo "errors on $name $mode c=$conns" >&2; exit 1; fi
+  RPS[$name.$mode.$conns]=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
+  P50[$name.$mode.$conns]=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
+  P99[$name.$mode.$conns]=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+  printf '| %-6s | %-6s | %3s | %8s | %8s | %8s |\n' "$name" "$mode" "$conns" "${RPS[$name.$mode.$conns]}" \
+    "${P50[$name.$mode.$conns]}" "${P99[$name.$mode.$conns]}"
+}
+
+echo
+echo "machine: $(nproc) cores, $(date -u +%Y-%m-%d), DURATION=$DURATION"
+echo
+echo "| path   | mode   |   c |    req/s | p50 (ms) | p99 (ms) |"
+echo "| ---    | ---    | --- |      --- |      --- |      --- |"
+declare -A RSS
+for mode in plain stream; do
+  start_proxy "http://127.0.0.1:$static_port/$mode/{region}/v1"
+  # The first request pays for AssumeRole and the JWKS fetch; not part of the figures.
+  curl -sf -o /dev/null -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
+    -d "{\"model\":\"openai.gpt-oss-20b\",\"stream\":$([[ $mode == stream ]] && echo true || echo false),\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}" \
+    "http://127.0.0.1:$proxy_port/v1/chat/completions"
+  for conns in 1 64; do
+    load direct "$mode" "$conns" "http://127.0.0.1:$static_port/$mode/us-east-1/v1/chat/completions"
+    load nginx "$mode" "$conns" "http://127.0.0.1:$pass_port/$mode/us-east-1/v1/chat/completions"
+    # PERF=1: a CPU profile of the proxy under load, in target/perf-proxy-<mode>-<c>.data.
+    if [[ -n "${PERF:-}" ]]; then
+      perf record -q -F 499 -g -p "$proxy_pid" -o "$ROOT/target/perf-proxy-$mode-$conns.data" -- sleep 5 2>/dev/null &
+      perf_pid=$!
+    fi
+    load strata "$mode" "$conns" "http://127.0.0.1:$proxy_port/v1/chat/completions"
+    if [[ -n "${perf_pid:-}" ]]; then wait "$perf_pid" 2>/dev/null || true; perf_pid=""; fi
+  done
+  RSS[$mode]=$(hwm "$proxy_pid")
+  stop_proxy
+done
+
+echo
+for mode in plain stream; do
+  added=$(awk -v c="${P99[strata.$mode.1]}" -v a="${P99[direct.$mode.1]}" 'BEGIN {printf "%.3f", c - a}')
+  ratio=$(awk -v c="${RPS[strata.$mode.64]}" -v b="${RPS[nginx.$mode.64]}" 'BEGIN {printf "%.0f", 100 * c / b}')
+  echo "$mode: added p99 at c=1 (strata - direct) ${added} ms (target <= 0.2); throughput at c=64 ${ratio}% of nginx proxy_pass (target >= 70%); strata peak RSS ${RSS[$mode]} MiB"
+done
+
+# 1,000 streams held open: the fake Mantle sends one event per second.
+start_proxy "http://127.0.0.1:$mantle_port/{region}/v1"
+curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' -d '{"chunk_delay_ms": 1000}' "http://127.0.0.1:$mantle_port/_fake/faults"
+.venv/bin/python bench/streams.py "http://127.0.0.1:$proxy_port" "$key" "$proxy_pid" "$STREAMS"
+stop_proxy
+
+target/release/examples/verify_cached
