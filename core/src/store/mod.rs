@@ -77,7 +77,15 @@ impl Store {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         };
-        let tx = self.db.begin().await?;
+        // IMMEDIATE takes SQLite's write lock at BEGIN, so a writer in another process
+        // (a CLI command beside `strata serve`) waits for it (busy timeout) instead of
+        // failing later with SQLITE_BUSY_SNAPSHOT when its read snapshot went stale.
+        // Postgres ignores the option.
+        let options = sea_orm::TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        };
+        let tx = self.db.begin_with_options(options).await?;
         Ok(WriteTx { tx, _guard: guard })
     }
 

@@ -76,3 +76,49 @@ async fn concurrent_migrations_on_postgres_do_not_collide() {
         .unwrap_or_default();
     assert_eq!(applied.len(), Migrator::migrations().len());
 }
+
+/// Two processes on one SQLite file (two stores with their own pools): a write
+/// transaction that read first must not fail with SQLITE_BUSY_SNAPSHOT because the other
+/// process wrote in between — `begin_write` takes the write lock at BEGIN, so the other
+/// writer waits instead. (`strata keys rotate` beside `strata serve` hit this.) On
+/// Postgres both simply succeed.
+#[tokio::test]
+async fn a_write_transaction_in_another_process_waits_instead_of_failing() {
+    use sea_orm::Statement;
+    use strata_core::config::DatabaseConfig;
+    use strata_core::store::Store;
+    let db = TestDb::new().await;
+    let open = || async {
+        Store::connect(&DatabaseConfig::new(db.url.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (a, b) = (open().await, open().await);
+    strata_migrations::up(a.db())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let tx = b.begin_write().await.unwrap_or_else(|e| panic!("{e}"));
+    let backend = a.db().get_database_backend();
+    tx.query_one_raw(Statement::from_string(
+        backend,
+        "SELECT COUNT(*) FROM audit_events",
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("read: {e}"));
+    // The other process writes meanwhile (it waits for `tx` on SQLite).
+    let other = tokio::spawn(async move {
+        a.db()
+            .execute_unprepared("UPDATE models SET revision = revision + 1")
+            .await
+            .map(|_| ())
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    tx.execute_unprepared("UPDATE models SET revision = revision + 1")
+        .await
+        .unwrap_or_else(|e| panic!("the write after a read failed: {e}"));
+    tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    other
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("the other process's write failed: {e}"));
+}
