@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use strata_aws::{AssumedRoles, AwsCalls};
+use strata_aws::{AssumedRoles, AwsCalls, BedrockApiKey};
 use strata_proxy::{Proxy, ProxyConfig, ProxySettings};
 use strata_reconciler::ReconcilerConfig;
 use strata_testkit::moto::{moto_clients, moto_sdk_config};
@@ -52,11 +52,15 @@ async fn start_proxy(
         audience: keys.proxy_audience,
         mantle_url: mantle.url(),
     };
-    let upstream = Arc::new(AssumedRoles::new(
-        &moto_sdk_config().await,
-        AwsCalls::new(),
-        "strata-proxy-test",
-    ));
+    // As `strata proxy` chooses: a configured Bedrock API key, else assumed roles.
+    let upstream: Arc<dyn strata_aws::UpstreamAuth> = match &settings.config.bedrock_api_key {
+        Some(key) => Arc::new(BedrockApiKey::new(key.expose())),
+        None => Arc::new(AssumedRoles::new(
+            &moto_sdk_config().await,
+            AwsCalls::new(),
+            "strata-proxy-test",
+        )),
+    };
     let proxy = Arc::new(
         Proxy::new(settings, reqwest::Client::new(), upstream).unwrap_or_else(|e| panic!("{e}")),
     );
@@ -797,4 +801,23 @@ async fn a_request_the_client_abandons_is_still_metered() {
         .await;
     assert_eq!(usage.body["total"]["requests"], 1, "{}", usage.body);
     assert_eq!(usage.body["total"]["errors"], 1);
+}
+
+#[tokio::test]
+async fn with_a_bedrock_api_key_the_proxy_sends_it_instead_of_signing() {
+    let w = world_with(ProxyConfig {
+        bedrock_api_key: Some(strata_core::config::Secret::new(
+            "bedrock-api-key-for-tests",
+        )),
+        ..ProxyConfig::default()
+    })
+    .await;
+    w.mantle.accept_bedrock_api_key("bedrock-api-key-for-tests");
+    let (_, key) = w.project("apikey", &[OSS]).await;
+    let a = w.chat(&key, &hello(OSS)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let calls = w.mantle.chat_calls();
+    assert_eq!(calls[0].authorization, "Bearer bedrock-api-key-for-tests");
+    assert!(!calls[0].security_token);
+    assert!(calls[0].openai_project.is_some());
 }
