@@ -8,15 +8,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use strata_testkit::free_port;
 
 const STRATA: &str = env!("CARGO_BIN_EXE_strata");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
-}
 
 /// `strata <args>` in `dir`, on the embedded database there.
 fn strata_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
@@ -53,7 +47,11 @@ async fn first_start_prints_a_working_admin_token() {
         .env("STRATA_PROXY_LISTEN", format!("127.0.0.1:{proxy_port}"))
         .env_remove("STRATA_DATABASE_URL")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(
+            std::fs::File::create(dir.path().join("serve.log"))
+                .map(Stdio::from)
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
         .spawn()
         .unwrap_or_else(|e| panic!("{e}"));
     let stdout = server.stdout.take().unwrap_or_else(|| panic!("no stdout"));
@@ -94,7 +92,8 @@ async fn first_start_prints_a_working_admin_token() {
     {
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "serve did not become ready"
+            "serve did not become ready: {}",
+            std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

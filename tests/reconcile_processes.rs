@@ -7,17 +7,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use strata_testkit::free_port;
 use strata_testkit::moto::{moto_iam, moto_url};
 use strata_testkit::{Backend, FakeMantle, TestDb, project_body};
 
 const STRATA: &str = env!("CARGO_BIN_EXE_strata");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
-}
 
 /// Replicas must share the key that encrypts signing keys (base64 of bytes 0..32)
 /// and the proxy's credential.

@@ -297,6 +297,24 @@ impl TestApp {
 }
 
 /// A valid project body; tests change what they need.
+/// A port for a child process to listen on, below Linux's ephemeral range
+/// (32768–60999): a port from `bind(0)` is in that range, where any outgoing connection
+/// of any process may take it before the child binds it (a flaky "did not become
+/// ready"). Checked free at the time of the call.
+pub fn free_port() -> u16 {
+    for _ in 0..1000 {
+        let mut bytes = [0u8; 2];
+        if getrandom::fill(&mut bytes).is_err() {
+            break;
+        }
+        let port = 20_000 + u16::from_le_bytes(bytes) % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000-31999");
+}
+
 pub fn project_body(name: &str) -> Value {
     json!({
         "name": name,

@@ -11,6 +11,7 @@ Needs STRATA_TEST_MOTO_URL (scripts/test starts moto) and the debug binaries
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -28,9 +29,17 @@ FAKE_MANTLE = os.environ.get("FAKE_MANTLE_BIN", str(ROOT / "target/debug/fake-ma
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below Linux's ephemeral range (32768-60999), where outgoing
+    connections could take it before the child process binds it."""
+    for _ in range(1000):
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-31999")
 
 
 def http(method, url, token=None, body=None, timeout=10):
