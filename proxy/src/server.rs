@@ -682,6 +682,16 @@ async fn upstream_failure(response: reqwest::Response) -> OpenAiError {
             upstream_code.unwrap_or_else(|| "upstream_error".into()),
         ),
     };
+    if code == "upstream_denied" {
+        // AWS's refusal names strata's account and role: logged, not shown to the client.
+        tracing::warn!(upstream.message = %message, "Mantle refused strata's credentials");
+        return OpenAiError::new(
+            status,
+            kind,
+            &code,
+            "Mantle refused the proxy's credentials for this project; the platform team has the details in strata's logs.",
+        );
+    }
     let mut e = OpenAiError::new(status, kind, &code, message);
     e.param = param;
     e.retry_after = retry_after;

@@ -649,6 +649,14 @@ async fn upstream_failures_become_openai_errors_the_sdks_retry() {
     w.mantle.fail_next(&[403]);
     let a = w.chat(&key, &hello(OSS)).await;
     assert_error(&a, 502, "upstream_denied");
+    assert!(
+        !a.body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("injected"),
+        "AWS's own refusal text (account, role) stays in strata's logs: {}",
+        a.body
+    );
     w.mantle.delay_chat(Duration::from_millis(1500));
     let a = w.chat(&key, &hello(OSS)).await;
     assert_error(&a, 504, "upstream_timeout");
