@@ -214,6 +214,28 @@ fn assert_error(a: &Answer, status: u16, code: &str) {
     assert!(a.request_id.is_some(), "every response has x-request-id");
 }
 
+/// Repeats `request` until it answers `status`; fails after `within` with `what`.
+async fn answers_within<F, Fut>(
+    within: Duration,
+    status: StatusCode,
+    what: &str,
+    mut request: F,
+) -> Answer
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Answer>,
+{
+    let started = Instant::now();
+    loop {
+        let a = request().await;
+        if a.status == status {
+            return a;
+        }
+        assert!(started.elapsed() < within, "{what} after {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 const OSS: &str = "openai.gpt-oss-20b";
 const GEMMA: &str = "google.gemma-3-27b-it";
 
@@ -394,19 +416,15 @@ async fn every_refusal_is_an_openai_error_with_a_request_id() {
             &json!({}),
         )
         .await;
-    let started = Instant::now();
-    loop {
-        let a = w.chat(&other, &hello(OSS)).await;
-        if a.status == StatusCode::UNAUTHORIZED {
-            assert_error(&a, 401, "invalid_api_key");
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "a revoked key still works after 1 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let body = hello(OSS);
+    let a = answers_within(
+        Duration::from_secs(1),
+        StatusCode::UNAUTHORIZED,
+        "a revoked key still works",
+        || w.chat(&other, &body),
+    )
+    .await;
+    assert_error(&a, 401, "invalid_api_key");
     w.app
         .post(
             &format!("/api/v1/projects/{id}/archive"),
@@ -414,25 +432,20 @@ async fn every_refusal_is_an_openai_error_with_a_request_id() {
             &json!({}),
         )
         .await;
-    let started = Instant::now();
-    loop {
-        let a = w
-            .send(
+    let a = answers_within(
+        Duration::from_secs(1),
+        StatusCode::FORBIDDEN,
+        "an archived project still works",
+        || {
+            w.send(
                 w.client
                     .get(format!("{}/v1/models", w.base))
                     .bearer_auth(&key),
             )
-            .await;
-        if a.status == StatusCode::FORBIDDEN {
-            assert_error(&a, 403, "project_archived");
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "an archived project still works after 1 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        },
+    )
+    .await;
+    assert_error(&a, 403, "project_archived");
 }
 
 #[tokio::test]
@@ -451,20 +464,17 @@ async fn what_the_catalog_says_a_model_cannot_serve_is_a_400_naming_the_paramete
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let started = Instant::now();
-    loop {
-        let a = w.chat(&key, &json!({"model": GEMMA, "stream": true, "messages": [{"role": "user", "content": "x"}]})).await;
-        if a.status == StatusCode::BAD_REQUEST {
-            assert_error(&a, 400, "unsupported_parameter");
-            assert_eq!(a.body["error"]["param"], "stream");
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "the catalog change never reached the proxy"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let stream =
+        json!({"model": GEMMA, "stream": true, "messages": [{"role": "user", "content": "x"}]});
+    let a = answers_within(
+        Duration::from_secs(2),
+        StatusCode::BAD_REQUEST,
+        "the catalog change never reached the proxy",
+        || w.chat(&key, &stream),
+    )
+    .await;
+    assert_error(&a, 400, "unsupported_parameter");
+    assert_eq!(a.body["error"]["param"], "stream");
     // Streams the proxy forwarded before the catalog change reached it.
     let forwarded = w.mantle.chat_calls().len();
     for (extra, param) in [
