@@ -20,6 +20,9 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 DURATION=${DURATION:-10s}
 STREAMS=${STREAMS:-1000}
+# Narrower runs while working on one figure, e.g. MODES=plain CONNS=64 STREAMS=0.
+MODES=${MODES-plain stream}
+CONNS=${CONNS-1 64}
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
@@ -141,37 +144,60 @@ hwm() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
 # wrk's latency to milliseconds.
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f", v}' <<<"$1"; }
-declare -A RPS P50 P99
+# CPU time (user + system, clock ticks) used so far by the given processes.
+ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
+sys_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
+# The processes doing the proxying on a path: nothing, nginx's workers, or strata.
+proxy_pids() { case $1 in direct) ;; nginx) pgrep -P "$(cat "$work/pass.pid")" ;; strata) echo "$proxy_pid" ;; esac; }
+declare -A RPS P50 P99 CPU SYS
 load() { # name mode connections url
-  local name=$1 mode=$2 conns=$3 url=$4 threads=2 out
+  local name=$1 mode=$2 conns=$3 url=$4 threads=2 out before sys_before requests pids
   ((conns == 1)) && threads=1
+  pids=$(proxy_pids "$name")
+  before=$(ticks $pids); sys_before=$(sys_ticks $pids)
   out=$(BENCH_KEY=$key BENCH_STREAM=$([[ $mode == stream ]] && echo 1 || echo 0) \
         wrk -t"$threads" -c"$conns" -d"$DURATION" --latency -s bench/chat.lua "$url")
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  CPU[$name.$mode.$conns]=$(awk -v t="$(($(ticks $pids) - before))" -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+    'BEGIN {printf "%.1f", n ? t / hz * 1e6 / n : 0}')
+  SYS[$name.$mode.$conns]=$(awk -v t="$(($(sys_ticks $pids) - sys_before))" -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+    'BEGIN {printf "%.1f", n ? t / hz * 1e6 / n : 0}')
   if ! grep -q 'non-2xx/3xx responses: 0' <<<"$out"; then echo "$out" >&2; echo "errors on $name $mode c=$conns" >&2; exit 1; fi
   RPS[$name.$mode.$conns]=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
   P50[$name.$mode.$conns]=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
   P99[$name.$mode.$conns]=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
-  printf '| %-6s | %-6s | %3s | %8s | %8s | %8s |\n' "$name" "$mode" "$conns" "${RPS[$name.$mode.$conns]}" \
-    "${P50[$name.$mode.$conns]}" "${P99[$name.$mode.$conns]}"
+  printf '| %-6s | %-6s | %3s | %8s | %8s | %8s | %9s | %8s |\n' "$name" "$mode" "$conns" "${RPS[$name.$mode.$conns]}" \
+    "${P50[$name.$mode.$conns]}" "${P99[$name.$mode.$conns]}" "${CPU[$name.$mode.$conns]}" "${SYS[$name.$mode.$conns]}"
 }
 
 echo
 echo "machine: $(nproc) cores, $(date -u +%Y-%m-%d), DURATION=$DURATION"
 echo
-echo "| path   | mode   |   c |    req/s | p50 (ms) | p99 (ms) |"
-echo "| ---    | ---    | --- |      --- |      --- |      --- |"
+echo "(proxy CPU: CPU time of the proxying processes per request, user + system, in µs; of it in the kernel)"
+echo
+echo "| path   | mode   |   c |    req/s | p50 (ms) | p99 (ms) | proxy CPU | of it sys |"
+echo "| ---    | ---    | --- |      --- |      --- |      --- |       --- |       --- |"
 declare -A RSS
-for mode in plain stream; do
+for mode in $MODES; do
   start_proxy "http://127.0.0.1:$static_port/$mode/{region}/v1"
   # The first request pays for AssumeRole and the JWKS fetch; not part of the figures.
   curl -sf -o /dev/null -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
     -d "{\"model\":\"openai.gpt-oss-20b\",\"stream\":$([[ $mode == stream ]] && echo true || echo false),\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}" \
     "http://127.0.0.1:$proxy_port/v1/chat/completions"
-  for conns in 1 64; do
+  for conns in $CONNS; do
     load direct "$mode" "$conns" "http://127.0.0.1:$static_port/$mode/us-east-1/v1/chat/completions"
     load nginx "$mode" "$conns" "http://127.0.0.1:$pass_port/$mode/us-east-1/v1/chat/completions"
     # PERF=1: a CPU profile of the proxy under load, in target/perf-proxy-<mode>-<c>.data.
-    if [[ -n "${PERF:-}" ]]; then
+    # PERF=stat: context switches, migrations and CPU of the proxy, printed.
+    if [[ "${PERF:-}" == stat ]]; then
+      for who in nginx strata; do
+        [[ $who == nginx ]] && sleep 0.5
+        perf stat -e task-clock,context-switches,cpu-migrations,syscalls:sys_enter_writev,syscalls:sys_enter_write,syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_futex,syscalls:sys_enter_getrandom \
+          -p "$(proxy_pids $who | paste -sd,)" -- sleep 4 2>&1 | sed -n '/Performance/,$p' | sed "s/^/[$who] /" >&2 &
+        [[ $who == nginx ]] && { load nginx "$mode" "$conns" "http://127.0.0.1:$pass_port/$mode/us-east-1/v1/chat/completions"; wait $!; }
+      done
+      perf_pid=$!
+    elif [[ -n "${PERF:-}" ]]; then
       perf record -q -F 499 -g -p "$proxy_pid" -o "$ROOT/target/perf-proxy-$mode-$conns.data" -- sleep 5 2>/dev/null &
       perf_pid=$!
     fi
@@ -183,16 +209,19 @@ for mode in plain stream; do
 done
 
 echo
-for mode in plain stream; do
+for mode in $MODES; do
+  [[ -n "${P99[strata.$mode.1]:-}" && -n "${RPS[strata.$mode.64]:-}" ]] || continue
   added=$(awk -v c="${P99[strata.$mode.1]}" -v a="${P99[direct.$mode.1]}" 'BEGIN {printf "%.3f", c - a}')
   ratio=$(awk -v c="${RPS[strata.$mode.64]}" -v b="${RPS[nginx.$mode.64]}" 'BEGIN {printf "%.0f", 100 * c / b}')
   echo "$mode: added p99 at c=1 (strata - direct) ${added} ms (target <= 0.2); throughput at c=64 ${ratio}% of nginx proxy_pass (target >= 70%); strata peak RSS ${RSS[$mode]} MiB"
 done
 
 # 1,000 streams held open: the fake Mantle sends one event per second.
+if ((STREAMS > 0)); then
 start_proxy "http://127.0.0.1:$mantle_port/{region}/v1"
 curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' -d '{"chunk_delay_ms": 1000}' "http://127.0.0.1:$mantle_port/_fake/faults"
 .venv/bin/python bench/streams.py "http://127.0.0.1:$proxy_port" "$key" "$proxy_pid" "$STREAMS"
 stop_proxy
+fi
 
 target/release/examples/verify_cached
