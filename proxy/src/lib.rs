@@ -11,6 +11,8 @@ mod keys;
 mod metering;
 mod metrics;
 mod normalize;
+mod peek;
+mod request_id;
 mod server;
 mod snapshot;
 

@@ -1,7 +1,8 @@
 //! The proxy's Prometheus metrics: requests, latency (total and the proxy's own
 //! overhead), upstream errors and tokens, by project and model; the snapshot's age.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -42,8 +43,22 @@ pub struct TokenLabels {
     pub kind: &'static str,
 }
 
+/// The metrics of one (route, project, model) for successful requests, looked up once
+/// and shared: building label sets (the project id formatted, the model cloned) on
+/// every request showed in the proxy benchmark.
+pub struct ModelMetrics {
+    pub ok: Counter,
+    pub duration: Histogram,
+    pub input_tokens: Counter,
+    pub output_tokens: Counter,
+    pub cached_tokens: Counter,
+}
+
+type ModelMetricsByName = HashMap<String, Arc<ModelMetrics>>;
+
 pub struct ProxyMetrics {
     registry: Mutex<Registry>,
+    by_model: RwLock<HashMap<(&'static str, uuid::Uuid), ModelMetricsByName>>,
     pub requests: Family<RequestLabels, Counter>,
     pub duration: Family<ModelLabels, Histogram>,
     pub overhead: Histogram,
@@ -110,6 +125,7 @@ impl ProxyMetrics {
         );
         Self {
             registry: Mutex::new(registry),
+            by_model: RwLock::new(HashMap::new()),
             requests,
             duration,
             overhead,
@@ -118,6 +134,60 @@ impl ProxyMetrics {
             snapshot_age,
             snapshot_fresh,
         }
+    }
+
+    /// The handles for successful `route` requests of `model` in `project`.
+    pub fn for_model(
+        &self,
+        route: &'static str,
+        project: uuid::Uuid,
+        model: &str,
+    ) -> Arc<ModelMetrics> {
+        if let Some(found) = self
+            .by_model
+            .read()
+            .ok()
+            .and_then(|m| m.get(&(route, project)).and_then(|m| m.get(model)).cloned())
+        {
+            return found;
+        }
+        let project_label = project.to_string();
+        let token = |kind| {
+            self.tokens
+                .get_or_create(&TokenLabels {
+                    project: project_label.clone(),
+                    model: model.to_owned(),
+                    kind,
+                })
+                .clone()
+        };
+        let handles = Arc::new(ModelMetrics {
+            ok: self
+                .requests
+                .get_or_create(&RequestLabels {
+                    route,
+                    project: project_label.clone(),
+                    model: model.to_owned(),
+                    status: 200,
+                })
+                .clone(),
+            duration: self
+                .duration
+                .get_or_create(&ModelLabels {
+                    project: project_label.clone(),
+                    model: model.to_owned(),
+                })
+                .clone(),
+            input_tokens: token("input"),
+            output_tokens: token("output"),
+            cached_tokens: token("cached"),
+        });
+        if let Ok(mut m) = self.by_model.write() {
+            m.entry((route, project))
+                .or_default()
+                .insert(model.to_owned(), handles.clone());
+        }
+        handles
     }
 
     pub fn register(&self, add: impl FnOnce(&mut Registry)) {

@@ -3,10 +3,13 @@
 //! always requested), and the responses made valid for strict OpenAI clients (float
 //! timestamps as integers, the usage chunk dropped when the client did not ask).
 
+use axum::body::Bytes;
+use axum::http::StatusCode;
 use serde_json::{Map, Value};
 use strata_core::domain::SnapshotModel;
 
 use crate::error::OpenAiError;
+use crate::peek;
 
 /// Token counts as Mantle reports them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,15 +44,53 @@ impl Usage {
 /// A chat request ready to forward, and what the proxy must remember about it.
 #[derive(Debug)]
 pub struct ChatRequest {
-    pub body: Map<String, Value>,
     pub model: String,
     pub stream: bool,
     /// The client asked for the usage chunk itself.
     pub client_wants_usage: bool,
+    facts: Facts,
+    body: ChatBody,
+}
+
+/// What the catalog checks look at.
+#[derive(Debug, Clone, Copy)]
+struct Facts {
+    n: u64,
+    logprobs: bool,
+    top_logprobs: bool,
+    content_parts: bool,
+    has_stream_options: bool,
+}
+
+#[derive(Debug)]
+enum ChatBody {
+    /// The client's bytes, forwarded as they are unless something must change.
+    Original(Bytes),
+    Parsed(Map<String, Value>),
 }
 
 /// Parses the client's body far enough to route and police it.
-pub fn parse_chat(bytes: &[u8]) -> Result<ChatRequest, OpenAiError> {
+pub fn parse_chat(bytes: &Bytes) -> Result<ChatRequest, OpenAiError> {
+    match peek::chat(bytes) {
+        Some(p) => Ok(ChatRequest {
+            facts: Facts {
+                n: p.n,
+                logprobs: p.logprobs,
+                top_logprobs: p.top_logprobs,
+                content_parts: p.content_parts,
+                has_stream_options: p.has_stream_options,
+            },
+            model: p.model,
+            stream: p.stream,
+            client_wants_usage: p.client_wants_usage,
+            body: ChatBody::Original(bytes.clone()),
+        }),
+        None => parse_chat_value(bytes),
+    }
+}
+
+/// The general path: the whole body as a `Value`, every problem worded for the client.
+fn parse_chat_value(bytes: &[u8]) -> Result<ChatRequest, OpenAiError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         OpenAiError::invalid(
             "body",
@@ -74,8 +115,10 @@ pub fn parse_chat(bytes: &[u8]) -> Result<ChatRequest, OpenAiError> {
             ));
         }
     };
-    match body.get("messages") {
-        Some(Value::Array(m)) if !m.is_empty() => {}
+    let content_parts = match body.get("messages") {
+        Some(Value::Array(m)) if !m.is_empty() => m
+            .iter()
+            .any(|m| matches!(m.get("content"), Some(Value::Array(_)))),
         _ => {
             return Err(OpenAiError::invalid(
                 "messages",
@@ -83,7 +126,7 @@ pub fn parse_chat(bytes: &[u8]) -> Result<ChatRequest, OpenAiError> {
                 "`messages` must be a non-empty array.",
             ));
         }
-    }
+    };
     let stream = match body.get("stream") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
@@ -101,18 +144,29 @@ pub fn parse_chat(bytes: &[u8]) -> Result<ChatRequest, OpenAiError> {
         .and_then(Value::as_bool)
         .unwrap_or(false);
     Ok(ChatRequest {
-        body,
+        facts: Facts {
+            n: body.get("n").and_then(Value::as_u64).unwrap_or(1),
+            logprobs: body.get("logprobs").and_then(Value::as_bool) == Some(true),
+            top_logprobs: body.get("top_logprobs").is_some_and(|v| !v.is_null()),
+            content_parts,
+            has_stream_options: body.contains_key("stream_options"),
+        },
         model,
         stream,
         client_wants_usage,
+        body: ChatBody::Parsed(body),
     })
 }
 
 /// Refuses what the catalog says the model cannot serve, with the parameter named,
-/// and adapts the rest: content parts flattened for models that reject arrays, usage
-/// always requested from a stream (for metering).
-pub fn prepare_chat(request: &mut ChatRequest, model: &SnapshotModel) -> Result<(), OpenAiError> {
+/// and returns the body to send upstream: content parts flattened for models that
+/// reject arrays, usage always requested from a stream (for metering).
+pub fn prepare_chat(
+    request: &mut ChatRequest,
+    model: &SnapshotModel,
+) -> Result<Bytes, OpenAiError> {
     let name = &request.model;
+    let facts = request.facts;
     if !model.supports_chat {
         return Err(OpenAiError::invalid(
             "model",
@@ -129,21 +183,15 @@ pub fn prepare_chat(request: &mut ChatRequest, model: &SnapshotModel) -> Result<
             format!("The model `{name}` does not support streaming; send `stream: false`."),
         ));
     }
-    let n = request.body.get("n").and_then(Value::as_u64).unwrap_or(1);
-    if n > 1 && !model.supports_multiple_choices {
+    if facts.n > 1 && !model.supports_multiple_choices {
         return Err(OpenAiError::invalid(
             "n",
             "unsupported_parameter",
             format!("The model `{name}` returns one choice per request; `n` must be 1."),
         ));
     }
-    let logprobs = request.body.get("logprobs").and_then(Value::as_bool) == Some(true)
-        || request
-            .body
-            .get("top_logprobs")
-            .is_some_and(|v| !v.is_null());
-    if logprobs && !model.supports_logprobs {
-        let param = if request.body.get("logprobs").and_then(Value::as_bool) == Some(true) {
+    if (facts.logprobs || facts.top_logprobs) && !model.supports_logprobs {
+        let param = if facts.logprobs {
             "logprobs"
         } else {
             "top_logprobs"
@@ -154,16 +202,33 @@ pub fn prepare_chat(request: &mut ChatRequest, model: &SnapshotModel) -> Result<
             format!("The model `{name}` does not return log probabilities."),
         ));
     }
-    if !model.accepts_content_parts
-        && let Some(Value::Array(messages)) = request.body.get_mut("messages")
-    {
+    let flatten = facts.content_parts && !model.accepts_content_parts;
+    let add_usage = request.stream && !request.client_wants_usage;
+    let body = std::mem::replace(&mut request.body, ChatBody::Original(Bytes::new()));
+    let mut body = match body {
+        ChatBody::Original(bytes) if !flatten && !add_usage => return Ok(bytes),
+        ChatBody::Original(bytes) if !flatten && !facts.has_stream_options => {
+            return Ok(ask_for_usage(&bytes));
+        }
+        ChatBody::Original(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(Value::Object(map)) => map,
+            _ => {
+                return Err(OpenAiError::invalid(
+                    "body",
+                    "invalid_json",
+                    "We could not parse the JSON body of your request.",
+                ));
+            }
+        },
+        ChatBody::Parsed(map) => map,
+    };
+    if flatten && let Some(Value::Array(messages)) = body.get_mut("messages") {
         for (i, message) in messages.iter_mut().enumerate() {
             flatten_content(message, i, name)?;
         }
     }
     if request.stream {
-        let options = request
-            .body
+        let options = body
             .entry("stream_options")
             .or_insert_with(|| Value::Object(Map::new()));
         match options {
@@ -179,7 +244,27 @@ pub fn prepare_chat(request: &mut ChatRequest, model: &SnapshotModel) -> Result<
             }
         }
     }
-    Ok(())
+    serde_json::to_vec(&body).map(Bytes::from).map_err(|e| {
+        OpenAiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            "internal_error",
+            e.to_string(),
+        )
+    })
+}
+
+/// `{"stream_options":{"include_usage":true},` spliced in after the opening brace of
+/// a request object that has no `stream_options` (and, being a valid request, has
+/// other members after it).
+fn ask_for_usage(object: &[u8]) -> Bytes {
+    const OPTIONS: &[u8] = br#""stream_options":{"include_usage":true},"#;
+    let brace = object.iter().position(|b| *b == b'{').unwrap_or(0);
+    let mut out = Vec::with_capacity(object.len() + OPTIONS.len());
+    out.extend_from_slice(&object[..=brace]);
+    out.extend_from_slice(OPTIONS);
+    out.extend_from_slice(&object[brace + 1..]);
+    Bytes::from(out)
 }
 
 /// `[{"type":"text","text":"a"},{"type":"text","text":"b"}]` becomes `"a\nb"`; any
@@ -209,6 +294,27 @@ fn flatten_content(message: &mut Value, index: usize, model: &str) -> Result<(),
         *content = flat;
     }
     Ok(())
+}
+
+/// A complete (non-streamed) upstream answer as the client gets it, and the usage it
+/// reports; `None` when it is not JSON.
+pub fn rewrite_response(body: Bytes) -> Option<(Bytes, Usage)> {
+    if let Some(p) = peek::response(&body)
+        && !p.float_timestamp
+    {
+        return Some((body, p.usage.flatten().unwrap_or_default()));
+    }
+    let mut value: Value = serde_json::from_slice(&body).ok()?;
+    let usage = value
+        .get("usage")
+        .and_then(Usage::from_json)
+        .unwrap_or_default();
+    let body = if integer_timestamps(&mut value) {
+        Bytes::from(value.to_string())
+    } else {
+        body
+    };
+    Some((body, usage))
 }
 
 /// Rewrites float `created` / `created_at` / `completed_at` at the top level to
@@ -289,6 +395,22 @@ impl SseRewriter {
             out.extend_from_slice(b"data: [DONE]\n\n");
             return;
         }
+        // Most events need no change: read what matters without building a Value.
+        if let Some(p) = peek::response(payload.as_bytes()) {
+            self.saw_error |= p.error;
+            if let Some(usage) = p.usage {
+                self.usage = usage;
+            }
+            let hide_usage = p.usage.is_some() && !self.client_wants_usage;
+            if hide_usage && p.no_choices {
+                return;
+            }
+            if !p.float_timestamp && !hide_usage {
+                out.extend_from_slice(event);
+                out.extend_from_slice(b"\n\n");
+                return;
+            }
+        }
         let Ok(mut value) = serde_json::from_str::<Value>(payload) else {
             out.extend_from_slice(event);
             out.extend_from_slice(b"\n\n");
@@ -360,12 +482,18 @@ mod tests {
     }
 
     fn request(body: Value) -> Result<ChatRequest, OpenAiError> {
-        parse_chat(body.to_string().as_bytes())
+        parse_chat(&Bytes::from(body.to_string()))
+    }
+
+    fn json(bytes: &[u8]) -> Value {
+        serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
     fn malformed_or_incomplete_bodies_name_the_problem() {
-        let e = parse_chat(b"{not json").err().map(|e| e.body());
+        let e = parse_chat(&Bytes::from_static(b"{not json"))
+            .err()
+            .map(|e| e.body());
         assert_eq!(
             e.as_ref().map(|b| &b["error"]["param"]),
             Some(&json!("body"))
@@ -408,11 +536,11 @@ mod tests {
         let parts = json!([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]);
         let body = json!({"model": "m.x", "messages": [{"role": "user", "content": parts}]});
         let mut r = request(body.clone()).unwrap_or_else(|e| panic!("{e:?}"));
-        prepare_chat(&mut r, &model(false)).unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!(r.body["messages"][0]["content"], "a\nb");
+        let sent = prepare_chat(&mut r, &model(false)).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(json(&sent)["messages"][0]["content"], "a\nb");
         let mut kept = request(body).unwrap_or_else(|e| panic!("{e:?}"));
-        prepare_chat(&mut kept, &model(true)).unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!(kept.body["messages"][0]["content"], parts);
+        let sent = prepare_chat(&mut kept, &model(true)).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(json(&sent)["messages"][0]["content"], parts);
 
         let image = json!({"model": "m.x", "messages": [{"role": "user", "content": "x"}, {"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": "data:,"}}]}]});
@@ -430,9 +558,122 @@ mod tests {
         m.supports_streaming = true;
         let mut r = request(json!({"model": "m.x", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
             .unwrap_or_else(|e| panic!("{e:?}"));
-        prepare_chat(&mut r, &m).unwrap_or_else(|e| panic!("{e:?}"));
+        let sent = prepare_chat(&mut r, &m).unwrap_or_else(|e| panic!("{e:?}"));
         assert!(!r.client_wants_usage);
-        assert_eq!(r.body["stream_options"]["include_usage"], true);
+        assert_eq!(json(&sent)["stream_options"]["include_usage"], true);
+    }
+
+    /// The outcome of a body through `parse`: the error's (status, param, code), or
+    /// the JSON sent upstream.
+    fn outcome(
+        parse: fn(&Bytes) -> Result<ChatRequest, OpenAiError>,
+        body: &str,
+        model: &SnapshotModel,
+    ) -> Result<Value, (u16, Option<String>, Option<String>)> {
+        let bytes = Bytes::from(body.to_owned());
+        parse(&bytes)
+            .and_then(|mut r| prepare_chat(&mut r, model))
+            .map(|sent| json(&sent))
+            .map_err(|e| (e.status.as_u16(), e.param, e.code))
+    }
+
+    #[test]
+    fn the_fast_path_decides_exactly_as_the_value_path() {
+        let general: fn(&Bytes) -> Result<ChatRequest, OpenAiError> = |b| parse_chat_value(b);
+        let mut streaming = model(false);
+        streaming.supports_streaming = true;
+        let mut everything = model(true);
+        everything.supports_streaming = true;
+        everything.supports_multiple_choices = true;
+        everything.supports_logprobs = true;
+        let hi = r#""messages":[{"role":"user","content":"hi"}]"#;
+        let parts = r#""messages":[{"role":"user","content":[{"type":"text","text":"a"}]}]"#;
+        let bodies = [
+            format!(r#"{{"model":"m.x",{hi}}}"#),
+            format!(r#"  {{ "model" : "m.x", {hi}, "temperature": 0.2 }}"#),
+            format!(r#"{{"model":"m.x",{hi}}}"#),
+            format!(r#"{{"model":"m.x",{hi},"stream":true}}"#),
+            format!(
+                r#"{{"model":"m.x",{hi},"stream":true,"stream_options":{{"include_usage":true}}}}"#
+            ),
+            format!(
+                r#"{{"model":"m.x",{hi},"stream":true,"stream_options":{{"include_usage":false}}}}"#
+            ),
+            format!(r#"{{"model":"m.x",{hi},"stream":true,"stream_options":null}}"#),
+            format!(r#"{{"model":"m.x",{hi},"stream":true,"stream_options":{{}}}}"#),
+            format!(r#"{{"model":"m.x",{hi},"stream":true,"stream_options":3}}"#),
+            format!(r#"{{"model":"m.x",{hi},"stream":null}}"#),
+            format!(r#"{{"model":"m.x",{hi},"stream":"yes"}}"#),
+            format!(r#"{{"model":"m.x",{parts}}}"#),
+            format!(r#"{{"model":"m.x",{parts},"stream":true}}"#),
+            format!(r#"{{"model":"m.x",{hi},"n":2}}"#),
+            format!(r#"{{"model":"m.x",{hi},"n":null,"logprobs":null,"top_logprobs":null}}"#),
+            format!(r#"{{"model":"m.x",{hi},"n":"2"}}"#),
+            format!(r#"{{"model":"m.x",{hi},"n":2.5}}"#),
+            format!(r#"{{"model":"m.x",{hi},"logprobs":true}}"#),
+            format!(r#"{{"model":"m.x",{hi},"logprobs":"yes"}}"#),
+            format!(r#"{{"model":"m.x",{hi},"top_logprobs":3}}"#),
+            format!(r#"{{"model":"m.x",{hi},"model":"m.y"}}"#),
+            r#"{"model":"m.x","messages":[]}"#.to_owned(),
+            r#"{"model":"m.x","messages":["hi"]}"#.to_owned(),
+            r#"{"model":"m.x","messages":[["user",[1]]]}"#.to_owned(),
+            r#"{"model":"","messages":[{"content":"hi"}]}"#.to_owned(),
+            r#"{"model":7,"messages":[{"content":"hi"}]}"#.to_owned(),
+            r#"["m.x",[{"content":"hi"}]]"#.to_owned(),
+            r#"{"messages":[{"content":"hi"}]}"#.to_owned(),
+            r#"{"model":"m.x","messages":[{"content":null}]}"#.to_owned(),
+            "{not json".to_owned(),
+        ];
+        for body in &bodies {
+            for m in [&model(true), &model(false), &streaming, &everything] {
+                assert_eq!(
+                    outcome(parse_chat, body, m),
+                    outcome(general, body, m),
+                    "{body} with {m:?}"
+                );
+            }
+        }
+        // The fast path is the one taken for ordinary requests, and it forwards the
+        // client's bytes untouched when nothing has to change.
+        assert!(peek::chat(bodies[0].as_bytes()).is_some());
+        assert!(peek::chat(bodies[4].as_bytes()).is_some());
+        let original = Bytes::from(bodies[1].clone());
+        let mut r = parse_chat(&original).unwrap_or_else(|e| panic!("{e:?}"));
+        let sent = prepare_chat(&mut r, &everything).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            sent.as_ptr(),
+            original.as_ptr(),
+            "the same buffer, not a copy"
+        );
+    }
+
+    #[test]
+    fn answers_are_passed_as_they_are_unless_a_timestamp_is_a_float() {
+        let plain = Bytes::from_static(
+            br#"{"id":"x","created":3,"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":1}}}"#,
+        );
+        let (out, usage) = rewrite_response(plain.clone()).unwrap_or_else(|| panic!("json"));
+        assert_eq!(out.as_ptr(), plain.as_ptr());
+        assert_eq!(
+            usage,
+            Usage {
+                input_tokens: 5,
+                output_tokens: 2,
+                cached_tokens: 1
+            }
+        );
+        let float =
+            Bytes::from_static(br#"{"created":3.5,"usage":{"input_tokens":4,"output_tokens":1}}"#);
+        let (out, usage) = rewrite_response(float).unwrap_or_else(|| panic!("json"));
+        assert_eq!(json(&out)["created"], 3);
+        assert_eq!((usage.input_tokens, usage.output_tokens), (4, 1));
+        let odd = Bytes::from_static(br#"{"created":1,"usage":{"prompt_tokens":"5"}}"#);
+        assert_eq!(
+            rewrite_response(odd).map(|(_, u)| u),
+            Some(Usage::default())
+        );
+        assert!(rewrite_response(Bytes::from_static(b"<html>")).is_none());
+        assert!(rewrite_response(Bytes::from_static(b"[1]")).is_some());
     }
 
     #[test]
@@ -480,6 +721,17 @@ mod tests {
             assert_eq!(text.contains("\"choices\":[]"), wants, "{text}");
             assert_eq!(text.matches("data: ").count(), if wants { 4 } else { 3 });
         }
+        // Integer timestamps: every event but the usage chunk passes byte for byte.
+        let fine = stream.replace("\"created\":1.5", "\"created\":1");
+        let mut rw = SseRewriter::new(false);
+        let mut out = rw.push(fine.as_bytes());
+        out.extend(rw.finish());
+        assert_eq!(
+            String::from_utf8(out).unwrap_or_default(),
+            fine.replace(usage, "")
+        );
+        assert_eq!(rw.usage.map(|u| u.input_tokens), Some(7));
+
         let mut rw = SseRewriter::new(false);
         let first = rw.push(chunk("a").as_bytes());
         assert!(!first.is_empty(), "a complete event goes out at once");

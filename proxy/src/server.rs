@@ -1,7 +1,8 @@
 //! The proxy's HTTP side: `/v1/chat/completions`, `/v1/models`, health, readiness
 //! and metrics. Every response carries `x-request-id`; every error OpenAI's envelope.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -18,14 +19,15 @@ use strata_aws::{UpstreamAuth, UpstreamRequest};
 use strata_core::domain::SnapshotProject;
 use strata_core::keys::ApiKeyClaims;
 use tokio_util::sync::CancellationToken;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::access::{Denial, allowed_models, authorize};
 use crate::config::ProxySettings;
 use crate::error::OpenAiError;
 use crate::metering::{Meter, Metered};
-use crate::metrics::{ModelLabels, ProxyMetrics, RequestLabels, TokenLabels, UpstreamErrorLabels};
-use crate::normalize::{SseRewriter, Usage, integer_timestamps, parse_chat, prepare_chat};
+use crate::metrics::{ModelMetrics, ProxyMetrics, RequestLabels, UpstreamErrorLabels};
+use crate::normalize::{SseRewriter, Usage, parse_chat, prepare_chat, rewrite_response};
+use crate::request_id::MakeProcessRequestId;
 use crate::{KeyError, KeyVerifier, Policy, SnapshotFollower};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -39,6 +41,8 @@ pub struct Proxy {
     pub metrics: ProxyMetrics,
     upstream_auth: Arc<dyn UpstreamAuth>,
     upstream: reqwest::Client,
+    /// Parsed Mantle URLs by path and region.
+    upstream_urls: RwLock<HashMap<&'static str, HashMap<String, reqwest::Url>>>,
     settings: ProxySettings,
 }
 
@@ -81,16 +85,29 @@ impl Proxy {
             metrics: ProxyMetrics::new(),
             upstream_auth,
             upstream,
+            upstream_urls: RwLock::new(HashMap::new()),
             settings,
         })
     }
 
-    fn mantle_base(&self, region: &str) -> String {
-        self.settings
-            .mantle_url
-            .replace("{region}", region)
-            .trim_end_matches('/')
-            .to_owned()
+    /// Mantle's URL for `path` in `region`, parsed once per region and path.
+    fn upstream_url(&self, region: &str, path: &'static str) -> Option<reqwest::Url> {
+        if let Some(url) = self
+            .upstream_urls
+            .read()
+            .ok()
+            .and_then(|m| m.get(path).and_then(|m| m.get(region)).cloned())
+        {
+            return Some(url);
+        }
+        let base = self.settings.mantle_url.replace("{region}", region);
+        let url = reqwest::Url::parse(&format!("{}{path}", base.trim_end_matches('/'))).ok()?;
+        if let Ok(mut m) = self.upstream_urls.write() {
+            m.entry(path)
+                .or_default()
+                .insert(region.to_owned(), url.clone());
+        }
+        Some(url)
     }
 
     fn policy(&self) -> Result<Arc<Policy>, OpenAiError> {
@@ -163,7 +180,10 @@ pub fn router(state: ProxyState) -> Router {
         .fallback(unknown_route)
         .layer(axum::middleware::from_fn(envelope_bare_errors))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(
+            REQUEST_ID,
+            MakeProcessRequestId::new(),
+        ))
         .with_state(state)
 }
 
@@ -304,11 +324,15 @@ async fn get_model(
     Ok(axum::Json(model_entry(entry)).into_response())
 }
 
-/// Labels known so far about a request, for metrics.
+/// What is known so far about a request, for its metrics.
+#[derive(Default)]
 struct Seen {
-    project: String,
-    model: String,
+    project: Option<uuid::Uuid>,
+    /// Set once the model is one the key may use (bounds label cardinality).
+    model: Option<String>,
 }
+
+const CHAT_ROUTE: &str = "chat_completions";
 
 async fn chat_completions(
     State(state): State<ProxyState>,
@@ -316,24 +340,27 @@ async fn chat_completions(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let mut seen = Seen {
-        project: "-".into(),
-        model: "-".into(),
-    };
+    let mut seen = Seen::default();
     let response = match chat(&state, &headers, body, started, &mut seen).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    state
-        .metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            route: "chat_completions",
-            project: seen.project,
-            model: seen.model,
-            status: response.status().as_u16(),
-        })
-        .inc();
+    let status = response.status();
+    match (seen.project, &seen.model) {
+        (Some(project), Some(model)) if status == StatusCode::OK => {
+            state.metrics.for_model(CHAT_ROUTE, project, model).ok.inc()
+        }
+        _ => state
+            .metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                route: CHAT_ROUTE,
+                project: seen.project.map_or_else(|| "-".into(), |p| p.to_string()),
+                model: seen.model.unwrap_or_else(|| "-".into()),
+                status: status.as_u16(),
+            })
+            .inc(),
+    };
     response
 }
 
@@ -344,6 +371,7 @@ struct Billing {
     project: uuid::Uuid,
     key: uuid::Uuid,
     model: String,
+    metrics: Arc<ModelMetrics>,
     at: chrono::DateTime<Utc>,
     started: Instant,
     recorded: bool,
@@ -361,27 +389,15 @@ impl Billing {
             return;
         }
         let latency = self.started.elapsed();
-        let project = self.project.to_string();
-        let m = &self.state.metrics;
-        m.duration
-            .get_or_create(&ModelLabels {
-                project: project.clone(),
-                model: self.model.clone(),
-            })
-            .observe(latency.as_secs_f64());
-        for (kind, n) in [
-            ("input", usage.input_tokens),
-            ("output", usage.output_tokens),
-            ("cached", usage.cached_tokens),
+        let m = &self.metrics;
+        m.duration.observe(latency.as_secs_f64());
+        for (counter, n) in [
+            (&m.input_tokens, usage.input_tokens),
+            (&m.output_tokens, usage.output_tokens),
+            (&m.cached_tokens, usage.cached_tokens),
         ] {
             if n > 0 {
-                m.tokens
-                    .get_or_create(&TokenLabels {
-                        project: project.clone(),
-                        model: self.model.clone(),
-                        kind,
-                    })
-                    .inc_by(n);
+                counter.inc_by(n);
             }
         }
         self.state.meter.record(Metered {
@@ -416,7 +432,7 @@ async fn chat(
     seen: &mut Seen,
 ) -> Result<Response, OpenAiError> {
     let claims = state.authenticate(headers).await?;
-    seen.project = claims.project.to_string();
+    seen.project = Some(claims.project);
     let policy = state.policy()?;
     let bytes = axum::body::to_bytes(body, state.settings.config.proxy_max_body_bytes)
         .await
@@ -438,25 +454,20 @@ async fn chat(
         .models
         .get(&request.model)
         .ok_or_else(|| OpenAiError::model_not_found(&request.model))?;
-    seen.model = request.model.clone();
-    prepare_chat(&mut request, model)?;
+    seen.model = Some(request.model.clone());
+    let upstream_body = prepare_chat(&mut request, model)?;
     let mut billing = Billing {
         state: state.clone(),
         project: project.id,
         key: claims.sub,
         model: request.model.clone(),
+        metrics: state
+            .metrics
+            .for_model(CHAT_ROUTE, project.id, &request.model),
         at: Utc::now(),
         started,
         recorded: false,
     };
-    let upstream_body = serde_json::to_vec(&request.body).map_err(|e| {
-        OpenAiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "api_error",
-            "internal_error",
-            e.to_string(),
-        )
-    })?;
     let sent_at = Instant::now();
     let response = match send_upstream(
         state,
@@ -505,27 +516,15 @@ async fn chat(
         }
     };
     let after = Instant::now();
-    let mut value: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(_) => {
-            billing.upstream_error("invalid_body");
-            billing.record(Usage::default(), true);
-            return Err(OpenAiError::new(
-                StatusCode::BAD_GATEWAY,
-                "api_error",
-                "upstream_invalid_response",
-                "Mantle answered with a body that is not JSON.",
-            ));
-        }
-    };
-    let usage = value
-        .get("usage")
-        .and_then(Usage::from_json)
-        .unwrap_or_default();
-    let bytes = if integer_timestamps(&mut value) {
-        Bytes::from(value.to_string())
-    } else {
-        body
+    let Some((bytes, usage)) = rewrite_response(body) else {
+        billing.upstream_error("invalid_body");
+        billing.record(Usage::default(), true);
+        return Err(OpenAiError::new(
+            StatusCode::BAD_GATEWAY,
+            "api_error",
+            "upstream_invalid_response",
+            "Mantle answered with a body that is not JSON.",
+        ));
     };
     billing.record(usage, false);
     state
@@ -557,8 +556,8 @@ fn upstream_unreachable() -> OpenAiError {
 async fn send_upstream(
     state: &ProxyState,
     project: &SnapshotProject,
-    path: &str,
-    body: Vec<u8>,
+    path: &'static str,
+    body: Bytes,
     stream: bool,
 ) -> Result<reqwest::Response, (&'static str, OpenAiError)> {
     let not_ready = || {
@@ -572,7 +571,13 @@ async fn send_upstream(
     };
     let mantle_project = project.mantle_project_id.as_deref().ok_or_else(not_ready)?;
     let region = project.region.as_str();
-    let url = format!("{}{path}", state.mantle_base(region));
+    let url = state.upstream_url(region, path).ok_or_else(|| {
+        tracing::warn!(
+            region,
+            "the Mantle URL template gives no valid URL for this region"
+        );
+        ("connect", upstream_unreachable())
+    })?;
     let headers = [
         ("content-type", "application/json"),
         ("openai-project", mantle_project),
@@ -583,7 +588,7 @@ async fn send_upstream(
             role_arn: project.role_arn.as_deref(),
             region,
             method: "POST",
-            url: &url,
+            url: url.as_str(),
             headers: &headers,
             body: &body,
         })
@@ -603,7 +608,7 @@ async fn send_upstream(
                 ),
             )
         })?;
-    let mut request = state.upstream.post(&url);
+    let mut request = state.upstream.post(url);
     for (name, value) in headers.iter() {
         request = request.header(*name, *value);
     }
