@@ -26,7 +26,7 @@ pub use clients::{
 };
 pub use error::{AwsError, ErrorKind};
 pub use sigv4::{MANTLE_SERVICE, sign_headers};
-pub use upstream::{AssumedRoles, BedrockApiKey, UpstreamAuth, UpstreamRequest};
+pub use upstream::{AssumedRoles, AuthHeaders, BedrockApiKey, UpstreamAuth, UpstreamRequest};
 
 pub type TagMap = BTreeMap<String, String>;
 

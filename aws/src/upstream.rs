@@ -2,6 +2,7 @@
 //! credentials from assuming the project's IAM role (so AWS itself enforces the
 //! project's model list), or a configured Bedrock API key.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
@@ -11,30 +12,30 @@ use aws_credential_types::Credentials;
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::error::AwsError;
-use crate::sigv4::{MANTLE_SERVICE, sign_headers};
+use crate::sigv4::{MANTLE_SERVICE, sign_headers, sign_json_post};
 use crate::{AwsCalls, ErrorKind};
 
 /// Assumed-role credentials are used until this close to their expiry.
 const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
 const SESSION_SECONDS: i32 = 3600;
 
-/// One request to sign. `headers` are the headers that will be sent and signed.
+/// One request to sign: a POST of a JSON body. `headers` are the headers that will be
+/// sent and signed (lower-case names).
 pub struct UpstreamRequest<'a> {
     pub role_arn: Option<&'a str>,
     pub region: &'a str,
-    pub method: &'a str,
-    pub url: &'a str,
+    pub url: &'a reqwest::Url,
     pub headers: &'a [(&'a str, &'a str)],
     pub body: &'a [u8],
 }
 
+/// Header name and value.
+pub type AuthHeaders = Vec<(Cow<'static, str>, String)>;
+
 /// The authentication headers for a request to Mantle.
 #[async_trait]
 pub trait UpstreamAuth: Send + Sync {
-    async fn headers(
-        &self,
-        request: &UpstreamRequest<'_>,
-    ) -> Result<Vec<(String, String)>, AwsError>;
+    async fn headers(&self, request: &UpstreamRequest<'_>) -> Result<AuthHeaders, AwsError>;
 }
 
 /// A Bedrock API key, sent as a bearer token; the same for every project.
@@ -48,10 +49,7 @@ impl BedrockApiKey {
 
 #[async_trait]
 impl UpstreamAuth for BedrockApiKey {
-    async fn headers(
-        &self,
-        _request: &UpstreamRequest<'_>,
-    ) -> Result<Vec<(String, String)>, AwsError> {
+    async fn headers(&self, _request: &UpstreamRequest<'_>) -> Result<AuthHeaders, AwsError> {
         Ok(vec![("authorization".into(), format!("Bearer {}", self.0))])
     }
 }
@@ -151,10 +149,7 @@ impl AssumedRoles {
 
 #[async_trait]
 impl UpstreamAuth for AssumedRoles {
-    async fn headers(
-        &self,
-        request: &UpstreamRequest<'_>,
-    ) -> Result<Vec<(String, String)>, AwsError> {
+    async fn headers(&self, request: &UpstreamRequest<'_>) -> Result<AuthHeaders, AwsError> {
         let role = request.role_arn.ok_or_else(|| {
             AwsError::new(
                 "sts",
@@ -165,14 +160,24 @@ impl UpstreamAuth for AssumedRoles {
             )
         })?;
         let credentials = self.credentials(role).await?;
-        sign_headers(
+        if let Some(signed) = sign_json_post(
             &credentials,
             request.region,
-            request.method,
             request.url,
             request.headers,
             request.body,
+        ) {
+            return Ok(signed.into_iter().map(|(n, v)| (n.into(), v)).collect());
+        }
+        sign_headers(
+            &credentials,
+            request.region,
+            "POST",
+            request.url.as_str(),
+            request.headers,
+            request.body,
         )
+        .map(|signed| signed.into_iter().map(|(n, v)| (n.into(), v)).collect())
         .map_err(|e| AwsError::new(MANTLE_SERVICE, "Sign", ErrorKind::Invalid, None, e))
     }
 }

@@ -22,5 +22,5 @@ pub use error::OpenAiError;
 pub use keys::{KeyError, KeyVerifier};
 pub use metering::{Meter, Metered};
 pub use normalize::{SseRewriter, Usage};
-pub use server::{Proxy, ProxyState, router, serve};
+pub use server::{Proxy, ProxyState, listen, router, serve};
 pub use snapshot::{Policy, SnapshotFollower};

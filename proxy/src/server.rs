@@ -62,6 +62,10 @@ impl Proxy {
                 settings.config.upstream_idle_timeout_secs,
             ))
             .pool_idle_timeout(Duration::from_secs(60))
+            // reqwest's default policy retries HTTP/2 protocol refusals and clones
+            // every request (headers, extensions) in case it has to; this client
+            // speaks HTTP/1.1 only, and the proxy decides itself what is retried.
+            .retry(reqwest::retry::never().max_retries_per_request(0))
             .build()
             .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
         Ok(Self {
@@ -185,6 +189,23 @@ pub fn router(state: ProxyState) -> Router {
             MakeProcessRequestId::new(),
         ))
         .with_state(state)
+}
+
+/// Connections the kernel may queue before the proxy accepts them. tokio's default
+/// (1,024) overflowed when a thousand clients connected at once (bench/proxy.sh);
+/// the kernel caps this at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener for the proxy, with a backlog sized for bursts of new connections.
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Serves until `shutdown`, finishing in-flight requests and streams, then flushes
@@ -587,8 +608,7 @@ async fn send_upstream(
         .headers(&UpstreamRequest {
             role_arn: project.role_arn.as_deref(),
             region,
-            method: "POST",
-            url: url.as_str(),
+            url: &url,
             headers: &headers,
             body: &body,
         })
@@ -613,7 +633,7 @@ async fn send_upstream(
         request = request.header(*name, *value);
     }
     for (name, value) in auth {
-        request = request.header(name, value);
+        request = request.header(name.as_ref(), value);
     }
     if !stream {
         request = request.timeout(Duration::from_secs(

@@ -86,9 +86,8 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         &args.mantle_url,
     )
     .await?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let listener =
+        strata_proxy::listen(listen).with_context(|| format!("cannot listen on {listen}"))?;
     let shutdown = CancellationToken::new();
     tokio::spawn(super::serve::shutdown_signal(shutdown.clone()));
     tracing::info!(http.listen = %listen, control_plane.url = %args.control_plane_url, "strata proxy listening");

@@ -146,9 +146,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             &args.reconciler.mantle_url,
         )
         .await?;
-        let proxy_listener = tokio::net::TcpListener::bind(proxy_listen)
-            .await
-            .with_context(|| format!("cannot listen on {proxy_listen} (the proxy; STRATA_PROXY_LISTEN, or STRATA_SERVE_PROXY=false)"))?;
+        let proxy_listener = strata_proxy::listen(proxy_listen).with_context(|| format!("cannot listen on {proxy_listen} (the proxy; STRATA_PROXY_LISTEN, or STRATA_SERVE_PROXY=false)"))?;
         tracing::info!(http.listen = %proxy_listen, "strata proxy listening (embedded)");
         let stop = shutdown.clone();
         let stopped = proxy_stopped.clone();
