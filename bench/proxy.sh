@@ -11,6 +11,9 @@
 #
 #   bench/proxy.sh
 #   DURATION=30s bench/proxy.sh
+#   MODES=plain CONNS=64 STREAMS=0 PERF=1 bench/proxy.sh   # one figure, with a CPU profile
+#   ALLOCATOR=glibc PROXY_WRAPPER="heaptrack -o $PWD/target/heaptrack-proxy" bench/proxy.sh
+#     (a heap profile: heaptrack sees glibc's malloc, not mimalloc)
 #
 # Needs: wrk and nginx (installed with apt-get when missing), .venv with moto and the
 # openai SDK's httpx (scripts/test makes it). Builds release binaries. SQLite for the
@@ -30,7 +33,8 @@ command -v nginx >/dev/null || need+=(nginx-light)
 if ((${#need[@]})); then apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; fi
 [[ -x .venv/bin/moto_server ]] || { python3 -m venv .venv && .venv/bin/pip install -q -r scripts/requirements-test.txt; }
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-cargo build --release --quiet --bin strata
+# ALLOCATOR=glibc: strata without mimalloc (for comparison, or for heaptrack).
+cargo build --release --quiet --bin strata $([[ ${ALLOCATOR:-} == glibc ]] && echo --no-default-features)
 cargo build --release --quiet -p strata-testkit --bin fake-mantle
 cargo build --release --quiet -p strata-proxy --example verify_cached
 
@@ -135,11 +139,16 @@ nginx -c "$work/pass.conf" -p "$work" -g 'daemon on;'
 
 start_proxy() {
   ( cd "$work" && STRATA_PROXY_LISTEN="127.0.0.1:$proxy_port" STRATA_CONTROL_PLANE_URL="http://127.0.0.1:$control_port" \
-      STRATA_MANTLE_URL="$1" exec "$ROOT/target/release/strata" proxy >>proxy.log 2>&1 ) &
+      STRATA_MANTLE_URL="$1" exec ${PROXY_WRAPPER:-} "$ROOT/target/release/strata" proxy >>proxy.log 2>&1 ) &
   proxy_pid=$!
   wait_http "http://127.0.0.1:$proxy_port/readyz"
 }
-stop_proxy() { kill -TERM "$proxy_pid" 2>/dev/null || true; wait "$proxy_pid" 2>/dev/null || true; proxy_pid=""; }
+stop_proxy() {
+  # Under a wrapper that runs the proxy as its child (heaptrack), the child gets the
+  # SIGTERM and the wrapper finishes its work.
+  pkill -TERM -P "$proxy_pid" 2>/dev/null || kill -TERM "$proxy_pid" 2>/dev/null || true
+  wait "$proxy_pid" 2>/dev/null || true; proxy_pid=""
+}
 hwm() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
 # wrk's latency to milliseconds.

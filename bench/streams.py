@@ -36,7 +36,8 @@ async def one(client, url, key, done, failures):
                     return
             failures.append("stream ended without [DONE]")
     except Exception as e:  # noqa: BLE001 - reported, not hidden
-        failures.append(f"{type(e).__name__}: {e}")
+        cause = e.__cause__ or e.__context__
+        failures.append(f"{type(e).__name__}: {e}" + (f" ({cause!r})" if cause else ""))
 
 
 async def main():
