@@ -12,11 +12,12 @@ use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::provider::ProvideCredentials;
 
 use crate::cost_tags::SdkCostTags;
+use crate::cost_usage::SdkCostUsage;
 use crate::iam::SdkIam;
 use crate::mantle::HttpMantle;
 use crate::sts::SdkIdentity;
 use crate::tagging::SdkTagging;
-use crate::{AwsCalls, CostAllocationTags, Iam, Identity, Mantle, Tagging};
+use crate::{AwsCalls, CostAllocationTags, CostUsage, Iam, Identity, Mantle, Tagging};
 
 pub const DEFAULT_MANTLE_URL: &str = "https://bedrock-mantle.{region}.api.aws/v1";
 
@@ -35,6 +36,7 @@ pub struct AwsClients {
     pub iam: Arc<dyn Iam>,
     pub mantle: Arc<dyn Mantle>,
     pub cost_tags: Arc<dyn CostAllocationTags>,
+    pub cost_usage: Arc<dyn CostUsage>,
     pub tagging: Arc<dyn Tagging>,
     pub identity: Arc<dyn Identity>,
     pub calls: AwsCalls,
@@ -70,9 +72,11 @@ impl AwsClients {
         let iam = aws_sdk_iam::config::Builder::from(config)
             .region(global.clone())
             .build();
-        let ce = aws_sdk_costexplorer::config::Builder::from(config)
-            .region(global)
-            .build();
+        let ce = aws_sdk_costexplorer::Client::from_conf(
+            aws_sdk_costexplorer::config::Builder::from(config)
+                .region(global)
+                .build(),
+        );
         Self {
             iam: Arc::new(SdkIam {
                 client: aws_sdk_iam::Client::from_conf(iam),
@@ -88,7 +92,11 @@ impl AwsClients {
                 calls: calls.clone(),
             }),
             cost_tags: Arc::new(SdkCostTags {
-                client: aws_sdk_costexplorer::Client::from_conf(ce),
+                client: ce.clone(),
+                calls: calls.clone(),
+            }),
+            cost_usage: Arc::new(SdkCostUsage {
+                client: ce,
                 calls: calls.clone(),
             }),
             tagging: Arc::new(SdkTagging {

@@ -5,6 +5,7 @@
 mod calls;
 mod clients;
 mod cost_tags;
+mod cost_usage;
 mod error;
 mod iam;
 mod mantle;
@@ -142,6 +143,45 @@ pub trait CostAllocationTags: Send + Sync {
     async fn statuses(&self, keys: &[String]) -> Result<BTreeMap<String, CostTagStatus>, AwsError>;
     /// Activates up to 20 keys; returns the keys AWS refused, with its reason.
     async fn activate(&self, keys: &[String]) -> Result<BTreeMap<String, String>, AwsError>;
+}
+
+/// A `GetCostAndUsage` question: daily cost from `start` up to (not including) `end`,
+/// grouped by up to two tag keys, for the given services (all when empty).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostQuery {
+    pub start: chrono::NaiveDate,
+    pub end: chrono::NaiveDate,
+    pub group_by: Vec<String>,
+    pub services: Vec<String>,
+    /// `UnblendedCost`, `AmortizedCost` …
+    pub metric: String,
+}
+
+/// One day's cost for one group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostRow {
+    pub day: chrono::NaiveDate,
+    /// (tag key, value) per `group_by` key, in order; the value is empty for cost
+    /// that carries no such tag (Cost Explorer's `Key$`).
+    pub tags: Vec<(String, String)>,
+    /// Millionths of `unit` (USD).
+    pub amount_micros: i64,
+    pub unit: String,
+    /// Cost Explorer may still restate the day.
+    pub estimated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CostPage {
+    pub rows: Vec<CostRow>,
+    /// More pages follow (each one another billed request).
+    pub next_token: Option<String>,
+}
+
+/// Cost Explorer's `GetCostAndUsage`, one page (one billed request) per call.
+#[async_trait]
+pub trait CostUsage: Send + Sync {
+    async fn page(&self, query: &CostQuery, token: Option<&str>) -> Result<CostPage, AwsError>;
 }
 
 /// A resource and its tags, from the tagging API.

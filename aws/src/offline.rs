@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::{
-    AwsCalls, AwsClients, AwsError, CostAllocationTags, CostTagStatus, ErrorKind, Iam, Identity,
-    Mantle, MantleProject, MantleUpdate, NewRole, Role, TagMap, TaggedResource, Tagging,
+    AwsCalls, AwsClients, AwsError, CostAllocationTags, CostPage, CostQuery, CostTagStatus,
+    CostUsage, ErrorKind, Iam, Identity, Mantle, MantleProject, MantleUpdate, NewRole, Role,
+    TagMap, TaggedResource, Tagging,
 };
 use async_trait::async_trait;
 
@@ -99,6 +100,13 @@ impl CostAllocationTags for Empty {
 }
 
 #[async_trait]
+impl CostUsage for Empty {
+    async fn page(&self, _: &CostQuery, _: Option<&str>) -> Result<CostPage, AwsError> {
+        Err(refuse("GetCostAndUsage"))
+    }
+}
+
+#[async_trait]
 impl Tagging for Empty {
     async fn tag_resources(
         &self,
@@ -143,6 +151,7 @@ impl AwsClients {
             iam: empty.clone(),
             mantle: empty.clone(),
             cost_tags: empty.clone(),
+            cost_usage: empty.clone(),
             tagging: empty.clone(),
             identity: empty,
             calls,

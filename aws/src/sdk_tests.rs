@@ -11,8 +11,9 @@ use aws_sdk_iam::operation::put_role_policy::PutRolePolicyOutput;
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 
 use crate::cost_tags::SdkCostTags;
+use crate::cost_usage::SdkCostUsage;
 use crate::iam::SdkIam;
-use crate::{AwsCalls, CostAllocationTags, CostTagStatus, ErrorKind, Iam};
+use crate::{AwsCalls, CostAllocationTags, CostQuery, CostTagStatus, CostUsage, ErrorKind, Iam};
 
 fn iam_error(status: u16, code: &str) -> aws_smithy_runtime_api::http::Response {
     let body = format!(
@@ -126,4 +127,165 @@ async fn throttling_is_retried_by_the_sdk_and_concurrent_modification_is_ours_to
         calls: AwsCalls::new(),
     };
     assert_eq!(iam.get_role("nope").await.ok(), Some(None));
+}
+
+/// One day of `GetCostAndUsage` output with the given (keys, amount) groups.
+fn cost_day(
+    start: &str,
+    end: &str,
+    estimated: bool,
+    groups: &[(&[&str], &str)],
+) -> aws_sdk_costexplorer::types::ResultByTime {
+    use aws_sdk_costexplorer::types::{DateInterval, Group, MetricValue, ResultByTime};
+    let mut day = ResultByTime::builder()
+        .time_period(
+            DateInterval::builder()
+                .start(start)
+                .end(end)
+                .build()
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .estimated(estimated);
+    for (keys, amount) in groups {
+        let mut group = Group::builder().metrics(
+            "UnblendedCost",
+            MetricValue::builder().amount(*amount).unit("USD").build(),
+        );
+        for key in *keys {
+            group = group.keys(*key);
+        }
+        day = day.groups(group.build());
+    }
+    day.build()
+}
+
+#[tokio::test]
+async fn cost_pages_follow_the_token_and_keep_untagged_cost() {
+    use aws_sdk_costexplorer::operation::get_cost_and_usage::GetCostAndUsageOutput;
+    use aws_sdk_costexplorer::types::{Dimension, Granularity, GroupDefinitionType};
+
+    let first = mock!(aws_sdk_costexplorer::Client::get_cost_and_usage)
+        .match_requests(|req| {
+            let period = req.time_period();
+            let groups: Vec<_> = req
+                .group_by()
+                .iter()
+                .map(|g| (g.r#type().cloned(), g.key().unwrap_or_default().to_owned()))
+                .collect();
+            let services = req
+                .filter()
+                .and_then(|f| f.dimensions())
+                .filter(|d| d.key() == Some(&Dimension::Service))
+                .map(|d| d.values().to_vec());
+            req.next_page_token().is_none()
+                && period.map(|p| (p.start(), p.end())) == Some(("2026-11-01", "2026-11-03"))
+                && req.granularity() == Some(&Granularity::Daily)
+                && req.metrics() == ["UnblendedCost"]
+                && groups
+                    == [
+                        (
+                            Some(GroupDefinitionType::Tag),
+                            "strata:environment".to_owned(),
+                        ),
+                        (Some(GroupDefinitionType::Tag), "CostCenter".to_owned()),
+                    ]
+                && services == Some(vec!["Amazon Bedrock".to_owned()])
+        })
+        .then_output(|| {
+            GetCostAndUsageOutput::builder()
+                .results_by_time(cost_day(
+                    "2026-11-01",
+                    "2026-11-02",
+                    false,
+                    &[
+                        (&["strata:environment$prod", "CostCenter$eng"], "12.3456789"),
+                        (&["strata:environment$prod", "CostCenter$"], "0.5"),
+                    ],
+                ))
+                .next_page_token("page-2")
+                .build()
+        });
+    let second = mock!(aws_sdk_costexplorer::Client::get_cost_and_usage)
+        .match_requests(|req| req.next_page_token() == Some("page-2"))
+        .then_output(|| {
+            GetCostAndUsageOutput::builder()
+                .results_by_time(cost_day(
+                    "2026-11-02",
+                    "2026-11-03",
+                    true,
+                    &[(&["strata:environment$", "CostCenter$"], "3")],
+                ))
+                .build()
+        });
+    let client = mock_client!(aws_sdk_costexplorer, RuleMode::MatchAny, [&first, &second]);
+    let calls = AwsCalls::new();
+    let ce = SdkCostUsage {
+        client,
+        calls: calls.clone(),
+    };
+    let query = CostQuery {
+        start: chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap_or_default(),
+        end: chrono::NaiveDate::from_ymd_opt(2026, 11, 3).unwrap_or_default(),
+        group_by: vec!["strata:environment".into(), "CostCenter".into()],
+        services: vec!["Amazon Bedrock".into()],
+        metric: "UnblendedCost".into(),
+    };
+    let page = ce
+        .page(&query, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(page.next_token.as_deref(), Some("page-2"));
+    let read: Vec<_> = page
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r.day.to_string(),
+                r.tags.clone(),
+                r.amount_micros,
+                r.estimated,
+            )
+        })
+        .collect();
+    let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    assert_eq!(
+        read,
+        [
+            (
+                "2026-11-01".to_owned(),
+                vec![
+                    pair("strata:environment", "prod"),
+                    pair("CostCenter", "eng")
+                ],
+                12_345_679,
+                false
+            ),
+            (
+                "2026-11-01".to_owned(),
+                vec![pair("strata:environment", "prod"), pair("CostCenter", "")],
+                500_000,
+                false
+            ),
+        ]
+    );
+    let last = ce
+        .page(&query, page.next_token.as_deref())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(last.next_token, None);
+    assert_eq!(last.rows.len(), 1);
+    assert_eq!(
+        (
+            last.rows[0].tags.clone(),
+            last.rows[0].amount_micros,
+            last.rows[0].estimated
+        ),
+        (
+            vec![pair("strata:environment", ""), pair("CostCenter", "")],
+            3_000_000,
+            true
+        )
+    );
+    assert_eq!((first.num_calls(), second.num_calls()), (1, 1));
+    assert_eq!(calls.snapshot().reads(), 2, "every page is a counted call");
 }
