@@ -12,6 +12,7 @@ mod m20261126_000005_reconciler;
 mod m20261126_000006_api_keys;
 mod m20261126_000007_usage;
 mod m20261126_000008_model_capabilities;
+mod m20261127_000009_costs;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000006_api_keys::Migration),
             Box::new(m20261126_000007_usage::Migration),
             Box::new(m20261126_000008_model_capabilities::Migration),
+            Box::new(m20261127_000009_costs::Migration),
         ]
     }
 }

@@ -4,6 +4,7 @@
 
 mod audit;
 mod catalog;
+mod costs;
 mod keys;
 mod members;
 mod projects;

@@ -1,9 +1,18 @@
-//! Cost ingestion against moto's Cost Explorer (`GetCostAndUsage` answers what the
-//! test seeds through `/moto-api/static/ce/cost-and-usage-results`).
+//! Cost ingestion: the adapter against moto's Cost Explorer (`GetCostAndUsage` answers
+//! what the test seeds through `/moto-api/static/ce/cost-and-usage-results`), and the
+//! refresh rules (what is asked, what is replaced, the call budget) against a scripted
+//! Cost Explorer that pages (moto never does) on both databases.
 
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
 use chrono::NaiveDate;
 use serde_json::json;
-use strata_aws::CostQuery;
+use strata_aws::{AwsError, CostPage, CostQuery, CostRow, CostUsage};
+use strata_core::clock::Clock;
+use strata_core::services::Services;
+use strata_costs::{CostSettings, refresh};
+use strata_testkit::TestApp;
 use strata_testkit::moto::{moto_clients, moto_url};
 
 /// Queues `GetCostAndUsage` answers in moto. moto gives each new distinct request body
@@ -109,4 +118,260 @@ async fn cost_explorer_answers_are_read_by_tag_with_untagged_cost_kept() {
         1,
         "the page was one counted (billed) call"
     );
+}
+
+/// A clock pinned to one instant.
+struct At(chrono::DateTime<chrono::Utc>);
+
+impl Clock for At {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.0
+    }
+}
+
+/// A scripted Cost Explorer: answers every question with `pages` pages (`amount` USD per
+/// day and group, for every day asked), and remembers the questions.
+struct Scripted {
+    pages: usize,
+    amount: &'static str,
+    asked: Mutex<Vec<(CostQuery, Option<String>)>>,
+}
+
+impl Scripted {
+    fn new(pages: usize, amount: &'static str) -> Self {
+        Self {
+            pages,
+            amount,
+            asked: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn asked(&self) -> Vec<(CostQuery, Option<String>)> {
+        self.asked.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl CostUsage for Scripted {
+    async fn page(&self, query: &CostQuery, token: Option<&str>) -> Result<CostPage, AwsError> {
+        if let Ok(mut asked) = self.asked.lock() {
+            asked.push((query.clone(), token.map(str::to_owned)));
+        }
+        let index: usize = token.map_or(0, |t| t.parse().unwrap_or(0));
+        let amount = usd_micros(self.amount);
+        let mut rows = Vec::new();
+        let mut day = query.start;
+        while day < query.end {
+            // Page i carries the group "team-i" (and the first page the untagged cost).
+            let key = &query.group_by[1];
+            rows.push(CostRow {
+                day,
+                tags: vec![
+                    ("strata:environment".into(), "prod".into()),
+                    (key.clone(), format!("team-{index}")),
+                ],
+                amount_micros: amount,
+                unit: "USD".into(),
+                estimated: day + chrono::Duration::days(3) > query.end,
+            });
+            if index == 0 {
+                rows.push(CostRow {
+                    day,
+                    tags: vec![
+                        ("strata:environment".into(), String::new()),
+                        (key.clone(), String::new()),
+                    ],
+                    amount_micros: 1_000_000,
+                    unit: "USD".into(),
+                    estimated: false,
+                });
+            }
+            day += chrono::Duration::days(1);
+        }
+        Ok(CostPage {
+            rows,
+            next_token: (index + 1 < self.pages).then(|| (index + 1).to_string()),
+        })
+    }
+}
+
+fn usd_micros(amount: &str) -> i64 {
+    let usd: f64 = amount.parse().unwrap_or_else(|e| panic!("{amount}: {e}"));
+    (usd * 1_000_000.0).round() as i64
+}
+
+fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap_or_else(|| panic!("{y}-{m}-{d}"))
+}
+
+fn noon(d: NaiveDate) -> Arc<dyn Clock> {
+    Arc::new(At(d.and_hms_opt(12, 0, 0).unwrap_or_default().and_utc()))
+}
+
+#[tokio::test]
+async fn a_refresh_fetches_history_once_then_only_the_restated_days() {
+    let app = TestApp::spawn().await;
+    let settings = CostSettings {
+        tag_keys: vec!["CostCenter".into()],
+        history_days: 10,
+        restate_days: 3,
+        ..CostSettings::default()
+    };
+    let today = day(2026, 11, 20);
+    let services = Services::new(app.state.services.store.clone(), noon(today));
+
+    // First run: the whole history for both keys, every page, untagged cost kept.
+    let ce = Scripted::new(2, "2.5");
+    let report = refresh(&services, &ce, &settings)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.calls, 4, "{report:?}");
+    assert_eq!(report.refreshed, ["strata:project", "CostCenter"]);
+    assert!(!report.budget_exhausted && report.failed.is_empty());
+    let asked = ce.asked();
+    assert_eq!(
+        asked
+            .iter()
+            .map(|(q, t)| (q.group_by[1].as_str(), q.start, q.end, t.as_deref()))
+            .collect::<Vec<_>>(),
+        [
+            ("strata:project", day(2026, 11, 10), day(2026, 11, 21), None),
+            (
+                "strata:project",
+                day(2026, 11, 10),
+                day(2026, 11, 21),
+                Some("1")
+            ),
+            ("CostCenter", day(2026, 11, 10), day(2026, 11, 21), None),
+            (
+                "CostCenter",
+                day(2026, 11, 10),
+                day(2026, 11, 21),
+                Some("1")
+            ),
+        ]
+    );
+    assert!(
+        asked
+            .iter()
+            .all(|(q, _)| q.group_by[0] == "strata:environment"
+                && q.services == ["Amazon Bedrock"]
+                && q.metric == "UnblendedCost")
+    );
+    let stored = services
+        .costs("CostCenter", day(2026, 11, 1), day(2026, 12, 1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // 11 days × (team-0, team-1, untagged).
+    assert_eq!(stored.len(), 33);
+    let untagged: Vec<_> = stored.iter().filter(|f| f.tag_value.is_empty()).collect();
+    assert_eq!(untagged.len(), 11, "untagged cost is kept, never dropped");
+    assert!(
+        untagged
+            .iter()
+            .all(|f| f.environment.is_empty() && f.amount_micros == 1_000_000)
+    );
+    assert_eq!(
+        services
+            .cost_explorer_calls_today()
+            .await
+            .unwrap_or_default(),
+        4
+    );
+
+    // A day later Cost Explorer restates recent days: only those are asked again, and
+    // their figures replace the old ones; older days stay as they were.
+    let tomorrow = today + chrono::Duration::days(1);
+    let services = Services::new(app.state.services.store.clone(), noon(tomorrow));
+    let ce = Scripted::new(1, "4");
+    let report = refresh(&services, &ce, &settings)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.calls, 2, "{report:?}");
+    assert!(
+        ce.asked()
+            .iter()
+            .all(|(q, _)| (q.start, q.end) == (day(2026, 11, 18), day(2026, 11, 22))),
+        "{:?}",
+        ce.asked()
+    );
+    let stored = services
+        .costs("strata:project", day(2026, 11, 1), day(2026, 12, 1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let on = |d: NaiveDate, value: &str| {
+        stored
+            .iter()
+            .find(|f| f.day == d && f.tag_value == value)
+            .map(|f| f.amount_micros)
+    };
+    assert_eq!(
+        on(day(2026, 11, 17), "team-0"),
+        Some(2_500_000),
+        "not refetched"
+    );
+    assert_eq!(on(day(2026, 11, 17), "team-1"), Some(2_500_000));
+    assert_eq!(on(day(2026, 11, 18), "team-0"), Some(4_000_000), "restated");
+    assert_eq!(
+        on(day(2026, 11, 18), "team-1"),
+        None,
+        "a group that vanished from a restated day is gone"
+    );
+    assert_eq!(on(day(2026, 11, 21), "team-0"), Some(4_000_000));
+    assert_eq!(
+        services
+            .cost_coverage("strata:project")
+            .await
+            .unwrap_or_default(),
+        Some((day(2026, 11, 10), day(2026, 11, 22)))
+    );
+}
+
+#[tokio::test]
+async fn the_daily_call_budget_is_never_exceeded() {
+    let app = TestApp::spawn().await;
+    let settings = CostSettings {
+        tag_keys: vec!["CostCenter".into(), "Team".into()],
+        daily_call_budget: 5,
+        history_days: 5,
+        ..CostSettings::default()
+    };
+    let today = day(2026, 11, 20);
+    let services = Services::new(app.state.services.store.clone(), noon(today));
+    // Three pages per key: 9 calls wanted, 5 allowed.
+    let ce = Scripted::new(3, "1");
+    let report = refresh(&services, &ce, &settings)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.budget_exhausted);
+    assert_eq!(report.calls, 5);
+    assert_eq!(ce.asked().len(), 5);
+    assert_eq!(
+        report.refreshed,
+        ["strata:project"],
+        "only complete keys are stored"
+    );
+    assert_eq!(
+        services
+            .costs("CostCenter", day(2026, 11, 1), day(2026, 12, 1))
+            .await
+            .map(|c| c.len())
+            .unwrap_or(usize::MAX),
+        0,
+        "a key cut off mid-way keeps what it had"
+    );
+    // The same day, nothing more is spent; the next day the budget is fresh.
+    let again = refresh(&services, &ce, &settings)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((again.calls, again.budget_exhausted), (0, true));
+    assert_eq!(ce.asked().len(), 5);
+    let next_day = Services::new(
+        app.state.services.store.clone(),
+        noon(today + chrono::Duration::days(1)),
+    );
+    let later = refresh(&next_day, &ce, &settings)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(later.calls, 5);
 }

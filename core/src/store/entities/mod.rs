@@ -2,6 +2,9 @@
 
 pub mod api_keys;
 pub mod audit_events;
+pub mod cost_coverage;
+pub mod cost_daily;
+pub mod cost_explorer_calls;
 pub mod idempotency_keys;
 pub mod leases;
 pub mod models;

@@ -1,0 +1,159 @@
+//! Cost Explorer actuals: stored per day, environment and tag, replaced whole for the
+//! days a refresh fetched again (Cost Explorer restates recent days, and a group can
+//! vanish); the billed calls, counted against the daily budget.
+
+use chrono::{NaiveDate, NaiveTime};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use uuid::Uuid;
+
+use super::Services;
+use crate::CoreError;
+use crate::domain::CostFigure;
+use crate::store::entities::{cost_coverage, cost_daily, cost_explorer_calls};
+
+/// Rows per insert statement (8 bind parameters each).
+const INSERT_CHUNK: usize = 500;
+
+impl Services {
+    /// Billed Cost Explorer calls since midnight UTC.
+    pub async fn cost_explorer_calls_today(&self) -> Result<u64, CoreError> {
+        let midnight = self
+            .clock
+            .now()
+            .date_naive()
+            .and_time(NaiveTime::MIN)
+            .and_utc();
+        Ok(cost_explorer_calls::Entity::find()
+            .filter(cost_explorer_calls::Column::At.gte(midnight))
+            .count(self.store.db())
+            .await?)
+    }
+
+    /// Records one billed Cost Explorer call, whether or not it succeeded.
+    pub async fn record_cost_explorer_call(
+        &self,
+        operation: &str,
+        ok: bool,
+    ) -> Result<(), CoreError> {
+        cost_explorer_calls::Entity::insert(cost_explorer_calls::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            at: Set(self.clock.now()),
+            operation: Set(operation.to_owned()),
+            ok: Set(ok),
+        })
+        .exec_without_returning(self.store.db())
+        .await?;
+        Ok(())
+    }
+
+    /// The days `[from, to)` fetched so far for `tag_key`, if any.
+    pub async fn cost_coverage(
+        &self,
+        tag_key: &str,
+    ) -> Result<Option<(NaiveDate, NaiveDate)>, CoreError> {
+        Ok(cost_coverage::Entity::find_by_id(tag_key.to_owned())
+            .one(self.store.db())
+            .await?
+            .map(|c| (c.fetched_from, c.fetched_to)))
+    }
+
+    /// Replaces what is stored for `tag_key` on the days `[from, to)` with `figures`
+    /// (one transaction) and widens the key's coverage to include those days.
+    pub async fn replace_costs(
+        &self,
+        tag_key: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+        figures: &[CostFigure],
+    ) -> Result<(), CoreError> {
+        if let Some(f) = figures.iter().find(|f| f.day < from || f.day >= to) {
+            return Err(CoreError::invalid(
+                "day",
+                format!("{} is outside the refreshed range {from} – {to}", f.day),
+            ));
+        }
+        let now = self.clock.now();
+        let tx = self.store.begin_write().await?;
+        cost_daily::Entity::delete_many()
+            .filter(cost_daily::Column::TagKey.eq(tag_key))
+            .filter(cost_daily::Column::Day.gte(from))
+            .filter(cost_daily::Column::Day.lt(to))
+            .exec(&*tx)
+            .await?;
+        let rows: Vec<cost_daily::ActiveModel> = figures
+            .iter()
+            .map(|f| cost_daily::ActiveModel {
+                tag_key: Set(tag_key.to_owned()),
+                day: Set(f.day),
+                environment: Set(f.environment.clone()),
+                tag_value: Set(f.tag_value.clone()),
+                amount_micros: Set(f.amount_micros),
+                unit: Set(f.unit.clone()),
+                estimated: Set(f.estimated),
+                fetched_at: Set(now),
+            })
+            .collect();
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            cost_daily::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(&*tx)
+                .await?;
+        }
+        let covered = cost_coverage::Entity::find_by_id(tag_key.to_owned())
+            .one(&*tx)
+            .await?;
+        let (fetched_from, fetched_to) = match covered {
+            Some(c) => (c.fetched_from.min(from), c.fetched_to.max(to)),
+            None => (from, to),
+        };
+        cost_coverage::Entity::insert(cost_coverage::ActiveModel {
+            tag_key: Set(tag_key.to_owned()),
+            fetched_from: Set(fetched_from),
+            fetched_to: Set(fetched_to),
+            refreshed_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::column(cost_coverage::Column::TagKey)
+                .update_columns([
+                    cost_coverage::Column::FetchedFrom,
+                    cost_coverage::Column::FetchedTo,
+                    cost_coverage::Column::RefreshedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(&*tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// What is stored for `tag_key` on the days `[from, to)`, by day, environment and
+    /// value.
+    pub async fn costs(
+        &self,
+        tag_key: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<CostFigure>, CoreError> {
+        use sea_orm::QueryOrder;
+        Ok(cost_daily::Entity::find()
+            .filter(cost_daily::Column::TagKey.eq(tag_key))
+            .filter(cost_daily::Column::Day.gte(from))
+            .filter(cost_daily::Column::Day.lt(to))
+            .order_by_asc(cost_daily::Column::Day)
+            .order_by_asc(cost_daily::Column::Environment)
+            .order_by_asc(cost_daily::Column::TagValue)
+            .all(self.store.db())
+            .await?
+            .into_iter()
+            .map(|r| CostFigure {
+                day: r.day,
+                environment: r.environment,
+                tag_value: r.tag_value,
+                amount_micros: r.amount_micros,
+                unit: r.unit,
+                estimated: r.estimated,
+            })
+            .collect())
+    }
+}
