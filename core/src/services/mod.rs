@@ -6,6 +6,7 @@ mod audit;
 mod catalog;
 mod costs;
 mod keys;
+mod leases;
 mod members;
 mod projects;
 mod snapshot;
