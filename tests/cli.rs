@@ -275,3 +275,99 @@ async fn first_start_prints_a_working_admin_token() {
             .contains("m20261126_000004_idempotency_and_signing_keys")
     );
 }
+
+/// `strata <args>` in `dir` with AWS pointed at moto (or, with `moto: None`, with no
+/// AWS credentials anywhere).
+fn strata_with_aws(
+    dir: &std::path::Path,
+    moto: Option<&str>,
+    args: &[&str],
+) -> std::process::Output {
+    let mut cmd = Command::new(STRATA);
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("STRATA_DATABASE_URL")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("STRATA_LOG", "warn");
+    if let Some(url) = moto {
+        cmd.env("AWS_ENDPOINT_URL", url)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing");
+    }
+    cmd.output().unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn costs_refresh_stores_cost_explorer_figures_and_says_so_without_aws() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let migrated = strata_in(dir.path(), &["migrate"]);
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+
+    let refused = strata_with_aws(dir.path(), None, &["costs", "refresh"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("AWS is not configured"), "{err}");
+
+    // With moto: one query (strata:project by environment), its answer stored.
+    let moto = strata_testkit::moto::moto_url();
+    let _lock = strata_testkit::moto::lock_cost_results().await;
+    let day = chrono::Utc::now().date_naive();
+    let group = |env: &str, project: &str, amount: &str| {
+        json!({"Keys": [format!("strata:environment${env}"), format!("strata:project${project}")],
+               "Metrics": {"UnblendedCost": {"Amount": amount, "Unit": "USD"}}})
+    };
+    strata_testkit::moto::seed_cost_results(json!([{
+        "GroupDefinitions": [],
+        "ResultsByTime": [{
+            "TimePeriod": {"Start": day.to_string(), "End": (day + chrono::Duration::days(1)).to_string()},
+            "Total": {},
+            "Groups": [group("prod", "checkout", "3.5"), group("", "", "0.25")],
+            "Estimated": true
+        }],
+        "DimensionValueAttributes": []
+    }]))
+    .await;
+    let service = format!(
+        "strata-cli-test-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    );
+    let refreshed = strata_with_aws(
+        dir.path(),
+        Some(&moto),
+        &[
+            "costs",
+            "refresh",
+            "--cost-services",
+            &service,
+            "--cost-history-days",
+            "5",
+        ],
+    );
+    let out = String::from_utf8_lossy(&refreshed.stdout);
+    assert!(
+        refreshed.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&refreshed.stderr)
+    );
+    assert!(
+        out.contains(
+            "1 Cost Explorer call(s); 2 day × group figure(s) stored; refreshed: strata:project"
+        ),
+        "{out}"
+    );
+}

@@ -31,6 +31,9 @@ fn strata(args: &[&str], dir: &Path, db: &str, mantle: &FakeMantle, lease_secs: 
         .env("STRATA_MANTLE_URL", mantle.url())
         .env("STRATA_SERVE_PROXY", "false")
         .env("STRATA_COST_ALLOCATION_TAGS", "")
+        // Scheduled cost refreshes would take Cost Explorer answers other tests queued
+        // in the shared moto.
+        .env("STRATA_COST_REFRESH_INTERVAL_SECS", "0")
         .env("STRATA_RECONCILE_POLL_MS", "100")
         .env("STRATA_RECONCILE_LEASE_SECS", lease_secs.to_string())
         .env("STRATA_LOG", "warn")

@@ -6,13 +6,138 @@
 //! restates them) through today, and any history not fetched yet back to
 //! `history_days` ago. Every page is a billed call, recorded before the next is made.
 
+use std::sync::Arc;
+
 use chrono::{Duration, NaiveDate};
+use clap::Args;
 use strata_aws::{CostQuery, CostRow, CostUsage};
 use strata_core::CoreError;
 use strata_core::domain::{CostFigure, ENVIRONMENT_TAG, PROJECT_TAG};
 use strata_core::services::Services;
+use tokio_util::sync::CancellationToken;
 
 const OPERATION: &str = "GetCostAndUsage";
+/// The lease that lets one replica at a time refresh.
+const LEASE: &str = "cost-refresh";
+
+/// Settings of the cost ingester (`strata serve`, `strata costs refresh`).
+#[derive(Clone, Debug, Args)]
+pub struct CostConfig {
+    /// Cost tag keys to report by besides `strata:project`, comma-separated (e.g.
+    /// `CostCenter,Team`); each must be active as a cost-allocation tag.
+    #[arg(
+        long = "cost-tag-keys",
+        env = "STRATA_COST_TAG_KEYS",
+        value_delimiter = ','
+    )]
+    pub tag_keys: Vec<String>,
+    /// Cost Explorer `SERVICE` values counted, comma-separated; empty: every service.
+    #[arg(
+        long = "cost-services",
+        env = "STRATA_COST_SERVICES",
+        value_delimiter = ',',
+        default_value = "Amazon Bedrock"
+    )]
+    pub services: Vec<String>,
+    /// The Cost Explorer metric (`UnblendedCost`, `AmortizedCost`, `NetUnblendedCost` …).
+    #[arg(
+        long = "cost-metric",
+        env = "STRATA_COST_METRIC",
+        default_value = "UnblendedCost"
+    )]
+    pub metric: String,
+    /// Recent days fetched again on every refresh (Cost Explorer restates them).
+    #[arg(
+        long = "cost-restate-days",
+        env = "STRATA_COST_RESTATE_DAYS",
+        default_value_t = 3
+    )]
+    pub restate_days: u32,
+    /// Days of history fetched once.
+    #[arg(
+        long = "cost-history-days",
+        env = "STRATA_COST_HISTORY_DAYS",
+        default_value_t = 90
+    )]
+    pub history_days: u32,
+    /// Billed Cost Explorer calls ($0.01 each, every page) allowed per UTC day, across
+    /// all replicas.
+    #[arg(
+        long = "cost-daily-call-budget",
+        env = "STRATA_COST_DAILY_CALL_BUDGET",
+        default_value_t = 50
+    )]
+    pub daily_call_budget: u64,
+    /// Seconds between scheduled refreshes in `strata serve`; 0 turns them off.
+    #[arg(
+        long = "cost-refresh-interval",
+        env = "STRATA_COST_REFRESH_INTERVAL_SECS",
+        default_value_t = 28_800
+    )]
+    pub refresh_interval_secs: u64,
+}
+
+impl CostConfig {
+    /// The settings a refresh uses (list entries trimmed, empty ones dropped:
+    /// `STRATA_COST_TAG_KEYS=""` reaches clap as one empty entry).
+    pub fn settings(&self) -> CostSettings {
+        let clean = |items: &[String]| -> Vec<String> {
+            items
+                .iter()
+                .map(|i| i.trim().to_owned())
+                .filter(|i| !i.is_empty())
+                .collect()
+        };
+        CostSettings {
+            tag_keys: clean(&self.tag_keys),
+            services: clean(&self.services),
+            metric: self.metric.trim().to_owned(),
+            restate_days: self.restate_days,
+            history_days: self.history_days.max(self.restate_days),
+            daily_call_budget: self.daily_call_budget,
+        }
+    }
+}
+
+/// Refreshes every `interval` until `shutdown`, the first time right away; one
+/// replica at a time (a lease), so replicas do not pay for the same calls.
+pub async fn run(
+    services: Services,
+    cost_explorer: Arc<dyn CostUsage>,
+    settings: CostSettings,
+    interval: std::time::Duration,
+    shutdown: CancellationToken,
+) {
+    let owner = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
+    // Long enough for a refresh that pages through the whole budget.
+    let ttl = std::time::Duration::from_secs(15 * 60);
+    loop {
+        match services.claim_lease(LEASE, &owner, ttl).await {
+            Ok(true) => {
+                match refresh(&services, cost_explorer.as_ref(), &settings).await {
+                    Ok(report) => tracing::info!(
+                        cost.calls = report.calls,
+                        cost.rows = report.rows,
+                        cost.refreshed = ?report.refreshed,
+                        cost.failed = report.failed.len(),
+                        cost.budget_exhausted = report.budget_exhausted,
+                        "cost refresh finished"
+                    ),
+                    Err(e) => tracing::warn!(error.cause = %e, "cost refresh failed"),
+                }
+                if let Err(e) = services.release_lease(LEASE, &owner).await {
+                    tracing::warn!(error.cause = %e, "cannot release the cost-refresh lease");
+                }
+            }
+            Ok(false) => tracing::debug!("another replica is refreshing costs"),
+            Err(e) => tracing::warn!(error.cause = %e, "cannot claim the cost-refresh lease"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct CostSettings {

@@ -1,5 +1,6 @@
 //! Command-line interface: flags, each also read from a `STRATA_*` variable.
 
+mod costs;
 mod keys;
 mod migrate;
 mod proxy;
@@ -35,6 +36,8 @@ pub enum Command {
     Token(token::TokenArgs),
     /// Run one reconcile pass over every project and exit (`--dry-run`: print the plan).
     Reconcile(reconcile::ReconcileArgs),
+    /// Cost Explorer ingestion: refresh the stored daily cost by tag now.
+    Costs(costs::CostsArgs),
     /// Scoped API keys: create one, rotate the signing key.
     Keys(keys::KeysArgs),
     /// Run the OpenAI-compatible routing proxy, following a control plane.
@@ -95,6 +98,7 @@ impl Cli {
             Command::Migrate(args) => migrate::run(args).await,
             Command::Token(args) => token::run(args).await,
             Command::Reconcile(args) => reconcile::run(args).await,
+            Command::Costs(args) => costs::run(args).await,
             Command::Keys(args) => keys::run(args).await,
             Command::Proxy(args) => proxy::run(*args).await,
         }

@@ -39,6 +39,8 @@ pub struct ServeArgs {
     http: HttpConfig,
     #[command(flatten)]
     reconciler: strata_reconciler::ReconcilerConfig,
+    #[command(flatten)]
+    costs: strata_costs::CostConfig,
     /// Also run the routing proxy in this process (on --proxy-listen), so one command
     /// gives the whole system; turn off where proxies run as their own replicas.
     #[arg(long = "serve-proxy", env = "STRATA_SERVE_PROXY", default_value_t = true, action = ArgAction::Set)]
@@ -127,6 +129,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(shutdown_signal(shutdown.clone()));
     tokio::spawn(purge_idempotency_keys(state.clone(), shutdown.clone()));
+    let cost_loop = match (
+        &reconciler.aws().unavailable,
+        args.costs.refresh_interval_secs,
+    ) {
+        (_, 0) => None,
+        (Some(why), _) => {
+            tracing::info!(reason = %why, "scheduled cost refresh off: AWS is not configured");
+            None
+        }
+        (None, secs) => Some(tokio::spawn(strata_costs::run(
+            state.services.clone(),
+            reconciler.aws().cost_usage.clone(),
+            args.costs.settings(),
+            Duration::from_secs(secs),
+            shutdown.clone(),
+        ))),
+    };
     let reconcile_loop = run_loop.then(|| tokio::spawn(reconciler.run(shutdown.clone())));
 
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -177,6 +196,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await?;
     if let Some(task) = proxy_task {
         let _ = task.await;
+    }
+    if let Some(task) = cost_loop {
+        // A refresh in flight is cut off; what it had not stored is fetched next time.
+        task.abort();
     }
     if let Some(task) = reconcile_loop {
         // A pass in flight finishes its current AWS call; its lease expires if not.

@@ -64,3 +64,47 @@ pub async fn create_bucket(name: &str) -> String {
     );
     format!("arn:aws:s3:::{name}")
 }
+
+/// moto hands each new distinct `GetCostAndUsage` request the next queued answer,
+/// whoever asks: a test that seeds answers and then asks holds this lock (across test
+/// processes) from seeding to its last call, so no other test takes its answers.
+pub struct CostResultsLock(std::path::PathBuf);
+
+impl Drop for CostResultsLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Takes the Cost Explorer lock of this moto (a directory only one process can make).
+pub async fn lock_cost_results() -> CostResultsLock {
+    let name: String = moto_url()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let path = std::env::temp_dir().join(format!("strata-moto-ce-{name}"));
+    for _ in 0..600 {
+        if std::fs::create_dir(&path).is_ok() {
+            return CostResultsLock(path);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!(
+        "waited 30 s for {}; if no test is running, remove it",
+        path.display()
+    )
+}
+
+/// Queues `GetCostAndUsage` answers in moto (hold `lock_cost_results` meanwhile).
+pub async fn seed_cost_results(results: serde_json::Value) {
+    let res = reqwest::Client::new()
+        .post(format!(
+            "{}/moto-api/static/ce/cost-and-usage-results",
+            moto_url()
+        ))
+        .json(&serde_json::json!({ "results": results }))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("seeding moto: {e}"));
+    assert_eq!(res.status().as_u16(), 201, "seeding moto's Cost Explorer");
+}

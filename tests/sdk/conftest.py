@@ -95,6 +95,9 @@ class Stack:
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_REGION": "us-east-1",
             "AWS_EC2_METADATA_DISABLED": "true",
+            # Scheduled cost refreshes would take Cost Explorer answers other tests
+            # queued in the shared moto.
+            "STRATA_COST_REFRESH_INTERVAL_SECS": "0",
             "STRATA_MANTLE_URL": f"{self.mantle}/{{region}}/v1",
             "STRATA_LOG": "info",
             "STRATA_PROXY_USAGE_FLUSH_SECS": "1",

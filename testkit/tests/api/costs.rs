@@ -13,27 +13,12 @@ use strata_core::clock::Clock;
 use strata_core::services::Services;
 use strata_costs::{CostSettings, refresh};
 use strata_testkit::TestApp;
-use strata_testkit::moto::{moto_clients, moto_url};
-
-/// Queues `GetCostAndUsage` answers in moto. moto gives each new distinct request body
-/// the next queued answer, so a test asks questions no other test asks (here: its own
-/// service name in the filter).
-async fn seed_cost_results(results: serde_json::Value) {
-    let res = reqwest::Client::new()
-        .post(format!(
-            "{}/moto-api/static/ce/cost-and-usage-results",
-            moto_url()
-        ))
-        .json(&json!({ "results": results }))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("seeding moto: {e}"));
-    assert_eq!(res.status().as_u16(), 201, "seeding moto's Cost Explorer");
-}
+use strata_testkit::moto::{lock_cost_results, moto_clients, seed_cost_results};
 
 #[tokio::test]
 async fn cost_explorer_answers_are_read_by_tag_with_untagged_cost_kept() {
     let group = |keys: [&str; 2], amount: &str| json!({"Keys": keys, "Metrics": {"UnblendedCost": {"Amount": amount, "Unit": "USD"}}});
+    let _lock = lock_cost_results().await;
     seed_cost_results(json!([{
         "GroupDefinitions": [
             {"Type": "TAG", "Key": "strata:environment"},
