@@ -8,8 +8,7 @@ use strata_core::policy::{self, InferenceScope, OidcTrust};
 use crate::ReconcilerConfig;
 
 pub const MANAGED_BY: &str = "strata:managed-by";
-pub const PROJECT_TAG: &str = "strata:project";
-pub const ENVIRONMENT_TAG: &str = "strata:environment";
+pub use strata_core::domain::{ENVIRONMENT_TAG, PROJECT_TAG};
 pub const MANAGED_BY_VALUE: &str = "strata";
 /// The one inline policy on a project role.
 pub const INFERENCE_POLICY_NAME: &str = "strata-inference";

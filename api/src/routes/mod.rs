@@ -2,6 +2,7 @@
 //! OpenAPI document is generated from the handlers themselves.
 
 mod audit;
+mod costs;
 mod docs;
 mod health;
 mod keys;
@@ -44,6 +45,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(models::list_models))
         .routes(routes!(models::get_model, models::put_model))
         .routes(routes!(audit::list_audit))
+        .routes(routes!(costs::cost_report))
         .routes(routes!(me::whoami));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
 }

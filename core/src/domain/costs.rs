@@ -20,3 +20,118 @@ pub struct CostFigure {
     /// Cost Explorer may still restate it.
     pub estimated: bool,
 }
+
+/// What a cost report is grouped by: `project` (the `strata:project` tag),
+/// `environment`, or `tag:<key>` (a cost tag key strata ingests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CostGroupBy {
+    Project,
+    Environment,
+    Tag(String),
+}
+
+impl CostGroupBy {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "project" => Ok(Self::Project),
+            "environment" => Ok(Self::Environment),
+            _ => match s.strip_prefix("tag:") {
+                Some(key)
+                    if !key.is_empty()
+                        && key.len() <= 128
+                        && key
+                            .chars()
+                            .all(|c| c.is_alphanumeric() || " _.:/=+-@".contains(c)) =>
+                {
+                    Ok(Self::Tag(key.to_owned()))
+                }
+                _ => Err("must be `project`, `environment` or `tag:<tag key>`".into()),
+            },
+        }
+    }
+
+    /// The stored tag key the report reads.
+    pub fn tag_key(&self) -> &str {
+        match self {
+            Self::Project | Self::Environment => PROJECT_TAG,
+            Self::Tag(key) => key,
+        }
+    }
+
+    pub fn as_param(&self) -> String {
+        match self {
+            Self::Project => "project".into(),
+            Self::Environment => "environment".into(),
+            Self::Tag(key) => format!("tag:{key}"),
+        }
+    }
+}
+
+/// Cost Explorer actuals for a range, grouped.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct CostReport {
+    /// `project`, `environment` or `tag:<key>`.
+    pub group_by: String,
+    /// The environment reported on; absent: every environment.
+    pub environment: Option<String>,
+    /// First day (inclusive), `YYYY-MM-DD`.
+    pub from: NaiveDate,
+    /// Last day (exclusive).
+    pub to: NaiveDate,
+    pub currency: String,
+    /// Every group together, in US dollars.
+    pub total_usd: f64,
+    /// Cost that carries no value for the grouping tag.
+    pub untagged_usd: f64,
+    /// Some day in the range may still be restated by Cost Explorer.
+    pub estimated: bool,
+    /// Largest first; the untagged group (if any) is among them with `untagged: true`.
+    pub groups: Vec<CostGroup>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct CostGroup {
+    /// The tag value (a project id for `project`, an environment name for
+    /// `environment`); empty for untagged cost.
+    pub value: String,
+    pub untagged: bool,
+    /// The project's name, for `group_by=project` when the project is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project_name: Option<String>,
+    pub amount_usd: f64,
+    pub days: Vec<CostDay>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct CostDay {
+    pub day: NaiveDate,
+    pub amount_usd: f64,
+    pub estimated: bool,
+}
+
+/// Millionths of a dollar as dollars (exact to the millionth for any real amount).
+pub fn micros_to_usd(micros: i64) -> f64 {
+    micros as f64 / 1_000_000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_by_parses_the_three_forms_and_refuses_the_rest() {
+        assert_eq!(CostGroupBy::parse("project"), Ok(CostGroupBy::Project));
+        assert_eq!(
+            CostGroupBy::parse("environment"),
+            Ok(CostGroupBy::Environment)
+        );
+        assert_eq!(
+            CostGroupBy::parse("tag:CostCenter"),
+            Ok(CostGroupBy::Tag("CostCenter".into()))
+        );
+        for bad in ["", "tag:", "model", "tag:a;b", "TAG:x"] {
+            assert!(CostGroupBy::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(CostGroupBy::Environment.tag_key(), PROJECT_TAG);
+    }
+}

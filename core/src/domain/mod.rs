@@ -17,7 +17,10 @@ mod usage;
 pub use arn::{MAX_PROJECT_RESOURCES, validate_resource_arn, validate_resources};
 pub use catalog::{CatalogModel, ModelSpec, ModelUpsert};
 pub use conditions::{Condition, ConditionStatus, ConditionType, ProjectAws, set_condition};
-pub use costs::{CostFigure, ENVIRONMENT_TAG, PROJECT_TAG};
+pub use costs::{
+    CostDay, CostFigure, CostGroup, CostGroupBy, CostReport, ENVIRONMENT_TAG, PROJECT_TAG,
+    micros_to_usd,
+};
 pub use enums::{DataRetention, Environment, ProjectRole, ProjectStatus, Region};
 pub use keys::{
     ApiKey, ApiKeyDraft, CreatedApiKey, KeyStatus, MAX_KEY_NAME, MIN_KEY_LIFETIME_SECS, NewApiKey,

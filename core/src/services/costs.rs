@@ -2,15 +2,19 @@
 //! days a refresh fetched again (Cost Explorer restates recent days, and a group can
 //! vanish); the billed calls, counted against the daily budget.
 
-use chrono::{NaiveDate, NaiveTime};
+use std::collections::BTreeMap;
+
+use chrono::{Datelike, NaiveDate, NaiveTime};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
 use uuid::Uuid;
 
 use super::Services;
 use crate::CoreError;
-use crate::domain::CostFigure;
-use crate::store::entities::{cost_coverage, cost_daily, cost_explorer_calls};
+use crate::domain::{
+    CostDay, CostFigure, CostGroup, CostGroupBy, CostReport, Environment, micros_to_usd,
+};
+use crate::store::entities::{cost_coverage, cost_daily, cost_explorer_calls, projects};
 
 /// Rows per insert statement (8 bind parameters each).
 const INSERT_CHUNK: usize = 500;
@@ -155,5 +159,119 @@ impl Services {
                 estimated: r.estimated,
             })
             .collect())
+    }
+}
+
+/// The longest range a cost report covers.
+const MAX_COST_REPORT_DAYS: i64 = 732;
+
+impl Services {
+    /// Cost Explorer actuals on the days `[from, to)` (default: this month so far),
+    /// for one environment or all, grouped; untagged cost is its own group.
+    pub async fn cost_report(
+        &self,
+        environment: Option<Environment>,
+        group_by: &CostGroupBy,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    ) -> Result<CostReport, CoreError> {
+        let today = self.clock.now().date_naive();
+        let from = from.unwrap_or_else(|| today.with_day(1).unwrap_or(today));
+        let to = to.unwrap_or(today + chrono::Duration::days(1));
+        // Cost Explorer keeps about 14 months; these bounds only keep dates sane.
+        let (earliest, latest) = (
+            NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or(NaiveDate::MIN),
+            NaiveDate::from_ymd_opt(2200, 1, 1).unwrap_or(NaiveDate::MAX),
+        );
+        for (field, day) in [("from", from), ("to", to)] {
+            if !(earliest..=latest).contains(&day) {
+                return Err(CoreError::invalid(
+                    field,
+                    format!("must be between {earliest} and {latest}"),
+                ));
+            }
+        }
+        if to <= from {
+            return Err(CoreError::invalid("to", "must be after `from`"));
+        }
+        if (to - from).num_days() > MAX_COST_REPORT_DAYS {
+            return Err(CoreError::invalid(
+                "to",
+                format!("a report covers at most {MAX_COST_REPORT_DAYS} days"),
+            ));
+        }
+        let mut groups: BTreeMap<String, BTreeMap<NaiveDate, (i64, bool)>> = BTreeMap::new();
+        let mut currency = None;
+        for f in self.costs(group_by.tag_key(), from, to).await? {
+            if environment.is_some_and(|e| e.as_str() != f.environment) {
+                continue;
+            }
+            currency.get_or_insert(f.unit);
+            let value = match group_by {
+                CostGroupBy::Environment => f.environment,
+                _ => f.tag_value,
+            };
+            let day = groups.entry(value).or_default().entry(f.day).or_default();
+            day.0 = day.0.saturating_add(f.amount_micros);
+            day.1 |= f.estimated;
+        }
+        let names: BTreeMap<Uuid, String> = if *group_by == CostGroupBy::Project {
+            let ids: Vec<Uuid> = groups
+                .keys()
+                .filter_map(|v| Uuid::parse_str(v).ok())
+                .collect();
+            projects::Entity::find()
+                .filter(projects::Column::Id.is_in(ids))
+                .all(self.store.db())
+                .await?
+                .into_iter()
+                .map(|p| (p.id, p.name))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        let mut total = 0i64;
+        let mut untagged = 0i64;
+        let mut estimated = false;
+        let mut out: Vec<(i64, CostGroup)> = groups
+            .into_iter()
+            .map(|(value, days)| {
+                let amount: i64 = days.values().map(|(m, _)| *m).sum();
+                total = total.saturating_add(amount);
+                if value.is_empty() {
+                    untagged = untagged.saturating_add(amount);
+                }
+                estimated |= days.values().any(|(_, e)| *e);
+                let group = CostGroup {
+                    untagged: value.is_empty(),
+                    project_name: Uuid::parse_str(&value)
+                        .ok()
+                        .and_then(|id| names.get(&id).cloned()),
+                    value,
+                    amount_usd: micros_to_usd(amount),
+                    days: days
+                        .into_iter()
+                        .map(|(day, (micros, estimated))| CostDay {
+                            day,
+                            amount_usd: micros_to_usd(micros),
+                            estimated,
+                        })
+                        .collect(),
+                };
+                (amount, group)
+            })
+            .collect();
+        out.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.value.cmp(&b.1.value)));
+        Ok(CostReport {
+            group_by: group_by.as_param(),
+            environment: environment.map(|e| e.as_str().to_owned()),
+            from,
+            to,
+            currency: currency.unwrap_or_else(|| "USD".into()),
+            total_usd: micros_to_usd(total),
+            untagged_usd: micros_to_usd(untagged),
+            estimated,
+            groups: out.into_iter().map(|(_, g)| g).collect(),
+        })
     }
 }

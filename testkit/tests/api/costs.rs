@@ -10,10 +10,11 @@ use chrono::NaiveDate;
 use serde_json::json;
 use strata_aws::{AwsError, CostPage, CostQuery, CostRow, CostUsage};
 use strata_core::clock::Clock;
+use strata_core::domain::CostFigure;
 use strata_core::services::Services;
 use strata_costs::{CostSettings, refresh};
-use strata_testkit::TestApp;
 use strata_testkit::moto::{lock_cost_results, moto_clients, seed_cost_results};
+use strata_testkit::{TestApp, project_body};
 
 #[tokio::test]
 async fn cost_explorer_answers_are_read_by_tag_with_untagged_cost_kept() {
@@ -359,4 +360,150 @@ async fn the_daily_call_budget_is_never_exceeded() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(later.calls, 5);
+}
+
+fn figure(d: NaiveDate, env: &str, value: &str, micros: i64, estimated: bool) -> CostFigure {
+    CostFigure {
+        day: d,
+        environment: env.into(),
+        tag_value: value.into(),
+        amount_micros: micros,
+        unit: "USD".into(),
+        estimated,
+    }
+}
+
+#[tokio::test]
+async fn the_cost_api_groups_stored_figures_by_project_environment_or_tag() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project(&project_body("checkout")).await;
+    let pid = project["id"].as_str().unwrap_or_default().to_owned();
+    let services = &app.state.services;
+    let (d1, d2, end) = (day(2026, 10, 1), day(2026, 10, 2), day(2026, 10, 3));
+    services
+        .replace_costs(
+            "strata:project",
+            d1,
+            end,
+            &[
+                figure(d1, "prod", &pid, 10_000_000, false),
+                figure(d2, "prod", &pid, 5_500_000, true),
+                figure(
+                    d1,
+                    "dev",
+                    "0192c0de-0000-7000-8000-000000000000",
+                    1_000_000,
+                    false,
+                ),
+                figure(d1, "", "", 250_000, false),
+            ],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    services
+        .replace_costs(
+            "CostCenter",
+            d1,
+            end,
+            &[
+                figure(d1, "prod", "eng", 12_000_000, false),
+                figure(d2, "prod", "", 3_000_000, false),
+            ],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let finance = app.token("fiona", &["finance"]);
+    let range = "from=2026-10-01&to=2026-10-03";
+
+    let r = app.get(&format!("/api/v1/costs?{range}"), &finance).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.body);
+    assert_eq!(r.body["group_by"], "project");
+    assert_eq!(r.body["total_usd"], 16.75);
+    assert_eq!(r.body["untagged_usd"], 0.25);
+    assert_eq!(r.body["estimated"], true);
+    let groups = r.body["groups"].as_array().cloned().unwrap_or_default();
+    assert_eq!(groups.len(), 3, "{}", r.body);
+    assert_eq!(groups[0]["value"], pid.as_str(), "largest first");
+    assert_eq!(groups[0]["project_name"], "checkout");
+    assert_eq!(groups[0]["amount_usd"], 15.5);
+    assert_eq!(groups[0]["days"][1]["estimated"], true);
+    assert!(
+        groups[1].get("project_name").is_none(),
+        "an unknown project has no name"
+    );
+    assert_eq!(groups[2]["untagged"], true);
+
+    let r = app
+        .get(&format!("/api/v1/costs?{range}&environment=prod"), &finance)
+        .await;
+    assert_eq!(
+        (r.body["total_usd"].as_f64(), r.body["environment"].as_str()),
+        (Some(15.5), Some("prod"))
+    );
+
+    let r = app
+        .get(
+            &format!("/api/v1/costs?{range}&group_by=environment"),
+            &finance,
+        )
+        .await;
+    let by_env: Vec<_> = r.body["groups"]
+        .as_array()
+        .map(|g| {
+            g.iter()
+                .map(|g| (g["value"].clone(), g["amount_usd"].clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        by_env,
+        [
+            (json!("prod"), json!(15.5)),
+            (json!("dev"), json!(1.0)),
+            (json!(""), json!(0.25))
+        ]
+    );
+
+    let r = app
+        .get(
+            &format!("/api/v1/costs?{range}&group_by=tag:CostCenter"),
+            &finance,
+        )
+        .await;
+    assert_eq!(
+        (
+            r.body["total_usd"].as_f64(),
+            r.body["untagged_usd"].as_f64()
+        ),
+        (Some(15.0), Some(3.0))
+    );
+
+    // A range outside the stored days is empty, not an error.
+    let r = app
+        .get("/api/v1/costs?from=2025-01-01&to=2025-02-01", &finance)
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["total_usd"].as_f64()),
+        (200, Some(0.0))
+    );
+
+    // Bad input: clear 4xx naming the parameter.
+    for (query, status, field) in [
+        ("group_by=model", 422, "group_by"),
+        ("from=2026-10-03&to=2026-10-01", 422, "to"),
+        ("from=2020-01-01&to=2026-01-01", 422, "to"),
+        ("from=0001-01-01&to=0001-02-01", 422, "from"),
+    ] {
+        let r = app.get(&format!("/api/v1/costs?{query}"), &finance).await;
+        assert_eq!(r.status.as_u16(), status, "{query}: {}", r.body);
+        assert_eq!(
+            r.body["error"]["details"][0]["field"], field,
+            "{query}: {}",
+            r.body
+        );
+    }
+    for query in ["from=yesterday", "environment=moon"] {
+        let r = app.get(&format!("/api/v1/costs?{query}"), &finance).await;
+        assert_eq!(r.status.as_u16(), 400, "{query}: {}", r.body);
+    }
 }

@@ -1,0 +1,61 @@
+//! Cost Explorer actuals by environment and tag, for finance.
+
+use axum::Json;
+use axum::extract::State;
+use chrono::NaiveDate;
+use serde::Deserialize;
+use strata_core::CoreError;
+use strata_core::auth::Action;
+use strata_core::domain::{CostGroupBy, CostReport, Environment};
+use utoipa::IntoParams;
+
+use super::authorize;
+use crate::app::AppState;
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{ApiQuery, Caller};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CostQuery {
+    /// One environment; default: every environment.
+    pub environment: Option<Environment>,
+    /// `project` (default), `environment`, or `tag:<key>` for a key in
+    /// `STRATA_COST_TAG_KEYS` (e.g. `tag:CostCenter`).
+    pub group_by: Option<String>,
+    /// First day (`YYYY-MM-DD`, inclusive); default: the first of this month (UTC).
+    pub from: Option<NaiveDate>,
+    /// Last day (exclusive); default: tomorrow, so today is included. At most 732
+    /// days after `from`.
+    pub to: Option<NaiveDate>,
+}
+
+/// Cost Explorer actuals per day, grouped, with untagged cost as its own group.
+/// Served from strata's store: reading it never calls Cost Explorer.
+#[utoipa::path(
+    get, path = "/costs", tag = "costs",
+    params(CostQuery),
+    responses(
+        (status = 200, body = CostReport),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, description = "A bad `group_by` or range", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn cost_report(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<CostQuery>,
+) -> ApiResult<Json<CostReport>> {
+    authorize(&state, &caller, Action::CostsRead)?;
+    let group_by = match q.group_by.as_deref() {
+        None => CostGroupBy::Project,
+        Some(g) => CostGroupBy::parse(g).map_err(|e| CoreError::invalid("group_by", e))?,
+    };
+    Ok(Json(
+        state
+            .services
+            .cost_report(q.environment, &group_by, q.from, q.to)
+            .await?,
+    ))
+}
