@@ -371,3 +371,58 @@ async fn costs_refresh_stores_cost_explorer_figures_and_says_so_without_aws() {
         "{out}"
     );
 }
+
+/// A supervisor (or test) that stops reading serve's stdout must not kill it: the
+/// first-start message used to be printed with `println!`, which panics on a closed
+/// pipe (this made `first_start_prints_a_working_admin_token` flaky).
+#[tokio::test]
+async fn serve_survives_a_closed_stdout() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let port = free_port();
+    let mut server = Command::new(STRATA)
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("STRATA_LISTEN", format!("127.0.0.1:{port}"))
+        .env("STRATA_SERVE_PROXY", "false")
+        .env("STRATA_LOG", "warn")
+        .env_remove("STRATA_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(
+            std::fs::File::create(dir.path().join("serve.log"))
+                .map(Stdio::from)
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Closed before serve writes anything.
+    drop(server.stdout.take());
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        let ready = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ready {
+            break;
+        }
+        let exited = server.try_wait().unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            exited.is_none() && started.elapsed() < Duration::from_secs(30),
+            "serve {} before it was ready: {}",
+            exited.map_or("was not ready in 30 s".to_owned(), |s| format!(
+                "exited ({s})"
+            )),
+            std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
+    assert!(
+        log.contains("cannot print the first-start message"),
+        "{log}"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}

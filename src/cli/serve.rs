@@ -116,7 +116,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             clock.as_ref(),
         )?;
         write_secret_file(&args.admin_token_file, &token)?;
-        println!(
+        // Not println!: it panics when stdout is a closed pipe (a supervisor or a test
+        // that stopped reading after the token), which would kill the server.
+        let message = format!(
             "\nFirst start: a platform-admin token (valid 30 days) is in {} (mode 0600):\n\n{token}\n\n\
              Try:  curl -H \"Authorization: Bearer $(cat {})\" http://{}/api/v1/projects\n\
              More tokens:  strata token mint --subject alice --role developer\n",
@@ -124,6 +126,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             args.admin_token_file.display(),
             args.listen
         );
+        if let Err(e) = std::io::Write::write_all(&mut std::io::stdout(), message.as_bytes()) {
+            tracing::warn!(error.cause = %e, "cannot print the first-start message (the token is in the file)");
+        }
     }
 
     let shutdown = CancellationToken::new();
