@@ -112,6 +112,21 @@ pub async fn run(
     // Long enough for a refresh that pages through the whole budget.
     let ttl = std::time::Duration::from_secs(15 * 60);
     loop {
+        // A restart (or another replica) does not refresh again before it is due:
+        // every refresh costs billed calls.
+        let wait = match services.last_cost_refresh().await {
+            Ok(last) => time_until_due(last, services.clock.now(), interval),
+            Err(e) => {
+                tracing::warn!(error.cause = %e, "cannot read when costs were last refreshed");
+                interval
+            }
+        };
+        if !wait.is_zero() {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
         match services.claim_lease(LEASE, &owner, ttl).await {
             Ok(true) => {
                 match refresh(&services, cost_explorer.as_ref(), &settings).await {
@@ -132,11 +147,23 @@ pub async fn run(
             Ok(false) => tracing::debug!("another replica is refreshing costs"),
             Err(e) => tracing::warn!(error.cause = %e, "cannot claim the cost-refresh lease"),
         }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(interval) => {}
+        if shutdown.is_cancelled() {
+            return;
         }
     }
+}
+
+/// How long until a refresh is due, `interval` after the last one (now, if never).
+fn time_until_due(
+    last: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+    interval: std::time::Duration,
+) -> std::time::Duration {
+    let Some(last) = last else {
+        return std::time::Duration::ZERO;
+    };
+    let since = (now - last).to_std().unwrap_or(std::time::Duration::ZERO);
+    interval.saturating_sub(since)
 }
 
 #[derive(Debug, Clone)]
@@ -274,4 +301,61 @@ fn figures(rows: Vec<CostRow>) -> Vec<CostFigure> {
         figure.estimated |= row.estimated;
     }
     out.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration as StdDuration;
+
+    use super::*;
+
+    #[test]
+    fn a_refresh_is_due_an_interval_after_the_last() {
+        let now = chrono::Utc::now();
+        let hour = StdDuration::from_secs(3600);
+        assert_eq!(time_until_due(None, now, hour), StdDuration::ZERO);
+        assert_eq!(
+            time_until_due(Some(now - Duration::minutes(15)), now, hour),
+            StdDuration::from_secs(45 * 60)
+        );
+        assert_eq!(
+            time_until_due(Some(now - Duration::hours(2)), now, hour),
+            StdDuration::ZERO
+        );
+        // A clock that went backwards does not wait longer than one interval.
+        assert_eq!(
+            time_until_due(Some(now + Duration::hours(1)), now, hour),
+            hour
+        );
+    }
+
+    #[test]
+    fn figures_sum_one_day_and_group_and_keep_untagged() {
+        let d = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap_or_default();
+        let row = |env: &str, value: &str, micros: i64, estimated: bool| CostRow {
+            day: d,
+            tags: vec![
+                (ENVIRONMENT_TAG.into(), env.into()),
+                ("CostCenter".into(), value.into()),
+            ],
+            amount_micros: micros,
+            unit: "USD".into(),
+            estimated,
+        };
+        let out = figures(vec![
+            row("prod", "eng", 1, false),
+            row("prod", "eng", 2, true),
+            row("", "", 5, false),
+        ]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            (
+                out[0].environment.as_str(),
+                out[0].tag_value.as_str(),
+                out[0].amount_micros
+            ),
+            ("", "", 5)
+        );
+        assert_eq!((out[1].amount_micros, out[1].estimated), (3, true));
+    }
 }

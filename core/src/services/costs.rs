@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{Datelike, NaiveDate, NaiveTime};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Utc};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
 use uuid::Uuid;
@@ -49,6 +49,16 @@ impl Services {
         .exec_without_returning(self.store.db())
         .await?;
         Ok(())
+    }
+
+    /// When a refresh last stored figures for any key.
+    pub async fn last_cost_refresh(&self) -> Result<Option<DateTime<Utc>>, CoreError> {
+        use sea_orm::QueryOrder;
+        Ok(cost_coverage::Entity::find()
+            .order_by_desc(cost_coverage::Column::RefreshedAt)
+            .one(self.store.db())
+            .await?
+            .map(|c| c.refreshed_at))
     }
 
     /// The days `[from, to)` fetched so far for `tag_key`, if any.
