@@ -2,6 +2,8 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use serde::Deserialize;
 use strata_core::CoreError;
@@ -11,7 +13,7 @@ use utoipa::IntoParams;
 
 use super::authorize;
 use crate::app::AppState;
-use crate::error::{ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiQuery, Caller};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -47,15 +49,74 @@ pub async fn cost_report(
     caller: Caller,
     ApiQuery(q): ApiQuery<CostQuery>,
 ) -> ApiResult<Json<CostReport>> {
-    authorize(&state, &caller, Action::CostsRead)?;
+    Ok(Json(report(&state, &caller, q).await?))
+}
+
+/// The same report as CSV, one row per group and day
+/// (`day,group,untagged,project_name,amount_usd,estimated`), for spreadsheets; cells a
+/// spreadsheet would run as formulas are prefixed with `'`.
+#[utoipa::path(
+    get, path = "/costs.csv", tag = "costs",
+    params(CostQuery),
+    responses(
+        (status = 200, content_type = "text/csv", body = String),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, description = "A bad `group_by` or range", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn cost_report_csv(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<CostQuery>,
+) -> ApiResult<Response> {
+    let report = report(&state, &caller, q).await?;
+    let body = report.to_csv().map_err(|e| {
+        tracing::error!(error.cause = %e, "cannot write the cost report as CSV");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "The report could not be written as CSV.",
+        )
+    })?;
+    let name: String = format!(
+        "costs-{}-{}-{}-{}.csv",
+        report.environment.as_deref().unwrap_or("all"),
+        report.group_by,
+        report.from,
+        report.to
+    )
+    .chars()
+    .map(|c| {
+        if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+            c
+        } else {
+            '-'
+        }
+    })
+    .collect();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+async fn report(state: &AppState, caller: &Caller, q: CostQuery) -> ApiResult<CostReport> {
+    authorize(state, caller, Action::CostsRead)?;
     let group_by = match q.group_by.as_deref() {
         None => CostGroupBy::Project,
         Some(g) => CostGroupBy::parse(g).map_err(|e| CoreError::invalid("group_by", e))?,
     };
-    Ok(Json(
-        state
-            .services
-            .cost_report(q.environment, &group_by, q.from, q.to)
-            .await?,
-    ))
+    Ok(state
+        .services
+        .cost_report(q.environment, &group_by, q.from, q.to)
+        .await?)
 }

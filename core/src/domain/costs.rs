@@ -114,6 +114,45 @@ pub fn micros_to_usd(micros: i64) -> f64 {
     micros as f64 / 1_000_000.0
 }
 
+/// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR) gets a
+/// leading `'`: tag values come from users, and finance opens these files in Excel.
+fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}").into(),
+        _ => cell.into(),
+    }
+}
+
+impl CostReport {
+    /// One row per group and day: `day,group,untagged,project_name,amount_usd,estimated`.
+    pub fn to_csv(&self) -> Result<Vec<u8>, String> {
+        let mut out = csv::Writer::from_writer(Vec::new());
+        let header = [
+            "day",
+            "group",
+            "untagged",
+            "project_name",
+            "amount_usd",
+            "estimated",
+        ];
+        out.write_record(header).map_err(|e| e.to_string())?;
+        for group in &self.groups {
+            for day in &group.days {
+                out.write_record([
+                    day.day.to_string().as_str(),
+                    &spreadsheet_safe(&group.value),
+                    if group.untagged { "true" } else { "false" },
+                    &spreadsheet_safe(group.project_name.as_deref().unwrap_or_default()),
+                    &format!("{:.6}", day.amount_usd),
+                    if day.estimated { "true" } else { "false" },
+                ])
+                .map_err(|e| e.to_string())?;
+            }
+        }
+        out.into_inner().map_err(|e| e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,5 +172,44 @@ mod tests {
             assert!(CostGroupBy::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(CostGroupBy::Environment.tag_key(), PROJECT_TAG);
+    }
+
+    #[test]
+    fn csv_has_a_row_per_group_and_day_and_defuses_formulas() {
+        let day = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap_or_default();
+        let group = |value: &str, name: Option<&str>, usd: f64| CostGroup {
+            value: value.into(),
+            untagged: value.is_empty(),
+            project_name: name.map(str::to_owned),
+            amount_usd: usd,
+            days: vec![CostDay {
+                day,
+                amount_usd: usd,
+                estimated: false,
+            }],
+        };
+        let report = CostReport {
+            group_by: "tag:CostCenter".into(),
+            environment: None,
+            from: day,
+            to: day,
+            currency: "USD".into(),
+            total_usd: 13.75,
+            untagged_usd: 0.25,
+            estimated: false,
+            groups: vec![
+                group("=HYPERLINK(\"http://x\")", None, 12.5),
+                group("eng, \"core\"", Some("-rm"), 1.0),
+                group("", None, 0.25),
+            ],
+        };
+        let text = String::from_utf8(report.to_csv().unwrap_or_default()).unwrap_or_default();
+        assert_eq!(
+            text,
+            "day,group,untagged,project_name,amount_usd,estimated\n\
+             2026-10-01,\"'=HYPERLINK(\"\"http://x\"\")\",false,,12.500000,false\n\
+             2026-10-01,\"eng, \"\"core\"\"\",false,'-rm,1.000000,false\n\
+             2026-10-01,,true,,0.250000,false\n"
+        );
     }
 }

@@ -478,6 +478,39 @@ async fn the_cost_api_groups_stored_figures_by_project_environment_or_tag() {
         (Some(15.0), Some(3.0))
     );
 
+    // The same report as CSV, a row per group and day, named for what it holds.
+    let r = app
+        .get(
+            &format!("/api/v1/costs.csv?{range}&environment=prod"),
+            &finance,
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("text/csv; charset=utf-8"));
+    assert_eq!(
+        r.header("content-disposition"),
+        Some("attachment; filename=\"costs-prod-project-2026-10-01-2026-10-03.csv\"")
+    );
+    assert_eq!(
+        r.body.as_str().unwrap_or_default(),
+        format!(
+            "day,group,untagged,project_name,amount_usd,estimated\n\
+             2026-10-01,{pid},false,checkout,10.000000,false\n\
+             2026-10-02,{pid},false,checkout,5.500000,true\n"
+        )
+    );
+    let r = app
+        .get(
+            &format!("/api/v1/costs.csv?{range}&group_by=nope"),
+            &finance,
+        )
+        .await;
+    assert_eq!(
+        r.status.as_u16(),
+        422,
+        "bad input is an error envelope, not CSV"
+    );
+
     // A range outside the stored days is empty, not an error.
     let r = app
         .get("/api/v1/costs?from=2025-01-01&to=2025-02-01", &finance)
