@@ -153,9 +153,14 @@ hwm() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
 # wrk's latency to milliseconds.
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f", v}' <<<"$1"; }
-# CPU time (user + system, clock ticks) used so far by the given processes.
-ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
-sys_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
+# ticks all|sys PID…: CPU time (clock ticks) used so far by the processes, all or system.
+ticks() {
+  local which=$1 t=0 p; shift
+  for p in "$@"; do
+    t=$((t + $(awk -v w="$which" '{print w == "sys" ? $15 : $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
 # The processes doing the proxying on a path: nothing, nginx's workers, or strata.
 proxy_pids() { case $1 in direct) ;; nginx) pgrep -P "$(cat "$work/pass.pid")" ;; strata) echo "$proxy_pid" ;; esac; }
 declare -A RPS P50 P99 CPU SYS
@@ -163,13 +168,13 @@ load() { # name mode connections url
   local name=$1 mode=$2 conns=$3 url=$4 threads=2 out before sys_before requests pids
   ((conns == 1)) && threads=1
   pids=$(proxy_pids "$name")
-  before=$(ticks $pids); sys_before=$(sys_ticks $pids)
+  before=$(ticks all $pids); sys_before=$(ticks sys $pids)
   out=$(BENCH_KEY=$key BENCH_STREAM=$([[ $mode == stream ]] && echo 1 || echo 0) \
         wrk -t"$threads" -c"$conns" -d"$DURATION" --latency -s bench/chat.lua "$url")
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
-  CPU[$name.$mode.$conns]=$(awk -v t="$(($(ticks $pids) - before))" -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+  CPU[$name.$mode.$conns]=$(awk -v t="$(($(ticks all $pids) - before))" -v hz="$(getconf CLK_TCK)" -v n="$requests" \
     'BEGIN {printf "%.1f", n ? t / hz * 1e6 / n : 0}')
-  SYS[$name.$mode.$conns]=$(awk -v t="$(($(sys_ticks $pids) - sys_before))" -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+  SYS[$name.$mode.$conns]=$(awk -v t="$(($(ticks sys $pids) - sys_before))" -v hz="$(getconf CLK_TCK)" -v n="$requests" \
     'BEGIN {printf "%.1f", n ? t / hz * 1e6 / n : 0}')
   if ! grep -q 'non-2xx/3xx responses: 0' <<<"$out"; then echo "$out" >&2; echo "errors on $name $mode c=$conns" >&2; exit 1; fi
   RPS[$name.$mode.$conns]=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")

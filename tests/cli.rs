@@ -22,6 +22,25 @@ fn strata_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// `strata serve` in `dir` on the embedded database, listening on `port`, stdout piped,
+/// stderr in `dir/serve.log`.
+fn spawn_serve(dir: &std::path::Path, port: u16, env: &[(&str, &str)]) -> std::process::Child {
+    Command::new(STRATA)
+        .arg("serve")
+        .current_dir(dir)
+        .env("STRATA_LISTEN", format!("127.0.0.1:{port}"))
+        .envs(env.iter().copied())
+        .env_remove("STRATA_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(
+            std::fs::File::create(dir.join("serve.log"))
+                .map(Stdio::from)
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 async fn get_json(client: &reqwest::Client, url: String, token: Option<&str>) -> Value {
     let mut req = client.get(url);
     if let Some(t) = token {
@@ -40,20 +59,11 @@ async fn first_start_prints_a_working_admin_token() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let port = free_port();
     let proxy_port = free_port();
-    let mut server = Command::new(STRATA)
-        .arg("serve")
-        .current_dir(dir.path())
-        .env("STRATA_LISTEN", format!("127.0.0.1:{port}"))
-        .env("STRATA_PROXY_LISTEN", format!("127.0.0.1:{proxy_port}"))
-        .env_remove("STRATA_DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(
-            std::fs::File::create(dir.path().join("serve.log"))
-                .map(Stdio::from)
-                .unwrap_or_else(|e| panic!("{e}")),
-        )
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut server = spawn_serve(
+        dir.path(),
+        port,
+        &[("STRATA_PROXY_LISTEN", &format!("127.0.0.1:{proxy_port}"))],
+    );
     let stdout = server.stdout.take().unwrap_or_else(|| panic!("no stdout"));
     let printed = tokio::task::spawn_blocking(move || {
         BufReader::new(stdout)
@@ -379,21 +389,11 @@ async fn costs_refresh_stores_cost_explorer_figures_and_says_so_without_aws() {
 async fn serve_survives_a_closed_stdout() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let port = free_port();
-    let mut server = Command::new(STRATA)
-        .arg("serve")
-        .current_dir(dir.path())
-        .env("STRATA_LISTEN", format!("127.0.0.1:{port}"))
-        .env("STRATA_SERVE_PROXY", "false")
-        .env("STRATA_LOG", "warn")
-        .env_remove("STRATA_DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(
-            std::fs::File::create(dir.path().join("serve.log"))
-                .map(Stdio::from)
-                .unwrap_or_else(|e| panic!("{e}")),
-        )
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut server = spawn_serve(
+        dir.path(),
+        port,
+        &[("STRATA_SERVE_PROXY", "false"), ("STRATA_LOG", "warn")],
+    );
     // Closed before serve writes anything.
     drop(server.stdout.take());
     let client = reqwest::Client::new();

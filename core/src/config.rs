@@ -100,6 +100,16 @@ impl DatabaseConfig {
 }
 
 /// Replaces the password of `scheme://user:password@host` with `***`.
+/// A comma-separated setting's entries trimmed, empty ones dropped
+/// (`STRATA_X=""` reaches clap as one empty entry).
+pub fn clean_list(items: &[String]) -> Vec<String> {
+    items
+        .iter()
+        .map(|i| i.trim().to_owned())
+        .filter(|i| !i.is_empty())
+        .collect()
+}
+
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();

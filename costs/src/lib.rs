@@ -12,8 +12,9 @@ use chrono::{Duration, NaiveDate};
 use clap::Args;
 use strata_aws::{CostQuery, CostRow, CostUsage};
 use strata_core::CoreError;
+use strata_core::config::clean_list;
 use strata_core::domain::{CostFigure, ENVIRONMENT_TAG, PROJECT_TAG};
-use strata_core::services::Services;
+use strata_core::services::{Services, lease_owner};
 use tokio_util::sync::CancellationToken;
 
 const OPERATION: &str = "GetCostAndUsage";
@@ -78,19 +79,11 @@ pub struct CostConfig {
 }
 
 impl CostConfig {
-    /// The settings a refresh uses (list entries trimmed, empty ones dropped:
-    /// `STRATA_COST_TAG_KEYS=""` reaches clap as one empty entry).
+    /// The settings a refresh uses (list entries trimmed, empty ones dropped).
     pub fn settings(&self) -> CostSettings {
-        let clean = |items: &[String]| -> Vec<String> {
-            items
-                .iter()
-                .map(|i| i.trim().to_owned())
-                .filter(|i| !i.is_empty())
-                .collect()
-        };
         CostSettings {
-            tag_keys: clean(&self.tag_keys),
-            services: clean(&self.services),
+            tag_keys: clean_list(&self.tag_keys),
+            services: clean_list(&self.services),
             metric: self.metric.trim().to_owned(),
             restate_days: self.restate_days,
             history_days: self.history_days.max(self.restate_days),
@@ -108,7 +101,7 @@ pub async fn run(
     interval: std::time::Duration,
     shutdown: CancellationToken,
 ) {
-    let owner = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
+    let owner = lease_owner();
     // Long enough for a refresh that pages through the whole budget.
     let ttl = std::time::Duration::from_secs(15 * 60);
     loop {

@@ -1,5 +1,6 @@
 use clap::Args;
 use strata_aws::DEFAULT_MANTLE_URL;
+use strata_core::config::clean_list;
 
 /// Settings of the reconciler (`strata serve`, `strata reconcile`).
 #[derive(Clone, Debug, Args)]
@@ -84,15 +85,8 @@ impl ReconcilerConfig {
     /// reaches clap as one empty entry), and an empty OIDC provider, once, so the
     /// rest of the reconciler takes the settings as they are.
     pub fn normalized(mut self) -> Self {
-        let clean = |items: Vec<String>| -> Vec<String> {
-            items
-                .into_iter()
-                .map(|i| i.trim().to_owned())
-                .filter(|i| !i.is_empty())
-                .collect()
-        };
-        self.trusted_principals = clean(self.trusted_principals);
-        self.cost_allocation_tags = clean(self.cost_allocation_tags);
+        self.trusted_principals = clean_list(&self.trusted_principals);
+        self.cost_allocation_tags = clean_list(&self.cost_allocation_tags);
         self.trusted_oidc_provider = self
             .trusted_oidc_provider
             .map(|p| p.trim().to_owned())

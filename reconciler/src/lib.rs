@@ -52,7 +52,7 @@ impl Reconciler {
         config: ReconcilerConfig,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let owner = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
+        let owner = strata_core::services::lease_owner();
         Self {
             store,
             aws,

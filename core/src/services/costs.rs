@@ -149,11 +149,25 @@ impl Services {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Vec<CostFigure>, CoreError> {
+        self.cost_rows(tag_key, from, to, None).await
+    }
+
+    async fn cost_rows(
+        &self,
+        tag_key: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+        environment: Option<&str>,
+    ) -> Result<Vec<CostFigure>, CoreError> {
         use sea_orm::QueryOrder;
-        Ok(cost_daily::Entity::find()
+        let mut query = cost_daily::Entity::find()
             .filter(cost_daily::Column::TagKey.eq(tag_key))
             .filter(cost_daily::Column::Day.gte(from))
-            .filter(cost_daily::Column::Day.lt(to))
+            .filter(cost_daily::Column::Day.lt(to));
+        if let Some(environment) = environment {
+            query = query.filter(cost_daily::Column::Environment.eq(environment));
+        }
+        Ok(query
             .order_by_asc(cost_daily::Column::Day)
             .order_by_asc(cost_daily::Column::Environment)
             .order_by_asc(cost_daily::Column::TagValue)
@@ -212,10 +226,15 @@ impl Services {
         }
         let mut groups: BTreeMap<String, BTreeMap<NaiveDate, (i64, bool)>> = BTreeMap::new();
         let mut currency = None;
-        for f in self.costs(group_by.tag_key(), from, to).await? {
-            if environment.is_some_and(|e| e.as_str() != f.environment) {
-                continue;
-            }
+        let rows = self
+            .cost_rows(
+                group_by.tag_key(),
+                from,
+                to,
+                environment.map(Environment::as_str),
+            )
+            .await?;
+        for f in rows {
             currency.get_or_insert(f.unit);
             let value = match group_by {
                 CostGroupBy::Environment => f.environment,

@@ -19,6 +19,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use uuid::Uuid;
 
 pub use audit::{AuditEvent, AuditFilter};
+pub use leases::lease_owner;
 pub use projects::{CreateOutcome, IdempotencyKey, ProjectFilter};
 
 use crate::CoreError;
