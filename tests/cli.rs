@@ -374,12 +374,15 @@ async fn costs_refresh_stores_cost_explorer_figures_and_says_so_without_aws() {
         "{out}{}",
         String::from_utf8_lossy(&refreshed.stderr)
     );
+    // The cost query, then prod's month-end forecast (moto has none to give: its
+    // refusal is stored and the page projects linearly).
     assert!(
         out.contains(
-            "1 Cost Explorer call(s); 2 day × group figure(s) stored; refreshed: strata:project"
+            "2 Cost Explorer call(s); 2 day × group figure(s) stored; refreshed: strata:project"
         ),
         "{out}"
     );
+    assert!(out.contains("month-end forecast asked for: prod"), "{out}");
 }
 
 /// A supervisor (or test) that stops reading serve's stdout must not kill it: the

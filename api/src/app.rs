@@ -20,7 +20,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::metrics::Metrics;
-use crate::{middleware, openapi, routes};
+use crate::{middleware, openapi, routes, ui};
 
 /// HTTP settings of `strata serve`.
 #[derive(Clone, Debug, Args)]
@@ -39,6 +39,14 @@ pub struct HttpConfig {
         default_value_t = 1_048_576
     )]
     pub body_limit_bytes: usize,
+    /// Mark the pages' cookies `Secure` (browsers then send them over HTTPS only):
+    /// set it wherever strata is reached over TLS.
+    #[arg(
+        long = "ui-secure-cookies",
+        env = "STRATA_UI_SECURE_COOKIES",
+        default_value_t = false
+    )]
+    pub ui_secure_cookies: bool,
 }
 
 impl Default for HttpConfig {
@@ -46,6 +54,7 @@ impl Default for HttpConfig {
         Self {
             request_timeout_secs: 30,
             body_limit_bytes: 1_048_576,
+            ui_secure_cookies: false,
         }
     }
 }
@@ -167,6 +176,7 @@ pub fn build_router(state: AppState) -> Router {
             tracing::info!(http.status = res.status().as_u16(), duration_ms, "request finished");
         });
     routes::router()
+        .merge(ui::router(state.clone()))
         .fallback(middleware::fallback)
         .layer(
             ServiceBuilder::new()

@@ -8,6 +8,7 @@ mod metrics;
 mod middleware;
 pub mod openapi;
 mod routes;
+mod ui;
 
 pub use app::{App, AppState, HttpConfig, build_router};
 pub use error::{ApiError, ErrorBody};

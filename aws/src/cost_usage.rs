@@ -6,15 +6,18 @@ use async_trait::async_trait;
 use aws_sdk_costexplorer::Client;
 use aws_sdk_costexplorer::types::{
     DateInterval, Dimension, DimensionValues, Expression, Granularity, GroupDefinition,
-    GroupDefinitionType,
+    GroupDefinitionType, Metric, TagValues,
 };
 use chrono::NaiveDate;
 
 use crate::error::AwsError;
-use crate::{AwsCalls, CostPage, CostQuery, CostRow, CostUsage, ErrorKind};
+use crate::{
+    AwsCalls, CostForecast, CostPage, CostQuery, CostRow, CostUsage, ErrorKind, ForecastQuery,
+};
 
 const SERVICE: &str = "ce";
 const OPERATION: &str = "GetCostAndUsage";
+const FORECAST: &str = "GetCostForecast";
 
 pub(crate) struct SdkCostUsage {
     pub(crate) client: Client,
@@ -47,16 +50,7 @@ impl CostUsage for SdkCostUsage {
             );
         }
         if !query.services.is_empty() {
-            request = request.filter(
-                Expression::builder()
-                    .dimensions(
-                        DimensionValues::builder()
-                            .key(Dimension::Service)
-                            .set_values(Some(query.services.clone()))
-                            .build(),
-                    )
-                    .build(),
-            );
+            request = request.filter(services_filter(&query.services));
         }
         let call = async {
             request
@@ -102,6 +96,81 @@ impl CostUsage for SdkCostUsage {
                 .map(str::to_owned),
         })
     }
+
+    async fn forecast(&self, query: &ForecastQuery) -> Result<CostForecast, AwsError> {
+        let invalid =
+            |message: String| AwsError::new(SERVICE, FORECAST, ErrorKind::Invalid, None, message);
+        let period = DateInterval::builder()
+            .start(query.start.format("%Y-%m-%d").to_string())
+            .end(query.end.format("%Y-%m-%d").to_string())
+            .build()
+            .map_err(|e| invalid(e.to_string()))?;
+        let environment = Expression::builder()
+            .tags(
+                TagValues::builder()
+                    .key(&query.tag.0)
+                    .values(&query.tag.1)
+                    .build(),
+            )
+            .build();
+        let filter = if query.services.is_empty() {
+            environment
+        } else {
+            Expression::builder()
+                .and(services_filter(&query.services))
+                .and(environment)
+                .build()
+        };
+        let request = self
+            .client
+            .get_cost_forecast()
+            .time_period(period)
+            .granularity(Granularity::Monthly)
+            .metric(forecast_metric(&query.metric))
+            .filter(filter);
+        let call = async {
+            request
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(SERVICE, FORECAST, e))
+        };
+        let out = self.calls.track(SERVICE, FORECAST, call).await?;
+        let total = out
+            .total()
+            .ok_or_else(|| invalid("a forecast without a Total".into()))?;
+        let amount = total.amount().unwrap_or("0");
+        let amount_micros = micros(amount)
+            .ok_or_else(|| invalid(format!("an amount that is not a number: {amount:?}")))?;
+        Ok(CostForecast {
+            amount_micros,
+            unit: total.unit().unwrap_or("USD").to_owned(),
+        })
+    }
+}
+
+/// Only the given services (`SERVICE` dimension).
+fn services_filter(services: &[String]) -> Expression {
+    Expression::builder()
+        .dimensions(
+            DimensionValues::builder()
+                .key(Dimension::Service)
+                .set_values(Some(services.to_vec()))
+                .build(),
+        )
+        .build()
+}
+
+/// `GetCostAndUsage` names metrics `UnblendedCost`; `GetCostForecast` wants
+/// `UNBLENDED_COST`.
+fn forecast_metric(metric: &str) -> Metric {
+    let mut upper = String::with_capacity(metric.len() + 4);
+    for (i, c) in metric.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            upper.push('_');
+        }
+        upper.push(c.to_ascii_uppercase());
+    }
+    Metric::from(upper.as_str())
 }
 
 /// `CostCenter$eng` → (`CostCenter`, `eng`); `CostCenter$` (no such tag) → (`CostCenter`,
@@ -177,6 +246,16 @@ mod tests {
         ] {
             assert_eq!(micros(text), expected, "{text:?}");
         }
+    }
+
+    #[test]
+    fn forecast_metrics_are_upper_snake_case() {
+        assert_eq!(forecast_metric("UnblendedCost"), Metric::UnblendedCost);
+        assert_eq!(forecast_metric("AmortizedCost"), Metric::AmortizedCost);
+        assert_eq!(
+            forecast_metric("NetUnblendedCost"),
+            Metric::NetUnblendedCost
+        );
     }
 
     #[test]

@@ -178,10 +178,32 @@ pub struct CostPage {
     pub next_token: Option<String>,
 }
 
-/// Cost Explorer's `GetCostAndUsage`, one page (one billed request) per call.
+/// A month-end forecast request: one environment's cost on `[start, end)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForecastQuery {
+    pub start: chrono::NaiveDate,
+    pub end: chrono::NaiveDate,
+    /// Only cost carrying this tag (key, value), e.g. (`strata:environment`, `prod`).
+    pub tag: (String, String),
+    pub services: Vec<String>,
+    /// `UnblendedCost`, `AmortizedCost` … (as for `GetCostAndUsage`).
+    pub metric: String,
+}
+
+/// Cost Explorer's forecast total for a `ForecastQuery`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostForecast {
+    /// Millionths of `unit`.
+    pub amount_micros: i64,
+    pub unit: String,
+}
+
+/// Cost Explorer's `GetCostAndUsage`, one page (one billed request) per call, and
+/// `GetCostForecast` (one billed request).
 #[async_trait]
 pub trait CostUsage: Send + Sync {
     async fn page(&self, query: &CostQuery, token: Option<&str>) -> Result<CostPage, AwsError>;
+    async fn forecast(&self, query: &ForecastQuery) -> Result<CostForecast, AwsError>;
 }
 
 /// A resource and its tags, from the tagging API.

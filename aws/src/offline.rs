@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::{
-    AwsCalls, AwsClients, AwsError, CostAllocationTags, CostPage, CostQuery, CostTagStatus,
-    CostUsage, ErrorKind, Iam, Identity, Mantle, MantleProject, MantleUpdate, NewRole, Role,
-    TagMap, TaggedResource, Tagging,
+    AwsCalls, AwsClients, AwsError, CostAllocationTags, CostForecast, CostPage, CostQuery,
+    CostTagStatus, CostUsage, ErrorKind, ForecastQuery, Iam, Identity, Mantle, MantleProject,
+    MantleUpdate, NewRole, Role, TagMap, TaggedResource, Tagging,
 };
 use async_trait::async_trait;
 
@@ -103,6 +103,9 @@ impl CostAllocationTags for Empty {
 impl CostUsage for Empty {
     async fn page(&self, _: &CostQuery, _: Option<&str>) -> Result<CostPage, AwsError> {
         Err(refuse("GetCostAndUsage"))
+    }
+    async fn forecast(&self, _: &ForecastQuery) -> Result<CostForecast, AwsError> {
+        Err(refuse("GetCostForecast"))
     }
 }
 

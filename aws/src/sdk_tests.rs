@@ -289,3 +289,98 @@ async fn cost_pages_follow_the_token_and_keep_untagged_cost() {
     assert_eq!((first.num_calls(), second.num_calls()), (1, 1));
     assert_eq!(calls.snapshot().reads(), 2, "every page is a counted call");
 }
+
+#[tokio::test]
+async fn cost_forecast_asks_for_one_environment_and_reads_the_total() {
+    use aws_sdk_costexplorer::operation::get_cost_forecast::{
+        GetCostForecastError, GetCostForecastOutput,
+    };
+    use aws_sdk_costexplorer::types::{Granularity, Metric, MetricValue};
+    let answer = mock!(aws_sdk_costexplorer::Client::get_cost_forecast)
+        .match_requests(|req| {
+            let filter = req.filter();
+            let and = filter.map(|f| f.and()).unwrap_or_default();
+            let tag = and.iter().find_map(|e| e.tags());
+            let services = and.iter().find_map(|e| e.dimensions());
+            req.granularity() == Some(&Granularity::Monthly)
+                && req.metric() == Some(&Metric::UnblendedCost)
+                && req.time_period().map(|p| (p.start(), p.end()))
+                    == Some(("2026-11-27", "2026-12-01"))
+                && tag.and_then(|t| t.key()) == Some("strata:environment")
+                && tag.map(|t| t.values()) == Some(&["prod".to_owned()][..])
+                && services.map(|d| d.values()) == Some(&["Amazon Bedrock".to_owned()][..])
+        })
+        .then_output(|| {
+            GetCostForecastOutput::builder()
+                .total(
+                    MetricValue::builder()
+                        .amount("1234.5678912")
+                        .unit("USD")
+                        .build(),
+                )
+                .build()
+        });
+    let refused = mock!(aws_sdk_costexplorer::Client::get_cost_forecast)
+        .match_requests(|req| {
+            req.filter()
+                .map(|f| f.and())
+                .unwrap_or_default()
+                .iter()
+                .any(|e| e.tags().is_some_and(|t| t.values() == ["dev".to_owned()]))
+        })
+        .then_error(|| {
+            GetCostForecastError::DataUnavailableException(
+                aws_sdk_costexplorer::types::error::DataUnavailableException::builder()
+                    .message("not enough history")
+                    .meta(
+                        aws_smithy_types::error::ErrorMetadata::builder()
+                            .code("DataUnavailableException")
+                            .message("not enough history")
+                            .build(),
+                    )
+                    .build(),
+            )
+        });
+    let client = mock_client!(
+        aws_sdk_costexplorer,
+        RuleMode::MatchAny,
+        [&answer, &refused]
+    );
+    let calls = AwsCalls::new();
+    let ce = SdkCostUsage {
+        client,
+        calls: calls.clone(),
+    };
+    let query = |env: &str| crate::ForecastQuery {
+        start: chrono::NaiveDate::from_ymd_opt(2026, 11, 27).unwrap_or_default(),
+        end: chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap_or_default(),
+        tag: ("strata:environment".into(), env.into()),
+        services: vec!["Amazon Bedrock".into()],
+        metric: "UnblendedCost".into(),
+    };
+    let forecast = ce
+        .forecast(&query("prod"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        forecast,
+        crate::CostForecast {
+            amount_micros: 1_234_567_891,
+            unit: "USD".into()
+        }
+    );
+    let refusal = match ce.forecast(&query("dev")).await {
+        Ok(f) => panic!("a refused forecast was read as {f:?}"),
+        Err(e) => e,
+    };
+    assert!(
+        refusal.to_string().contains("not enough history"),
+        "{refusal}"
+    );
+    assert_eq!((answer.num_calls(), refused.num_calls()), (1, 1));
+    assert_eq!(
+        calls.snapshot().reads(),
+        2,
+        "both forecasts are counted calls"
+    );
+}

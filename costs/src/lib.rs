@@ -5,19 +5,25 @@
 //! What a refresh asks for, per tag key: the last `restate_days` days (Cost Explorer
 //! restates them) through today, and any history not fetched yet back to
 //! `history_days` ago. Every page is a billed call, recorded before the next is made.
+//! Then, once a day per environment with recent cost, Cost Explorer's forecast of the
+//! rest of the month (`GetCostForecast`); a refusal is stored with its reason, and
+//! pages fall back to a linear projection that says so.
 
 use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate};
 use clap::Args;
-use strata_aws::{CostQuery, CostRow, CostUsage};
+use strata_aws::{CostQuery, CostRow, CostUsage, ForecastQuery};
 use strata_core::CoreError;
 use strata_core::config::clean_list;
-use strata_core::domain::{CostFigure, ENVIRONMENT_TAG, PROJECT_TAG};
+use strata_core::domain::{CostFigure, ENVIRONMENT_TAG, PROJECT_TAG, next_month_start};
 use strata_core::services::{Services, lease_owner};
 use tokio_util::sync::CancellationToken;
 
 const OPERATION: &str = "GetCostAndUsage";
+const FORECAST: &str = "GetCostForecast";
+/// Environments with project cost this recently get a forecast.
+const FORECAST_LOOKBACK_DAYS: i64 = 62;
 /// The lease that lets one replica at a time refresh.
 const LEASE: &str = "cost-refresh";
 
@@ -197,6 +203,9 @@ pub struct RefreshReport {
     pub budget_exhausted: bool,
     /// Keys whose fetch failed, with why (their stored figures are unchanged).
     pub failed: Vec<(String, String)>,
+    /// Environments whose month-end forecast was asked for (and stored, or its
+    /// refusal stored).
+    pub forecasts: Vec<String>,
 }
 
 /// One refresh pass over every cost tag key.
@@ -269,7 +278,62 @@ pub async fn refresh(
         services.replace_costs(&key, start, end, &figures).await?;
         report.refreshed.push(key);
     }
+    if !report.budget_exhausted {
+        forecasts(services, cost_explorer, settings, &mut report).await?;
+    }
     Ok(report)
+}
+
+/// Asks for each environment's forecast of the rest of the month, once a day: a
+/// forecast already fetched today for the same period is kept.
+async fn forecasts(
+    services: &Services,
+    cost_explorer: &dyn CostUsage,
+    settings: &CostSettings,
+    report: &mut RefreshReport,
+) -> Result<(), CoreError> {
+    let today = services.clock.now().date_naive();
+    let period = (today, next_month_start(today));
+    let environments = services
+        .cost_environments_since(today - Duration::days(FORECAST_LOOKBACK_DAYS))
+        .await?;
+    for environment in environments {
+        if let Some(stored) = services.cost_forecast(&environment).await?
+            && (stored.period_start, stored.period_end) == period
+            && stored.fetched_at.date_naive() == today
+        {
+            continue;
+        }
+        if services.cost_explorer_calls_today().await? >= settings.daily_call_budget {
+            report.budget_exhausted = true;
+            return Ok(());
+        }
+        let query = ForecastQuery {
+            start: period.0,
+            end: period.1,
+            tag: (ENVIRONMENT_TAG.to_owned(), environment.clone()),
+            services: settings.services.clone(),
+            metric: settings.metric.clone(),
+        };
+        let forecast = cost_explorer.forecast(&query).await;
+        services
+            .record_cost_explorer_call(FORECAST, forecast.is_ok())
+            .await?;
+        report.calls += 1;
+        let outcome = match forecast {
+            Ok(f) => Ok((f.amount_micros, f.unit)),
+            Err(e) => {
+                // Normal for a new account or environment (too little history).
+                tracing::info!(cost.environment = %environment, error.cause = %e, "Cost Explorer gave no forecast; pages project linearly");
+                Err(e.to_string())
+            }
+        };
+        services
+            .store_cost_forecast(&environment, period, outcome)
+            .await?;
+        report.forecasts.push(environment);
+    }
+    Ok(())
 }
 
 /// Rows grouped by (environment, key) as stored figures; amounts of the same day and

@@ -13,6 +13,7 @@ mod m20261126_000006_api_keys;
 mod m20261126_000007_usage;
 mod m20261126_000008_model_capabilities;
 mod m20261127_000009_costs;
+mod m20261127_000010_cost_forecasts;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000007_usage::Migration),
             Box::new(m20261126_000008_model_capabilities::Migration),
             Box::new(m20261127_000009_costs::Migration),
+            Box::new(m20261127_000010_cost_forecasts::Migration),
         ]
     }
 }

@@ -59,6 +59,12 @@ pub async fn run(args: CostsArgs) -> anyhow::Result<()> {
             report.refreshed.join(", ")
         }
     );
+    if !report.forecasts.is_empty() {
+        println!(
+            "month-end forecast asked for: {}",
+            report.forecasts.join(", ")
+        );
+    }
     if report.budget_exhausted {
         println!(
             "Today's call budget ({} calls, STRATA_COST_DAILY_CALL_BUDGET) is spent; the rest waits for tomorrow.",

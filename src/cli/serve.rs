@@ -121,9 +121,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let message = format!(
             "\nFirst start: a platform-admin token (valid 30 days) is in {} (mode 0600):\n\n{token}\n\n\
              Try:  curl -H \"Authorization: Bearer $(cat {})\" http://{}/api/v1/projects\n\
+             Pages:  http://{}/ui (sign in with that token)\n\
              More tokens:  strata token mint --subject alice --role developer\n",
             args.admin_token_file.display(),
             args.admin_token_file.display(),
+            args.listen,
             args.listen
         );
         if let Err(e) = std::io::Write::write_all(&mut std::io::stdout(), message.as_bytes()) {

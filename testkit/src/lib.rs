@@ -2,6 +2,7 @@
 //! `STRATA_TEST_BACKEND`), the real app on port 0, tokens for any role, a fake
 //! OIDC identity provider, and a TCP proxy that can cut the database off.
 
+pub mod browser;
 mod db;
 mod fault;
 mod idp;

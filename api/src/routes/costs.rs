@@ -72,31 +72,46 @@ pub async fn cost_report_csv(
     ApiQuery(q): ApiQuery<CostQuery>,
 ) -> ApiResult<Response> {
     let report = report(&state, &caller, q).await?;
-    let body = report.to_csv().map_err(|e| {
-        tracing::error!(error.cause = %e, "cannot write the cost report as CSV");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "The report could not be written as CSV.",
-        )
-    })?;
-    let name: String = format!(
-        "costs-{}-{}-{}-{}.csv",
-        report.environment.as_deref().unwrap_or("all"),
-        report.group_by,
-        report.from,
-        report.to
+    csv_download(&report)
+}
+
+/// A cost report as a CSV attachment named for its environment, grouping and range.
+pub(crate) fn csv_download(report: &CostReport) -> ApiResult<Response> {
+    let body = report.to_csv().map_err(csv_failed)?;
+    Ok(csv_attachment(
+        &format!(
+            "costs-{}-{}-{}-{}.csv",
+            report.environment.as_deref().unwrap_or("all"),
+            report.group_by,
+            report.from,
+            report.to
+        ),
+        body,
+    ))
+}
+
+pub(crate) fn csv_failed(e: String) -> ApiError {
+    tracing::error!(error.cause = %e, "cannot write a cost table as CSV");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "The report could not be written as CSV.",
     )
-    .chars()
-    .map(|c| {
-        if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-            c
-        } else {
-            '-'
-        }
-    })
-    .collect();
-    Ok((
+}
+
+/// `body` as a download; the name is reduced to letters, digits, `.` and `-`.
+pub(crate) fn csv_attachment(name: &str, body: Vec<u8>) -> Response {
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
             (
@@ -106,7 +121,7 @@ pub async fn cost_report_csv(
         ],
         body,
     )
-        .into_response())
+        .into_response()
 }
 
 async fn report(state: &AppState, caller: &Caller, q: CostQuery) -> ApiResult<CostReport> {

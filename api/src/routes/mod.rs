@@ -2,7 +2,7 @@
 //! OpenAPI document is generated from the handlers themselves.
 
 mod audit;
-mod costs;
+pub(crate) mod costs;
 mod docs;
 mod health;
 mod keys;
@@ -68,13 +68,13 @@ pub fn router() -> Router<AppState> {
 
 /// Parses a project id from the path; a malformed id is simply a project that does
 /// not exist.
-fn project_id(raw: &str) -> Result<uuid::Uuid, crate::ApiError> {
+pub(crate) fn project_id(raw: &str) -> Result<uuid::Uuid, crate::ApiError> {
     uuid::Uuid::parse_str(raw).map_err(|_| crate::ApiError::not_found("project", raw))
 }
 
 /// Checks an action on one project: 404 when the caller may not see the project,
 /// 403 when it may see it but not do this.
-async fn authorize_project(
+pub(crate) async fn authorize_project(
     state: &AppState,
     caller: &crate::extract::Caller,
     id: uuid::Uuid,

@@ -4,6 +4,7 @@
 mod arn;
 mod catalog;
 mod conditions;
+mod cost_dashboard;
 mod costs;
 mod enums;
 mod keys;
@@ -17,6 +18,10 @@ mod usage;
 pub use arn::{MAX_PROJECT_RESOURCES, validate_resource_arn, validate_resources};
 pub use catalog::{CatalogModel, ModelSpec, ModelUpsert};
 pub use conditions::{Condition, ConditionStatus, ConditionType, ProjectAws, set_condition};
+pub use cost_dashboard::{
+    CHART_PROJECTS, ChartSeries, CostDashboard, DayCost, MonthEnd, ProjectCost, SeriesKind,
+    StoredForecast, TagSpend, linear_month_end, month_start, next_month_start,
+};
 pub use costs::{
     CostDay, CostFigure, CostGroup, CostGroupBy, CostReport, ENVIRONMENT_TAG, PROJECT_TAG,
     micros_to_usd,

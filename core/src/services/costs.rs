@@ -186,6 +186,40 @@ impl Services {
     }
 }
 
+/// A cost range `[from, to)`: default this month so far (today included); sane dates,
+/// `to` after `from`, at most `MAX_COST_REPORT_DAYS` days.
+pub(crate) fn cost_range(
+    today: NaiveDate,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+) -> Result<(NaiveDate, NaiveDate), CoreError> {
+    let from = from.unwrap_or_else(|| today.with_day(1).unwrap_or(today));
+    let to = to.unwrap_or(today + chrono::Duration::days(1));
+    // Cost Explorer keeps about 14 months; these bounds only keep dates sane.
+    let (earliest, latest) = (
+        NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or(NaiveDate::MIN),
+        NaiveDate::from_ymd_opt(2200, 1, 1).unwrap_or(NaiveDate::MAX),
+    );
+    for (field, day) in [("from", from), ("to", to)] {
+        if !(earliest..=latest).contains(&day) {
+            return Err(CoreError::invalid(
+                field,
+                format!("must be between {earliest} and {latest}"),
+            ));
+        }
+    }
+    if to <= from {
+        return Err(CoreError::invalid("to", "must be after `from`"));
+    }
+    if (to - from).num_days() > MAX_COST_REPORT_DAYS {
+        return Err(CoreError::invalid(
+            "to",
+            format!("a report covers at most {MAX_COST_REPORT_DAYS} days"),
+        ));
+    }
+    Ok((from, to))
+}
+
 /// The longest range a cost report covers.
 const MAX_COST_REPORT_DAYS: i64 = 732;
 
@@ -199,31 +233,7 @@ impl Services {
         from: Option<NaiveDate>,
         to: Option<NaiveDate>,
     ) -> Result<CostReport, CoreError> {
-        let today = self.clock.now().date_naive();
-        let from = from.unwrap_or_else(|| today.with_day(1).unwrap_or(today));
-        let to = to.unwrap_or(today + chrono::Duration::days(1));
-        // Cost Explorer keeps about 14 months; these bounds only keep dates sane.
-        let (earliest, latest) = (
-            NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or(NaiveDate::MIN),
-            NaiveDate::from_ymd_opt(2200, 1, 1).unwrap_or(NaiveDate::MAX),
-        );
-        for (field, day) in [("from", from), ("to", to)] {
-            if !(earliest..=latest).contains(&day) {
-                return Err(CoreError::invalid(
-                    field,
-                    format!("must be between {earliest} and {latest}"),
-                ));
-            }
-        }
-        if to <= from {
-            return Err(CoreError::invalid("to", "must be after `from`"));
-        }
-        if (to - from).num_days() > MAX_COST_REPORT_DAYS {
-            return Err(CoreError::invalid(
-                "to",
-                format!("a report covers at most {MAX_COST_REPORT_DAYS} days"),
-            ));
-        }
+        let (from, to) = cost_range(self.clock.now().date_naive(), from, to)?;
         let mut groups: BTreeMap<String, BTreeMap<NaiveDate, (i64, bool)>> = BTreeMap::new();
         let mut currency = None;
         let rows = self

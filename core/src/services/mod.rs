@@ -4,6 +4,7 @@
 
 mod audit;
 mod catalog;
+mod cost_dashboard;
 mod costs;
 mod keys;
 mod leases;

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use serde_json::json;
-use strata_aws::{AwsError, CostPage, CostQuery, CostRow, CostUsage};
+use strata_aws::{
+    AwsError, CostForecast, CostPage, CostQuery, CostRow, CostUsage, ErrorKind, ForecastQuery,
+};
 use strata_core::clock::Clock;
 use strata_core::domain::CostFigure;
 use strata_core::services::Services;
@@ -121,6 +123,7 @@ struct Scripted {
     pages: usize,
     amount: &'static str,
     asked: Mutex<Vec<(CostQuery, Option<String>)>>,
+    forecasts: Mutex<Vec<ForecastQuery>>,
 }
 
 impl Scripted {
@@ -129,6 +132,7 @@ impl Scripted {
             pages,
             amount,
             asked: Mutex::new(Vec::new()),
+            forecasts: Mutex::new(Vec::new()),
         }
     }
 
@@ -179,6 +183,27 @@ impl CostUsage for Scripted {
             next_token: (index + 1 < self.pages).then(|| (index + 1).to_string()),
         })
     }
+
+    /// $1,000 for the rest of the month in `prod`; refused elsewhere.
+    async fn forecast(&self, query: &ForecastQuery) -> Result<CostForecast, AwsError> {
+        if let Ok(mut asked) = self.forecasts.lock() {
+            asked.push(query.clone());
+        }
+        if query.tag.1 == "prod" {
+            Ok(CostForecast {
+                amount_micros: 1_000_000_000,
+                unit: "USD".into(),
+            })
+        } else {
+            Err(AwsError::new(
+                "ce",
+                "GetCostForecast",
+                ErrorKind::Invalid,
+                None,
+                "DataUnavailableException: insufficient amount of historical data",
+            ))
+        }
+    }
 }
 
 fn usd_micros(amount: &str) -> i64 {
@@ -211,8 +236,19 @@ async fn a_refresh_fetches_history_once_then_only_the_restated_days() {
     let report = refresh(&services, &ce, &settings)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(report.calls, 4, "{report:?}");
+    // Two keys × two pages, then prod's month-end forecast (prod had cost).
+    assert_eq!(report.calls, 5, "{report:?}");
     assert_eq!(report.refreshed, ["strata:project", "CostCenter"]);
+    assert_eq!(report.forecasts, ["prod"]);
+    let forecasts = ce.forecasts.lock().map(|f| f.clone()).unwrap_or_default();
+    assert_eq!(
+        forecasts
+            .iter()
+            .map(|q| (q.start, q.end, q.tag.0.as_str(), q.tag.1.as_str()))
+            .collect::<Vec<_>>(),
+        [(today, day(2026, 12, 1), "strata:environment", "prod")]
+    );
+    assert_eq!(forecasts[0].services, ["Amazon Bedrock"]);
     assert!(!report.budget_exhausted && report.failed.is_empty());
     let asked = ce.asked();
     assert_eq!(
@@ -262,8 +298,23 @@ async fn a_refresh_fetches_history_once_then_only_the_restated_days() {
             .cost_explorer_calls_today()
             .await
             .unwrap_or_default(),
-        4
+        5,
+        "every call is recorded, the forecast too"
     );
+    let forecast = services
+        .cost_forecast("prod")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("prod's forecast was not stored"));
+    assert_eq!(
+        (forecast.period_start, forecast.period_end, forecast.outcome),
+        (today, day(2026, 12, 1), Ok(1_000_000_000))
+    );
+    // Later the same day (the same answers) the forecast is not asked for again.
+    let report = refresh(&services, &Scripted::new(2, "2.5"), &settings)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((report.calls, report.forecasts.len()), (4, 0), "{report:?}");
 
     // A day later Cost Explorer restates recent days: only those are asked again, and
     // their figures replace the old ones; older days stay as they were.
@@ -273,7 +324,8 @@ async fn a_refresh_fetches_history_once_then_only_the_restated_days() {
     let report = refresh(&services, &ce, &settings)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(report.calls, 2, "{report:?}");
+    // One page per key, and a new day's forecast.
+    assert_eq!(report.calls, 3, "{report:?}");
     assert!(
         ce.asked()
             .iter()

@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 mod authz;
+mod cost_pages;
 mod costs;
 mod keys;
 mod members;

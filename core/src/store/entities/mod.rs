@@ -5,6 +5,7 @@ pub mod audit_events;
 pub mod cost_coverage;
 pub mod cost_daily;
 pub mod cost_explorer_calls;
+pub mod cost_forecasts;
 pub mod idempotency_keys;
 pub mod leases;
 pub mod models;

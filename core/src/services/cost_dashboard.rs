@@ -1,0 +1,512 @@
+//! An environment's cost page, summed by the database: page views read only stored
+//! figures (never Cost Explorer), and a year of a thousand projects is a few
+//! aggregate queries, not hundreds of thousands of rows shipped to Rust.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Months, NaiveDate, NaiveTime, Utc};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, OnConflict, Query, SimpleExpr};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Set,
+};
+use uuid::Uuid;
+
+use super::Services;
+use super::costs::cost_range;
+use crate::CoreError;
+use crate::domain::{
+    CHART_PROJECTS, ChartSeries, CostDashboard, CostGroupBy, DayCost, Environment, MonthEnd,
+    PROJECT_TAG, ProjectCost, SeriesKind, StoredForecast, TagSpend, linear_month_end, month_start,
+    next_month_start,
+};
+use crate::store::entities::{cost_coverage, cost_daily, cost_forecasts, projects, usage_minutes};
+
+/// `SUM(expr)` as a 64-bit integer on every backend (Postgres sums BIGINT as NUMERIC).
+fn sum(expr: impl Into<Expr>) -> SimpleExpr {
+    Func::cast_as(Func::sum(expr.into()), Alias::new("BIGINT")).into()
+}
+
+/// `amount_micros` on the days `[from, to)`, else 0.
+fn amount_between(from: NaiveDate, to: NaiveDate) -> SimpleExpr {
+    Expr::case(
+        Expr::col(cost_daily::Column::Day)
+            .gte(from)
+            .and(Expr::col(cost_daily::Column::Day).lt(to)),
+        Expr::col(cost_daily::Column::AmountMicros),
+    )
+    .finally(0i64)
+    .into()
+}
+
+fn midnight(day: NaiveDate) -> DateTime<Utc> {
+    day.and_time(NaiveTime::MIN).and_utc()
+}
+
+impl Services {
+    /// Keeps Cost Explorer's forecast for an environment (or why it gave none).
+    pub async fn store_cost_forecast(
+        &self,
+        environment: &str,
+        period: (NaiveDate, NaiveDate),
+        outcome: Result<(i64, String), String>,
+    ) -> Result<(), CoreError> {
+        let (amount, unit, error) = match outcome {
+            Ok((micros, unit)) => (Some(micros), Some(unit), None),
+            // The column holds 512 characters; AWS messages are shorter, but be sure.
+            Err(e) => (None, None, Some(e.chars().take(500).collect::<String>())),
+        };
+        cost_forecasts::Entity::insert(cost_forecasts::ActiveModel {
+            environment: Set(environment.to_owned()),
+            period_start: Set(period.0),
+            period_end: Set(period.1),
+            amount_micros: Set(amount),
+            unit: Set(unit),
+            error: Set(error),
+            fetched_at: Set(self.clock.now()),
+        })
+        .on_conflict(
+            OnConflict::column(cost_forecasts::Column::Environment)
+                .update_columns([
+                    cost_forecasts::Column::PeriodStart,
+                    cost_forecasts::Column::PeriodEnd,
+                    cost_forecasts::Column::AmountMicros,
+                    cost_forecasts::Column::Unit,
+                    cost_forecasts::Column::Error,
+                    cost_forecasts::Column::FetchedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(self.store.db())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn cost_forecast(
+        &self,
+        environment: &str,
+    ) -> Result<Option<StoredForecast>, CoreError> {
+        Ok(cost_forecasts::Entity::find_by_id(environment.to_owned())
+            .one(self.store.db())
+            .await?
+            .map(|f| StoredForecast {
+                period_start: f.period_start,
+                period_end: f.period_end,
+                outcome: match (f.amount_micros, f.error) {
+                    (Some(micros), _) => Ok(micros),
+                    (None, error) => Err(error.unwrap_or_default()),
+                },
+                fetched_at: f.fetched_at,
+            }))
+    }
+
+    /// Environments with project cost on or after `since` (the ones worth a forecast).
+    pub async fn cost_environments_since(
+        &self,
+        since: NaiveDate,
+    ) -> Result<Vec<String>, CoreError> {
+        let rows: Vec<String> = cost_daily::Entity::find()
+            .select_only()
+            .column(cost_daily::Column::Environment)
+            .distinct()
+            .filter(cost_daily::Column::TagKey.eq(PROJECT_TAG))
+            .filter(cost_daily::Column::Day.gte(since))
+            .filter(cost_daily::Column::Environment.ne(""))
+            .into_tuple()
+            .all(self.store.db())
+            .await?;
+        Ok(rows)
+    }
+
+    /// Everything an environment's cost page shows, for the days `[from, to)`
+    /// (default: this month so far) and, for `group_by=tag:<key>`, that key's
+    /// breakdown.
+    pub async fn cost_dashboard(
+        &self,
+        environment: Environment,
+        group_by: &CostGroupBy,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    ) -> Result<CostDashboard, CoreError> {
+        let now = self.clock.now();
+        let today = now.date_naive();
+        let (from, to) = cost_range(today, from, to)?;
+        let env = environment.as_str();
+        let db = self.store.db();
+        let backend = db.get_database_backend();
+        let tomorrow = today + chrono::Duration::days(1);
+        let this_month = month_start(today);
+        let last_month = this_month
+            .checked_sub_months(Months::new(1))
+            .unwrap_or(this_month);
+        // The same days of last month, for the trend (capped at its end).
+        let last_month_same = std::cmp::min(last_month + (tomorrow - this_month), this_month);
+        let lo = std::cmp::min(from, last_month);
+        let hi = std::cmp::max(to, tomorrow);
+
+        // Per project: the range, this month, the same days of last month.
+        let per_project = Query::select()
+            .column(cost_daily::Column::TagValue)
+            .expr_as(sum(amount_between(from, to)), Alias::new("in_range"))
+            .expr_as(
+                sum(amount_between(this_month, tomorrow)),
+                Alias::new("month"),
+            )
+            .expr_as(
+                sum(amount_between(last_month, last_month_same)),
+                Alias::new("last_month"),
+            )
+            .from(cost_daily::Entity)
+            .and_where(Expr::col(cost_daily::Column::TagKey).eq(PROJECT_TAG))
+            .and_where(Expr::col(cost_daily::Column::Environment).eq(env))
+            .and_where(Expr::col(cost_daily::Column::Day).gte(lo))
+            .and_where(Expr::col(cost_daily::Column::Day).lt(hi))
+            .group_by_col(cost_daily::Column::TagValue)
+            .to_owned();
+        let mut sums: Vec<(String, i64, i64, i64)> = Vec::new();
+        for row in db.query_all(&per_project).await? {
+            sums.push((
+                row.try_get("", "tag_value")?,
+                row.try_get("", "in_range")?,
+                row.try_get("", "month")?,
+                row.try_get("", "last_month")?,
+            ));
+        }
+
+        // Per day (the range and this month): the total and whether it may change.
+        let day_lo = std::cmp::min(from, this_month);
+        let per_day = Query::select()
+            .column(cost_daily::Column::Day)
+            .expr_as(
+                sum(Expr::col(cost_daily::Column::AmountMicros)),
+                Alias::new("total"),
+            )
+            .expr_as(
+                sum(
+                    Expr::case(Expr::col(cost_daily::Column::Estimated).eq(true), 1i64)
+                        .finally(0i64),
+                ),
+                Alias::new("restatable"),
+            )
+            .from(cost_daily::Entity)
+            .and_where(Expr::col(cost_daily::Column::TagKey).eq(PROJECT_TAG))
+            .and_where(Expr::col(cost_daily::Column::Environment).eq(env))
+            .and_where(Expr::col(cost_daily::Column::Day).gte(day_lo))
+            .and_where(Expr::col(cost_daily::Column::Day).lt(hi))
+            .group_by_col(cost_daily::Column::Day)
+            .to_owned();
+        let mut actual_by_day: BTreeMap<NaiveDate, (i64, bool)> = BTreeMap::new();
+        for row in db.query_all(&per_day).await? {
+            let restatable: i64 = row.try_get("", "restatable")?;
+            actual_by_day.insert(
+                row.try_get("", "day")?,
+                (row.try_get("", "total")?, restatable > 0),
+            );
+        }
+
+        // The environment's projects (names, teams, budgets), archived ones too:
+        // their cost still counts.
+        let known: Vec<(Uuid, String, String, Option<i64>)> = projects::Entity::find()
+            .select_only()
+            .columns([
+                projects::Column::Id,
+                projects::Column::Name,
+                projects::Column::Team,
+                projects::Column::MonthlyBudgetCents,
+            ])
+            .filter(projects::Column::Environment.eq(env))
+            .into_tuple()
+            .all(db)
+            .await?;
+
+        // The proxy's metered cost per project and day.
+        let estimates = self.metered_cost_by_day(backend, env, day_lo, hi).await?;
+        let mut estimate_by_day: BTreeMap<NaiveDate, i64> = BTreeMap::new();
+        for ((_, day), micros) in &estimates {
+            *estimate_by_day.entry(*day).or_default() += micros;
+        }
+        // This month's days Cost Explorer has not reported: the estimate stands in.
+        let unreported = |day: &NaiveDate| {
+            *day >= this_month && *day < tomorrow && !actual_by_day.contains_key(day)
+        };
+        let mut estimated_by_project: HashMap<Uuid, i64> = HashMap::new();
+        for ((project, day), micros) in &estimates {
+            if unreported(day) {
+                *estimated_by_project.entry(*project).or_default() += micros;
+            }
+        }
+
+        let by_id: HashMap<Uuid, &(Uuid, String, String, Option<i64>)> =
+            known.iter().map(|p| (p.0, p)).collect();
+        let mut untagged_micros = 0;
+        let mut range_micros = 0;
+        let mut seen: BTreeSet<Uuid> = BTreeSet::new();
+        let mut project_costs: Vec<ProjectCost> = Vec::new();
+        for (value, in_range, month, last) in sums {
+            range_micros += in_range;
+            if value.is_empty() {
+                untagged_micros += in_range;
+                continue;
+            }
+            let project = Uuid::parse_str(&value).ok().and_then(|id| by_id.get(&id));
+            if let Some(p) = project {
+                seen.insert(p.0);
+            }
+            let estimated = project
+                .and_then(|p| estimated_by_project.get(&p.0))
+                .copied()
+                .unwrap_or(0);
+            project_costs.push(ProjectCost {
+                id: project.map(|p| p.0),
+                name: project.map_or_else(|| value.clone(), |p| p.1.clone()),
+                team: project.map(|p| p.2.clone()),
+                range_micros: in_range,
+                month_micros: month + estimated,
+                last_month_micros: last,
+                budget_micros: project.and_then(|p| p.3).map(|cents| cents * 10_000),
+            });
+        }
+        for p in known.iter().filter(|p| !seen.contains(&p.0)) {
+            project_costs.push(ProjectCost {
+                id: Some(p.0),
+                name: p.1.clone(),
+                team: Some(p.2.clone()),
+                range_micros: 0,
+                month_micros: estimated_by_project.get(&p.0).copied().unwrap_or(0),
+                last_month_micros: 0,
+                budget_micros: p.3.map(|cents| cents * 10_000),
+            });
+        }
+        project_costs.sort_by(|a, b| {
+            b.range_micros
+                .cmp(&a.range_micros)
+                .then_with(|| b.month_micros.cmp(&a.month_micros))
+                .then_with(|| a.name.cmp(&b.name))
+        });
+
+        let month_actual_micros: i64 = actual_by_day
+            .range(this_month..tomorrow)
+            .map(|(_, (m, _))| m)
+            .sum();
+        let month_estimated_micros: i64 = estimate_by_day
+            .iter()
+            .filter(|(day, _)| unreported(day))
+            .map(|(_, m)| m)
+            .sum();
+        let budgets: Vec<&ProjectCost> = project_costs
+            .iter()
+            .filter(|p| p.budget_micros.is_some())
+            .collect();
+        let budget_micros =
+            (!budgets.is_empty()).then(|| budgets.iter().filter_map(|p| p.budget_micros).sum());
+        let budgeted_month_micros = budgets.iter().map(|p| p.month_micros).sum();
+
+        // The chart: the largest projects on the range, every other one, untagged.
+        let top: Vec<&ProjectCost> = project_costs
+            .iter()
+            .filter(|p| p.range_micros > 0)
+            .take(CHART_PROJECTS)
+            .collect();
+        let mut series: Vec<ChartSeries> = top
+            .iter()
+            .map(|p| ChartSeries {
+                name: p.name.clone(),
+                kind: SeriesKind::Project,
+            })
+            .collect();
+        let top_values: Vec<String> = top
+            .iter()
+            .map(|p| p.id.map_or_else(|| p.name.clone(), |id| id.to_string()))
+            .collect();
+        let mut top_days: HashMap<(NaiveDate, String), i64> = HashMap::new();
+        let mut untagged_days: HashMap<NaiveDate, i64> = HashMap::new();
+        let mut wanted = top_values.clone();
+        wanted.push(String::new());
+        let per_top_day: Vec<(NaiveDate, String, i64)> = cost_daily::Entity::find()
+            .select_only()
+            .columns([
+                cost_daily::Column::Day,
+                cost_daily::Column::TagValue,
+                cost_daily::Column::AmountMicros,
+            ])
+            .filter(cost_daily::Column::TagKey.eq(PROJECT_TAG))
+            .filter(cost_daily::Column::Environment.eq(env))
+            .filter(cost_daily::Column::Day.gte(from))
+            .filter(cost_daily::Column::Day.lt(to))
+            .filter(cost_daily::Column::TagValue.is_in(wanted))
+            .into_tuple()
+            .all(db)
+            .await?;
+        for (day, value, micros) in per_top_day {
+            if value.is_empty() {
+                *untagged_days.entry(day).or_default() += micros;
+            } else {
+                *top_days.entry((day, value)).or_default() += micros;
+            }
+        }
+        series.push(ChartSeries {
+            name: "Other projects".into(),
+            kind: SeriesKind::OtherProjects,
+        });
+        series.push(ChartSeries {
+            name: "Untagged".into(),
+            kind: SeriesKind::Untagged,
+        });
+        let mut days = Vec::new();
+        let mut day = from;
+        while day < to {
+            let actual = actual_by_day.get(&day).copied();
+            let mut by_series: Vec<i64> = top_values
+                .iter()
+                .map(|v| top_days.get(&(day, v.clone())).copied().unwrap_or(0))
+                .collect();
+            let untagged = untagged_days.get(&day).copied().unwrap_or(0);
+            let other =
+                actual.map_or(0, |(total, _)| total) - by_series.iter().sum::<i64>() - untagged;
+            by_series.push(std::cmp::max(other, 0));
+            by_series.push(untagged);
+            days.push(DayCost {
+                day,
+                by_series,
+                actual_micros: actual.map(|(total, _)| total),
+                estimate_micros: estimate_by_day.get(&day).copied(),
+                restatable: actual.is_some_and(|(_, r)| r),
+            });
+            day += chrono::Duration::days(1);
+        }
+
+        let breakdown = match group_by {
+            CostGroupBy::Tag(key) => Some((key.clone(), self.tag_spend(env, key, from, to).await?)),
+            CostGroupBy::Project | CostGroupBy::Environment => None,
+        };
+        let tag_keys: Vec<String> = cost_coverage::Entity::find()
+            .select_only()
+            .column(cost_coverage::Column::TagKey)
+            .filter(cost_coverage::Column::TagKey.ne(PROJECT_TAG))
+            .into_tuple()
+            .all(db)
+            .await?;
+
+        let month_to_date = month_actual_micros + month_estimated_micros;
+        let month_end = match self.cost_forecast(env).await? {
+            Some(f) if f.period_end == next_month_start(today) && f.period_start >= this_month => {
+                match f.outcome {
+                    Ok(forecast) => MonthEnd::Forecast {
+                        amount_micros: actual_by_day
+                            .range(this_month..f.period_start)
+                            .map(|(_, (m, _))| m)
+                            .sum::<i64>()
+                            + forecast,
+                    },
+                    Err(reason) => MonthEnd::Linear {
+                        amount_micros: linear_month_end(month_to_date, today),
+                        reason: format!("Cost Explorer gave no forecast: {reason}"),
+                    },
+                }
+            }
+            _ => MonthEnd::Linear {
+                amount_micros: linear_month_end(month_to_date, today),
+                reason: "Cost Explorer has no forecast for this month yet (the next cost refresh asks for one)".into(),
+            },
+        };
+
+        Ok(CostDashboard {
+            environment,
+            today,
+            from,
+            to,
+            month_actual_micros,
+            month_estimated_micros,
+            month_end,
+            budget_micros,
+            budgeted_month_micros,
+            range_micros,
+            untagged_micros,
+            projects: project_costs,
+            series,
+            days,
+            breakdown,
+            tag_keys,
+            last_refresh: self.last_cost_refresh().await?,
+        })
+    }
+
+    /// A tag key's spend per value on `[from, to)` in one environment, largest first.
+    async fn tag_spend(
+        &self,
+        environment: &str,
+        key: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<TagSpend>, CoreError> {
+        let query = Query::select()
+            .column(cost_daily::Column::TagValue)
+            .expr_as(
+                sum(Expr::col(cost_daily::Column::AmountMicros)),
+                Alias::new("total"),
+            )
+            .from(cost_daily::Entity)
+            .and_where(Expr::col(cost_daily::Column::TagKey).eq(key))
+            .and_where(Expr::col(cost_daily::Column::Environment).eq(environment))
+            .and_where(Expr::col(cost_daily::Column::Day).gte(from))
+            .and_where(Expr::col(cost_daily::Column::Day).lt(to))
+            .group_by_col(cost_daily::Column::TagValue)
+            .to_owned();
+        let mut out = Vec::new();
+        for row in self.store.db().query_all(&query).await? {
+            out.push(TagSpend {
+                value: row.try_get("", "tag_value")?,
+                micros: row.try_get("", "total")?,
+            });
+        }
+        out.sort_by(|a, b| b.micros.cmp(&a.micros).then_with(|| a.value.cmp(&b.value)));
+        Ok(out)
+    }
+
+    /// The proxy's metered cost per (project, UTC day) for an environment's projects
+    /// on `[from, to)`, summed by the database.
+    async fn metered_cost_by_day(
+        &self,
+        backend: DbBackend,
+        environment: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<BTreeMap<(Uuid, NaiveDate), i64>, CoreError> {
+        // Minutes are stored in UTC on both backends; the day is their first ten
+        // characters as text.
+        let day = match backend {
+            DbBackend::Postgres => {
+                Expr::cust("to_char(\"minute\" AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
+            }
+            _ => Expr::cust("substr(\"minute\", 1, 10)"),
+        };
+        let in_environment = Query::select()
+            .column(projects::Column::Id)
+            .from(projects::Entity)
+            .and_where(Expr::col(projects::Column::Environment).eq(environment))
+            .to_owned();
+        let query = Query::select()
+            .column(usage_minutes::Column::ProjectId)
+            .expr_as(day.clone(), Alias::new("day"))
+            .expr_as(
+                sum(Expr::col(usage_minutes::Column::CostMicros)),
+                Alias::new("total"),
+            )
+            .from(usage_minutes::Entity)
+            .and_where(Expr::col(usage_minutes::Column::ProjectId).in_subquery(in_environment))
+            .and_where(Expr::col(usage_minutes::Column::Minute).gte(midnight(from)))
+            .and_where(Expr::col(usage_minutes::Column::Minute).lt(midnight(to)))
+            .add_group_by([Expr::col(usage_minutes::Column::ProjectId), day])
+            .to_owned();
+        let mut out = BTreeMap::new();
+        for row in self.store.db().query_all(&query).await? {
+            let text: String = row.try_get("", "day")?;
+            let Ok(day) = NaiveDate::parse_from_str(&text, "%Y-%m-%d") else {
+                tracing::warn!(usage.day = %text, "a usage minute with an unreadable day; left out of estimates");
+                continue;
+            };
+            let micros: i64 = row.try_get("", "total")?;
+            out.insert((row.try_get("", "project_id")?, day), micros);
+        }
+        Ok(out)
+    }
+}
