@@ -74,8 +74,11 @@ impl AwsError {
         match &err {
             SdkError::ServiceError(ctx) => {
                 let code = ctx.err().code().map(str::to_owned);
-                let message = ctx.err().message().unwrap_or("no message").to_owned();
                 let status = ctx.raw().status();
+                let message = ctx
+                    .err()
+                    .message()
+                    .map_or_else(|| format!("HTTP {status} without a message"), str::to_owned);
                 let kind = classify(code.as_deref(), status);
                 Self::new(service, operation, kind, code, message)
             }

@@ -9,68 +9,21 @@ Needs STRATA_TEST_MOTO_URL (scripts/test starts moto) and the debug binaries
 (scripts/test builds them; STRATA_BIN / FAKE_MANTLE_BIN override).
 """
 
-import json
 import os
-import random
 import signal
-import socket
 import subprocess
-import time
-import urllib.error
-import urllib.request
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from strata_helpers import free_port, http, wait_until  # noqa: E402  (shared with tests/ui)
+
 ROOT = Path(__file__).resolve().parents[2]
 STRATA = os.environ.get("STRATA_BIN", str(ROOT / "target/debug/strata"))
 FAKE_MANTLE = os.environ.get("FAKE_MANTLE_BIN", str(ROOT / "target/debug/fake-mantle"))
-
-
-def free_port():
-    """A free port below Linux's ephemeral range (32768-60999), where outgoing
-    connections could take it before the child process binds it."""
-    for _ in range(1000):
-        port = random.randrange(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 20000-31999")
-
-
-def http(method, url, token=None, body=None, timeout=10):
-    """(status, parsed JSON or text) without raising on 4xx/5xx."""
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            status, text = r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        status, text = e.code, e.read().decode()
-    try:
-        return status, json.loads(text) if text else None
-    except ValueError:
-        return status, text
-
-
-def wait_until(check, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class Stack:

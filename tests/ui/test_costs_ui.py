@@ -1,0 +1,134 @@
+"""Finance and a developer use the pages in headless Chromium (Debian's), as people
+would: sign in with a token, read an environment's costs, switch the tag key,
+download the CSV, make a key; a developer is refused another team's project."""
+
+import datetime
+import re
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from conftest import CHROMIUM, SHOTS, cost_results
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def seeded(site):
+    checkout = site.project("checkout", "payments", monthly_budget_usd=500,
+                            tags={"CostCenter": "cc-1234"})
+    search = site.project("search", "discovery", tags={"CostCenter": "cc-9"})
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    days = [today - datetime.timedelta(days=n) for n in range(3, 0, -1)]
+
+    def by_project(d):
+        return [("prod", checkout["id"], "12.5"), ("prod", search["id"], "2.25"), ("prod", "", "1.75")]
+
+    def by_cost_center(d):
+        return [("prod", "cc-1234", "12.5"), ("prod", "cc-9", "2.25"), ("prod", "", "1.75")]
+
+    out = site.refresh_costs(
+        cost_results(days, by_project, "strata:project"),
+        cost_results(days, by_cost_center, "CostCenter"),
+    )
+    assert "refreshed: strata:project, CostCenter" in out, out
+    return {"checkout": checkout, "search": search, "days": days}
+
+
+def sign_in(page, site, token):
+    page.goto(f"{site.url}/ui/env/prod/costs")
+    expect(page).to_have_url(re.compile(r"/ui/signin\?next="))
+    page.get_by_label("Bearer token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_finance_reads_costs_switches_tag_key_and_downloads_csv(site, seeded, browser, tmp_path):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    sign_in(page, site, site.mint("fin@example.com", "finance"))
+    # Back on the page asked for, signed in.
+    expect(page).to_have_url(re.compile(r"/ui/env/prod/costs$"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Costs: prod")
+    cookies = {c["name"]: c for c in context.cookies()}
+    assert cookies["strata_session"]["httpOnly"] and cookies["strata_session"]["sameSite"] == "Strict"
+
+    # A range covering the seeded days, through the date pickers.
+    first, last = seeded["days"][0], seeded["days"][-1]
+    page.get_by_label("From").fill(str(first))
+    page.get_by_label("Through").fill(str(last))
+    page.get_by_role("button", name="Show").click()
+    by_project = page.get_by_role("table", name=re.compile("Spend per project"))
+    expect(by_project.get_by_role("row", name=re.compile("checkout"))).to_contain_text("$37.50")
+    expect(by_project.get_by_role("row", name=re.compile("search"))).to_contain_text("$6.75")
+    expect(by_project.get_by_role("row", name=re.compile("Untagged"))).to_contain_text("$5.25")
+    # Budget burn against checkout's $500 and a month end that says where it comes from
+    # (moto gives no forecast, so a linear projection, labelled).
+    expect(page.get_by_text("Linear projection")).to_be_visible()
+    chart = page.get_by_role("img", name=re.compile("Daily cost by project in prod"))
+    expect(chart).to_be_visible()
+    assert page.locator("svg.chart rect").count() == 9  # 3 days × (checkout, search, untagged)
+
+    # Switch the breakdown to the CostCenter tag key.
+    page.get_by_label("Break down by tag").select_option("tag:CostCenter")
+    page.get_by_role("button", name="Show").click()
+    expect(page).to_have_url(re.compile(r"group_by=tag%3ACostCenter"))
+    breakdown = page.get_by_role("table", name=re.compile("Spend per CostCenter value"))
+    expect(breakdown.get_by_role("row", name=re.compile("cc-1234"))).to_contain_text("$37.50")
+    expect(breakdown.get_by_role("row", name=re.compile("no CostCenter tag"))).to_contain_text("$5.25")
+    page.screenshot(path=str(SHOTS / "costs-prod-finance.png"), full_page=True)
+
+    # Download the CostCenter table as CSV.
+    with page.expect_download() as download:
+        page.get_by_role("link", name=re.compile(r"Download CSV \(per CostCenter")).click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name.endswith(".csv") and "prod" in saved.name
+    text = saved.read_text()
+    assert text.splitlines()[0].startswith("day,group,untagged"), text
+    assert f"{first},cc-1234,false" in text, text
+    assert sum(1 for line in text.splitlines() if ",true," in line) == 3, "untagged kept per day"
+
+    # Finance sees a project but no keys.
+    page.get_by_role("link", name="Projects").first.click()
+    page.get_by_role("link", name=re.compile("checkout")).first.click()
+    expect(page.get_by_role("heading", name="Settings")).to_be_visible()
+    expect(page.get_by_role("heading", name="Keys")).to_have_count(0)
+    context.close()
+
+
+def test_developer_makes_a_key_and_is_refused_another_teams_project(site, seeded, browser):
+    own = site.project("dev-own", "payments")
+    status, _ = site.api("PUT", f"/projects/{own['id']}/members/dev@example.com", {"role": "developer"})
+    assert status in (200, 201)
+    context = browser.new_context()
+    page = context.new_page()
+    sign_in(page, site, site.mint("dev@example.com", "developer"))
+    # No costs for a developer: the page says so.
+    expect(page.get_by_role("heading", level=1)).to_have_text("Not allowed")
+    page.goto(f"{site.url}/ui")
+    expect(page.get_by_role("link", name=re.compile("dev-own"))).to_be_visible()
+    expect(page.get_by_role("link", name=re.compile("checkout"))).to_have_count(0)
+
+    response = page.goto(f"{site.url}/ui/projects/{seeded['checkout']['id']}")
+    assert response.status == 404
+    expect(page.get_by_role("heading", level=1)).to_have_text("Not found")
+
+    page.goto(f"{site.url}/ui/projects/{own['id']}")
+    page.get_by_label("Name").fill("laptop")
+    page.get_by_label(re.compile("Expires in")).fill("7")
+    page.get_by_role("button", name="Create key").click()
+    secret = page.get_by_label(re.compile("Secret for the OpenAI SDK"))
+    expect(secret).to_have_value(re.compile(r"^sk-strata-"))
+    # Coming back to the page (not re-posting the form): the secret is gone.
+    page.goto(f"{site.url}/ui/projects/{own['id']}")
+    expect(page.get_by_label(re.compile("Secret for the OpenAI SDK"))).to_have_count(0)
+    page.get_by_role("button", name="Revoke key laptop").click()
+    expect(page.get_by_role("row", name=re.compile("laptop"))).to_contain_text("revoked")
+    context.close()
