@@ -228,7 +228,8 @@ impl EnvCostsView {
                 trend: p.trend_percent().map_or_else(|| "—".into(), format::change),
             })
             .collect();
-        let breakdown = costs.breakdown.as_ref().map(|(key, rows)| {
+        let breakdown = costs.breakdown.as_ref().map(|b| {
+            let (key, rows) = (&b.key, &b.values);
             let total: i64 = rows.iter().map(|r| r.micros).sum();
             Breakdown {
                 key: key.clone(),
@@ -607,7 +608,7 @@ mod tests {
     use strata_core::domain::{
         ChartSeries, Condition, ConditionStatus, ConditionType, CostDashboard, DataRetention,
         DayCost, Environment, MonthEnd, ProjectAws, ProjectCost, ProjectStatus, RateLimits,
-        SeriesKind, TagSpend, UsageGroupBy,
+        SeriesKind, TagBreakdown, TagSpend, UsageGroupBy,
     };
 
     use super::*;
@@ -716,9 +717,9 @@ mod tests {
                     restatable: false,
                 },
             ],
-            breakdown: Some((
-                "CostCenter".into(),
-                vec![
+            breakdown: Some(TagBreakdown {
+                key: "CostCenter".into(),
+                values: vec![
                     TagSpend {
                         value: "cc-1234".into(),
                         micros: 100_000_000,
@@ -728,7 +729,7 @@ mod tests {
                         micros: 30_500_000,
                     },
                 ],
-            )),
+            }),
             tag_keys: vec!["CostCenter".into(), "Team".into()],
             last_refresh: Some(at(4, 6)),
         }

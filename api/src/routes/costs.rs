@@ -1,14 +1,14 @@
 //! Cost Explorer actuals by environment and tag, for finance.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use serde::Deserialize;
 use strata_core::CoreError;
 use strata_core::auth::Action;
-use strata_core::domain::{CostGroupBy, CostReport, Environment};
+use strata_core::domain::{CostDashboard, CostGroupBy, CostReport, Environment};
 use utoipa::IntoParams;
 
 use super::authorize;
@@ -122,6 +122,64 @@ pub(crate) fn csv_attachment(name: &str, body: Vec<u8>) -> Response {
         body,
     )
         .into_response()
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DashboardQuery {
+    /// `project` (default) or `tag:<key>` for a breakdown by that cost tag key.
+    pub group_by: Option<String>,
+    /// First day (`YYYY-MM-DD`, inclusive); default: the first of this month (UTC).
+    pub from: Option<NaiveDate>,
+    /// Last day (exclusive); default: tomorrow. At most 732 days after `from`.
+    pub to: Option<NaiveDate>,
+}
+
+/// An environment's costs, as its page shows them.
+///
+/// The figures of `/ui/env/{environment}/costs`: month to date (Cost Explorer actuals, plus the proxy's metered estimate for days
+/// Cost Explorer has not reported), month end (Cost Explorer's forecast, or a linear
+/// projection with the reason), budgets, spend per project with last month's same
+/// days, cost per day by chart series with actual and estimate side by side, and a
+/// tag key's breakdown. Read from strata's store, never from Cost Explorer.
+#[utoipa::path(
+    get, path = "/environments/{environment}/costs", tag = "costs",
+    params(("environment" = String, Path, description = "`dev`, `staging` or `prod`"), DashboardQuery),
+    responses(
+        (status = 200, body = CostDashboard),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "No such environment", body = ErrorBody),
+        (status = 422, description = "A bad `group_by` or range", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn environment_costs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(environment): Path<String>,
+    ApiQuery(q): ApiQuery<DashboardQuery>,
+) -> ApiResult<Json<CostDashboard>> {
+    authorize(&state, &caller, Action::CostsRead)?;
+    let environment = Environment::parse(&environment)
+        .map_err(|_| ApiError::not_found("environment", &environment))?;
+    let group_by = match q.group_by.as_deref() {
+        None => CostGroupBy::Project,
+        Some(g) => match CostGroupBy::parse(g) {
+            Ok(CostGroupBy::Environment) | Err(_) => {
+                return Err(
+                    CoreError::invalid("group_by", "must be `project` or `tag:<tag key>`").into(),
+                );
+            }
+            Ok(g) => g,
+        },
+    };
+    Ok(Json(
+        state
+            .services
+            .cost_dashboard(environment, &group_by, q.from, q.to)
+            .await?,
+    ))
 }
 
 async fn report(state: &AppState, caller: &Caller, q: CostQuery) -> ApiResult<CostReport> {

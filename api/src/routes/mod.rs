@@ -47,6 +47,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::list_audit))
         .routes(routes!(costs::cost_report))
         .routes(routes!(costs::cost_report_csv))
+        .routes(routes!(costs::environment_costs))
         .routes(routes!(me::whoami));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
 }

@@ -3,6 +3,8 @@
 //! proxy's metering next to Cost Explorer's actuals. Amounts in millionths of a dollar.
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::Environment;
@@ -11,7 +13,8 @@ use super::Environment;
 pub const CHART_PROJECTS: usize = 6;
 
 /// Cost Explorer's month-end forecast, or strata's linear projection and why.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(tag = "source", rename_all = "snake_case")]
 pub enum MonthEnd {
     /// Actuals before the forecast's first day plus Cost Explorer's forecast.
     Forecast { amount_micros: i64 },
@@ -38,7 +41,7 @@ pub struct StoredForecast {
 
 /// One project (or one `strata:project` value strata does not know) in an
 /// environment's table.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ProjectCost {
     /// `None` for cost tagged with a project that is not (or no longer) in strata.
     pub id: Option<Uuid>,
@@ -74,7 +77,7 @@ impl ProjectCost {
 }
 
 /// One day of the page's range.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct DayCost {
     pub day: NaiveDate,
     /// Actuals per chart series, in `CostDashboard::series` order.
@@ -95,13 +98,14 @@ impl DayCost {
 }
 
 /// A chart series: a project, every other project, or untagged cost.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ChartSeries {
     pub name: String,
     pub kind: SeriesKind,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum SeriesKind {
     Project,
     OtherProjects,
@@ -109,13 +113,22 @@ pub enum SeriesKind {
 }
 
 /// One value of a tag key and its spend on the range (`value` empty: untagged).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct TagSpend {
     pub value: String,
     pub micros: i64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// A tag key's spend per value on the range, largest first.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct TagBreakdown {
+    pub key: String,
+    pub values: Vec<TagSpend>,
+}
+
+/// An environment's costs as its page shows them. Amounts (`…_micros`) are exact
+/// millionths of a US dollar.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct CostDashboard {
     pub environment: Environment,
     pub today: NaiveDate,
@@ -139,8 +152,8 @@ pub struct CostDashboard {
     pub projects: Vec<ProjectCost>,
     pub series: Vec<ChartSeries>,
     pub days: Vec<DayCost>,
-    /// The tag key broken down (from `group_by=tag:<key>`), largest first.
-    pub breakdown: Option<(String, Vec<TagSpend>)>,
+    /// The tag key broken down (from `group_by=tag:<key>`).
+    pub breakdown: Option<TagBreakdown>,
     /// Cost tag keys with stored figures, for the key chooser.
     pub tag_keys: Vec<String>,
     pub last_refresh: Option<DateTime<Utc>>,

@@ -20,7 +20,7 @@ pub use catalog::{CatalogModel, ModelSpec, ModelUpsert};
 pub use conditions::{Condition, ConditionStatus, ConditionType, ProjectAws, set_condition};
 pub use cost_dashboard::{
     CHART_PROJECTS, ChartSeries, CostDashboard, DayCost, MonthEnd, ProjectCost, SeriesKind,
-    StoredForecast, TagSpend, linear_month_end, month_start, next_month_start,
+    StoredForecast, TagBreakdown, TagSpend, linear_month_end, month_start, next_month_start,
 };
 pub use costs::{
     CostDay, CostFigure, CostGroup, CostGroupBy, CostReport, ENVIRONMENT_TAG, PROJECT_TAG,

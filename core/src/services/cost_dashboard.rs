@@ -16,8 +16,8 @@ use super::costs::cost_range;
 use crate::CoreError;
 use crate::domain::{
     CHART_PROJECTS, ChartSeries, CostDashboard, CostGroupBy, DayCost, Environment, MonthEnd,
-    PROJECT_TAG, ProjectCost, SeriesKind, StoredForecast, TagSpend, linear_month_end, month_start,
-    next_month_start,
+    PROJECT_TAG, ProjectCost, SeriesKind, StoredForecast, TagBreakdown, TagSpend, linear_month_end,
+    month_start, next_month_start,
 };
 use crate::store::entities::{cost_coverage, cost_daily, cost_forecasts, projects, usage_minutes};
 
@@ -375,7 +375,10 @@ impl Services {
         }
 
         let breakdown = match group_by {
-            CostGroupBy::Tag(key) => Some((key.clone(), self.tag_spend(env, key, from, to).await?)),
+            CostGroupBy::Tag(key) => Some(TagBreakdown {
+                key: key.clone(),
+                values: self.tag_spend(env, key, from, to).await?,
+            }),
             CostGroupBy::Project | CostGroupBy::Environment => None,
         };
         let tag_keys: Vec<String> = cost_coverage::Entity::find()

@@ -160,6 +160,12 @@ async fn role_by_endpoint() {
         ),
         (
             Method::GET,
+            "/api/v1/environments/prod/costs?group_by=tag:CostCenter".into(),
+            None,
+            [Forbidden, Forbidden, Forbidden, Ok, Forbidden, a, Ok],
+        ),
+        (
+            Method::GET,
             "/api/v1/me".into(),
             None,
             [Ok, Ok, Ok, Ok, Ok, a, Ok],
