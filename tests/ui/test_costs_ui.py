@@ -132,3 +132,34 @@ def test_developer_makes_a_key_and_is_refused_another_teams_project(site, seeded
     page.get_by_role("button", name="Revoke key laptop").click()
     expect(page.get_by_role("row", name=re.compile("laptop"))).to_contain_text("revoked")
     context.close()
+
+
+def test_pages_pass_axe_accessibility_checks(site, seeded, browser):
+    """axe-core (WCAG 2.1 A/AA rules: labels, headings, table semantics, contrast …)
+    finds nothing on the sign-in form, the project list, a cost page and a project page."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    axe = Axe()
+    # axe is injected as a script, which the pages' CSP (script-src 'none') refuses.
+    context = browser.new_context(bypass_csp=True)
+    page = context.new_page()
+    page.goto(f"{site.url}/ui/signin")
+    results = {"sign-in": axe.run(page)}
+    page.get_by_label("Bearer token").fill(site.admin)
+    page.get_by_role("button", name="Sign in").click()
+    first = seeded["days"][0]
+    for name, path in [
+        ("projects", "/ui"),
+        ("costs", f"/ui/env/prod/costs?from={first}&group_by=tag:CostCenter"),
+        ("project", f"/ui/projects/{seeded['checkout']['id']}"),
+    ]:
+        response = page.goto(f"{site.url}{path}")
+        assert response.status == 200, name
+        results[name] = axe.run(page)
+    problems = {
+        name: [(v["id"], v["help"], [n["target"] for n in v["nodes"]][:3]) for v in r.response["violations"]]
+        for name, r in results.items()
+        if r.violations_count
+    }
+    assert not problems, problems
+    context.close()
