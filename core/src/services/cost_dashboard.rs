@@ -38,6 +38,16 @@ fn amount_between(from: NaiveDate, to: NaiveDate) -> SimpleExpr {
     .into()
 }
 
+/// A project of the environment, as the cost page names it.
+struct KnownProject {
+    id: Uuid,
+    name: String,
+    team: String,
+    /// `None` without a budget, or once archived.
+    budget_micros: Option<i64>,
+    archived: bool,
+}
+
 fn midnight(day: NaiveDate) -> DateTime<Utc> {
     day.and_time(NaiveTime::MIN).and_utc()
 }
@@ -204,19 +214,31 @@ impl Services {
         }
 
         // The environment's projects (names, teams, budgets), archived ones too:
-        // their cost still counts.
-        let known: Vec<(Uuid, String, String, Option<i64>)> = projects::Entity::find()
+        // their cost still counts, their budget no longer does.
+        let known: Vec<KnownProject> = projects::Entity::find()
             .select_only()
             .columns([
                 projects::Column::Id,
                 projects::Column::Name,
                 projects::Column::Team,
                 projects::Column::MonthlyBudgetCents,
+                projects::Column::ArchivedAt,
             ])
             .filter(projects::Column::Environment.eq(env))
-            .into_tuple()
+            .into_tuple::<(Uuid, String, String, Option<i64>, Option<DateTime<Utc>>)>()
             .all(db)
-            .await?;
+            .await?
+            .into_iter()
+            .map(|(id, name, team, budget_cents, archived_at)| KnownProject {
+                id,
+                name,
+                team,
+                budget_micros: budget_cents
+                    .filter(|_| archived_at.is_none())
+                    .map(|cents| cents.saturating_mul(10_000)),
+                archived: archived_at.is_some(),
+            })
+            .collect();
 
         // The proxy's metered cost per project and day.
         let estimates = self.metered_cost_by_day(backend, env, day_lo, hi).await?;
@@ -235,8 +257,7 @@ impl Services {
             }
         }
 
-        let by_id: HashMap<Uuid, &(Uuid, String, String, Option<i64>)> =
-            known.iter().map(|p| (p.0, p)).collect();
+        let by_id: HashMap<Uuid, &KnownProject> = known.iter().map(|p| (p.id, p)).collect();
         let mut untagged_micros = 0;
         let mut range_micros = 0;
         let mut seen: BTreeSet<Uuid> = BTreeSet::new();
@@ -249,31 +270,36 @@ impl Services {
             }
             let project = Uuid::parse_str(&value).ok().and_then(|id| by_id.get(&id));
             if let Some(p) = project {
-                seen.insert(p.0);
+                seen.insert(p.id);
             }
             let estimated = project
-                .and_then(|p| estimated_by_project.get(&p.0))
+                .and_then(|p| estimated_by_project.get(&p.id))
                 .copied()
                 .unwrap_or(0);
             project_costs.push(ProjectCost {
-                id: project.map(|p| p.0),
-                name: project.map_or_else(|| value.clone(), |p| p.1.clone()),
-                team: project.map(|p| p.2.clone()),
+                id: project.map(|p| p.id),
+                name: project.map_or_else(|| value.clone(), |p| p.name.clone()),
+                team: project.map(|p| p.team.clone()),
                 range_micros: in_range,
                 month_micros: month + estimated,
                 last_month_micros: last,
-                budget_micros: project.and_then(|p| p.3).map(|cents| cents * 10_000),
+                budget_micros: project.and_then(|p| p.budget_micros),
             });
         }
-        for p in known.iter().filter(|p| !seen.contains(&p.0)) {
+        // Live projects without cost are listed too (an archived one only if it
+        // cost something).
+        for p in known
+            .iter()
+            .filter(|p| !seen.contains(&p.id) && !p.archived)
+        {
             project_costs.push(ProjectCost {
-                id: Some(p.0),
-                name: p.1.clone(),
-                team: Some(p.2.clone()),
+                id: Some(p.id),
+                name: p.name.clone(),
+                team: Some(p.team.clone()),
                 range_micros: 0,
-                month_micros: estimated_by_project.get(&p.0).copied().unwrap_or(0),
+                month_micros: estimated_by_project.get(&p.id).copied().unwrap_or(0),
                 last_month_micros: 0,
-                budget_micros: p.3.map(|cents| cents * 10_000),
+                budget_micros: p.budget_micros,
             });
         }
         project_costs.sort_by(|a, b| {

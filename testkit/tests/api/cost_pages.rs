@@ -109,6 +109,30 @@ async fn the_dashboard_sums_the_month_budgets_trend_estimates_and_forecast() {
         checkout["id"].as_str().unwrap_or_default().to_owned(),
         search["id"].as_str().unwrap_or_default().to_owned(),
     );
+    // Archived projects with a budget: one without cost is not listed, one with
+    // cost (October's) is, and neither budget counts any more.
+    let retired = app.create_project(&project_body("retired")).await;
+    let r = app
+        .post(
+            &format!(
+                "/api/v1/projects/{}/archive",
+                retired["id"].as_str().unwrap_or_default()
+            ),
+            &app.admin,
+            &json!({}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let old = app.create_project(&project_body("old")).await;
+    let oid = old["id"].as_str().unwrap_or_default().to_owned();
+    let r = app
+        .post(
+            &format!("/api/v1/projects/{oid}/archive"),
+            &app.admin,
+            &json!({}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
     let today = day(2026, 11, 20);
     let services = Services::new(
         app.state.services.store.clone(),
@@ -131,6 +155,7 @@ async fn the_dashboard_sums_the_month_budgets_trend_estimates_and_forecast() {
     figures.push(figure(day(2026, 11, 18), "prod", &sid, 5));
     figures.push(figure(day(2026, 11, 19), "prod", "", 1));
     figures.push(figure(day(2026, 11, 10), "dev", &cid, 100));
+    figures.push(figure(day(2026, 10, 25), "prod", &oid, 4));
     seed_project_costs(&services, day(2026, 10, 1), day(2026, 11, 21), figures).await;
     services
         .replace_costs(
@@ -178,7 +203,8 @@ async fn the_dashboard_sums_the_month_budgets_trend_estimates_and_forecast() {
     assert_eq!(board.range_micros, 44_000_000);
     assert_eq!(board.untagged_micros, 1_000_000);
     let names: Vec<&str> = board.projects.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["checkout", "search"]);
+    assert_eq!(names, ["checkout", "search", "old"]);
+    assert_eq!(board.projects[2].budget_micros, None, "archived: no budget");
     let c = &board.projects[0];
     assert_eq!(c.range_micros, 38_000_000);
     assert_eq!(c.month_micros, 38_000_000 + 2 * per_million);
