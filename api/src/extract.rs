@@ -169,14 +169,17 @@ impl FromRequestParts<AppState> for Caller {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| unauthenticated("the Authorization header must be 'Bearer <token>'"))?;
         let principal = state.verifier.verify(token).await?;
-        let request_id = parts
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
         Ok(Self {
             principal,
-            request_id,
+            request_id: request_id(&parts.headers),
         })
     }
+}
+
+/// The request's `x-request-id` (the middleware sets one on every request).
+pub(crate) fn request_id(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }

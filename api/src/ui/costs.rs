@@ -8,7 +8,7 @@ use chrono::{Duration, NaiveDate};
 use serde::Deserialize;
 use strata_core::CoreError;
 use strata_core::auth::Action;
-use strata_core::domain::{CostGroupBy, Environment};
+use strata_core::domain::{CostDashboard, CostGroupBy, Environment};
 use strata_web::chart::StackedChart;
 use strata_web::pages::{EnvCostsPage, EnvCostsView};
 
@@ -119,6 +119,14 @@ fn range_error(e: CoreError) -> UiError {
     }
 }
 
+async fn dashboard(state: &AppState, req: &Request) -> UiResult<CostDashboard> {
+    state
+        .services
+        .cost_dashboard(req.environment, &req.group_by, req.from, req.to)
+        .await
+        .map_err(range_error)
+}
+
 pub async fn env_costs(
     State(state): State<AppState>,
     ui: UiCaller,
@@ -128,11 +136,7 @@ pub async fn env_costs(
     let nav = ui.nav(&state);
     let page = async {
         let (req, _) = parse(&state, &ui, &environment, query, false)?;
-        let costs = state
-            .services
-            .cost_dashboard(req.environment, &req.group_by, req.from, req.to)
-            .await
-            .map_err(range_error)?;
+        let costs = dashboard(&state, &req).await?;
         let can_open_projects = state.rbac.allows(ui.principal(), Action::ProjectsRead);
         Ok::<_, UiError>(EnvCostsPage {
             nav: Some(nav.clone()),
@@ -158,11 +162,7 @@ pub async fn env_costs_csv(
     let csv = async {
         let (req, day) = parse(&state, &ui, &environment, query, true)?;
         if day {
-            let costs = state
-                .services
-                .cost_dashboard(req.environment, &req.group_by, req.from, req.to)
-                .await
-                .map_err(range_error)?;
+            let costs = dashboard(&state, &req).await?;
             let body = costs.days_csv().map_err(csv_failed)?;
             return Ok::<_, UiError>(csv_attachment(
                 &format!(

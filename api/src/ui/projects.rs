@@ -17,7 +17,7 @@ use strata_web::pages::{
 };
 
 use super::session::{
-    CSRF_COOKIE, CsrfToken, SESSION_COOKIE, UiCaller, check_form, cookie, safe_next,
+    CSRF_COOKIE, CsrfToken, SESSION_COOKIE, UiCaller, check_form, cookie, new_csrf_token, safe_next,
 };
 use super::{UiError, UiResult};
 use crate::app::AppState;
@@ -116,16 +116,10 @@ pub async fn sign_in(
     set_cookie(&mut res, session);
     // A new CSRF token for the new session: one a page showed before sign-in is
     // not carried over.
-    if let Some(fresh) = new_csrf() {
+    if let Some(fresh) = new_csrf_token() {
         set_cookie(&mut res, cookie(CSRF_COOKIE, fresh, secure));
     }
     res
-}
-
-fn new_csrf() -> Option<String> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).ok()?;
-    Some(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 #[derive(Debug, Deserialize)]

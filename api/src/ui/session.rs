@@ -18,7 +18,7 @@ use subtle::ConstantTimeEq;
 
 use super::UiError;
 use crate::app::AppState;
-use crate::extract::Caller;
+use crate::extract::{Caller, request_id};
 
 pub const SESSION_COOKIE: &str = "strata_session";
 pub const CSRF_COOKIE: &str = "strata_csrf";
@@ -29,7 +29,7 @@ const COOKIE_PATH: &str = "/ui";
 #[derive(Debug, Clone)]
 pub struct CsrfToken(pub String);
 
-fn new_csrf_token() -> Option<String> {
+pub(super) fn new_csrf_token() -> Option<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).ok()?;
     Some(URL_SAFE_NO_PAD.encode(bytes))
@@ -183,15 +183,10 @@ impl FromRequestParts<AppState> for UiCaller {
             Err(strata_core::CoreError::Unauthenticated(_)) => return Err(to_sign_in(parts)),
             Err(e) => return Err(UiError::from(crate::ApiError::from(e)).into_response()),
         };
-        let request_id = parts
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
         Ok(Self {
             caller: Caller {
                 principal,
-                request_id,
+                request_id: request_id(&parts.headers),
             },
             csrf,
         })
