@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/env/{environment}/costs", get(costs::env_costs))
         .route("/ui/env/{environment}/costs.csv", get(costs::env_costs_csv))
         .route("/ui/projects/{id}", get(projects::project_page))
+        .route("/ui/projects/{id}/usage.csv", get(projects::usage_csv))
         .route("/ui/projects/{id}/keys", post(projects::create_key))
         .route(
             "/ui/projects/{id}/keys/{key_id}/revoke",

@@ -1,5 +1,6 @@
 //! Sign-in and sign-out, the project list, and a project's page with its keys.
 
+use crate::routes::costs::{csv_attachment, csv_failed};
 use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -374,6 +375,55 @@ pub async fn revoke_key(
         Ok::<_, UiError>(Redirect::to(&format!("/ui/projects/{project}")).into_response())
     };
     match result.await {
+        Ok(r) => r,
+        Err(e) => e.with_nav(nav).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UsageCsvQuery {
+    group_by: Option<UsageGroupBy>,
+}
+
+/// This month's usage table as CSV (`group_by=model`, `key` or `day`); by key only
+/// for who may see the project's keys.
+pub async fn usage_csv(
+    State(state): State<AppState>,
+    ui: UiCaller,
+    Path(id): Path<String>,
+    query: Result<Query<UsageCsvQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let nav = ui.nav(&state);
+    let csv = async {
+        let Query(q) = query.map_err(|e| {
+            UiError::new(
+                StatusCode::BAD_REQUEST,
+                "Cannot show this",
+                format!("A parameter is invalid: {}", e.body_text()),
+            )
+        })?;
+        let group_by = q.group_by.unwrap_or(UsageGroupBy::Model);
+        let project = project_id(&id)?;
+        authorize_project(&state, &ui.caller, project, Action::ProjectsRead).await?;
+        if group_by == UsageGroupBy::Key {
+            authorize_project(&state, &ui.caller, project, Action::KeysRead).await?;
+        }
+        let report = state
+            .services
+            .usage_report(project, None, None, group_by)
+            .await?;
+        let body = report.to_csv().map_err(csv_failed)?;
+        let group = match group_by {
+            UsageGroupBy::Model => "model",
+            UsageGroupBy::Key => "key",
+            UsageGroupBy::Day => "day",
+        };
+        Ok::<_, UiError>(csv_attachment(
+            &format!("usage-{project}-{group}-{}.csv", report.from.date_naive()),
+            body,
+        ))
+    };
+    match csv.await {
         Ok(r) => r,
         Err(e) => e.with_nav(nav).into_response(),
     }

@@ -73,3 +73,38 @@ pub struct UsageReport {
     pub items: Vec<UsageRow>,
     pub total: UsageRow,
 }
+
+impl UsageReport {
+    /// The report as CSV, one row per group then the total:
+    /// `group,requests,errors,input_tokens,output_tokens,cached_tokens,cost_usd,avg_latency_ms`.
+    pub fn to_csv(&self) -> Result<Vec<u8>, String> {
+        let mut out = csv::Writer::from_writer(Vec::new());
+        out.write_record([
+            "group",
+            "requests",
+            "errors",
+            "input_tokens",
+            "output_tokens",
+            "cached_tokens",
+            "cost_usd",
+            "avg_latency_ms",
+        ])
+        .map_err(|e| e.to_string())?;
+        for row in self.items.iter().chain(std::iter::once(&self.total)) {
+            out.write_record([
+                super::costs::spreadsheet_safe(&row.group).into_owned(),
+                row.requests.to_string(),
+                row.errors.to_string(),
+                row.input_tokens.to_string(),
+                row.output_tokens.to_string(),
+                row.cached_tokens.to_string(),
+                row.cost_usd.to_string(),
+                row.avg_latency_ms
+                    .map(|l| format!("{l:.1}"))
+                    .unwrap_or_default(),
+            ])
+            .map_err(|e| e.to_string())?;
+        }
+        out.into_inner().map_err(|e| e.to_string())
+    }
+}

@@ -485,6 +485,20 @@ async fn roles_hold_on_every_page_and_csv() {
         "finance sees no keys"
     );
     assert!(!project.text.contains("Usage by key"));
+    let usage = finance
+        .get(&format!("/ui/projects/{tid}/usage.csv?group_by=model"))
+        .await;
+    assert_eq!(usage.status, StatusCode::OK);
+    assert!(usage.text.starts_with("group,requests,errors,input_tokens"));
+    assert!(usage.text.contains("\ntotal,0,0,"), "{}", usage.text);
+    let by_key = finance
+        .get(&format!("/ui/projects/{tid}/usage.csv?group_by=key"))
+        .await;
+    assert_eq!(by_key.status, StatusCode::FORBIDDEN, "no keys for finance");
+    let bad = finance
+        .get(&format!("/ui/projects/{tid}/usage.csv?group_by=week"))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 
     let mut developer = Browser::new(&app);
     developer
@@ -518,6 +532,10 @@ async fn roles_hold_on_every_page_and_csv() {
         "another team's project"
     );
     assert!(!other.text.contains("theirs service"));
+    let other = developer
+        .get(&format!("/ui/projects/{tid}/usage.csv"))
+        .await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND, "another team's usage");
     let own = developer.get(&format!("/ui/projects/{mid}")).await;
     assert_eq!(own.status, StatusCode::OK);
     assert!(own.text.contains("keys-heading") && own.text.contains("Create key"));
