@@ -14,6 +14,7 @@ mod m20261126_000007_usage;
 mod m20261126_000008_model_capabilities;
 mod m20261127_000009_costs;
 mod m20261127_000010_cost_forecasts;
+mod m20261127_000011_cost_page_speed;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000008_model_capabilities::Migration),
             Box::new(m20261127_000009_costs::Migration),
             Box::new(m20261127_000010_cost_forecasts::Migration),
+            Box::new(m20261127_000011_cost_page_speed::Migration),
         ]
     }
 }

@@ -4,11 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use chrono::{DateTime, Months, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, Months, NaiveDate, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, OnConflict, Query, SimpleExpr};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Set,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set};
 use uuid::Uuid;
 
 use super::Services;
@@ -19,7 +17,7 @@ use crate::domain::{
     PROJECT_TAG, ProjectCost, SeriesKind, StoredForecast, TagBreakdown, TagSpend, linear_month_end,
     month_start, next_month_start,
 };
-use crate::store::entities::{cost_coverage, cost_daily, cost_forecasts, projects, usage_minutes};
+use crate::store::entities::{cost_coverage, cost_daily, cost_forecasts, projects, usage_daily};
 
 /// `SUM(expr)` as a 64-bit integer on every backend (Postgres sums BIGINT as NUMERIC).
 fn sum(expr: impl Into<Expr>) -> SimpleExpr {
@@ -48,8 +46,13 @@ struct KnownProject {
     archived: bool,
 }
 
-fn midnight(day: NaiveDate) -> DateTime<Utc> {
-    day.and_time(NaiveTime::MIN).and_utc()
+/// The ids of an environment's projects, as a subquery.
+fn in_environment(environment: &str) -> sea_orm::sea_query::SelectStatement {
+    Query::select()
+        .column(projects::Column::Id)
+        .from(projects::Entity)
+        .and_where(Expr::col(projects::Column::Environment).eq(environment))
+        .to_owned()
 }
 
 impl Services {
@@ -142,7 +145,6 @@ impl Services {
         let (from, to) = cost_range(today, from, to)?;
         let env = environment.as_str();
         let db = self.store.db();
-        let backend = db.get_database_backend();
         let tomorrow = today + chrono::Duration::days(1);
         let this_month = month_start(today);
         let last_month = this_month
@@ -240,22 +242,18 @@ impl Services {
             })
             .collect();
 
-        // The proxy's metered cost per project and day.
-        let estimates = self.metered_cost_by_day(backend, env, day_lo, hi).await?;
-        let mut estimate_by_day: BTreeMap<NaiveDate, i64> = BTreeMap::new();
-        for ((_, day), micros) in &estimates {
-            *estimate_by_day.entry(*day).or_default() += micros;
-        }
-        // This month's days Cost Explorer has not reported: the estimate stands in.
-        let unreported = |day: &NaiveDate| {
-            *day >= this_month && *day < tomorrow && !actual_by_day.contains_key(day)
-        };
-        let mut estimated_by_project: HashMap<Uuid, i64> = HashMap::new();
-        for ((project, day), micros) in &estimates {
-            if unreported(day) {
-                *estimated_by_project.entry(*project).or_default() += micros;
+        // The proxy's metered cost: per day, and per project on this month's days
+        // Cost Explorer has not reported (there it stands in for the actuals).
+        let estimate_by_day = self.metered_by_day(env, day_lo, hi).await?;
+        let mut unreported: Vec<NaiveDate> = Vec::new();
+        let mut d = this_month;
+        while d < tomorrow {
+            if !actual_by_day.contains_key(&d) {
+                unreported.push(d);
             }
+            d += chrono::Duration::days(1);
         }
+        let estimated_by_project = self.metered_by_project(env, &unreported).await?;
 
         let by_id: HashMap<Uuid, &KnownProject> = known.iter().map(|p| (p.id, p)).collect();
         let mut untagged_micros = 0;
@@ -313,10 +311,9 @@ impl Services {
             .range(this_month..tomorrow)
             .map(|(_, (m, _))| m)
             .sum();
-        let month_estimated_micros: i64 = estimate_by_day
+        let month_estimated_micros: i64 = unreported
             .iter()
-            .filter(|(day, _)| unreported(day))
-            .map(|(_, m)| m)
+            .filter_map(|d| estimate_by_day.get(d))
             .sum();
         let budgets: Vec<&ProjectCost> = project_costs
             .iter()
@@ -491,50 +488,60 @@ impl Services {
         Ok(out)
     }
 
-    /// The proxy's metered cost per (project, UTC day) for an environment's projects
-    /// on `[from, to)`, summed by the database.
-    async fn metered_cost_by_day(
+    /// The proxy's metered cost per UTC day on `[from, to)` for an environment's
+    /// projects.
+    async fn metered_by_day(
         &self,
-        backend: DbBackend,
         environment: &str,
         from: NaiveDate,
         to: NaiveDate,
-    ) -> Result<BTreeMap<(Uuid, NaiveDate), i64>, CoreError> {
-        // Minutes are stored in UTC on both backends; the day is their first ten
-        // characters as text.
-        let day = match backend {
-            DbBackend::Postgres => {
-                Expr::cust("to_char(\"minute\" AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
-            }
-            _ => Expr::cust("substr(\"minute\", 1, 10)"),
-        };
-        let in_environment = Query::select()
-            .column(projects::Column::Id)
-            .from(projects::Entity)
-            .and_where(Expr::col(projects::Column::Environment).eq(environment))
-            .to_owned();
+    ) -> Result<BTreeMap<NaiveDate, i64>, CoreError> {
         let query = Query::select()
-            .column(usage_minutes::Column::ProjectId)
-            .expr_as(day.clone(), Alias::new("day"))
+            .column(usage_daily::Column::Day)
             .expr_as(
-                sum(Expr::col(usage_minutes::Column::CostMicros)),
+                sum(Expr::col(usage_daily::Column::CostMicros)),
                 Alias::new("total"),
             )
-            .from(usage_minutes::Entity)
-            .and_where(Expr::col(usage_minutes::Column::ProjectId).in_subquery(in_environment))
-            .and_where(Expr::col(usage_minutes::Column::Minute).gte(midnight(from)))
-            .and_where(Expr::col(usage_minutes::Column::Minute).lt(midnight(to)))
-            .add_group_by([Expr::col(usage_minutes::Column::ProjectId), day])
+            .from(usage_daily::Entity)
+            .and_where(
+                Expr::col(usage_daily::Column::ProjectId).in_subquery(in_environment(environment)),
+            )
+            .and_where(Expr::col(usage_daily::Column::Day).gte(from))
+            .and_where(Expr::col(usage_daily::Column::Day).lt(to))
+            .group_by_col(usage_daily::Column::Day)
             .to_owned();
         let mut out = BTreeMap::new();
         for row in self.store.db().query_all(&query).await? {
-            let text: String = row.try_get("", "day")?;
-            let Ok(day) = NaiveDate::parse_from_str(&text, "%Y-%m-%d") else {
-                tracing::warn!(usage.day = %text, "a usage minute with an unreadable day; left out of estimates");
-                continue;
-            };
-            let micros: i64 = row.try_get("", "total")?;
-            out.insert((row.try_get("", "project_id")?, day), micros);
+            out.insert(row.try_get("", "day")?, row.try_get("", "total")?);
+        }
+        Ok(out)
+    }
+
+    /// The proxy's metered cost per project of an environment on the given days.
+    async fn metered_by_project(
+        &self,
+        environment: &str,
+        days: &[NaiveDate],
+    ) -> Result<HashMap<Uuid, i64>, CoreError> {
+        if days.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let query = Query::select()
+            .column(usage_daily::Column::ProjectId)
+            .expr_as(
+                sum(Expr::col(usage_daily::Column::CostMicros)),
+                Alias::new("total"),
+            )
+            .from(usage_daily::Entity)
+            .and_where(
+                Expr::col(usage_daily::Column::ProjectId).in_subquery(in_environment(environment)),
+            )
+            .and_where(Expr::col(usage_daily::Column::Day).is_in(days.iter().copied()))
+            .group_by_col(usage_daily::Column::ProjectId)
+            .to_owned();
+        let mut out = HashMap::new();
+        for row in self.store.db().query_all(&query).await? {
+            out.insert(row.try_get("", "project_id")?, row.try_get("", "total")?);
         }
         Ok(out)
     }

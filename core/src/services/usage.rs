@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
 use uuid::Uuid;
 
 use super::Services;
 use crate::domain::{MAX_USAGE_RECORDS, ModelId, UsageBatch, UsageGroupBy, UsageReport, UsageRow};
-use crate::store::entities::{api_keys, models, usage_batches, usage_minutes};
+use crate::store::entities::{api_keys, models, usage_batches, usage_daily, usage_minutes};
 use crate::{CoreError, FieldError};
 
 /// Rows per upsert statement.
@@ -130,12 +130,19 @@ impl Services {
             })
             .collect();
         let mut last_used: BTreeMap<Uuid, DateTime<Utc>> = BTreeMap::new();
+        // The same usage per project and UTC day, for the cost pages.
+        let mut daily: BTreeMap<(Uuid, NaiveDate), (i64, i64)> = BTreeMap::new();
         let rows = merged.into_values().map(|mut m| {
             let (input, output) = prices.get(&m.model).copied().unwrap_or((0, 0));
             m.cost_micros = cost_micros(m.input_tokens, input)
                 .saturating_add(cost_micros(m.output_tokens, output));
             let seen = last_used.entry(m.key_id).or_insert(m.minute);
             *seen = Ord::max(*seen, m.minute);
+            let day = daily
+                .entry((m.project_id, m.minute.date_naive()))
+                .or_default();
+            day.0 = day.0.saturating_add(m.requests);
+            day.1 = day.1.saturating_add(m.cost_micros);
             usage_minutes::ActiveModel::from(m)
         });
         let rows: Vec<_> = rows.collect();
@@ -160,6 +167,37 @@ impl Services {
         for chunk in rows.chunks(UPSERT_CHUNK) {
             usage_minutes::Entity::insert_many(chunk.to_vec())
                 .on_conflict(on_conflict.clone())
+                .exec_without_returning(&*tx)
+                .await?;
+        }
+        let days: Vec<usage_daily::ActiveModel> = daily
+            .into_iter()
+            .map(
+                |((project_id, day), (requests, cost))| usage_daily::ActiveModel {
+                    project_id: Set(project_id),
+                    day: Set(day),
+                    requests: Set(requests),
+                    cost_micros: Set(cost),
+                },
+            )
+            .collect();
+        let add_daily = |c: usage_daily::Column| {
+            Expr::col((usage_daily::Entity, c)).add(Expr::col((Alias::new("excluded"), c)))
+        };
+        let daily_conflict =
+            OnConflict::columns([usage_daily::Column::ProjectId, usage_daily::Column::Day])
+                .value(
+                    usage_daily::Column::Requests,
+                    add_daily(usage_daily::Column::Requests),
+                )
+                .value(
+                    usage_daily::Column::CostMicros,
+                    add_daily(usage_daily::Column::CostMicros),
+                )
+                .to_owned();
+        for chunk in days.chunks(UPSERT_CHUNK) {
+            usage_daily::Entity::insert_many(chunk.to_vec())
+                .on_conflict(daily_conflict.clone())
                 .exec_without_returning(&*tx)
                 .await?;
         }

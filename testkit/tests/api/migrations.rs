@@ -122,3 +122,65 @@ async fn a_write_transaction_in_another_process_waits_instead_of_failing() {
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|e| panic!("the other process's write failed: {e}"));
 }
+
+/// The daily usage rollup is filled from the minutes already stored when it arrives.
+#[tokio::test]
+async fn the_daily_usage_rollup_is_backfilled_from_stored_minutes() {
+    use chrono::TimeZone;
+    use sea_orm::{ActiveModelTrait, EntityTrait, QueryOrder, Set};
+    use strata_core::store::entities::{usage_daily, usage_minutes};
+    let db = TestDb::new().await;
+    let conn = Database::connect(&db.url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    Migrator::up(&conn, None)
+        .await
+        .unwrap_or_else(|e| panic!("up: {e}"));
+    // Revert the rollup, store minutes as the proxy's usage did before it, re-apply.
+    Migrator::down(&conn, Some(1))
+        .await
+        .unwrap_or_else(|e| panic!("down: {e}"));
+    let project = uuid::Uuid::now_v7();
+    let at = |d: u32, h: u32, m: u32| {
+        chrono::Utc
+            .with_ymd_and_hms(2026, 11, d, h, m, 0)
+            .single()
+            .unwrap_or_default()
+    };
+    for (minute, cost) in [(at(26, 23, 59), 5), (at(27, 0, 0), 7), (at(27, 13, 30), 11)] {
+        usage_minutes::ActiveModel {
+            project_id: Set(project),
+            minute: Set(minute),
+            key_id: Set(project),
+            model: Set("openai.gpt-oss-120b".into()),
+            requests: Set(2),
+            errors: Set(0),
+            input_tokens: Set(10),
+            output_tokens: Set(1),
+            cached_tokens: Set(0),
+            cost_micros: Set(cost),
+            latency_ms_sum: Set(3),
+        }
+        .insert(&conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    Migrator::up(&conn, None)
+        .await
+        .unwrap_or_else(|e| panic!("up again: {e}"));
+    let days: Vec<(String, i64, i64)> = usage_daily::Entity::find()
+        .order_by_asc(usage_daily::Column::Day)
+        .all(&conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .map(|d| (d.day.to_string(), d.requests, d.cost_micros))
+        .collect();
+    assert_eq!(
+        days,
+        [
+            ("2026-11-26".to_owned(), 2, 5),
+            ("2026-11-27".to_owned(), 4, 18)
+        ]
+    );
+}

@@ -16,4 +16,5 @@ pub mod projects;
 pub mod reconcile_reports;
 pub mod signing_keys;
 pub mod usage_batches;
+pub mod usage_daily;
 pub mod usage_minutes;
