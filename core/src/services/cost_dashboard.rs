@@ -144,7 +144,6 @@ impl Services {
         let today = now.date_naive();
         let (from, to) = cost_range(today, from, to)?;
         let env = environment.as_str();
-        let db = self.store.db();
         let tomorrow = today + chrono::Duration::days(1);
         let this_month = month_start(today);
         let last_month = this_month
@@ -152,99 +151,51 @@ impl Services {
             .unwrap_or(this_month);
         // The same days of last month, for the trend (capped at its end).
         let last_month_same = std::cmp::min(last_month + (tomorrow - this_month), this_month);
-        let lo = std::cmp::min(from, last_month);
-        let hi = std::cmp::max(to, tomorrow);
-
-        // Per project: the range, this month, the same days of last month.
-        let per_project = Query::select()
-            .column(cost_daily::Column::TagValue)
-            .expr_as(sum(amount_between(from, to)), Alias::new("in_range"))
-            .expr_as(
-                sum(amount_between(this_month, tomorrow)),
-                Alias::new("month"),
-            )
-            .expr_as(
-                sum(amount_between(last_month, last_month_same)),
-                Alias::new("last_month"),
-            )
-            .from(cost_daily::Entity)
-            .and_where(Expr::col(cost_daily::Column::TagKey).eq(PROJECT_TAG))
-            .and_where(Expr::col(cost_daily::Column::Environment).eq(env))
-            .and_where(Expr::col(cost_daily::Column::Day).gte(lo))
-            .and_where(Expr::col(cost_daily::Column::Day).lt(hi))
-            .group_by_col(cost_daily::Column::TagValue)
-            .to_owned();
-        let mut sums: Vec<(String, i64, i64, i64)> = Vec::new();
-        for row in db.query_all(&per_project).await? {
-            sums.push((
-                row.try_get("", "tag_value")?,
-                row.try_get("", "in_range")?,
-                row.try_get("", "month")?,
-                row.try_get("", "last_month")?,
-            ));
-        }
-
-        // Per day (the range and this month): the total and whether it may change.
         let day_lo = std::cmp::min(from, this_month);
-        let per_day = Query::select()
-            .column(cost_daily::Column::Day)
-            .expr_as(
-                sum(Expr::col(cost_daily::Column::AmountMicros)),
-                Alias::new("total"),
-            )
-            .expr_as(
-                sum(
-                    Expr::case(Expr::col(cost_daily::Column::Estimated).eq(true), 1i64)
-                        .finally(0i64),
-                ),
-                Alias::new("restatable"),
-            )
-            .from(cost_daily::Entity)
-            .and_where(Expr::col(cost_daily::Column::TagKey).eq(PROJECT_TAG))
-            .and_where(Expr::col(cost_daily::Column::Environment).eq(env))
-            .and_where(Expr::col(cost_daily::Column::Day).gte(day_lo))
-            .and_where(Expr::col(cost_daily::Column::Day).lt(hi))
-            .group_by_col(cost_daily::Column::Day)
-            .to_owned();
-        let mut actual_by_day: BTreeMap<NaiveDate, (i64, bool)> = BTreeMap::new();
-        for row in db.query_all(&per_day).await? {
-            let restatable: i64 = row.try_get("", "restatable")?;
-            actual_by_day.insert(
-                row.try_get("", "day")?,
-                (row.try_get("", "total")?, restatable > 0),
-            );
-        }
+        let hi = std::cmp::max(to, tomorrow);
+        let breakdown_key = match group_by {
+            CostGroupBy::Tag(key) => Some(key.as_str()),
+            CostGroupBy::Project | CostGroupBy::Environment => None,
+        };
 
-        // The environment's projects (names, teams, budgets), archived ones too:
-        // their cost still counts, their budget no longer does.
-        let known: Vec<KnownProject> = projects::Entity::find()
-            .select_only()
-            .columns([
-                projects::Column::Id,
-                projects::Column::Name,
-                projects::Column::Team,
-                projects::Column::MonthlyBudgetCents,
-                projects::Column::ArchivedAt,
-            ])
-            .filter(projects::Column::Environment.eq(env))
-            .into_tuple::<(Uuid, String, String, Option<i64>, Option<DateTime<Utc>>)>()
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|(id, name, team, budget_cents, archived_at)| KnownProject {
-                id,
-                name,
-                team,
-                budget_micros: budget_cents
-                    .filter(|_| archived_at.is_none())
-                    .map(|cents| cents.saturating_mul(10_000)),
-                archived: archived_at.is_some(),
-            })
-            .collect();
+        // Independent reads, at once (each is one indexed aggregate).
+        let (
+            sums,
+            actual_by_day,
+            known,
+            estimate_by_day,
+            tag_keys,
+            forecast,
+            last_refresh,
+            breakdown,
+        ) = tokio::try_join!(
+            self.project_sums(
+                env,
+                [
+                    (from, to),
+                    (this_month, tomorrow),
+                    (last_month, last_month_same)
+                ]
+            ),
+            self.day_totals(env, day_lo, hi),
+            self.known_projects(env),
+            self.metered_by_day(env, day_lo, hi),
+            self.cost_tag_keys(),
+            self.cost_forecast(env),
+            self.last_cost_refresh(),
+            async {
+                match breakdown_key {
+                    Some(key) => Ok(Some(TagBreakdown {
+                        key: key.to_owned(),
+                        values: self.tag_spend(env, key, from, to).await?,
+                    })),
+                    None => Ok::<_, CoreError>(None),
+                }
+            },
+        )?;
 
-        // The proxy's metered cost: per day, and per project on this month's days
-        // Cost Explorer has not reported (there it stands in for the actuals).
-        let estimate_by_day = self.metered_by_day(env, day_lo, hi).await?;
+        // The proxy's metered cost per project on this month's days Cost Explorer has
+        // not reported (there it stands in for the actuals).
         let mut unreported: Vec<NaiveDate> = Vec::new();
         let mut d = this_month;
         while d < tomorrow {
@@ -260,7 +211,7 @@ impl Services {
         let mut range_micros = 0;
         let mut seen: BTreeSet<Uuid> = BTreeSet::new();
         let mut project_costs: Vec<ProjectCost> = Vec::new();
-        for (value, in_range, month, last) in sums {
+        for (value, [in_range, month, last]) in sums {
             range_micros += in_range;
             if value.is_empty() {
                 untagged_micros += in_range;
@@ -344,22 +295,7 @@ impl Services {
         let mut untagged_days: HashMap<NaiveDate, i64> = HashMap::new();
         let mut wanted = top_values.clone();
         wanted.push(String::new());
-        let per_top_day: Vec<(NaiveDate, String, i64)> = cost_daily::Entity::find()
-            .select_only()
-            .columns([
-                cost_daily::Column::Day,
-                cost_daily::Column::TagValue,
-                cost_daily::Column::AmountMicros,
-            ])
-            .filter(cost_daily::Column::TagKey.eq(PROJECT_TAG))
-            .filter(cost_daily::Column::Environment.eq(env))
-            .filter(cost_daily::Column::Day.gte(from))
-            .filter(cost_daily::Column::Day.lt(to))
-            .filter(cost_daily::Column::TagValue.is_in(wanted))
-            .into_tuple()
-            .all(db)
-            .await?;
-        for (day, value, micros) in per_top_day {
+        for (day, value, micros) in self.project_days(env, from, to, wanted).await? {
             if value.is_empty() {
                 *untagged_days.entry(day).or_default() += micros;
             } else {
@@ -397,23 +333,8 @@ impl Services {
             day += chrono::Duration::days(1);
         }
 
-        let breakdown = match group_by {
-            CostGroupBy::Tag(key) => Some(TagBreakdown {
-                key: key.clone(),
-                values: self.tag_spend(env, key, from, to).await?,
-            }),
-            CostGroupBy::Project | CostGroupBy::Environment => None,
-        };
-        let tag_keys: Vec<String> = cost_coverage::Entity::find()
-            .select_only()
-            .column(cost_coverage::Column::TagKey)
-            .filter(cost_coverage::Column::TagKey.ne(PROJECT_TAG))
-            .into_tuple()
-            .all(db)
-            .await?;
-
         let month_to_date = month_actual_micros + month_estimated_micros;
-        let month_end = match self.cost_forecast(env).await? {
+        let month_end = match forecast {
             Some(f) if f.period_end == next_month_start(today) && f.period_start >= this_month => {
                 match f.outcome {
                     Ok(forecast) => MonthEnd::Forecast {
@@ -452,8 +373,146 @@ impl Services {
             days,
             breakdown,
             tag_keys,
-            last_refresh: self.last_cost_refresh().await?,
+            last_refresh,
         })
+    }
+
+    /// Per `strata:project` value, its spend on each of `ranges`.
+    async fn project_sums(
+        &self,
+        environment: &str,
+        ranges: [(NaiveDate, NaiveDate); 3],
+    ) -> Result<Vec<(String, [i64; 3])>, CoreError> {
+        let lo = ranges.iter().map(|r| r.0).min().unwrap_or(ranges[0].0);
+        let hi = ranges.iter().map(|r| r.1).max().unwrap_or(ranges[0].1);
+        let mut query = Query::select();
+        query.column(cost_daily::Column::TagValue);
+        for (i, (from, to)) in ranges.iter().enumerate() {
+            query.expr_as(sum(amount_between(*from, *to)), Alias::new(format!("r{i}")));
+        }
+        query
+            .from(cost_daily::Entity)
+            .and_where(Expr::col(cost_daily::Column::TagKey).eq(PROJECT_TAG))
+            .and_where(Expr::col(cost_daily::Column::Environment).eq(environment))
+            .and_where(Expr::col(cost_daily::Column::Day).gte(lo))
+            .and_where(Expr::col(cost_daily::Column::Day).lt(hi))
+            .group_by_col(cost_daily::Column::TagValue);
+        let mut out = Vec::new();
+        for row in self.store.db().query_all(&query).await? {
+            out.push((
+                row.try_get("", "tag_value")?,
+                [
+                    row.try_get("", "r0")?,
+                    row.try_get("", "r1")?,
+                    row.try_get("", "r2")?,
+                ],
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Per day on `[from, to)`: every project's cost together (untagged included) and
+    /// whether Cost Explorer may still restate the day.
+    async fn day_totals(
+        &self,
+        environment: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<BTreeMap<NaiveDate, (i64, bool)>, CoreError> {
+        let query = Query::select()
+            .column(cost_daily::Column::Day)
+            .expr_as(
+                sum(Expr::col(cost_daily::Column::AmountMicros)),
+                Alias::new("total"),
+            )
+            .expr_as(
+                sum(
+                    Expr::case(Expr::col(cost_daily::Column::Estimated).eq(true), 1i64)
+                        .finally(0i64),
+                ),
+                Alias::new("restatable"),
+            )
+            .from(cost_daily::Entity)
+            .and_where(Expr::col(cost_daily::Column::TagKey).eq(PROJECT_TAG))
+            .and_where(Expr::col(cost_daily::Column::Environment).eq(environment))
+            .and_where(Expr::col(cost_daily::Column::Day).gte(from))
+            .and_where(Expr::col(cost_daily::Column::Day).lt(to))
+            .group_by_col(cost_daily::Column::Day)
+            .to_owned();
+        let mut out = BTreeMap::new();
+        for row in self.store.db().query_all(&query).await? {
+            let restatable: i64 = row.try_get("", "restatable")?;
+            out.insert(
+                row.try_get("", "day")?,
+                (row.try_get("", "total")?, restatable > 0),
+            );
+        }
+        Ok(out)
+    }
+
+    /// The environment's projects (names, teams, budgets), archived ones too: their
+    /// cost still counts, their budget no longer does.
+    async fn known_projects(&self, environment: &str) -> Result<Vec<KnownProject>, CoreError> {
+        Ok(projects::Entity::find()
+            .select_only()
+            .columns([
+                projects::Column::Id,
+                projects::Column::Name,
+                projects::Column::Team,
+                projects::Column::MonthlyBudgetCents,
+                projects::Column::ArchivedAt,
+            ])
+            .filter(projects::Column::Environment.eq(environment))
+            .into_tuple::<(Uuid, String, String, Option<i64>, Option<DateTime<Utc>>)>()
+            .all(self.store.db())
+            .await?
+            .into_iter()
+            .map(|(id, name, team, budget_cents, archived_at)| KnownProject {
+                id,
+                name,
+                team,
+                budget_micros: budget_cents
+                    .filter(|_| archived_at.is_none())
+                    .map(|cents| cents.saturating_mul(10_000)),
+                archived: archived_at.is_some(),
+            })
+            .collect())
+    }
+
+    /// The daily figures of some `strata:project` values on `[from, to)`.
+    async fn project_days(
+        &self,
+        environment: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+        values: Vec<String>,
+    ) -> Result<Vec<(NaiveDate, String, i64)>, CoreError> {
+        Ok(cost_daily::Entity::find()
+            .select_only()
+            .columns([
+                cost_daily::Column::Day,
+                cost_daily::Column::TagValue,
+                cost_daily::Column::AmountMicros,
+            ])
+            .filter(cost_daily::Column::TagKey.eq(PROJECT_TAG))
+            .filter(cost_daily::Column::Environment.eq(environment))
+            .filter(cost_daily::Column::Day.gte(from))
+            .filter(cost_daily::Column::Day.lt(to))
+            .filter(cost_daily::Column::TagValue.is_in(values))
+            .into_tuple()
+            .all(self.store.db())
+            .await?)
+    }
+
+    /// Cost tag keys with stored figures besides `strata:project`.
+    async fn cost_tag_keys(&self) -> Result<Vec<String>, CoreError> {
+        Ok(cost_coverage::Entity::find()
+            .select_only()
+            .column(cost_coverage::Column::TagKey)
+            .filter(cost_coverage::Column::TagKey.ne(PROJECT_TAG))
+            .into_tuple()
+            .all(self.store.db())
+            .await?)
     }
 
     /// A tag key's spend per value on `[from, to)` in one environment, largest first.
