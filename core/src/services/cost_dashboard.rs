@@ -158,9 +158,12 @@ impl Services {
             CostGroupBy::Project | CostGroupBy::Environment => None,
         };
 
-        // Independent reads, at once (each is one indexed aggregate).
+        // Independent reads, at once (each is one indexed aggregate). Last month's
+        // days are summed apart: two scans of a month each, side by side, are quicker
+        // than one scan of both months.
         let (
             sums,
+            last_sums,
             actual_by_day,
             known,
             estimate_by_day,
@@ -169,14 +172,8 @@ impl Services {
             last_refresh,
             breakdown,
         ) = tokio::try_join!(
-            self.project_sums(
-                env,
-                [
-                    (from, to),
-                    (this_month, tomorrow),
-                    (last_month, last_month_same)
-                ]
-            ),
+            self.project_sums(env, [(from, to), (this_month, tomorrow)]),
+            self.project_sums(env, [(last_month, last_month_same)]),
             self.day_totals(env, day_lo, hi),
             self.known_projects(env),
             self.metered_by_day(env, day_lo, hi),
@@ -211,6 +208,14 @@ impl Services {
         let mut range_micros = 0;
         let mut seen: BTreeSet<Uuid> = BTreeSet::new();
         let mut project_costs: Vec<ProjectCost> = Vec::new();
+        // A value with cost only last month still shows (with nothing this month).
+        let mut sums: HashMap<String, [i64; 3]> = sums
+            .into_iter()
+            .map(|(value, [in_range, month])| (value, [in_range, month, 0]))
+            .collect();
+        for (value, [last]) in last_sums {
+            sums.entry(value).or_default()[2] = last;
+        }
         for (value, [in_range, month, last]) in sums {
             range_micros += in_range;
             if value.is_empty() {
@@ -377,14 +382,15 @@ impl Services {
         })
     }
 
-    /// Per `strata:project` value, its spend on each of `ranges`.
-    async fn project_sums(
+    /// Per `strata:project` value, its spend on each of `ranges` (one scan of the
+    /// days they cover together).
+    async fn project_sums<const N: usize>(
         &self,
         environment: &str,
-        ranges: [(NaiveDate, NaiveDate); 3],
-    ) -> Result<Vec<(String, [i64; 3])>, CoreError> {
-        let lo = ranges.iter().map(|r| r.0).min().unwrap_or(ranges[0].0);
-        let hi = ranges.iter().map(|r| r.1).max().unwrap_or(ranges[0].1);
+        ranges: [(NaiveDate, NaiveDate); N],
+    ) -> Result<HashMap<String, [i64; N]>, CoreError> {
+        let lo = ranges.iter().map(|r| r.0).min().unwrap_or(NaiveDate::MIN);
+        let hi = ranges.iter().map(|r| r.1).max().unwrap_or(NaiveDate::MIN);
         let mut query = Query::select();
         query.column(cost_daily::Column::TagValue);
         for (i, (from, to)) in ranges.iter().enumerate() {
@@ -397,16 +403,13 @@ impl Services {
             .and_where(Expr::col(cost_daily::Column::Day).gte(lo))
             .and_where(Expr::col(cost_daily::Column::Day).lt(hi))
             .group_by_col(cost_daily::Column::TagValue);
-        let mut out = Vec::new();
+        let mut out = HashMap::new();
         for row in self.store.db().query_all(&query).await? {
-            out.push((
-                row.try_get("", "tag_value")?,
-                [
-                    row.try_get("", "r0")?,
-                    row.try_get("", "r1")?,
-                    row.try_get("", "r2")?,
-                ],
-            ));
+            let mut sums = [0i64; N];
+            for (i, sum) in sums.iter_mut().enumerate() {
+                *sum = row.try_get("", &format!("r{i}"))?;
+            }
+            out.insert(row.try_get("", "tag_value")?, sums);
         }
         Ok(out)
     }

@@ -110,7 +110,8 @@ async fn the_dashboard_sums_the_month_budgets_trend_estimates_and_forecast() {
         search["id"].as_str().unwrap_or_default().to_owned(),
     );
     // Archived projects with a budget: one without cost is not listed, one with
-    // cost (October's) is, and neither budget counts any more.
+    // cost in the days shown (October 5, in the trend's base) is, and neither budget
+    // counts any more.
     let retired = app.create_project(&project_body("retired")).await;
     let r = app
         .post(
@@ -155,7 +156,7 @@ async fn the_dashboard_sums_the_month_budgets_trend_estimates_and_forecast() {
     figures.push(figure(day(2026, 11, 18), "prod", &sid, 5));
     figures.push(figure(day(2026, 11, 19), "prod", "", 1));
     figures.push(figure(day(2026, 11, 10), "dev", &cid, 100));
-    figures.push(figure(day(2026, 10, 25), "prod", &oid, 4));
+    figures.push(figure(day(2026, 10, 5), "prod", &oid, 4));
     seed_project_costs(&services, day(2026, 10, 1), day(2026, 11, 21), figures).await;
     services
         .replace_costs(
