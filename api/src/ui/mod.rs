@@ -9,7 +9,7 @@ mod session;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use strata_web::pages::{ErrorPage, Nav};
 
@@ -19,6 +19,7 @@ use crate::app::AppState;
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/ui", get(projects::home))
+        .route("/ui/", get(|| async { Redirect::permanent("/ui") }))
         .route(
             "/ui/signin",
             get(projects::sign_in_form).post(projects::sign_in),

@@ -142,15 +142,28 @@ pub fn safe_next(next: &str) -> String {
     }
 }
 
-/// `/ui/signin?next=<this page>`.
+/// `/ui/signin?next=<this page>`. A form post cannot be replayed after signing in,
+/// so it comes back to the page the form was on (its project's page).
 fn to_sign_in(parts: &Parts) -> Response {
-    let here = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/ui");
-    let next: String = form_urlencoded_value(&safe_next(here));
+    let here = if parts.method == axum::http::Method::GET {
+        parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| "/ui".to_owned(), |p| p.as_str().to_owned())
+    } else {
+        form_page(parts.uri.path())
+    };
+    let next: String = form_urlencoded_value(&safe_next(&here));
     Redirect::to(&format!("/ui/signin?next={next}")).into_response()
+}
+
+/// The page a form posting to `path` lives on.
+fn form_page(path: &str) -> String {
+    let mut segments = path.trim_start_matches('/').split('/');
+    match (segments.next(), segments.next(), segments.next()) {
+        (Some("ui"), Some("projects"), Some(id)) if !id.is_empty() => format!("/ui/projects/{id}"),
+        _ => "/ui".to_owned(),
+    }
 }
 
 fn form_urlencoded_value(value: &str) -> String {
@@ -239,6 +252,17 @@ mod tests {
         ] {
             assert_eq!(safe_next(bad), "/ui", "{bad}");
         }
+    }
+
+    #[test]
+    fn a_form_post_returns_to_its_page_after_sign_in() {
+        assert_eq!(form_page("/ui/projects/abc/keys"), "/ui/projects/abc");
+        assert_eq!(
+            form_page("/ui/projects/abc/keys/k/revoke"),
+            "/ui/projects/abc"
+        );
+        assert_eq!(form_page("/ui/signout"), "/ui");
+        assert_eq!(form_page("/ui/projects/"), "/ui");
     }
 
     #[test]

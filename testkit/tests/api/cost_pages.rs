@@ -321,6 +321,19 @@ async fn sign_in_keeps_the_token_in_a_strict_http_only_cookie_behind_csrf() {
         page.header("location"),
         "/ui/signin?next=/ui/env/prod/costs%3Ffrom%3D2026-11-01"
     );
+    // A form posted without a session comes back to its page after sign-in.
+    let post = browser
+        .post_form(
+            "/ui/projects/0192c0de-0000-7000-8000-000000000000/keys",
+            &[],
+        )
+        .await;
+    assert_eq!(post.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        post.header("location"),
+        "/ui/signin?next=/ui/projects/0192c0de-0000-7000-8000-000000000000"
+    );
+    assert_eq!(browser.get("/ui/").await.header("location"), "/ui");
     let form = browser.get("/ui/signin?next=https://evil.example/").await;
     assert_eq!(form.status, StatusCode::OK);
     assert!(form.header("content-type").starts_with("text/html"));
