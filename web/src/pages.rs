@@ -596,6 +596,10 @@ pub struct ProjectPage {
     pub new_key: Option<NewKey>,
     /// Why the key form was refused, shown above it.
     pub key_error: Option<String>,
+    /// What happened to a form sent twice.
+    pub key_notice: Option<String>,
+    /// A fresh id for the key form: sent twice, it makes one key.
+    pub form_id: String,
 }
 
 #[cfg(test)]
@@ -868,6 +872,8 @@ mod tests {
                 secret: "sk-strata-example".into(),
             }),
             key_error: None,
+            key_notice: None,
+            form_id: "form-id".into(),
         };
         insta::assert_snapshot!(render(&page));
     }
@@ -892,6 +898,8 @@ mod tests {
             ),
             new_key: None,
             key_error: None,
+            key_notice: None,
+            form_id: "form-id".into(),
         };
         let html = render(&page);
         assert!(!html.contains("Keys") && !html.contains("Usage by key"));

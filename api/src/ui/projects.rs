@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use strata_core::auth::{Action, ListScope};
-use strata_core::domain::{NewApiKey, UsageGroupBy};
+use strata_core::domain::{KeyCreation, NewApiKey, UsageGroupBy};
 use strata_core::services::ProjectFilter;
 use strata_web::pages::{
     HomePage, NewKey, ProjectLink, ProjectPage, ProjectRights, ProjectView, SignInPage,
@@ -194,13 +194,21 @@ async fn rights(state: &AppState, ui: &UiCaller, id: uuid::Uuid) -> ProjectRight
     }
 }
 
-/// Renders a project's page; `new_key` shows a secret just made (this response only).
+/// What the key form just did, for the page to say.
+#[derive(Default)]
+struct KeyOutcome {
+    /// A key just made: its secret is shown on this response only.
+    new_key: Option<NewKey>,
+    error: Option<String>,
+    notice: Option<String>,
+}
+
+/// Renders a project's page.
 async fn render_project(
     state: &AppState,
     ui: &UiCaller,
     raw_id: &str,
-    new_key: Option<NewKey>,
-    key_error: Option<String>,
+    outcome: KeyOutcome,
 ) -> UiResult<ProjectPage> {
     let id = project_id(raw_id)?;
     authorize_project(state, &ui.caller, id, Action::ProjectsRead).await?;
@@ -237,8 +245,10 @@ async fn render_project(
             &by_model,
             &by_key,
         ),
-        new_key,
-        key_error,
+        new_key: outcome.new_key,
+        key_error: outcome.error,
+        key_notice: outcome.notice,
+        form_id: new_csrf_token().unwrap_or_default(),
     })
 }
 
@@ -247,7 +257,7 @@ pub async fn project_page(
     ui: UiCaller,
     Path(id): Path<String>,
 ) -> Response {
-    match render_project(&state, &ui, &id, None, None).await {
+    match render_project(&state, &ui, &id, KeyOutcome::default()).await {
         Ok(page) => page.into_response(),
         Err(e) => e.with_nav(ui.nav(&state)).into_response(),
     }
@@ -264,6 +274,9 @@ pub struct NewKeyForm {
     models: Vec<String>,
     #[serde(default)]
     expires_in_days: String,
+    /// The page's id for this form: sent twice, it makes one key.
+    #[serde(default)]
+    form_id: String,
 }
 
 pub async fn create_key(
@@ -292,16 +305,13 @@ pub async fn create_key(
             match days.parse::<u64>() {
                 Ok(d) if d >= 1 => Some(d.saturating_mul(86_400)),
                 _ => {
-                    let page = render_project(
-                        &state,
-                        &ui,
-                        &id,
-                        None,
-                        Some(format!(
-                            "Expires in: '{days}' is not a whole number of days (1 or more)."
-                        )),
-                    )
-                    .await?;
+                    let error =
+                        format!("Expires in: '{days}' is not a whole number of days (1 or more).");
+                    let outcome = KeyOutcome {
+                        error: Some(error),
+                        ..KeyOutcome::default()
+                    };
+                    let page = render_project(&state, &ui, &id, outcome).await?;
                     return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
                 }
             }
@@ -311,24 +321,40 @@ pub async fn create_key(
             models: (!form.models.is_empty()).then_some(form.models),
             expires_in,
         };
+        let form_id = Some(form.form_id.trim()).filter(|f| !f.is_empty() && f.len() <= 64);
         match state
             .services
-            .create_api_key(&ui.caller.actor(), &state.key_issuer, project, &input)
+            .create_api_key_once(
+                &ui.caller.actor(),
+                &state.key_issuer,
+                project,
+                &input,
+                form_id,
+            )
             .await
         {
-            Ok(created) => {
-                let page = render_project(
-                    &state,
-                    &ui,
-                    &id,
-                    Some(NewKey {
+            Ok(KeyCreation::Created(created)) => {
+                let outcome = KeyOutcome {
+                    new_key: Some(NewKey {
                         name: created.key.name.clone(),
                         secret: created.secret.clone(),
                     }),
-                    None,
-                )
-                .await?;
+                    ..KeyOutcome::default()
+                };
+                let page = render_project(&state, &ui, &id, outcome).await?;
                 Ok((StatusCode::CREATED, page).into_response())
+            }
+            Ok(KeyCreation::Repeated(key)) => {
+                let notice = format!(
+                    "This form was already sent: it made the key “{}”, whose secret was shown then and cannot be shown again. Revoke it and make another if the secret is lost.",
+                    key.name
+                );
+                let outcome = KeyOutcome {
+                    notice: Some(notice),
+                    ..KeyOutcome::default()
+                };
+                let page = render_project(&state, &ui, &id, outcome).await?;
+                Ok(page.into_response())
             }
             Err(strata_core::CoreError::Validation(errors)) => {
                 let message = errors
@@ -343,7 +369,11 @@ pub async fn create_key(
                     })
                     .collect::<Vec<_>>()
                     .join("; ");
-                let page = render_project(&state, &ui, &id, None, Some(message)).await?;
+                let outcome = KeyOutcome {
+                    error: Some(message),
+                    ..KeyOutcome::default()
+                };
+                let page = render_project(&state, &ui, &id, outcome).await?;
                 Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
             }
             Err(e) => Err(UiError::from(e)),

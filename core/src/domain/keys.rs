@@ -134,6 +134,14 @@ pub struct CreatedApiKey {
     pub secret: String,
 }
 
+/// What a key request made: a new key (with its secret), or, for a form sent again,
+/// the key its first sending made.
+#[derive(Debug, Clone)]
+pub enum KeyCreation {
+    Created(CreatedApiKey),
+    Repeated(ApiKey),
+}
+
 /// `Debug` leaves the secret out, so a key logged by mistake does not leak.
 impl std::fmt::Debug for CreatedApiKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

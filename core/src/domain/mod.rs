@@ -28,7 +28,8 @@ pub use costs::{
 };
 pub use enums::{DataRetention, Environment, ProjectRole, ProjectStatus, Region};
 pub use keys::{
-    ApiKey, ApiKeyDraft, CreatedApiKey, KeyStatus, MAX_KEY_NAME, MIN_KEY_LIFETIME_SECS, NewApiKey,
+    ApiKey, ApiKeyDraft, CreatedApiKey, KeyCreation, KeyStatus, MAX_KEY_NAME,
+    MIN_KEY_LIFETIME_SECS, NewApiKey,
 };
 pub use money::{Budget, Price};
 pub use names::{ModelId, ProjectSlug, Subject, TeamName};

@@ -1,7 +1,7 @@
 //! Scoped API keys: create (sign once, store the metadata), list, read, revoke.
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
@@ -12,9 +12,11 @@ use uuid::Uuid;
 use super::audit::{Change, record, snapshot};
 use super::{Page, Services, corrupt, decode_cursor, page_size, split_page};
 use crate::auth::Actor;
-use crate::domain::{ApiKey, CreatedApiKey, KeyStatus, ModelId, NewApiKey, ProjectStatus};
+use crate::domain::{
+    ApiKey, CreatedApiKey, KeyCreation, KeyStatus, ModelId, NewApiKey, ProjectStatus,
+};
 use crate::keys::{ApiKeyClaims, ApiKeyIssuer};
-use crate::store::entities::api_keys;
+use crate::store::entities::{api_keys, idempotency_keys};
 use crate::{CoreError, FieldError};
 
 fn to_domain(row: api_keys::Model, now: DateTime<Utc>) -> Result<ApiKey, CoreError> {
@@ -81,6 +83,10 @@ pub(crate) async fn revoke_project_keys(
     Ok(result.rows_affected)
 }
 
+/// Where a key form's id is remembered (per project; purged with the API's
+/// idempotency keys).
+const KEY_FORM_SCOPE: &str = "ui.key-form";
+
 impl Services {
     /// Signs a new key for the project and records its metadata. The secret is in
     /// the answer and nowhere else.
@@ -91,6 +97,30 @@ impl Services {
         project_id: Uuid,
         input: &NewApiKey,
     ) -> Result<CreatedApiKey, CoreError> {
+        match self
+            .create_api_key_once(actor, issuer, project_id, input, None)
+            .await?
+        {
+            KeyCreation::Created(created) => Ok(created),
+            // Only a form id can repeat.
+            KeyCreation::Repeated(key) => Err(CoreError::Internal(format!(
+                "key {} reported as repeated without a form id",
+                key.id
+            ))),
+        }
+    }
+
+    /// As `create_api_key`, but a second request with the same `form_id` (a page's
+    /// form sent twice: a double click, a reload) makes no second key and returns the
+    /// first one's metadata instead (its secret was on the first answer only).
+    pub async fn create_api_key_once(
+        &self,
+        actor: &Actor,
+        issuer: &ApiKeyIssuer,
+        project_id: Uuid,
+        input: &NewApiKey,
+        form_id: Option<&str>,
+    ) -> Result<KeyCreation, CoreError> {
         let draft = input.validate().map_err(CoreError::Validation)?;
         let project = self.get_project(project_id).await?;
         if project.status == ProjectStatus::Archived {
@@ -153,6 +183,37 @@ impl Services {
         };
         let secret = ApiKeyIssuer::sign(&kid, &signing_key, &claims)?;
         let tx = self.store.begin_write().await?;
+        if let Some(form_id) = form_id {
+            let first = idempotency_keys::Entity::insert(idempotency_keys::ActiveModel {
+                actor: Set(actor.principal.subject.clone()),
+                scope: Set(format!("{KEY_FORM_SCOPE}:{project_id}")),
+                key: Set(form_id.to_owned()),
+                request_hash: Set(String::new()),
+                response_status: Set(201),
+                response_body: Set(serde_json::json!({ "key_id": id })),
+                response_etag: Set(None),
+                created_at: Set(now),
+            })
+            .on_conflict(
+                OnConflict::columns([
+                    idempotency_keys::Column::Actor,
+                    idempotency_keys::Column::Scope,
+                    idempotency_keys::Column::Key,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(&*tx)
+            .await?
+                == 1;
+            if !first {
+                drop(tx);
+                return self
+                    .repeated_key(actor, project_id, form_id)
+                    .await
+                    .map(KeyCreation::Repeated);
+            }
+        }
         let row = api_keys::ActiveModel {
             id: Set(id),
             project_id: Set(project_id),
@@ -181,7 +242,30 @@ impl Services {
         };
         record(&*tx, actor, now, change).await?;
         tx.commit().await?;
-        Ok(CreatedApiKey { key, secret })
+        Ok(KeyCreation::Created(CreatedApiKey { key, secret }))
+    }
+
+    /// The key an earlier send of the form made.
+    async fn repeated_key(
+        &self,
+        actor: &Actor,
+        project_id: Uuid,
+        form_id: &str,
+    ) -> Result<ApiKey, CoreError> {
+        let first = idempotency_keys::Entity::find_by_id((
+            actor.principal.subject.clone(),
+            format!("{KEY_FORM_SCOPE}:{project_id}"),
+            form_id.to_owned(),
+        ))
+        .one(self.store.db())
+        .await?
+        .ok_or_else(|| CoreError::Internal("a key form's record vanished".into()))?;
+        let key_id = first
+            .response_body
+            .get("key_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| CoreError::Internal("a key form's record has no key id".into()))?;
+        self.get_api_key(project_id, key_id).await
     }
 
     pub async fn list_api_keys(

@@ -611,8 +611,36 @@ async fn a_member_makes_and_revokes_a_key_on_the_project_page() {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text.contains("expires in: must be at most"), "{}", r.text);
 
+    let form_id = {
+        let marker = "name=\"form_id\" value=\"";
+        let start = page
+            .text
+            .find(marker)
+            .unwrap_or_else(|| panic!("no form id on the page"))
+            + marker.len();
+        page.text[start..]
+            .chars()
+            .take_while(|c| *c != '"')
+            .collect::<String>()
+    };
+    let fields = [
+        fields[0],
+        fields[1],
+        fields[2],
+        fields[3],
+        ("form_id", form_id.as_str()),
+    ];
     let made = browser.post_form(&path, &fields).await;
     assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    // The same form again (a double click, a reload): no second key, no secret.
+    let again = browser.post_form(&path, &fields).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert!(
+        again.text.contains("This form was already sent"),
+        "{}",
+        again.text
+    );
+    assert!(!again.text.contains("sk-strata-"));
     assert_eq!(made.header("cache-control"), "no-store");
     let start = made
         .text
@@ -625,6 +653,7 @@ async fn a_member_makes_and_revokes_a_key_on_the_project_page() {
     let listed = app
         .get(&format!("/api/v1/projects/{pid}/keys"), &app.admin)
         .await;
+    assert_eq!(listed.body["items"].as_array().map(Vec::len), Some(1));
     let key = listed.body["items"][0].clone();
     assert_eq!(key["name"], "worker");
     assert_eq!(key["models"], json!(["openai.gpt-oss-20b"]));
