@@ -1,14 +1,13 @@
 //! Prometheus metrics, one registry per app (no global state, so tests can run many
 //! apps in one process).
 
-use std::sync::Mutex;
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use strata_core::metrics::MetricsRegistry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -24,7 +23,7 @@ pub struct RouteLabels {
 }
 
 pub struct Metrics {
-    registry: Mutex<Registry>,
+    registry: MetricsRegistry,
     pub requests: Family<RequestLabels, Counter>,
     pub durations: Family<RouteLabels, Histogram>,
     pub database_up: Gauge,
@@ -56,7 +55,7 @@ impl Metrics {
             database_up.clone(),
         );
         Self {
-            registry: Mutex::new(registry),
+            registry: MetricsRegistry::from(registry),
             requests,
             durations,
             database_up,
@@ -65,18 +64,12 @@ impl Metrics {
 
     /// Adds collectors owned by other parts (reconciler, AWS adapters).
     pub fn register(&self, add: impl FnOnce(&mut Registry)) {
-        if let Ok(mut registry) = self.registry.lock() {
-            add(&mut registry);
-        }
+        self.registry.register(add);
     }
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        if let Ok(registry) = self.registry.lock() {
-            let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
-        }
-        out
+        self.registry.render()
     }
 }
 

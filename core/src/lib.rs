@@ -7,6 +7,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod keys;
+pub mod metrics;
 pub mod policy;
 pub mod services;
 pub mod store;

@@ -2,7 +2,7 @@
 //! overhead), upstream errors and tokens, by project and model; the snapshot's age.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -10,6 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use strata_core::metrics::MetricsRegistry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -57,7 +58,7 @@ pub struct ModelMetrics {
 type ModelMetricsByName = HashMap<String, Arc<ModelMetrics>>;
 
 pub struct ProxyMetrics {
-    registry: Mutex<Registry>,
+    registry: MetricsRegistry,
     by_model: RwLock<HashMap<(&'static str, uuid::Uuid), ModelMetricsByName>>,
     pub requests: Family<RequestLabels, Counter>,
     pub duration: Family<ModelLabels, Histogram>,
@@ -124,7 +125,7 @@ impl ProxyMetrics {
             snapshot_fresh.clone(),
         );
         Self {
-            registry: Mutex::new(registry),
+            registry: MetricsRegistry::from(registry),
             by_model: RwLock::new(HashMap::new()),
             requests,
             duration,
@@ -191,16 +192,11 @@ impl ProxyMetrics {
     }
 
     pub fn register(&self, add: impl FnOnce(&mut Registry)) {
-        if let Ok(mut registry) = self.registry.lock() {
-            add(&mut registry);
-        }
+        self.registry.register(add);
     }
 
+    /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        if let Ok(registry) = self.registry.lock() {
-            let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
-        }
-        out
+        self.registry.render()
     }
 }
