@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
+pub use aws_config::SdkConfig;
 pub use calls::{AwsCalls, CallCounts, Outcome};
 pub use clients::{
     AwsClients, AwsSettings, DEFAULT_MANTLE_URL, probe_credentials, sdk_config_from_env,

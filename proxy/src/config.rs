@@ -80,3 +80,23 @@ pub struct ProxySettings {
     /// Mantle's base URL with `{region}` in it.
     pub mantle_url: String,
 }
+
+impl ProxyConfig {
+    /// How the proxy signs its calls to Mantle: with the configured Bedrock API key,
+    /// else as each project's IAM role, assumed with the credentials of `sdk` (only
+    /// loaded in that case).
+    pub async fn upstream_auth(
+        &self,
+        sdk: impl std::future::Future<Output = strata_aws::SdkConfig>,
+        session_name: &str,
+    ) -> std::sync::Arc<dyn strata_aws::UpstreamAuth> {
+        match &self.bedrock_api_key {
+            Some(key) => std::sync::Arc::new(strata_aws::BedrockApiKey::new(key.expose())),
+            None => std::sync::Arc::new(strata_aws::AssumedRoles::new(
+                &sdk.await,
+                strata_aws::AwsCalls::new(),
+                session_name,
+            )),
+        }
+    }
+}

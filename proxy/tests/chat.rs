@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use strata_aws::{AssumedRoles, AwsCalls, BedrockApiKey};
 use strata_proxy::{Proxy, ProxyConfig, ProxySettings};
 use strata_reconciler::ReconcilerConfig;
 use strata_testkit::moto::{moto_clients, moto_sdk_config};
@@ -44,6 +43,10 @@ async fn start_proxy(
     tokio::task::JoinHandle<std::io::Result<()>>,
 ) {
     let keys = strata_testkit::test_keys_config();
+    // As `strata proxy` chooses: a configured Bedrock API key, else assumed roles.
+    let upstream = config
+        .upstream_auth(moto_sdk_config(), "strata-proxy-test")
+        .await;
     let settings = ProxySettings {
         config,
         control_plane_url: control_plane.to_owned(),
@@ -51,15 +54,6 @@ async fn start_proxy(
         key_issuer: keys.key_issuer,
         audience: keys.proxy_audience,
         mantle_url: mantle.url(),
-    };
-    // As `strata proxy` chooses: a configured Bedrock API key, else assumed roles.
-    let upstream: Arc<dyn strata_aws::UpstreamAuth> = match &settings.config.bedrock_api_key {
-        Some(key) => Arc::new(BedrockApiKey::new(key.expose())),
-        None => Arc::new(AssumedRoles::new(
-            &moto_sdk_config().await,
-            AwsCalls::new(),
-            "strata-proxy-test",
-        )),
     };
     let proxy = Arc::new(
         Proxy::new(settings, reqwest::Client::new(), upstream).unwrap_or_else(|e| panic!("{e}")),

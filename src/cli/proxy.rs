@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use strata_aws::{AssumedRoles, AwsCalls, BedrockApiKey, DEFAULT_MANTLE_URL, UpstreamAuth};
+use strata_aws::{DEFAULT_MANTLE_URL, UpstreamAuth};
 use strata_core::config::{DEFAULT_KEY_ISSUER, DEFAULT_PROXY_AUDIENCE, ProxyCredentialConfig};
 use strata_proxy::{Proxy, ProxyConfig, ProxySettings};
 use tokio_util::sync::CancellationToken;
@@ -37,14 +37,14 @@ pub struct ProxyArgs {
 /// How the proxy authenticates to Mantle: a Bedrock API key when configured, else
 /// each project's role assumed with the process's own AWS credentials.
 pub(super) async fn upstream_auth(config: &ProxyConfig) -> Arc<dyn UpstreamAuth> {
-    if let Some(key) = &config.bedrock_api_key {
-        return Arc::new(BedrockApiKey::new(key.expose()));
-    }
-    let sdk = strata_aws::sdk_config_from_env().await;
-    if let Some(why) = strata_aws::probe_credentials(&sdk).await {
-        tracing::warn!(reason = %why, "the proxy has no AWS credentials: it cannot assume project roles, so chat calls will fail with 502 until it has some (or set STRATA_BEDROCK_API_KEY)");
-    }
-    Arc::new(AssumedRoles::new(&sdk, AwsCalls::new(), "strata-proxy"))
+    let sdk = async {
+        let sdk = strata_aws::sdk_config_from_env().await;
+        if let Some(why) = strata_aws::probe_credentials(&sdk).await {
+            tracing::warn!(reason = %why, "the proxy has no AWS credentials: it cannot assume project roles, so chat calls will fail with 502 until it has some (or set STRATA_BEDROCK_API_KEY)");
+        }
+        sdk
+    };
+    config.upstream_auth(sdk, "strata-proxy").await
 }
 
 /// Builds the proxy; `control_plane_url` is where it follows the control plane.
