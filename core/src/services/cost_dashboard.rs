@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Months, NaiveDate, Utc};
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, OnConflict, Query, SimpleExpr};
+use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, Func, OnConflict, Query, SimpleExpr};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set};
 use uuid::Uuid;
 
@@ -22,6 +22,15 @@ use crate::store::entities::{cost_coverage, cost_daily, cost_forecasts, projects
 /// `SUM(expr)` as a 64-bit integer on every backend (Postgres sums BIGINT as NUMERIC).
 fn sum(expr: impl Into<Expr>) -> SimpleExpr {
     Func::cast_as(Func::sum(expr.into()), Alias::new("BIGINT")).into()
+}
+
+/// `cost_daily` rows of one tag key and environment on the days `[from, to)`.
+fn cost_days(tag_key: &str, environment: &str, from: NaiveDate, to: NaiveDate) -> Condition {
+    Condition::all()
+        .add(Expr::col(cost_daily::Column::TagKey).eq(tag_key))
+        .add(Expr::col(cost_daily::Column::Environment).eq(environment))
+        .add(Expr::col(cost_daily::Column::Day).gte(from))
+        .add(Expr::col(cost_daily::Column::Day).lt(to))
 }
 
 /// `amount_micros` on the days `[from, to)`, else 0.
@@ -397,11 +406,8 @@ impl Services {
             query.expr_as(sum(amount_between(*from, *to)), Alias::new(format!("r{i}")));
         }
         query
+            .cond_where(cost_days(PROJECT_TAG, environment, lo, hi))
             .from(cost_daily::Entity)
-            .and_where(Expr::col(cost_daily::Column::TagKey).eq(PROJECT_TAG))
-            .and_where(Expr::col(cost_daily::Column::Environment).eq(environment))
-            .and_where(Expr::col(cost_daily::Column::Day).gte(lo))
-            .and_where(Expr::col(cost_daily::Column::Day).lt(hi))
             .group_by_col(cost_daily::Column::TagValue);
         let mut out = HashMap::new();
         for row in self.store.db().query_all(&query).await? {
@@ -435,11 +441,8 @@ impl Services {
                 ),
                 Alias::new("restatable"),
             )
+            .cond_where(cost_days(PROJECT_TAG, environment, from, to))
             .from(cost_daily::Entity)
-            .and_where(Expr::col(cost_daily::Column::TagKey).eq(PROJECT_TAG))
-            .and_where(Expr::col(cost_daily::Column::Environment).eq(environment))
-            .and_where(Expr::col(cost_daily::Column::Day).gte(from))
-            .and_where(Expr::col(cost_daily::Column::Day).lt(to))
             .group_by_col(cost_daily::Column::Day)
             .to_owned();
         let mut out = BTreeMap::new();
@@ -497,10 +500,7 @@ impl Services {
                 cost_daily::Column::TagValue,
                 cost_daily::Column::AmountMicros,
             ])
-            .filter(cost_daily::Column::TagKey.eq(PROJECT_TAG))
-            .filter(cost_daily::Column::Environment.eq(environment))
-            .filter(cost_daily::Column::Day.gte(from))
-            .filter(cost_daily::Column::Day.lt(to))
+            .filter(cost_days(PROJECT_TAG, environment, from, to))
             .filter(cost_daily::Column::TagValue.is_in(values))
             .into_tuple()
             .all(self.store.db())
@@ -532,11 +532,8 @@ impl Services {
                 sum(Expr::col(cost_daily::Column::AmountMicros)),
                 Alias::new("total"),
             )
+            .cond_where(cost_days(key, environment, from, to))
             .from(cost_daily::Entity)
-            .and_where(Expr::col(cost_daily::Column::TagKey).eq(key))
-            .and_where(Expr::col(cost_daily::Column::Environment).eq(environment))
-            .and_where(Expr::col(cost_daily::Column::Day).gte(from))
-            .and_where(Expr::col(cost_daily::Column::Day).lt(to))
             .group_by_col(cost_daily::Column::TagValue)
             .to_owned();
         let mut out = Vec::new();
