@@ -47,6 +47,14 @@ pub struct ServeArgs {
     serve_proxy: bool,
     #[command(flatten)]
     proxy_server: strata_proxy::ProxyConfig,
+    /// Days the proxy's per-minute usage is kept (per-day totals, which the cost
+    /// pages read, are kept for good); 0 keeps minutes for good.
+    #[arg(
+        long = "usage-minutes-retention-days",
+        env = "STRATA_USAGE_MINUTES_RETENTION_DAYS",
+        default_value_t = 400
+    )]
+    usage_minutes_retention_days: u32,
 }
 
 fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
@@ -135,7 +143,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(shutdown_signal(shutdown.clone()));
-    tokio::spawn(purge_idempotency_keys(state.clone(), shutdown.clone()));
+    tokio::spawn(housekeeping(
+        state.clone(),
+        args.usage_minutes_retention_days,
+        shutdown.clone(),
+    ));
     let cost_loop = match (
         &reconciler.aws().unavailable,
         args.costs.refresh_interval_secs,
@@ -227,23 +239,58 @@ fn loopback_url(addr: SocketAddr) -> String {
     format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
-/// Idempotency keys are kept for 24 hours, then forgotten.
-async fn purge_idempotency_keys(state: strata_api::AppState, shutdown: CancellationToken) {
+/// Hourly: idempotency keys are forgotten after 24 hours, the proxy's usage batch ids
+/// after 7 days (it retries a batch within seconds), usage minutes after their
+/// retention. Every replica may run it: the deletes are idempotent.
+async fn housekeeping(
+    state: strata_api::AppState,
+    minutes_retention_days: u32,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match state
-            .services
-            .purge_idempotency_keys(chrono::Duration::hours(24))
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(idempotency.purged = n, "forgot expired idempotency keys"),
-            Err(e) => {
-                tracing::warn!(error.cause = %e, "purging idempotency keys failed; will retry")
+        let services = &state.services;
+        let purges = [
+            (
+                "idempotency keys",
+                services
+                    .purge_idempotency_keys(chrono::Duration::hours(24))
+                    .await,
+            ),
+            (
+                "usage batch ids",
+                services
+                    .purge_usage_batches(chrono::Duration::days(7))
+                    .await,
+            ),
+            (
+                "usage minutes",
+                if minutes_retention_days == 0 {
+                    Ok(0)
+                } else {
+                    services
+                        .purge_usage_minutes(chrono::Duration::days(i64::from(
+                            minutes_retention_days,
+                        )))
+                        .await
+                },
+            ),
+        ];
+        for (what, result) in purges {
+            match result {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    housekeeping.what = what,
+                    housekeeping.purged = n,
+                    "purged old rows"
+                ),
+                Err(e) => {
+                    tracing::warn!(housekeeping.what = what, error.cause = %e, "purging old rows failed; will retry")
+                }
             }
         }
     }

@@ -217,6 +217,27 @@ impl Services {
         Ok(true)
     }
 
+    /// Forgets usage batch ids received longer ago than `max_age` (a retry of those
+    /// would count twice, but the proxy retries within seconds).
+    pub async fn purge_usage_batches(&self, max_age: Duration) -> Result<u64, CoreError> {
+        let cutoff = self.clock.now() - max_age;
+        Ok(usage_batches::Entity::delete_many()
+            .filter(usage_batches::Column::ReceivedAt.lt(cutoff))
+            .exec(self.store.db())
+            .await?
+            .rows_affected)
+    }
+
+    /// Deletes per-minute usage older than `max_age`; the per-day totals stay.
+    pub async fn purge_usage_minutes(&self, max_age: Duration) -> Result<u64, CoreError> {
+        let cutoff = self.clock.now() - max_age;
+        Ok(usage_minutes::Entity::delete_many()
+            .filter(usage_minutes::Column::Minute.lt(cutoff))
+            .exec(self.store.db())
+            .await?
+            .rows_affected)
+    }
+
     /// A project's usage in `[from, to)`, default: this month so far.
     pub async fn usage_report(
         &self,

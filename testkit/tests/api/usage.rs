@@ -233,3 +233,74 @@ async fn a_large_batch_fits_the_databases_statement_limits() {
         .await;
     assert_eq!(report.body["total"]["requests"], 7_000);
 }
+
+/// Old minutes and batch ids are purged; the per-day totals the cost pages read stay.
+#[tokio::test]
+async fn old_usage_minutes_and_batch_ids_are_purged_and_daily_totals_kept() {
+    use strata_core::store::entities::{usage_batches, usage_daily, usage_minutes};
+    let app = TestApp::spawn().await;
+    let proxy = app.state.proxy_token.expose().to_owned();
+    let p = app.create_project(&project_body("purged")).await;
+    let pid = p["id"].as_str().unwrap_or_default().to_owned();
+    let kid = uuid::Uuid::now_v7().to_string();
+    let model = "openai.gpt-oss-120b";
+    let recent = chrono::Utc::now().format("%Y-%m-%dT%H:%M:00Z").to_string();
+    let batch = json!({"batch_id": uuid::Uuid::now_v7(), "records": [
+        record(&pid, &kid, model, "2025-01-15T10:00:00Z", (1000, 500)),
+        record(&pid, &kid, model, &recent, (1000, 500)),
+    ]});
+    let r = app.post(USAGE, &proxy, &batch).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let services = &app.state.services;
+    let db = services.store.db();
+    let count_minutes = || async {
+        use sea_orm::{EntityTrait, PaginatorTrait};
+        usage_minutes::Entity::find()
+            .count(db)
+            .await
+            .unwrap_or(u64::MAX)
+    };
+    assert_eq!(count_minutes().await, 2);
+    let purged = services
+        .purge_usage_minutes(chrono::Duration::days(400))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (purged, count_minutes().await),
+        (1, 1),
+        "only the old minute goes"
+    );
+    {
+        use sea_orm::{EntityTrait, PaginatorTrait};
+        assert_eq!(
+            usage_daily::Entity::find()
+                .count(db)
+                .await
+                .unwrap_or_default(),
+            2,
+            "both days' totals stay"
+        );
+        // Batch ids: a week is kept; older ones go.
+        assert_eq!(
+            services
+                .purge_usage_batches(chrono::Duration::days(7))
+                .await
+                .unwrap_or(u64::MAX),
+            0
+        );
+        assert_eq!(
+            services
+                .purge_usage_batches(chrono::Duration::seconds(-1))
+                .await
+                .unwrap_or(u64::MAX),
+            1
+        );
+        assert_eq!(
+            usage_batches::Entity::find()
+                .count(db)
+                .await
+                .unwrap_or(u64::MAX),
+            0
+        );
+    }
+}
