@@ -47,6 +47,58 @@ pub struct HttpConfig {
         default_value_t = false
     )]
     pub ui_secure_cookies: bool,
+    #[command(flatten)]
+    pub sso: SsoConfig,
+}
+
+/// Signing in to the pages through the identity provider (OIDC authorization code
+/// with PKCE). Its tokens are checked by the OIDC settings above, so
+/// `STRATA_OIDC_AUDIENCE` must accept what the provider issues to this client
+/// (usually the client id).
+#[derive(Clone, Debug, Args)]
+pub struct SsoConfig {
+    /// The provider's authorization endpoint; with the token endpoint and a client
+    /// id, the sign-in page offers "Sign in with your identity provider".
+    #[arg(
+        long = "ui-oidc-authorization-url",
+        env = "STRATA_UI_OIDC_AUTHORIZATION_URL",
+        requires_all = ["token_url", "client_id"]
+    )]
+    pub authorization_url: Option<String>,
+    /// The provider's token endpoint.
+    #[arg(long = "ui-oidc-token-url", env = "STRATA_UI_OIDC_TOKEN_URL")]
+    pub token_url: Option<String>,
+    /// strata's client id at the provider.
+    #[arg(long = "ui-oidc-client-id", env = "STRATA_UI_OIDC_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// The client secret, for providers that want one besides PKCE.
+    #[arg(long = "ui-oidc-client-secret", env = "STRATA_UI_OIDC_CLIENT_SECRET")]
+    pub client_secret: Option<strata_core::config::Secret>,
+    /// Scopes asked for.
+    #[arg(
+        long = "ui-oidc-scopes",
+        env = "STRATA_UI_OIDC_SCOPES",
+        default_value = "openid profile email"
+    )]
+    pub scopes: String,
+    /// The URL people reach strata at (e.g. `https://strata.example.com`); the
+    /// provider sends them back to `<this>/ui/signin/callback`. Default: the request's
+    /// host over http.
+    #[arg(long = "public-url", env = "STRATA_PUBLIC_URL")]
+    pub public_url: Option<String>,
+}
+
+impl Default for SsoConfig {
+    fn default() -> Self {
+        Self {
+            authorization_url: None,
+            token_url: None,
+            client_id: None,
+            client_secret: None,
+            scopes: "openid profile email".into(),
+            public_url: None,
+        }
+    }
 }
 
 impl Default for HttpConfig {
@@ -55,6 +107,7 @@ impl Default for HttpConfig {
             request_timeout_secs: 30,
             body_limit_bytes: 1_048_576,
             ui_secure_cookies: false,
+            sso: SsoConfig::default(),
         }
     }
 }

@@ -10,5 +10,5 @@ pub mod openapi;
 mod routes;
 mod ui;
 
-pub use app::{App, AppState, HttpConfig, build_router};
+pub use app::{App, AppState, HttpConfig, SsoConfig, build_router};
 pub use error::{ApiError, ErrorBody};

@@ -1,22 +1,60 @@
 //! A fake OIDC identity provider: an Ed25519 key, its JWKS served on a loopback port,
-//! and tokens with any subject, groups, issuer and audience.
+//! and tokens with any subject, groups, issuer and audience; also an authorization
+//! endpoint that signs in whoever `sign_in_as` names, and a token endpoint that trades
+//! its codes (PKCE checked) for an ID token.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::routing::get;
+use axum::extract::{Form, Query};
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use sha2::Digest;
 
 pub struct FakeIdp {
     pub issuer: String,
     pub jwks_url: String,
+    pub authorization_url: String,
+    pub token_url: String,
     pub kid: String,
     key: EncodingKey,
+    flows: Arc<Mutex<Flows>>,
+}
+
+/// Who the authorization endpoint signs in, and the codes it has handed out.
+#[derive(Default)]
+struct Flows {
+    user: Option<(String, Vec<String>)>,
+    /// code → (code challenge, redirect URI, client id, ID token to give).
+    codes: HashMap<String, (String, String, String, String)>,
+    issued: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct AuthorizeQuery {
+    client_id: String,
+    redirect_uri: String,
+    state: String,
+    code_challenge: String,
+    code_challenge_method: String,
+}
+
+#[derive(serde::Deserialize)]
+struct TokenForm {
+    grant_type: String,
+    code: String,
+    redirect_uri: String,
+    client_id: String,
+    code_verifier: String,
 }
 
 impl FakeIdp {
@@ -33,22 +71,115 @@ impl FakeIdp {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let addr: SocketAddr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        let router = axum::Router::new().route(
-            "/jwks.json",
-            get(move || {
-                let j = jwks.clone();
-                async move { Json(j) }
-            }),
-        );
+        let flows: Arc<Mutex<Flows>> = Arc::default();
+        let issuer = format!("http://{addr}/");
+        let key = EncodingKey::from_ed_der(der.as_bytes());
+        let (signer, signing_kid, issuing) = (key.clone(), kid.clone(), issuer.clone());
+        let authorize_flows = flows.clone();
+        let token_flows = flows.clone();
+        let router = axum::Router::new()
+            .route(
+                "/jwks.json",
+                get(move || {
+                    let j = jwks.clone();
+                    async move { Json(j) }
+                }),
+            )
+            .route(
+                "/authorize",
+                get(move |Query(q): Query<AuthorizeQuery>| {
+                    let flows = authorize_flows.clone();
+                    let (signer, kid, issuer) =
+                        (signer.clone(), signing_kid.clone(), issuing.clone());
+                    async move {
+                        let mut flows = flows.lock().unwrap_or_else(|e| e.into_inner());
+                        let back = |query: String| {
+                            let sep = if q.redirect_uri.contains('?') {
+                                '&'
+                            } else {
+                                '?'
+                            };
+                            Redirect::to(&format!("{}{sep}{query}", q.redirect_uri))
+                        };
+                        let Some((subject, groups)) = flows.user.clone() else {
+                            return back(format!("error=access_denied&state={}", q.state));
+                        };
+                        if q.code_challenge_method != "S256" {
+                            return back(format!("error=invalid_request&state={}", q.state));
+                        }
+                        flows.issued += 1;
+                        let code = format!("code-{}", flows.issued);
+                        let now = jsonwebtoken::get_current_timestamp() as i64;
+                        let claims = json!({"iss": issuer, "aud": q.client_id, "sub": subject,
+                            "groups": groups, "iat": now, "exp": now + 600});
+                        let mut header = Header::new(Algorithm::EdDSA);
+                        header.kid = Some(kid);
+                        let id_token = jsonwebtoken::encode(&header, &claims, &signer)
+                            .unwrap_or_else(|e| panic!("{e}"));
+                        flows.codes.insert(
+                            code.clone(),
+                            (
+                                q.code_challenge,
+                                q.redirect_uri.clone(),
+                                q.client_id,
+                                id_token,
+                            ),
+                        );
+                        back(format!("code={code}&state={}", q.state))
+                    }
+                }),
+            )
+            .route(
+                "/token",
+                post(move |Form(f): Form<TokenForm>| {
+                    let flows = token_flows.clone();
+                    async move {
+                        let mut flows = flows.lock().unwrap_or_else(|e| e.into_inner());
+                        let bad = (
+                            axum::http::StatusCode::BAD_REQUEST,
+                            Json(json!({"error": "invalid_grant"})),
+                        );
+                        // A code works once.
+                        let Some((challenge, redirect_uri, client_id, id_token)) =
+                            flows.codes.remove(&f.code)
+                        else {
+                            return bad.into_response();
+                        };
+                        let pkce = URL_SAFE_NO_PAD
+                            .encode(sha2::Sha256::digest(f.code_verifier.as_bytes()));
+                        if f.grant_type != "authorization_code"
+                            || pkce != challenge
+                            || f.redirect_uri != redirect_uri
+                            || f.client_id != client_id
+                        {
+                            return bad.into_response();
+                        }
+                        Json(
+                            json!({"id_token": id_token, "access_token": "opaque-access-token",
+                                    "token_type": "Bearer", "expires_in": 600}),
+                        )
+                        .into_response()
+                    }
+                }),
+            );
         tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
         Self {
-            issuer: format!("http://{addr}/"),
+            issuer,
             jwks_url: format!("http://{addr}/jwks.json"),
+            authorization_url: format!("http://{addr}/authorize"),
+            token_url: format!("http://{addr}/token"),
             kid,
-            key: EncodingKey::from_ed_der(der.as_bytes()),
+            key,
+            flows,
         }
+    }
+
+    /// Whom the authorization endpoint signs in from now on (`None`: it refuses).
+    pub fn sign_in_as(&self, user: Option<(&str, &[&str])>) {
+        let mut flows = self.flows.lock().unwrap_or_else(|e| e.into_inner());
+        flows.user = user.map(|(s, g)| (s.to_owned(), g.iter().map(|g| (*g).to_owned()).collect()));
     }
 
     /// A token with the given claims merged over sensible defaults.

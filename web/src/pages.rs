@@ -30,6 +30,18 @@ pub struct SignInPage {
     /// Where to go after signing in (a `/ui` path).
     pub next: String,
     pub error: Option<String>,
+    /// "Sign in with your identity provider", when configured.
+    pub sso_href: Option<String>,
+}
+
+/// Shown after the identity provider sent the browser back: a same-site step to the
+/// page asked for (a redirect would carry on the provider's cross-site navigation,
+/// which does not send SameSite=Strict cookies).
+#[derive(Debug, Template, WebTemplate)]
+#[template(path = "signed_in.html")]
+pub struct SignedInPage {
+    pub nav: Option<Nav>,
+    pub next: String,
 }
 
 #[derive(Debug, Template, WebTemplate)]
@@ -766,6 +778,7 @@ mod tests {
             csrf: "csrf-token".into(),
             next: "/ui/env/prod/costs".into(),
             error: Some("The token was not accepted: token expired.".into()),
+            sso_href: Some("/ui/signin/oidc?next=%2Fui%2Fenv%2Fprod%2Fcosts".into()),
         };
         insta::assert_snapshot!(render(&page));
     }

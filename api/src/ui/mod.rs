@@ -6,6 +6,7 @@
 mod costs;
 mod projects;
 mod session;
+mod sso;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -24,6 +25,8 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/ui/signin",
             get(projects::sign_in_form).post(projects::sign_in),
         )
+        .route("/ui/signin/oidc", get(sso::start))
+        .route("/ui/signin/callback", get(sso::callback))
         .route("/ui/signout", post(projects::sign_out))
         .route("/ui/env/{environment}/costs", get(costs::env_costs))
         .route("/ui/env/{environment}/costs.csv", get(costs::env_costs_csv))

@@ -18,7 +18,8 @@ use strata_web::pages::{
 };
 
 use super::session::{
-    CSRF_COOKIE, CsrfToken, SESSION_COOKIE, UiCaller, check_form, cookie, new_csrf_token, safe_next,
+    CSRF_COOKIE, CsrfToken, SESSION_COOKIE, UiCaller, check_form, cookie, form_urlencoded_value,
+    new_csrf_token, safe_next,
 };
 use super::{UiError, UiResult};
 use crate::app::AppState;
@@ -33,13 +34,16 @@ pub struct NextQuery {
 }
 
 pub async fn sign_in_form(
+    State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
     Query(q): Query<NextQuery>,
 ) -> SignInPage {
+    let next = safe_next(q.next.as_deref().unwrap_or("/ui"));
     SignInPage {
         nav: None,
         csrf: csrf.0,
-        next: safe_next(q.next.as_deref().unwrap_or("/ui")),
+        sso_href: sso_href(&state, &next),
+        next,
         error: None,
     }
 }
@@ -93,6 +97,7 @@ pub async fn sign_in(
             csrf: csrf.0.clone(),
             next: next.clone(),
             error: Some(message),
+            sso_href: sso_href(&state, &next),
         };
         (StatusCode::UNAUTHORIZED, page).into_response()
     };
@@ -107,20 +112,30 @@ pub async fn sign_in(
             other => UiError::from(other).into_response(),
         };
     }
+    let mut res = Redirect::to(&next).into_response();
+    start_session(&state, &mut res, token);
+    res
+}
+
+/// Sets the session cookie for a verified `token` (expiring with it) and a new CSRF
+/// token: one a page showed before sign-in is not carried over.
+pub(super) fn start_session(state: &AppState, res: &mut Response, token: &str) {
     let now = state.services.clock.now().timestamp();
     let secure = state.http.ui_secure_cookies;
     let mut session = cookie(SESSION_COOKIE, token.to_owned(), secure);
     if let Some(left) = seconds_left(token, now).filter(|s| *s > 0) {
         session.set_max_age(time::Duration::seconds(left));
     }
-    let mut res = Redirect::to(&next).into_response();
-    set_cookie(&mut res, session);
-    // A new CSRF token for the new session: one a page showed before sign-in is
-    // not carried over.
+    set_cookie(res, session);
     if let Some(fresh) = new_csrf_token() {
-        set_cookie(&mut res, cookie(CSRF_COOKIE, fresh, secure));
+        set_cookie(res, cookie(CSRF_COOKIE, fresh, secure));
     }
-    res
+}
+
+/// The sign-in page's link to the identity provider, when configured.
+fn sso_href(state: &AppState, next: &str) -> Option<String> {
+    super::sso::configured(&state.http.sso)
+        .map(|_| format!("/ui/signin/oidc?next={}", form_urlencoded_value(next)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -166,7 +166,8 @@ fn form_page(path: &str) -> String {
     }
 }
 
-fn form_urlencoded_value(value: &str) -> String {
+/// A path as a query value (`/` kept readable).
+pub(super) fn form_urlencoded_value(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {

@@ -804,3 +804,156 @@ async fn bad_page_input_gets_a_page_with_a_4xx() {
     assert_eq!(css.status, StatusCode::OK);
     assert!(css.header("content-type").starts_with("text/css"));
 }
+
+/// Signing in to the pages through the identity provider: authorization code with
+/// PKCE, `state` checked, the provider's ID token kept as the session.
+#[tokio::test]
+async fn sign_in_through_the_identity_provider() {
+    use strata_api::{HttpConfig, SsoConfig};
+    use strata_core::config::AuthConfig;
+    let idp = strata_testkit::FakeIdp::start().await;
+    let app = TestApp::builder()
+        .auth(AuthConfig {
+            oidc_issuer: Some(idp.issuer.clone()),
+            oidc_jwks_url: Some(idp.jwks_url.clone()),
+            oidc_audience: Some("strata-ui".into()),
+            ..AuthConfig::default()
+        })
+        .http(HttpConfig {
+            sso: SsoConfig {
+                authorization_url: Some(idp.authorization_url.clone()),
+                token_url: Some(idp.token_url.clone()),
+                client_id: Some("strata-ui".into()),
+                ..SsoConfig::default()
+            },
+            ..HttpConfig::default()
+        })
+        .spawn()
+        .await;
+    let base = app.url("");
+    let hop = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The provider's authorization endpoint answers with a redirect back to strata.
+    let via_provider = |url: String| {
+        let hop = hop.clone();
+        async move {
+            let r = hop.get(&url).send().await.unwrap_or_else(|e| panic!("{e}"));
+            assert!(r.status().is_redirection(), "{}", r.status());
+            r.headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+
+    let mut browser = Browser::new(&app);
+    let form = browser.get("/ui/signin?next=/ui/env/prod/costs").await;
+    assert!(
+        form.text
+            .contains("href=\"/ui/signin/oidc?next=/ui/env/prod/costs\""),
+        "{}",
+        form.text
+    );
+    idp.sign_in_as(Some(("fin@example.com", &["strata-finance"])));
+    let start = browser.get("/ui/signin/oidc?next=/ui/env/prod/costs").await;
+    assert_eq!(start.status, StatusCode::SEE_OTHER);
+    let to_provider = start.header("location").to_owned();
+    assert!(
+        to_provider.starts_with(&idp.authorization_url),
+        "{to_provider}"
+    );
+    for part in [
+        "response_type=code",
+        "client_id=strata-ui",
+        "code_challenge_method=S256",
+        &format!(
+            "redirect_uri={}",
+            base.replace(':', "%3A").replace('/', "%2F") + "%2Fui%2Fsignin%2Fcallback"
+        ),
+    ] {
+        assert!(to_provider.contains(part), "{part} missing: {to_provider}");
+    }
+    let flow = browser
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("strata_sso="))
+        .cloned()
+        .unwrap_or_default();
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/ui/signin", "Max-Age=600"] {
+        assert!(flow.contains(attr), "{flow}");
+    }
+    let back = via_provider(to_provider.clone()).await;
+    let callback = back.strip_prefix(&base).unwrap_or(&back).to_owned();
+    assert!(callback.starts_with("/ui/signin/callback?code="), "{back}");
+
+    // An answer with another state is refused, and spends the flow.
+    let forged = callback.replace("state=", "state=x");
+    let r = browser.get(&forged).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(!browser.cookies.contains_key("strata_session"));
+    assert!(!browser.cookies.contains_key("strata_sso"));
+
+    // Again, properly: signed in, then a same-site step to the page asked for.
+    let start = browser.get("/ui/signin/oidc?next=/ui/env/prod/costs").await;
+    let back = via_provider(start.header("location").to_owned()).await;
+    let callback = back.strip_prefix(&base).unwrap_or(&back).to_owned();
+    let flow_cookie = browser
+        .cookies
+        .get("strata_sso")
+        .cloned()
+        .unwrap_or_default();
+    let done = browser.get(&callback).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text);
+    assert!(
+        done.text
+            .contains("http-equiv=\"refresh\" content=\"0; url=/ui/env/prod/costs\""),
+        "{}",
+        done.text
+    );
+    let session = browser
+        .set_cookies
+        .iter()
+        .rev()
+        .find(|c| c.starts_with("strata_session="))
+        .cloned()
+        .unwrap_or_default();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
+        assert!(session.contains(attr), "{session}");
+    }
+    assert!(!browser.cookies.contains_key("strata_sso"));
+    let page = browser.get("/ui/env/prod/costs").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(
+        page.text
+            .contains("Signed in as <strong>fin@example.com</strong> (finance)")
+    );
+
+    // The flow is spent: its answer again is refused here …
+    let replay = browser.get(&callback).await;
+    assert_eq!(replay.status, StatusCode::BAD_REQUEST, "{}", replay.text);
+    // … and with its cookie put back, at the provider (a code works once).
+    browser.cookies.insert("strata_sso".into(), flow_cookie);
+    let replay = browser.get(&callback).await;
+    assert_eq!(replay.status, StatusCode::BAD_GATEWAY, "{}", replay.text);
+    assert!(replay.text.contains("did not complete the sign-in"));
+    // The provider refusing: said on the page.
+    idp.sign_in_as(None);
+    let start = browser.get("/ui/signin/oidc").await;
+    let back = via_provider(start.header("location").to_owned()).await;
+    let refused = browser.get(back.strip_prefix(&base).unwrap_or(&back)).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.text.contains("access_denied"), "{}", refused.text);
+
+    // Without the provider configured there is no such sign-in.
+    let plain = TestApp::spawn().await;
+    let mut other = Browser::new(&plain);
+    let form = other.get("/ui/signin").await;
+    assert!(!form.text.contains("/ui/signin/oidc"));
+    assert_eq!(
+        other.get("/ui/signin/oidc").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
