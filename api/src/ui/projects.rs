@@ -10,7 +10,7 @@ use axum_extra::extract::cookie::Cookie;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
-use strata_core::auth::{Action, ListScope};
+use strata_core::auth::{Action, Decision, ListScope};
 use strata_core::domain::{KeyCreation, NewApiKey, UsageGroupBy};
 use strata_core::services::ProjectFilter;
 use strata_web::pages::{
@@ -195,18 +195,18 @@ pub async fn home(State(state): State<AppState>, ui: UiCaller) -> Response {
 }
 
 /// What the caller may do on this project (each right checked as the API checks it).
-async fn rights(state: &AppState, ui: &UiCaller, id: uuid::Uuid) -> ProjectRights {
-    let may = |action| async move {
-        authorize_project(state, &ui.caller, id, action)
-            .await
-            .is_ok()
-    };
-    ProjectRights {
-        read_keys: may(Action::KeysRead).await,
-        create_keys: may(Action::KeysCreate).await,
-        revoke_keys: may(Action::KeysRevoke).await,
-        read_costs: state.rbac.allows(ui.principal(), Action::CostsRead),
-    }
+/// The caller's membership is read once for all of them (the RBAC table's `decide`,
+/// as `authorize_project` uses it).
+async fn rights(state: &AppState, ui: &UiCaller, id: uuid::Uuid) -> UiResult<ProjectRights> {
+    let p = ui.principal();
+    let membership = state.services.membership(id, &p.subject).await?;
+    let may = |action| matches!(state.rbac.decide(p, action, membership), Decision::Allow);
+    Ok(ProjectRights {
+        read_keys: may(Action::KeysRead),
+        create_keys: may(Action::KeysCreate),
+        revoke_keys: may(Action::KeysRevoke),
+        read_costs: state.rbac.allows(p, Action::CostsRead),
+    })
 }
 
 /// What the key form just did, for the page to say.
@@ -228,7 +228,7 @@ async fn render_project(
     let id = project_id(raw_id)?;
     authorize_project(state, &ui.caller, id, Action::ProjectsRead).await?;
     let project = state.services.get_project(id).await?;
-    let rights = rights(state, ui, id).await;
+    let rights = rights(state, ui, id).await?;
     let keys = if rights.read_keys {
         Some(
             state

@@ -53,19 +53,6 @@ fn redirect_uri(sso: &SsoConfig, headers: &HeaderMap) -> String {
     format!("{base}/ui/signin/callback")
 }
 
-/// Percent-encodes everything but unreserved characters (RFC 3986).
-fn url_escape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn unavailable() -> UiError {
     UiError::new(
         StatusCode::NOT_FOUND,
@@ -99,12 +86,16 @@ pub async fn start(
     let next = safe_next(q.next.as_deref().unwrap_or("/ui"));
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     let separator = if authorize.contains('?') { '&' } else { '?' };
-    let location = format!(
-        "{authorize}{separator}response_type=code&client_id={}&redirect_uri={}&scope={}&state={flow_state}&code_challenge={challenge}&code_challenge_method=S256",
-        url_escape(client_id),
-        url_escape(&redirect_uri(sso, &headers)),
-        url_escape(&sso.scopes),
-    );
+    let params = form_urlencoded::Serializer::new(String::new())
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", &redirect_uri(sso, &headers))
+        .append_pair("scope", &sso.scopes)
+        .append_pair("state", &flow_state)
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256")
+        .finish();
+    let location = format!("{authorize}{separator}{params}");
     // Lax, not Strict: the provider's redirect back is a cross-site navigation.
     let cookie = Cookie::build((
         SSO_COOKIE,
@@ -209,21 +200,19 @@ async fn finish(
         .and_then(|b| String::from_utf8(b).ok())
         .map_or_else(|| "/ui".to_owned(), |n| safe_next(&n));
 
-    let mut form = vec![
-        ("grant_type", "authorization_code".to_owned()),
-        ("code", code),
-        ("redirect_uri", redirect_uri(sso, headers)),
-        ("client_id", client_id.to_owned()),
-        ("code_verifier", verifier.to_owned()),
-    ];
-    if let Some(secret) = &sso.client_secret {
-        form.push(("client_secret", secret.expose().to_owned()));
-    }
-    let body = form
-        .iter()
-        .map(|(k, v)| format!("{k}={}", url_escape(v)))
-        .collect::<Vec<_>>()
-        .join("&");
+    // Built before any await: the serializer is not `Send`.
+    let body = {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("grant_type", "authorization_code")
+            .append_pair("code", &code)
+            .append_pair("redirect_uri", &redirect_uri(sso, headers))
+            .append_pair("client_id", client_id)
+            .append_pair("code_verifier", verifier);
+        if let Some(secret) = &sso.client_secret {
+            form.append_pair("client_secret", secret.expose());
+        }
+        form.finish()
+    };
     let provider_failed = |why: String| {
         tracing::warn!(sso.token_url = %token_url, error.cause = %why, "the identity provider's token endpoint failed");
         UiError::new(

@@ -536,14 +536,26 @@ impl Services {
             .from(cost_daily::Entity)
             .group_by_col(cost_daily::Column::TagValue)
             .to_owned();
-        let mut out = Vec::new();
-        for row in self.store.db().query_all(&query).await? {
-            out.push(TagSpend {
-                value: row.try_get("", "tag_value")?,
-                micros: row.try_get("", "total")?,
-            });
-        }
+        let mut out: Vec<TagSpend> = self
+            .totals(&query, "tag_value")
+            .await?
+            .into_iter()
+            .map(|(value, micros)| TagSpend { value, micros })
+            .collect();
         out.sort_by(|a, b| b.micros.cmp(&a.micros).then_with(|| a.value.cmp(&b.value)));
+        Ok(out)
+    }
+
+    /// Runs a grouped sum and reads each row's group (column `key`) and `total`.
+    async fn totals<K: sea_orm::TryGetable>(
+        &self,
+        query: &sea_orm::sea_query::SelectStatement,
+        key: &str,
+    ) -> Result<Vec<(K, i64)>, CoreError> {
+        let mut out = Vec::new();
+        for row in self.store.db().query_all(query).await? {
+            out.push((row.try_get("", key)?, row.try_get("", "total")?));
+        }
         Ok(out)
     }
 
@@ -569,11 +581,7 @@ impl Services {
             .and_where(Expr::col(usage_daily::Column::Day).lt(to))
             .group_by_col(usage_daily::Column::Day)
             .to_owned();
-        let mut out = BTreeMap::new();
-        for row in self.store.db().query_all(&query).await? {
-            out.insert(row.try_get("", "day")?, row.try_get("", "total")?);
-        }
-        Ok(out)
+        Ok(self.totals(&query, "day").await?.into_iter().collect())
     }
 
     /// The proxy's metered cost per project of an environment on the given days.
@@ -598,10 +606,10 @@ impl Services {
             .and_where(Expr::col(usage_daily::Column::Day).is_in(days.iter().copied()))
             .group_by_col(usage_daily::Column::ProjectId)
             .to_owned();
-        let mut out = HashMap::new();
-        for row in self.store.db().query_all(&query).await? {
-            out.insert(row.try_get("", "project_id")?, row.try_get("", "total")?);
-        }
-        Ok(out)
+        Ok(self
+            .totals(&query, "project_id")
+            .await?
+            .into_iter()
+            .collect())
     }
 }
