@@ -15,6 +15,7 @@ mod m20261126_000008_model_capabilities;
 mod m20261127_000009_costs;
 mod m20261127_000010_cost_forecasts;
 mod m20261127_000011_cost_page_speed;
+mod m20261127_000012_limits;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000009_costs::Migration),
             Box::new(m20261127_000010_cost_forecasts::Migration),
             Box::new(m20261127_000011_cost_page_speed::Migration),
+            Box::new(m20261127_000012_limits::Migration),
         ]
     }
 }

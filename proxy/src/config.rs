@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use clap::Args;
 use strata_core::config::Secret;
 
+use crate::limits::OnStoreError;
+
 #[derive(Clone, Debug, Args)]
 pub struct ProxyConfig {
     /// Address the OpenAI-compatible proxy listens on.
@@ -52,6 +54,34 @@ pub struct ProxyConfig {
     /// Largest request body accepted, in bytes (images inline make bodies large).
     #[arg(long = "proxy-max-body", env = "STRATA_PROXY_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub proxy_max_body_bytes: usize,
+    /// Redis for rate limits and budgets shared by every proxy replica
+    /// (`redis://host:6379/0`). Unset: counted in this process (right for one proxy).
+    #[arg(long = "redis-url", env = "STRATA_REDIS_URL")]
+    pub redis_url: Option<Secret>,
+    /// Prefix of strata's Redis keys (several installations can share one Redis).
+    #[arg(
+        long = "redis-key-prefix",
+        env = "STRATA_REDIS_KEY_PREFIX",
+        default_value = "strata"
+    )]
+    pub redis_key_prefix: String,
+    /// Output tokens reserved against limits and budgets for a request that sets no
+    /// `max_tokens` (settled to the real count when it ends).
+    #[arg(
+        long = "default-max-tokens",
+        env = "STRATA_PROXY_DEFAULT_MAX_TOKENS",
+        default_value_t = 4096
+    )]
+    pub default_max_tokens: u64,
+    /// When the limits store (Redis) fails: `allow` forwards requests unlimited
+    /// (counted in metrics), `deny` refuses them with 503.
+    #[arg(
+        long = "limits-on-store-error",
+        env = "STRATA_PROXY_LIMITS_ON_STORE_ERROR",
+        value_enum,
+        default_value = "allow"
+    )]
+    pub limits_on_store_error: OnStoreError,
 }
 
 impl Default for ProxyConfig {
@@ -64,6 +94,10 @@ impl Default for ProxyConfig {
             upstream_idle_timeout_secs: 120,
             usage_flush_secs: 10,
             proxy_max_body_bytes: 16 * 1024 * 1024,
+            redis_url: None,
+            redis_key_prefix: "strata".into(),
+            default_max_tokens: 4096,
+            limits_on_store_error: OnStoreError::Allow,
         }
     }
 }

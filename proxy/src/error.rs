@@ -1,7 +1,7 @@
 //! The proxy's one error shape: OpenAI's `{"error": {"message", "type", "param",
 //! "code"}}`, so the SDKs raise the right exception class and retry what they should.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -14,6 +14,9 @@ pub struct OpenAiError {
     pub code: Option<String>,
     /// Seconds, for `retry-after` on 429 and 503.
     pub retry_after: Option<u64>,
+    /// More headers for the answer (`x-ratelimit-*`, `x-should-retry`); boxed, as
+    /// rarely set, to keep every `Result` small.
+    pub headers: Option<Box<Vec<(HeaderName, HeaderValue)>>>,
 }
 
 impl OpenAiError {
@@ -30,11 +33,17 @@ impl OpenAiError {
             param: None,
             code: Some(code.to_owned()),
             retry_after: None,
+            headers: None,
         }
     }
 
     pub fn param(mut self, param: impl Into<String>) -> Self {
         self.param = Some(param.into());
+        self
+    }
+
+    pub fn with_headers(mut self, headers: Vec<(HeaderName, HeaderValue)>) -> Self {
+        self.headers = Some(Box::new(headers));
         self
     }
 
@@ -91,6 +100,9 @@ impl IntoResponse for OpenAiError {
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        for (name, value) in self.headers.into_iter().flat_map(|h| *h) {
+            response.headers_mut().insert(name, value);
         }
         response
     }

@@ -8,6 +8,7 @@ mod access;
 mod config;
 mod error;
 mod keys;
+mod limits;
 mod metering;
 mod metrics;
 mod normalize;
@@ -20,6 +21,10 @@ pub use access::{Denial, allowed_models, authorize};
 pub use config::{ProxyConfig, ProxySettings};
 pub use error::OpenAiError;
 pub use keys::{KeyError, KeyVerifier};
+pub use limits::{
+    Demand, Limit, LimitStore, Limiter, Limits, LocalStore, OnStoreError, RedisStore, Reserved,
+    Window,
+};
 pub use metering::{Meter, Metered};
 pub use normalize::{SseRewriter, Usage};
 pub use server::{Proxy, ProxyState, listen, router, serve};

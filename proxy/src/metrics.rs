@@ -37,6 +37,13 @@ pub struct UpstreamErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    pub project: String,
+    /// `requests`, `tokens` (per minute) or `insufficient_quota` (the budget).
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TokenLabels {
     pub project: String,
     pub model: String,
@@ -65,6 +72,7 @@ pub struct ProxyMetrics {
     pub overhead: Histogram,
     pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
     pub tokens: Family<TokenLabels, Counter>,
+    pub rate_limited: Family<RefusedLabels, Counter>,
     pub snapshot_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub snapshot_fresh: Gauge,
 }
@@ -112,6 +120,12 @@ impl ProxyMetrics {
             "Tokens metered, by project, model and kind",
             tokens.clone(),
         );
+        let rate_limited = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused with 429 by a rate limit or the budget, by project and kind",
+            rate_limited.clone(),
+        );
         let snapshot_age = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register(
             "snapshot_age_seconds",
@@ -132,6 +146,7 @@ impl ProxyMetrics {
             overhead,
             upstream_errors,
             tokens,
+            rate_limited,
             snapshot_age,
             snapshot_fresh,
         }
@@ -189,6 +204,18 @@ impl ProxyMetrics {
                 .insert(model.to_owned(), handles.clone());
         }
         handles
+    }
+
+    /// Counts a refusal by the limits (429s only; a 503 is not the project's doing).
+    pub fn refused(&self, project: uuid::Uuid, error: &crate::OpenAiError) {
+        if error.status == axum::http::StatusCode::TOO_MANY_REQUESTS {
+            self.rate_limited
+                .get_or_create(&RefusedLabels {
+                    project: project.to_string(),
+                    kind: error.kind,
+                })
+                .inc();
+        }
     }
 
     pub fn register(&self, add: impl FnOnce(&mut Registry)) {

@@ -52,6 +52,17 @@ pub struct ChatRequest {
     body: ChatBody,
 }
 
+impl ChatRequest {
+    /// The most output tokens the answer can have: `max_completion_tokens` (or
+    /// `max_tokens`) for each of the `n` choices, else `default` for each.
+    pub fn max_output_tokens(&self, default: u64) -> u64 {
+        self.facts
+            .max_output_tokens
+            .unwrap_or(default)
+            .saturating_mul(self.facts.n.max(1))
+    }
+}
+
 /// What the catalog checks look at.
 #[derive(Debug, Clone, Copy)]
 struct Facts {
@@ -60,6 +71,7 @@ struct Facts {
     top_logprobs: bool,
     content_parts: bool,
     has_stream_options: bool,
+    max_output_tokens: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -79,6 +91,7 @@ pub fn parse_chat(bytes: &Bytes) -> Result<ChatRequest, OpenAiError> {
                 top_logprobs: p.top_logprobs,
                 content_parts: p.content_parts,
                 has_stream_options: p.has_stream_options,
+                max_output_tokens: p.max_output_tokens,
             },
             model: p.model,
             stream: p.stream,
@@ -150,6 +163,9 @@ fn parse_chat_value(bytes: &[u8]) -> Result<ChatRequest, OpenAiError> {
             top_logprobs: body.get("top_logprobs").is_some_and(|v| !v.is_null()),
             content_parts,
             has_stream_options: body.contains_key("stream_options"),
+            max_output_tokens: ["max_completion_tokens", "max_tokens"]
+                .iter()
+                .find_map(|k| body.get(*k).and_then(Value::as_u64)),
         },
         model,
         stream,

@@ -53,6 +53,8 @@ struct ChatFields<'a> {
     n: Option<u64>,
     logprobs: Option<bool>,
     top_logprobs: Option<IgnoredAny>,
+    max_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -78,6 +80,8 @@ pub struct ChatPeek {
     pub top_logprobs: bool,
     /// Some message's content is an array of parts.
     pub content_parts: bool,
+    /// `max_completion_tokens`, else `max_tokens`.
+    pub max_output_tokens: Option<u64>,
 }
 
 /// The chat request's fields, or `None` when the body is anything but a plainly
@@ -105,6 +109,7 @@ pub fn chat(body: &[u8]) -> Option<ChatPeek> {
         logprobs: f.logprobs == Some(true),
         top_logprobs: f.top_logprobs.is_some(),
         content_parts,
+        max_output_tokens: f.max_completion_tokens.or(f.max_tokens),
     })
 }
 

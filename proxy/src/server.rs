@@ -24,6 +24,10 @@ use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use crate::access::{Denial, allowed_models, authorize};
 use crate::config::ProxySettings;
 use crate::error::OpenAiError;
+use crate::limits::{
+    Demand, LimitStore, Limiter, Limits, LocalStore, RedisStore, Reservation, SpendBaselines,
+    estimate_input_tokens, prices,
+};
 use crate::metering::{Meter, Metered};
 use crate::metrics::{ModelMetrics, ProxyMetrics, RequestLabels, UpstreamErrorLabels};
 use crate::normalize::{SseRewriter, Usage, parse_chat, prepare_chat, rewrite_response};
@@ -36,6 +40,7 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 
 pub struct Proxy {
     pub verifier: KeyVerifier,
+    pub limiter: Arc<Limiter>,
     pub follower: Arc<SnapshotFollower>,
     pub meter: Arc<Meter>,
     pub metrics: ProxyMetrics,
@@ -68,7 +73,31 @@ impl Proxy {
             .retry(reqwest::retry::never().max_retries_per_request(0))
             .build()
             .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
+        let config = &settings.config;
+        let store: Arc<dyn LimitStore> = match &config.redis_url {
+            Some(url) => Arc::new(RedisStore::new(url.expose(), &config.redis_key_prefix)?),
+            None => Arc::new(LocalStore::new()),
+        };
+        let limiter = Arc::new(Limiter::new(
+            store,
+            SpendBaselines::new(
+                control.clone(),
+                &settings.control_plane_url,
+                settings.credential.clone(),
+            ),
+            config.limits_on_store_error,
+        ));
+        let metrics = ProxyMetrics::new();
+        let errors = limiter.errors.clone();
+        metrics.register(|r| {
+            r.register(
+                "limits_store_errors",
+                "Reservations or settlements the limits store (Redis) failed",
+                errors,
+            )
+        });
         Ok(Self {
+            limiter,
             verifier: KeyVerifier::new(
                 control.clone(),
                 &settings.control_plane_url,
@@ -86,7 +115,7 @@ impl Proxy {
                 &settings.control_plane_url,
                 settings.credential.clone(),
             )),
-            metrics: ProxyMetrics::new(),
+            metrics,
             upstream_auth,
             upstream,
             upstream_urls: RwLock::new(HashMap::new()),
@@ -396,6 +425,10 @@ struct Billing {
     at: chrono::DateTime<Utc>,
     started: Instant,
     recorded: bool,
+    /// What was reserved against the limits, settled to the usage when metered.
+    reservation: Option<Reservation>,
+    /// The model's (input, output) prices.
+    prices: (i64, i64),
 }
 
 impl Drop for Billing {
@@ -410,6 +443,10 @@ impl Billing {
             return;
         }
         let latency = self.started.elapsed();
+        if let Some(reservation) = self.reservation.take() {
+            let used = Demand::priced(self.prices, usage.input_tokens, usage.output_tokens);
+            self.state.limiter.settle(reservation, used);
+        }
         let m = &self.metrics;
         m.duration.observe(latency.as_secs_f64());
         for (counter, n) in [
@@ -477,6 +514,17 @@ async fn chat(
         .ok_or_else(|| OpenAiError::model_not_found(&request.model))?;
     seen.model = Some(request.model.clone());
     let upstream_body = prepare_chat(&mut request, model)?;
+    let limits = Limits::of(project, claims.sub, claims.rate_limits);
+    let demand = Demand::priced(
+        prices(model),
+        estimate_input_tokens(bytes.len()),
+        request.max_output_tokens(state.settings.config.default_max_tokens),
+    );
+    let admission = state
+        .limiter
+        .admit(&limits, demand, Utc::now())
+        .await
+        .inspect_err(|e| state.metrics.refused(project.id, e))?;
     let mut billing = Billing {
         state: state.clone(),
         project: project.id,
@@ -488,6 +536,8 @@ async fn chat(
         at: Utc::now(),
         started,
         recorded: false,
+        reservation: admission.reservation,
+        prices: prices(model),
     };
     let sent_at = Instant::now();
     let response = match send_upstream(
@@ -520,7 +570,9 @@ async fn chat(
     }
     if request.stream {
         state.metrics.overhead.observe(pre_upstream.as_secs_f64());
-        return Ok(relay_stream(response, request.client_wants_usage, billing));
+        let mut response = relay_stream(response, request.client_wants_usage, billing);
+        response.headers_mut().extend(admission.headers);
+        return Ok(response);
     }
     let read = state.settings.config.upstream_timeout_secs;
     let body = match response.bytes().await {
@@ -552,7 +604,9 @@ async fn chat(
         .metrics
         .overhead
         .observe((pre_upstream + after.elapsed()).as_secs_f64());
-    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
+    response.headers_mut().extend(admission.headers);
+    Ok(response)
 }
 
 fn upstream_timeout(secs: u64) -> OpenAiError {

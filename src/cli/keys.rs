@@ -4,7 +4,7 @@ use std::sync::Arc;
 use strata_core::auth::{Actor, Principal};
 use strata_core::clock::SystemClock;
 use strata_core::config::{DatabaseConfig, KeysConfig};
-use strata_core::domain::{NewApiKey, Subject};
+use strata_core::domain::{NewApiKey, RateLimits, Subject};
 use strata_core::keys::ApiKeyIssuer;
 use strata_core::services::Services;
 
@@ -41,6 +41,12 @@ struct CreateArgs {
     /// Lifetime: a number with s, m, h or d (e.g. 30d); default: the environment's maximum.
     #[arg(long = "expires-in")]
     expires_in: Option<String>,
+    /// The key's own requests per minute (the project's limit applies as well).
+    #[arg(long)]
+    rpm: Option<u64>,
+    /// The key's own tokens per minute (the project's limit applies as well).
+    #[arg(long)]
+    tpm: Option<u64>,
     /// Recorded as the key's owner and in the audit log.
     #[arg(long, default_value = "cli")]
     owner: String,
@@ -98,6 +104,10 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
         name: args.name,
         models: args.models,
         expires_in,
+        rate_limits: Some(RateLimits {
+            rpm: args.rpm,
+            tpm: args.tpm,
+        }),
     };
     let created = services
         .create_api_key(&actor, &issuer, project, &input)

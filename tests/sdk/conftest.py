@@ -5,12 +5,16 @@
   proxy is replica A),
 - `strata proxy` (replica B), following that control plane.
 
+Both proxies count rate limits and budgets in one Redis (STRATA_TEST_REDIS_URL, default
+the machine's at 127.0.0.1:6379; scripts/test starts one when none answers).
+
 Needs STRATA_TEST_MOTO_URL (scripts/test starts moto) and the debug binaries
 (scripts/test builds them; STRATA_BIN / FAKE_MANTLE_BIN override).
 """
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -26,6 +30,18 @@ STRATA = os.environ.get("STRATA_BIN", str(ROOT / "target/debug/strata"))
 FAKE_MANTLE = os.environ.get("FAKE_MANTLE_BIN", str(ROOT / "target/debug/fake-mantle"))
 
 
+def redis_answers(url):
+    """Whether a Redis at `redis://host:port[/db]` answers PING."""
+    rest = url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
+    host, _, port = rest.partition(":")
+    try:
+        with socket.create_connection((host, int(port or 6379)), timeout=2) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
 class Stack:
     def __init__(self, workdir: Path):
         moto = os.environ.get("STRATA_TEST_MOTO_URL")
@@ -37,6 +53,12 @@ class Stack:
         for binary in (STRATA, FAKE_MANTLE):
             if not os.access(binary, os.X_OK):
                 raise RuntimeError(f"{binary} is missing: cargo build --bins (scripts/test does)")
+        redis = os.environ.get("STRATA_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+        if not redis_answers(redis):
+            raise RuntimeError(
+                f"no Redis answers at {redis}: run scripts/test (it starts one), or start "
+                "redis-server --port 6379 --save '' and/or export STRATA_TEST_REDIS_URL"
+            )
         self.workdir = workdir
         self.procs = []
         mantle_port, self.control_port, proxy_a = free_port(), free_port(), free_port()
@@ -56,6 +78,9 @@ class Stack:
             "STRATA_PROXY_USAGE_FLUSH_SECS": "1",
             # Short, so the SDK's retry of a timeout is quick to test.
             "STRATA_PROXY_UPSTREAM_TIMEOUT_SECS": "2",
+            "STRATA_REDIS_URL": redis,
+            # This session's own keys in a Redis other runs may share.
+            "STRATA_REDIS_KEY_PREFIX": f"strata-sdk-{uuid.uuid4().hex[:12]}",
         }
         self.spawn("fake-mantle", [FAKE_MANTLE, f"127.0.0.1:{mantle_port}"], {})
         wait_until(lambda: http("GET", f"{self.mantle}/_fake/stats")[0] == 200, 10, "the fake Mantle")
@@ -121,6 +146,9 @@ class Stack:
         status, k = self.api("POST", f"/projects/{project_id}/keys", {"name": "sdk", **body})
         assert status == 201, k
         return k
+
+    def proxy_metrics(self, base):
+        return http("GET", f"{base}/metrics")[1]
 
     def faults(self, **faults):
         status, _ = http("POST", f"{self.mantle}/_fake/faults", body=faults)

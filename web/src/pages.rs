@@ -844,6 +844,7 @@ mod tests {
             owner: "dev@example.com".into(),
             models: None,
             status: KeyStatus::Active,
+            rate_limits: Default::default(),
             created_at: at(3, 9),
             expires_at: at(30, 9),
             revoked_at: None,

@@ -30,6 +30,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(projects::get_project, projects::update_project))
         .routes(routes!(projects::archive_project))
         .routes(routes!(usage::project_usage))
+        .routes(routes!(usage::project_budget))
         .routes(routes!(reconcile::get_plan))
         .routes(routes!(reconcile::cost_allocation_tags))
         .routes(routes!(reconcile::tag_coverage))
@@ -62,6 +63,7 @@ pub fn router() -> Router<AppState> {
             "/internal/v1/proxy/usage",
             axum::routing::post(proxy_link::usage),
         )
+        .route("/internal/v1/proxy/spend", get(proxy_link::spend))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

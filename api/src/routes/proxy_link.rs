@@ -126,3 +126,40 @@ pub async fn usage(
     let applied = state.services.record_usage(&batch).await?;
     Ok(axum::Json(UsageAccepted { applied }))
 }
+
+#[derive(Debug, Deserialize)]
+pub struct SpendQuery {
+    pub project: uuid::Uuid,
+    /// Any day of the month asked for; default: today (UTC).
+    pub month: Option<chrono::NaiveDate>,
+}
+
+/// A project's metered spend this UTC month, where the proxy's budget counter starts.
+#[derive(Debug, serde::Serialize)]
+pub struct MonthSpend {
+    /// The month's first day.
+    pub month: chrono::NaiveDate,
+    pub spent_micros: i64,
+}
+
+/// `GET /internal/v1/proxy/spend?project=<id>&month=<YYYY-MM-DD>`.
+pub async fn spend(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<SpendQuery>,
+) -> ApiResult<axum::Json<MonthSpend>> {
+    check_proxy_credential(&state, &headers)?;
+    let (month, spent_micros) = state
+        .services
+        .month_spend(
+            query.project,
+            query
+                .month
+                .unwrap_or_else(|| state.services.clock.now().date_naive()),
+        )
+        .await?;
+    Ok(axum::Json(MonthSpend {
+        month,
+        spent_micros,
+    }))
+}

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use strata_core::auth::Action;
-use strata_core::domain::{UsageGroupBy, UsageReport};
+use strata_core::domain::{BudgetStatus, UsageGroupBy, UsageReport};
 use utoipa::IntoParams;
 
 use super::{authorize_project, project_id};
@@ -56,4 +56,25 @@ pub async fn project_usage(
             )
             .await?,
     ))
+}
+
+/// The monthly budget, this month's metered spend and the 50 / 80 / 100 % events.
+#[utoipa::path(
+    get, path = "/projects/{id}/budget", tag = "projects",
+    params(("id" = String, Path, description = "Project id (UUID)")),
+    responses(
+        (status = 200, body = BudgetStatus),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn project_budget(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<BudgetStatus>> {
+    let id = project_id(&id)?;
+    authorize_project(&state, &caller, id, Action::ProjectsRead).await?;
+    Ok(Json(state.services.budget_status(id).await?))
 }

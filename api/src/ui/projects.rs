@@ -335,6 +335,7 @@ pub async fn create_key(
             name: form.name.trim().to_owned(),
             models: (!form.models.is_empty()).then_some(form.models),
             expires_in,
+            rate_limits: None,
         };
         let form_id = Some(form.form_id.trim()).filter(|f| !f.is_empty() && f.len() <= 64);
         match state

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::ModelId;
 use super::project::MAX_ALLOWED_MODELS;
+use super::{ModelId, RateLimits};
 use crate::FieldError;
 
 pub const MAX_KEY_NAME: usize = 100;
@@ -31,6 +31,10 @@ pub struct NewApiKey {
     #[serde(default)]
     #[schema(example = 2_592_000, minimum = 60)]
     pub expires_in: Option<u64>,
+    /// The key's own requests / tokens per minute, enforced by the proxy together with
+    /// the project's (the tighter wins). Omitted: only the project's limits apply.
+    #[serde(default)]
+    pub rate_limits: Option<RateLimits>,
 }
 
 /// A validated [`NewApiKey`], before the project's rules are applied.
@@ -39,6 +43,7 @@ pub struct ApiKeyDraft {
     pub name: String,
     pub models: Option<Vec<ModelId>>,
     pub expires_in: Option<u64>,
+    pub rate_limits: RateLimits,
 }
 
 impl NewApiKey {
@@ -83,11 +88,14 @@ impl NewApiKey {
                 format!("must be at least {MIN_KEY_LIFETIME_SECS} seconds"),
             ));
         }
+        let rate_limits = self.rate_limits.unwrap_or_default();
+        rate_limits.validate(&mut errors);
         if errors.is_empty() {
             Ok(ApiKeyDraft {
                 name: name.to_owned(),
                 models,
                 expires_in: self.expires_in,
+                rate_limits,
             })
         } else {
             Err(errors)
@@ -116,6 +124,8 @@ pub struct ApiKey {
     #[schema(value_type = Option<Vec<String>>)]
     pub models: Option<Vec<ModelId>>,
     pub status: KeyStatus,
+    /// The key's own limits; `null` fields: only the project's limits apply.
+    pub rate_limits: RateLimits,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
@@ -161,6 +171,7 @@ mod tests {
             name: name.into(),
             models: models.map(|m| m.into_iter().map(String::from).collect()),
             expires_in,
+            rate_limits: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! parsed into one of these, so the rest of the code never re-checks input.
 
 mod arn;
+mod budgets;
 mod catalog;
 mod conditions;
 mod cost_dashboard;
@@ -16,6 +17,7 @@ mod tags;
 mod usage;
 
 pub use arn::{MAX_PROJECT_RESOURCES, validate_resource_arn, validate_resources};
+pub use budgets::{BUDGET_THRESHOLDS, BudgetEvent, BudgetStatus, thresholds_reached};
 pub use catalog::{CatalogModel, ModelSpec, ModelUpsert};
 pub use conditions::{Condition, ConditionStatus, ConditionType, ProjectAws, set_condition};
 pub use cost_dashboard::{

@@ -33,7 +33,7 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
-    fn validate(&self, errors: &mut Vec<FieldError>) {
+    pub(crate) fn validate(&self, errors: &mut Vec<FieldError>) {
         for (field, value) in [("rate_limits.rpm", self.rpm), ("rate_limits.tpm", self.tpm)] {
             if let Some(v) = value
                 && !(1..=MAX_RATE).contains(&v)

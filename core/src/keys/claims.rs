@@ -1,6 +1,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::domain::RateLimits;
+
 /// Every secret starts with this, so scanners and people can tell a strata key.
 pub const API_KEY_PREFIX: &str = "sk-strata-";
 
@@ -17,6 +19,9 @@ pub struct ApiKeyClaims {
     /// The key's model scope; absent: every model the project allows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub models: Option<Vec<String>>,
+    /// The key's own requests / tokens per minute; absent: the project's limits only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limits: Option<RateLimits>,
     pub iat: i64,
     pub exp: i64,
 }

@@ -20,7 +20,7 @@ use crate::domain::{
 use crate::store::entities::{cost_coverage, cost_daily, cost_forecasts, projects, usage_daily};
 
 /// `SUM(expr)` as a 64-bit integer on every backend (Postgres sums BIGINT as NUMERIC).
-fn sum(expr: impl Into<Expr>) -> SimpleExpr {
+pub(super) fn sum(expr: impl Into<Expr>) -> SimpleExpr {
     Func::cast_as(Func::sum(expr.into()), Alias::new("BIGINT")).into()
 }
 

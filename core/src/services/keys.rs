@@ -13,7 +13,7 @@ use super::audit::{Change, record, snapshot};
 use super::{Page, Services, corrupt, decode_cursor, page_size, split_page};
 use crate::auth::Actor;
 use crate::domain::{
-    ApiKey, CreatedApiKey, KeyCreation, KeyStatus, ModelId, NewApiKey, ProjectStatus,
+    ApiKey, CreatedApiKey, KeyCreation, KeyStatus, ModelId, NewApiKey, ProjectStatus, RateLimits,
 };
 use crate::keys::{ApiKeyClaims, ApiKeyIssuer};
 use crate::store::entities::{api_keys, idempotency_keys};
@@ -47,6 +47,10 @@ fn to_domain(row: api_keys::Model, now: DateTime<Utc>) -> Result<ApiKey, CoreErr
         owner: row.owner,
         models,
         status,
+        rate_limits: RateLimits {
+            rpm: row.rpm.and_then(|v| u64::try_from(v).ok()),
+            tpm: row.tpm.and_then(|v| u64::try_from(v).ok()),
+        },
         created_at: row.created_at,
         expires_at: row.expires_at,
         revoked_at: row.revoked_at,
@@ -178,6 +182,7 @@ impl Services {
                 .models
                 .as_ref()
                 .map(|m| m.iter().map(ToString::to_string).collect()),
+            rate_limits: (draft.rate_limits != RateLimits::default()).then_some(draft.rate_limits),
             iat: issued_at.timestamp(),
             exp: expires_at.timestamp(),
         };
@@ -229,6 +234,9 @@ impl Services {
             revoked_at: Set(None),
             revoked_by: Set(None),
             last_used_at: Set(None),
+            // Validated to at most 1e9 above.
+            rpm: Set(draft.rate_limits.rpm.and_then(|v| i64::try_from(v).ok())),
+            tpm: Set(draft.rate_limits.tpm.and_then(|v| i64::try_from(v).ok())),
         }
         .insert(&*tx)
         .await?;

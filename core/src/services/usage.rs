@@ -170,6 +170,10 @@ impl Services {
                 .exec_without_returning(&*tx)
                 .await?;
         }
+        let touched: std::collections::BTreeSet<(Uuid, NaiveDate)> = daily
+            .keys()
+            .map(|(project, day)| (*project, crate::domain::month_start(*day)))
+            .collect();
         let days: Vec<usage_daily::ActiveModel> = daily
             .into_iter()
             .map(
@@ -213,6 +217,7 @@ impl Services {
                 .exec(&*tx)
                 .await?;
         }
+        Self::record_budget_crossings(&*tx, &touched, now).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -177,6 +177,12 @@ async fn role_by_endpoint() {
             [Ok, Ok, NotFound, Ok, NotFound, a, Ok],
         ),
         (
+            Method::GET,
+            p_("/budget"),
+            None,
+            [Ok, Ok, NotFound, Ok, NotFound, a, Ok],
+        ),
+        (
             Method::POST,
             p_("/keys"),
             Some(json!({"name": "by {role}"})),

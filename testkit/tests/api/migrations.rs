@@ -136,8 +136,17 @@ async fn the_daily_usage_rollup_is_backfilled_from_stored_minutes() {
     Migrator::up(&conn, None)
         .await
         .unwrap_or_else(|e| panic!("up: {e}"));
-    // Revert the rollup, store minutes as the proxy's usage did before it, re-apply.
-    Migrator::down(&conn, Some(1))
+    // Revert the rollup (and what came after it), store minutes as the proxy's usage
+    // did before it, re-apply.
+    let names: Vec<String> = Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    let rollup = names
+        .iter()
+        .position(|n| n == "m20261127_000011_cost_page_speed")
+        .unwrap_or_else(|| panic!("the rollup migration is gone: {names:?}"));
+    Migrator::down(&conn, Some((names.len() - rollup) as u32))
         .await
         .unwrap_or_else(|e| panic!("down: {e}"));
     let project = uuid::Uuid::now_v7();

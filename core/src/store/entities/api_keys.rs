@@ -18,6 +18,9 @@ pub struct Model {
     pub revoked_at: Option<DateTimeUtc>,
     pub revoked_by: Option<String>,
     pub last_used_at: Option<DateTimeUtc>,
+    /// The key's own limits (requests / tokens per minute), if any.
+    pub rpm: Option<i64>,
+    pub tpm: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

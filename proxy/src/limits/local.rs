@@ -1,0 +1,139 @@
+//! Counters in this process's memory: exact for one proxy (the embedded default).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use chrono::NaiveDate;
+use uuid::Uuid;
+
+use super::{Counters, Demand, LimitStore, Limits, Reserved, StoreError, Window, decide};
+
+/// Per-minute counters of one scope: `[requests, tokens]`.
+type Rate = [i64; 2];
+
+#[derive(Default)]
+struct State {
+    /// By (project or key id, minute).
+    rates: HashMap<(Uuid, i64), Rate>,
+    /// By (project, month): spend plus reservations in flight.
+    budgets: HashMap<(Uuid, NaiveDate), i64>,
+    /// The minute up to which old windows were dropped.
+    swept: i64,
+}
+
+#[derive(Default)]
+pub struct LocalStore {
+    state: Mutex<State>,
+}
+
+impl LocalStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl State {
+    /// Forgets windows before the previous minute, once per minute.
+    fn sweep(&mut self, minute: i64) {
+        if self.swept < minute {
+            self.rates.retain(|(_, m), _| *m >= minute - 1);
+            self.swept = minute;
+        }
+    }
+
+    fn counters(&self, window: &Window, limits: &Limits) -> Counters {
+        let rate = |id| {
+            self.rates
+                .get(&(id, window.minute))
+                .copied()
+                .unwrap_or_default()
+        };
+        let [pr, pt] = rate(limits.project);
+        let [kr, kt] = rate(limits.key);
+        Counters {
+            rates: [pr, pt, kr, kt],
+            spent_micros: self
+                .budgets
+                .get(&(limits.project, window.month))
+                .copied()
+                .unwrap_or(0),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl LimitStore for LocalStore {
+    async fn reserve(
+        &self,
+        window: &Window,
+        limits: &Limits,
+        demand: Demand,
+        baseline_micros: Option<i64>,
+    ) -> Result<Reserved, StoreError> {
+        let mut state = self.lock();
+        state.sweep(window.minute);
+        if limits.budget_micros.is_some() {
+            let month = (limits.project, window.month);
+            if let std::collections::hash_map::Entry::Vacant(entry) = state.budgets.entry(month) {
+                match baseline_micros {
+                    Some(b) => {
+                        entry.insert(b);
+                    }
+                    None => return Ok(Reserved::NeedsBaseline),
+                }
+            }
+        }
+        let mut counters = state.counters(window, limits);
+        if let Err(limit) = decide(limits, demand, &counters) {
+            return Ok(Reserved::Refused(limit, counters));
+        }
+        let tokens = demand.tokens as i64;
+        let rates = limits.rates();
+        for (id, request_limit, token_limit) in [
+            (limits.project, rates[0], rates[1]),
+            (limits.key, rates[2], rates[3]),
+        ] {
+            if request_limit.is_some() || token_limit.is_some() {
+                let rate = state.rates.entry((id, window.minute)).or_default();
+                rate[0] += 1;
+                rate[1] += tokens;
+            }
+        }
+        if limits.budget_micros.is_some()
+            && let Some(spent) = state.budgets.get_mut(&(limits.project, window.month))
+        {
+            *spent = spent.saturating_add(demand.cost_micros);
+        }
+        counters = state.counters(window, limits);
+        Ok(Reserved::Admitted(counters))
+    }
+
+    async fn settle(
+        &self,
+        window: &Window,
+        limits: &Limits,
+        tokens: i64,
+        cost_micros: i64,
+    ) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        for id in [limits.project, limits.key] {
+            if let Some(rate) = state.rates.get_mut(&(id, window.minute)) {
+                rate[1] = rate[1].saturating_add(tokens);
+            }
+        }
+        if let Some(spent) = state.budgets.get_mut(&(limits.project, window.month)) {
+            *spent = spent.saturating_add(cost_micros);
+        }
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+}

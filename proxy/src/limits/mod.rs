@@ -1,0 +1,662 @@
+//! Rate limits (requests and tokens per minute, per key and per project) and monthly
+//! budgets, enforced before a request is forwarded: the request's worst case is
+//! reserved atomically in a shared store, then settled to what it really used when it
+//! ends. The store is Redis when configured (every replica shares it), else this
+//! process's memory (one proxy).
+//!
+//! Windows are fixed UTC minutes. A budget counter holds the month's metered spend
+//! plus the reservations in flight; it starts from the control plane's metered spend
+//! the first time a month is seen by the store.
+
+mod baseline;
+mod local;
+mod redis;
+
+use std::sync::Arc;
+
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use strata_core::domain::{RateLimits, SnapshotModel, SnapshotProject};
+use uuid::Uuid;
+
+pub use baseline::SpendBaselines;
+pub use local::LocalStore;
+pub use redis::RedisStore;
+
+use crate::error::OpenAiError;
+
+/// What the limits of one request are, from the key and the project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub project: Uuid,
+    pub key: Uuid,
+    pub project_rate: RateLimits,
+    pub key_rate: RateLimits,
+    /// The project's monthly budget in micro-dollars.
+    pub budget_micros: Option<i64>,
+}
+
+impl Limits {
+    pub fn of(project: &SnapshotProject, key: Uuid, key_rate: Option<RateLimits>) -> Self {
+        Self {
+            project: project.id,
+            key,
+            project_rate: project.rate_limits,
+            key_rate: key_rate.unwrap_or_default(),
+            // Budgets are whole cents, so this is exact.
+            budget_micros: project
+                .monthly_budget_usd
+                .map(|usd| (usd * 1e6).round() as i64),
+        }
+    }
+
+    /// Nothing to enforce: no store round trip at all.
+    pub fn is_empty(&self) -> bool {
+        self.project_rate == RateLimits::default()
+            && self.key_rate == RateLimits::default()
+            && self.budget_micros.is_none()
+    }
+
+    /// `[project rpm, project tpm, key rpm, key tpm]`; `None`: no limit.
+    fn rates(&self) -> [Option<u64>; 4] {
+        [
+            self.project_rate.rpm,
+            self.project_rate.tpm,
+            self.key_rate.rpm,
+            self.key_rate.tpm,
+        ]
+    }
+}
+
+/// A request's (or its settlement's) tokens and cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Demand {
+    pub tokens: u64,
+    pub cost_micros: i64,
+}
+
+impl Demand {
+    /// `input_tokens` and `output_tokens` at `prices` (input, output; micro-dollars
+    /// per million tokens): a request's worst case before it is sent (an input
+    /// estimate plus its `max_tokens`), or what it used.
+    pub fn priced(prices: (i64, i64), input_tokens: u64, output_tokens: u64) -> Self {
+        Self {
+            tokens: input_tokens.saturating_add(output_tokens),
+            cost_micros: price(input_tokens, prices.0)
+                .saturating_add(price(output_tokens, prices.1)),
+        }
+    }
+}
+
+/// A model's (input, output) prices in micro-dollars per million tokens.
+pub fn prices(model: &SnapshotModel) -> (i64, i64) {
+    (
+        model.input_price_micros_per_mtok,
+        model.output_price_micros_per_mtok,
+    )
+}
+
+/// Micro-dollars for `tokens` at `per_mtok` micro-dollars per million, rounded up (a
+/// reservation must not come out below the metered cost, which rounds down).
+fn price(tokens: u64, per_mtok: i64) -> i64 {
+    let micros = (i128::from(tokens) * i128::from(per_mtok.max(0)) + 999_999) / 1_000_000;
+    i64::try_from(micros).unwrap_or(i64::MAX)
+}
+
+/// A rough upper estimate of a request's input tokens from its body size (about four
+/// bytes of JSON per token); settled to the real count when the answer comes.
+pub fn estimate_input_tokens(body_bytes: usize) -> u64 {
+    (body_bytes as u64).div_ceil(4)
+}
+
+/// Which limit a request ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    ProjectRequests,
+    ProjectTokens,
+    KeyRequests,
+    KeyTokens,
+    Budget,
+}
+
+impl Limit {
+    /// In the order of [`Limits::rates`].
+    const RATES: [Limit; 4] = [
+        Limit::ProjectRequests,
+        Limit::ProjectTokens,
+        Limit::KeyRequests,
+        Limit::KeyTokens,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Limit::ProjectRequests => "project_requests",
+            Limit::ProjectTokens => "project_tokens",
+            Limit::KeyRequests => "key_requests",
+            Limit::KeyTokens => "key_tokens",
+            Limit::Budget => "budget",
+        }
+    }
+}
+
+/// The counters a store read, in the order of [`Limits::rates`], and the budget's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub rates: [i64; 4],
+    pub spent_micros: i64,
+}
+
+/// A store's answer to a reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserved {
+    /// Counted; the counters after it.
+    Admitted(Counters),
+    /// Nothing counted; the counters as they are.
+    Refused(Limit, Counters),
+    /// The store has no budget counter for the month yet: ask again with the
+    /// control plane's figure for it.
+    NeedsBaseline,
+}
+
+/// The minute and month a request is counted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Minutes since the Unix epoch.
+    pub minute: i64,
+    /// Seconds left in that minute (1 to 60).
+    pub reset_secs: u64,
+    /// The month's first day.
+    pub month: NaiveDate,
+    /// Seconds until the month ends.
+    pub month_left_secs: u64,
+}
+
+impl Window {
+    pub fn at(now: DateTime<Utc>) -> Self {
+        let secs = now.timestamp();
+        let month = NaiveDate::from_ymd_opt(now.year(), now.month(), 1).unwrap_or(now.date_naive());
+        let next = strata_core::domain::next_month_start(month);
+        let month_end = next
+            .and_hms_opt(0, 0, 0)
+            .map_or(secs, |t| t.and_utc().timestamp());
+        Self {
+            minute: secs.div_euclid(60),
+            reset_secs: (60 - secs.rem_euclid(60)) as u64,
+            month,
+            month_left_secs: month_end.saturating_sub(secs).max(1) as u64,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(pub String);
+
+/// Where the counters live. Both implementations decide exactly alike: refuse when
+/// any counter plus this request would pass its limit, else count the request in all.
+#[async_trait::async_trait]
+pub trait LimitStore: Send + Sync {
+    async fn reserve(
+        &self,
+        window: &Window,
+        limits: &Limits,
+        demand: Demand,
+        baseline_micros: Option<i64>,
+    ) -> Result<Reserved, StoreError>;
+
+    /// Adds `tokens` and `cost_micros` (used − reserved; usually negative) to the
+    /// window's token counters and the month's budget counter, where they still exist.
+    async fn settle(
+        &self,
+        window: &Window,
+        limits: &Limits,
+        tokens: i64,
+        cost_micros: i64,
+    ) -> Result<(), StoreError>;
+
+    /// `redis` or `memory`, for logs and the benchmark.
+    fn kind(&self) -> &'static str;
+}
+
+/// The decision both stores make, on counters read atomically.
+pub(crate) fn decide(limits: &Limits, demand: Demand, counters: &Counters) -> Result<(), Limit> {
+    let adds = [1, demand.tokens as i64, 1, demand.tokens as i64];
+    for (i, rate) in limits.rates().into_iter().enumerate() {
+        if let Some(limit) = rate
+            && counters.rates[i].saturating_add(adds[i]) > limit as i64
+        {
+            return Err(Limit::RATES[i]);
+        }
+    }
+    if let Some(budget) = limits.budget_micros
+        && counters.spent_micros.saturating_add(demand.cost_micros) > budget
+    {
+        return Err(Limit::Budget);
+    }
+    Ok(())
+}
+
+/// What to do when the shared store does not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnStoreError {
+    /// Forward the request unlimited (and count the failure in metrics).
+    Allow,
+    /// Refuse it with 503.
+    Deny,
+}
+
+/// A request counted against its limits; settle it when the request ends.
+#[derive(Debug, Clone)]
+pub struct Reservation {
+    window: Window,
+    limits: Limits,
+    demand: Demand,
+}
+
+/// The outcome of [`Limiter::admit`].
+pub struct Admission {
+    /// `None` when there was nothing to reserve (no limits), or the store failed and
+    /// the policy is to allow.
+    pub reservation: Option<Reservation>,
+    /// `x-ratelimit-*` for the answer.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+pub struct Limiter {
+    store: Arc<dyn LimitStore>,
+    baselines: SpendBaselines,
+    on_error: OnStoreError,
+    pub errors: prometheus_client::metrics::counter::Counter,
+}
+
+impl Limiter {
+    pub fn new(
+        store: Arc<dyn LimitStore>,
+        baselines: SpendBaselines,
+        on_error: OnStoreError,
+    ) -> Self {
+        Self {
+            store,
+            baselines,
+            on_error,
+            errors: Default::default(),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.store.kind()
+    }
+
+    /// Reserves `demand` under `limits`, or says which limit refuses it (429).
+    pub async fn admit(
+        &self,
+        limits: &Limits,
+        demand: Demand,
+        now: DateTime<Utc>,
+    ) -> Result<Admission, OpenAiError> {
+        if limits.is_empty() {
+            return Ok(Admission {
+                reservation: None,
+                headers: Vec::new(),
+            });
+        }
+        let window = Window::at(now);
+        let mut answer = self.store.reserve(&window, limits, demand, None).await;
+        if matches!(answer, Ok(Reserved::NeedsBaseline)) {
+            answer = match self.baselines.get(limits.project, window.month).await {
+                Ok(baseline) => {
+                    self.store
+                        .reserve(&window, limits, demand, Some(baseline))
+                        .await
+                }
+                Err(e) => {
+                    tracing::warn!(project.id = %limits.project, error.cause = %e, "cannot read the project's spend this month from the control plane");
+                    return Err(OpenAiError::unavailable(
+                        "budget_unavailable",
+                        "The proxy cannot read this project's spend this month yet; retry shortly.",
+                    ));
+                }
+            };
+        }
+        match answer {
+            Ok(Reserved::Admitted(counters)) => Ok(Admission {
+                reservation: Some(Reservation {
+                    window,
+                    limits: *limits,
+                    demand,
+                }),
+                headers: rate_headers(limits, &counters, &window),
+            }),
+            Ok(Reserved::Refused(limit, counters)) => {
+                Err(refusal(limit, limits, demand, &counters, &window))
+            }
+            Ok(Reserved::NeedsBaseline) => Err(OpenAiError::unavailable(
+                "budget_unavailable",
+                "The proxy cannot start this project's budget counter; retry shortly.",
+            )),
+            Err(e) => {
+                self.errors.inc();
+                tracing::warn!(limits.store = self.store.kind(), error.cause = %e, "the rate-limit store failed");
+                match self.on_error {
+                    OnStoreError::Allow => Ok(Admission {
+                        reservation: None,
+                        headers: Vec::new(),
+                    }),
+                    OnStoreError::Deny => Err(OpenAiError::unavailable(
+                        "limits_unavailable",
+                        "The proxy cannot check this project's limits now; retry shortly.",
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Settles `reservation` to what the request used (in the background: the
+    /// answer has gone already).
+    pub fn settle(self: &Arc<Self>, reservation: Reservation, used: Demand) {
+        let tokens = (used.tokens as i64).saturating_sub(reservation.demand.tokens as i64);
+        let cost = used
+            .cost_micros
+            .saturating_sub(reservation.demand.cost_micros);
+        if tokens == 0 && cost == 0 {
+            return;
+        }
+        let limiter = self.clone();
+        tokio::spawn(async move {
+            let r = &reservation;
+            if let Err(e) = limiter
+                .store
+                .settle(&r.window, &r.limits, tokens, cost)
+                .await
+            {
+                limiter.errors.inc();
+                tracing::warn!(limits.store = limiter.store.kind(), error.cause = %e, "cannot settle a reservation");
+            }
+        });
+    }
+}
+
+/// A header value from a string the proxy made itself (digits and units).
+fn value(text: String) -> HeaderValue {
+    HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// The tightest of the project's and the key's limits of one kind (requests or
+/// tokens): `(limit, remaining)`.
+fn tightest(limits: &Limits, counters: &Counters, indexes: [usize; 2]) -> Option<(u64, u64)> {
+    let rates = limits.rates();
+    indexes
+        .into_iter()
+        .filter_map(|i| {
+            let limit = rates[i]?;
+            let used = counters.rates[i].max(0) as u64;
+            Some((limit, limit.saturating_sub(used)))
+        })
+        .min_by_key(|(_, remaining)| *remaining)
+}
+
+/// OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`.
+fn rate_headers(
+    limits: &Limits,
+    counters: &Counters,
+    window: &Window,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::new();
+    for (kind, indexes) in [("requests", [0, 2]), ("tokens", [1, 3])] {
+        if let Some((limit, remaining)) = tightest(limits, counters, indexes) {
+            for (name, v) in [
+                ("limit", limit.to_string()),
+                ("remaining", remaining.to_string()),
+                ("reset", format!("{}s", window.reset_secs)),
+            ] {
+                if let Ok(name) = HeaderName::try_from(format!("x-ratelimit-{name}-{kind}")) {
+                    out.push((name, value(v)));
+                }
+            }
+        }
+    }
+    out
+}
+
+const SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
+
+/// The 429 for `limit`, in OpenAI's words and headers.
+fn refusal(
+    limit: Limit,
+    limits: &Limits,
+    demand: Demand,
+    counters: &Counters,
+    window: &Window,
+) -> OpenAiError {
+    let mut headers = rate_headers(limits, counters, window);
+    let (scope, per) = match limit {
+        Limit::ProjectRequests => ("this project", "requests per minute"),
+        Limit::ProjectTokens => ("this project", "tokens per minute"),
+        Limit::KeyRequests => ("this key", "requests per minute"),
+        Limit::KeyTokens => ("this key", "tokens per minute"),
+        Limit::Budget => {
+            let budget = limits.budget_micros.unwrap_or(0);
+            let message = if demand.cost_micros > budget.saturating_sub(counters.spent_micros)
+                && counters.spent_micros < budget
+            {
+                format!(
+                    "This request could cost up to ${:.6}, more than is left of the project's monthly budget (${:.2} of ${:.2} spent or reserved). Lower max_tokens, or ask the platform team to raise the budget.",
+                    demand.cost_micros as f64 / 1e6,
+                    counters.spent_micros as f64 / 1e6,
+                    budget as f64 / 1e6
+                )
+            } else {
+                format!(
+                    "This project has used its monthly budget (${:.2}); it resets at the start of next month (UTC).",
+                    budget as f64 / 1e6
+                )
+            };
+            headers.push((SHOULD_RETRY, HeaderValue::from_static("false")));
+            return OpenAiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "insufficient_quota",
+                "insufficient_quota",
+                message,
+            )
+            .retry_after(window.month_left_secs)
+            .with_headers(headers);
+        }
+    };
+    let index = Limit::RATES.iter().position(|l| *l == limit).unwrap_or(0);
+    let cap = limits.rates()[index].unwrap_or(0);
+    let used = counters.rates[index].max(0);
+    let requested = if index % 2 == 0 { 1 } else { demand.tokens };
+    let kind = if index % 2 == 0 { "requests" } else { "tokens" };
+    let message = if requested > cap {
+        // It would not fit in an empty minute either: retrying cannot help.
+        headers.push((SHOULD_RETRY, HeaderValue::from_static("false")));
+        format!(
+            "Request too large for {scope}'s {per}: limit {cap}, requested {requested} (the prompt's estimate plus max_tokens). Lower max_tokens or shorten the prompt."
+        )
+    } else {
+        format!(
+            "Rate limit reached for {scope}'s {per}: limit {cap}, used {used}, requested {requested}. Please try again in {}s.",
+            window.reset_secs
+        )
+    };
+    OpenAiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        kind,
+        "rate_limit_exceeded",
+        message,
+    )
+    .retry_after(window.reset_secs)
+    .with_headers(headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn at(d: u32, h: u32, m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, d, h, m, s)
+            .single()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn windows_are_utc_minutes_and_months() {
+        let w = Window::at(at(30, 23, 59, 45));
+        assert_eq!(w.reset_secs, 15);
+        assert_eq!(w.month_left_secs, 15);
+        assert_eq!(
+            w.month,
+            NaiveDate::from_ymd_opt(2026, 11, 1).unwrap_or_default()
+        );
+        let next = Window::at(at(30, 23, 59, 0));
+        assert_eq!(next.minute, w.minute);
+        assert_eq!(next.reset_secs, 60);
+    }
+
+    #[test]
+    fn reservations_round_up_and_price_input_and_output_apart() {
+        // 1,001 input tokens at $0.15 / M = 150.15 micro-dollars, up to 151.
+        let d = Demand::priced((150_000, 600_000), 1_001, 10);
+        assert_eq!(d.tokens, 1_011);
+        assert_eq!(d.cost_micros, 151 + 6);
+        assert_eq!(Demand::priced((0, 0), 5, 5).cost_micros, 0);
+        assert_eq!(estimate_input_tokens(0), 0);
+        assert_eq!(estimate_input_tokens(9), 3);
+    }
+
+    fn limits(project: RateLimits, key: RateLimits, budget: Option<i64>) -> Limits {
+        Limits {
+            project: Uuid::from_u128(1),
+            key: Uuid::from_u128(2),
+            project_rate: project,
+            key_rate: key,
+            budget_micros: budget,
+        }
+    }
+
+    #[test]
+    fn the_first_limit_passed_refuses() {
+        let l = limits(
+            RateLimits {
+                rpm: Some(10),
+                tpm: Some(100),
+            },
+            RateLimits {
+                rpm: Some(5),
+                tpm: None,
+            },
+            Some(1_000),
+        );
+        let d = Demand {
+            tokens: 50,
+            cost_micros: 100,
+        };
+        let counters = |rates, spent| Counters {
+            rates,
+            spent_micros: spent,
+        };
+        assert_eq!(decide(&l, d, &counters([9, 50, 4, 0], 900)), Ok(()));
+        assert_eq!(
+            decide(&l, d, &counters([10, 0, 0, 0], 0)),
+            Err(Limit::ProjectRequests)
+        );
+        assert_eq!(
+            decide(&l, d, &counters([0, 51, 0, 0], 0)),
+            Err(Limit::ProjectTokens)
+        );
+        assert_eq!(
+            decide(&l, d, &counters([0, 0, 5, 0], 0)),
+            Err(Limit::KeyRequests)
+        );
+        assert_eq!(
+            decide(&l, d, &counters([0, 0, 0, 0], 901)),
+            Err(Limit::Budget)
+        );
+        assert!(limits(RateLimits::default(), RateLimits::default(), None).is_empty());
+    }
+
+    #[test]
+    fn refusals_carry_openai_headers_and_say_whether_to_retry() {
+        let l = limits(
+            RateLimits {
+                rpm: Some(10),
+                tpm: Some(100),
+            },
+            RateLimits {
+                rpm: Some(3),
+                tpm: None,
+            },
+            Some(1_000),
+        );
+        let w = Window::at(at(27, 10, 0, 20));
+        let c = Counters {
+            rates: [3, 40, 3, 0],
+            spent_micros: 200,
+        };
+        let d = Demand {
+            tokens: 10,
+            cost_micros: 5,
+        };
+        let e = refusal(Limit::KeyRequests, &l, d, &c, &w);
+        assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(e.retry_after, Some(40));
+        assert_eq!(
+            (e.kind, e.code.as_deref()),
+            ("requests", Some("rate_limit_exceeded"))
+        );
+        let header = |e: &OpenAiError, name: &str| {
+            e.headers
+                .iter()
+                .flat_map(|h| h.iter())
+                .find(|(n, _)| n.as_str() == name)
+                .and_then(|(_, v)| v.to_str().ok().map(str::to_owned))
+        };
+        // The key's limit is the tighter one: it is the one shown.
+        assert_eq!(
+            header(&e, "x-ratelimit-limit-requests").as_deref(),
+            Some("3")
+        );
+        assert_eq!(
+            header(&e, "x-ratelimit-remaining-requests").as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            header(&e, "x-ratelimit-reset-requests").as_deref(),
+            Some("40s")
+        );
+        assert_eq!(
+            header(&e, "x-ratelimit-remaining-tokens").as_deref(),
+            Some("60")
+        );
+        assert_eq!(header(&e, "x-should-retry"), None);
+        let too_big = Demand {
+            tokens: 101,
+            cost_micros: 5,
+        };
+        let e = refusal(Limit::ProjectTokens, &l, too_big, &c, &w);
+        assert_eq!(header(&e, "x-should-retry").as_deref(), Some("false"));
+        assert!(e.message.contains("Request too large"), "{}", e.message);
+        let e = refusal(
+            Limit::Budget,
+            &l,
+            d,
+            &Counters {
+                spent_micros: 1_000,
+                ..c
+            },
+            &w,
+        );
+        assert_eq!(
+            (e.kind, e.code.as_deref()),
+            ("insufficient_quota", Some("insufficient_quota"))
+        );
+        assert_eq!(header(&e, "x-should-retry").as_deref(), Some("false"));
+        assert!(
+            e.message.contains("used its monthly budget"),
+            "{}",
+            e.message
+        );
+    }
+}

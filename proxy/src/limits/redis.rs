@@ -1,0 +1,203 @@
+//! Counters in Redis, shared by every proxy replica. Each reservation is one Lua
+//! script (Redis runs a script alone, so check-and-count is atomic across replicas);
+//! every key of a request carries the project in a hash tag, so the script's keys sit
+//! in one slot of a Redis Cluster too.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::{Counters, Demand, Limit, LimitStore, Limits, Reserved, StoreError, Window};
+
+/// KEYS: project requests, project tokens, key requests, key tokens (this minute),
+/// budget (this month). ARGV: the four rate limits (-1: none), tokens, budget (-1:
+/// none), cost, baseline (-1: unknown), window TTL, budget TTL.
+/// Returns `{status, limit, pr, pt, kr, kt, spent}`: status 1 admitted, 0 refused
+/// (`limit` is 1-4 for the rates in that order, 5 for the budget), -1 needs a baseline.
+/// Counters are only kept for the limits in force.
+const RESERVE: &str = r"
+local lim = {tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])}
+local tokens = tonumber(ARGV[5])
+local add = {1, tokens, 1, tokens}
+local cur = {0, 0, 0, 0}
+for i = 1, 4 do
+  if lim[i] >= 0 then cur[i] = tonumber(redis.call('GET', KEYS[i]) or '0') end
+end
+local budget = tonumber(ARGV[6])
+local spent = 0
+if budget >= 0 then
+  local b = redis.call('GET', KEYS[5])
+  if not b then
+    if tonumber(ARGV[8]) < 0 then return {-1, 0, 0, 0, 0, 0, 0} end
+    redis.call('SET', KEYS[5], ARGV[8], 'EX', ARGV[10])
+    b = ARGV[8]
+  end
+  spent = tonumber(b)
+end
+for i = 1, 4 do
+  if lim[i] >= 0 and cur[i] + add[i] > lim[i] then
+    return {0, i, cur[1], cur[2], cur[3], cur[4], spent}
+  end
+end
+if budget >= 0 and spent + tonumber(ARGV[7]) > budget then
+  return {0, 5, cur[1], cur[2], cur[3], cur[4], spent}
+end
+for i = 1, 4 do
+  if lim[i] >= 0 then
+    cur[i] = redis.call('INCRBY', KEYS[i], add[i])
+    redis.call('EXPIRE', KEYS[i], ARGV[9])
+  end
+end
+if budget >= 0 then spent = redis.call('INCRBY', KEYS[5], ARGV[7]) end
+return {1, 0, cur[1], cur[2], cur[3], cur[4], spent}
+";
+
+/// KEYS: project tokens, key tokens, budget. ARGV: tokens delta, cost delta. Only
+/// counters that still exist change (an expired window needs no correction; a lost
+/// budget counter restarts from the control plane's figure).
+const SETTLE: &str = r"
+for i = 1, 2 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCRBY', KEYS[i], ARGV[1]) end
+end
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('INCRBY', KEYS[3], ARGV[2]) end
+return 1
+";
+
+/// Windows are kept a little past their minute, for settlements that arrive late.
+const WINDOW_TTL_SECS: u64 = 180;
+/// A month's budget counter outlives the month by a week (late settlements).
+const BUDGET_GRACE_SECS: u64 = 7 * 86_400;
+
+pub struct RedisStore {
+    connection: ConnectionManager,
+    reserve: redis::Script,
+    settle: redis::Script,
+    prefix: String,
+}
+
+impl RedisStore {
+    /// Connects lazily (the first request connects; a broken connection reconnects).
+    /// `prefix` keeps several strata installations apart on one Redis.
+    pub fn new(url: &str, prefix: &str) -> Result<Self, String> {
+        let client = redis::Client::open(url)
+            .map_err(|e| format!("STRATA_REDIS_URL is not a Redis URL: {}", e.category()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let connection = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| format!("cannot set up the Redis connection: {}", e.category()))?;
+        Ok(Self {
+            connection,
+            reserve: redis::Script::new(RESERVE),
+            settle: redis::Script::new(SETTLE),
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    fn rate_key(&self, limits: &Limits, scope: &str, kind: &str, minute: i64) -> String {
+        format!(
+            "{}:{{{}}}:{scope}:{kind}:{minute}",
+            self.prefix, limits.project
+        )
+    }
+
+    fn keys(&self, window: &Window, limits: &Limits) -> [String; 5] {
+        let key_scope = format!("key:{}", limits.key);
+        [
+            self.rate_key(limits, "project", "requests", window.minute),
+            self.rate_key(limits, "project", "tokens", window.minute),
+            self.rate_key(limits, &key_scope, "requests", window.minute),
+            self.rate_key(limits, &key_scope, "tokens", window.minute),
+            format!(
+                "{}:{{{}}}:budget:{}",
+                self.prefix,
+                limits.project,
+                window.month.format("%Y-%m")
+            ),
+        ]
+    }
+}
+
+fn error(e: redis::RedisError) -> StoreError {
+    // The error's text can carry the URL; its kind and detail do not.
+    StoreError(format!(
+        "Redis: {} {}",
+        e.category(),
+        e.detail().unwrap_or_default()
+    ))
+}
+
+#[async_trait::async_trait]
+impl LimitStore for RedisStore {
+    async fn reserve(
+        &self,
+        window: &Window,
+        limits: &Limits,
+        demand: Demand,
+        baseline_micros: Option<i64>,
+    ) -> Result<Reserved, StoreError> {
+        let mut invocation = self.reserve.prepare_invoke();
+        for key in self.keys(window, limits) {
+            invocation.key(key);
+        }
+        for rate in limits.rates() {
+            invocation.arg(rate.map_or(-1, |r| r as i64));
+        }
+        invocation
+            .arg(demand.tokens)
+            .arg(limits.budget_micros.unwrap_or(-1))
+            .arg(demand.cost_micros)
+            .arg(baseline_micros.unwrap_or(-1))
+            .arg(WINDOW_TTL_SECS)
+            .arg(window.month_left_secs + BUDGET_GRACE_SECS);
+        let mut connection = self.connection.clone();
+        let answer: [i64; 7] = invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(error)?;
+        let counters = Counters {
+            rates: [answer[2], answer[3], answer[4], answer[5]],
+            spent_micros: answer[6],
+        };
+        Ok(match (answer[0], answer[1]) {
+            (1, _) => Reserved::Admitted(counters),
+            (-1, _) => Reserved::NeedsBaseline,
+            (_, 5) => Reserved::Refused(Limit::Budget, counters),
+            (_, i) => Reserved::Refused(
+                usize::try_from(i - 1)
+                    .ok()
+                    .and_then(|i| Limit::RATES.get(i).copied())
+                    .unwrap_or(Limit::ProjectRequests),
+                counters,
+            ),
+        })
+    }
+
+    async fn settle(
+        &self,
+        window: &Window,
+        limits: &Limits,
+        tokens: i64,
+        cost_micros: i64,
+    ) -> Result<(), StoreError> {
+        let [_, project_tokens, _, key_tokens, budget] = self.keys(window, limits);
+        let mut connection = self.connection.clone();
+        let _: i64 = self
+            .settle
+            .key(project_tokens)
+            .key(key_tokens)
+            .key(budget)
+            .arg(tokens)
+            .arg(cost_micros)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(error)?;
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+}
