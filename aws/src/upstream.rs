@@ -19,9 +19,11 @@ use crate::{AwsCalls, ErrorKind};
 const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
 const SESSION_SECONDS: i32 = 3600;
 
-/// One request to sign: a POST of a JSON body. `headers` are the headers that will be
-/// sent and signed (lower-case names).
+/// One request to sign. `headers` are the headers that will be sent and signed
+/// (lower-case names); `body` is empty for a GET or DELETE.
 pub struct UpstreamRequest<'a> {
+    /// `POST`, `GET` or `DELETE`.
+    pub method: &'a str,
     pub role_arn: Option<&'a str>,
     pub region: &'a str,
     pub url: &'a reqwest::Url,
@@ -160,19 +162,21 @@ impl UpstreamAuth for AssumedRoles {
             )
         })?;
         let credentials = self.credentials(role).await?;
-        if let Some(signed) = sign_json_post(
-            &credentials,
-            request.region,
-            request.url,
-            request.headers,
-            request.body,
-        ) {
+        if request.method == "POST"
+            && let Some(signed) = sign_json_post(
+                &credentials,
+                request.region,
+                request.url,
+                request.headers,
+                request.body,
+            )
+        {
             return Ok(signed.into_iter().map(|(n, v)| (n.into(), v)).collect());
         }
         sign_headers(
             &credentials,
             request.region,
-            "POST",
+            request.method,
             request.url.as_str(),
             request.headers,
             request.body,

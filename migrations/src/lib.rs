@@ -16,6 +16,7 @@ mod m20261127_000009_costs;
 mod m20261127_000010_cost_forecasts;
 mod m20261127_000011_cost_page_speed;
 mod m20261127_000012_limits;
+mod m20261127_000013_responses;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000010_cost_forecasts::Migration),
             Box::new(m20261127_000011_cost_page_speed::Migration),
             Box::new(m20261127_000012_limits::Migration),
+            Box::new(m20261127_000013_responses::Migration),
         ]
     }
 }

@@ -14,6 +14,7 @@ mod metrics;
 mod normalize;
 mod peek;
 mod request_id;
+mod responses;
 mod server;
 mod snapshot;
 

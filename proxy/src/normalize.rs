@@ -464,7 +464,7 @@ impl SseRewriter {
 }
 
 /// The end of the first complete event and the length of its separator.
-fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
+pub(crate) fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
     let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2));
     let crlf = buf
         .windows(4)

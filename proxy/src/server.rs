@@ -32,6 +32,7 @@ use crate::metering::{Meter, Metered};
 use crate::metrics::{ModelMetrics, ProxyMetrics, RequestLabels, UpstreamErrorLabels};
 use crate::normalize::{SseRewriter, Usage, parse_chat, prepare_chat, rewrite_response};
 use crate::request_id::MakeProcessRequestId;
+use crate::responses::{self, Pending, ResponseRegistry};
 use crate::{KeyError, KeyVerifier, Policy, SnapshotFollower};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -41,6 +42,12 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 pub struct Proxy {
     pub verifier: KeyVerifier,
     pub limiter: Arc<Limiter>,
+    /// The control plane's record of Responses API ids.
+    pub responses: ResponseRegistry,
+    /// This replica's name when it claims background responses to follow.
+    pub instance: String,
+    /// Background responses this replica created and holds reservations for.
+    pending: std::sync::Mutex<HashMap<String, Pending>>,
     pub follower: Arc<SnapshotFollower>,
     pub meter: Arc<Meter>,
     pub metrics: ProxyMetrics,
@@ -48,7 +55,7 @@ pub struct Proxy {
     upstream: reqwest::Client,
     /// Parsed Mantle URLs by path and region.
     upstream_urls: RwLock<HashMap<&'static str, HashMap<String, reqwest::Url>>>,
-    settings: ProxySettings,
+    pub(crate) settings: ProxySettings,
 }
 
 pub type ProxyState = Arc<Proxy>;
@@ -98,6 +105,13 @@ impl Proxy {
         });
         Ok(Self {
             limiter,
+            responses: ResponseRegistry::new(
+                control.clone(),
+                &settings.control_plane_url,
+                settings.credential.clone(),
+            ),
+            instance: strata_core::services::lease_owner(),
+            pending: std::sync::Mutex::new(HashMap::new()),
             verifier: KeyVerifier::new(
                 control.clone(),
                 &settings.control_plane_url,
@@ -123,6 +137,34 @@ impl Proxy {
         })
     }
 
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn pending_background(&self, id: &str, pending: Pending) {
+        self.pending().insert(id.to_owned(), pending);
+    }
+
+    pub(crate) fn take_pending(&self, id: &str) -> Option<Pending> {
+        self.pending().remove(id)
+    }
+
+    pub(crate) fn restore_pending(&self, id: &str, pending: Pending) {
+        self.pending().insert(id.to_owned(), pending);
+    }
+
+    pub(crate) fn drain_pending(&self) -> Vec<(String, Pending)> {
+        self.pending().drain().collect()
+    }
+
+    /// Mantle's URL for a path with ids or a query in it (parsed each time).
+    fn upstream_url_for(&self, region: &str, path: &str) -> Option<reqwest::Url> {
+        let base = self.settings.mantle_url.replace("{region}", region);
+        reqwest::Url::parse(&format!("{}{path}", base.trim_end_matches('/'))).ok()
+    }
+
     /// Mantle's URL for `path` in `region`, parsed once per region and path.
     fn upstream_url(&self, region: &str, path: &'static str) -> Option<reqwest::Url> {
         if let Some(url) = self
@@ -143,7 +185,7 @@ impl Proxy {
         Some(url)
     }
 
-    fn policy(&self) -> Result<Arc<Policy>, OpenAiError> {
+    pub(crate) fn policy(&self) -> Result<Arc<Policy>, OpenAiError> {
         self.follower.current().ok_or_else(|| {
             OpenAiError::unavailable(
                 "policy_unavailable",
@@ -152,7 +194,10 @@ impl Proxy {
         })
     }
 
-    async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<ApiKeyClaims>, OpenAiError> {
+    pub(crate) async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Arc<ApiKeyClaims>, OpenAiError> {
         let secret = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -180,7 +225,7 @@ impl Proxy {
     }
 }
 
-fn denial(d: Denial, model: Option<&str>) -> OpenAiError {
+pub(crate) fn denial(d: Denial, model: Option<&str>) -> OpenAiError {
     match d {
         Denial::KeyRevoked => OpenAiError::invalid_key("This API key has been revoked."),
         // A valid signature for a project this replica's snapshot does not have yet: a
@@ -202,6 +247,19 @@ fn denial(d: Denial, model: Option<&str>) -> OpenAiError {
 pub fn router(state: ProxyState) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/responses", post(responses::create_response))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::retrieve_response).delete(responses::delete_response),
+        )
+        .route(
+            "/v1/responses/{id}/cancel",
+            post(responses::cancel_response),
+        )
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(responses::list_input_items),
+        )
         .route("/v1/models", get(list_models))
         .route("/v1/models/{*model}", get(get_model))
         .route(
@@ -251,10 +309,16 @@ pub async fn serve(
     let stop = meter_stop.clone();
     let metering =
         tokio::spawn(async move { meter.run(flush_every, Duration::from_secs(10), stop).await });
+    let background = tokio::spawn(responses::follow_background(
+        state.clone(),
+        shutdown.clone(),
+    ));
     let stop = shutdown.clone();
-    let served = axum::serve(listener, router(state))
+    let served = axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await;
+    let _ = background.await;
+    responses::release_pending(&state).await;
     meter_stop.cancel();
     let _ = metering.await;
     follow.abort();
@@ -302,7 +366,7 @@ async fn unknown_route(request: Request) -> OpenAiError {
         "invalid_request_error",
         "unknown_url",
         format!(
-            "Unknown request URL: {} {}. strata's proxy serves /v1/chat/completions and /v1/models.",
+            "Unknown request URL: {} {}. strata's proxy serves /v1/chat/completions, /v1/responses and /v1/models.",
             request.method(),
             request.uri().path()
         ),
@@ -376,10 +440,10 @@ async fn get_model(
 
 /// What is known so far about a request, for its metrics.
 #[derive(Default)]
-struct Seen {
-    project: Option<uuid::Uuid>,
+pub(crate) struct Seen {
+    pub project: Option<uuid::Uuid>,
     /// Set once the model is one the key may use (bounds label cardinality).
-    model: Option<String>,
+    pub model: Option<String>,
 }
 
 const CHAT_ROUTE: &str = "chat_completions";
@@ -391,20 +455,28 @@ async fn chat_completions(
 ) -> Response {
     let started = Instant::now();
     let mut seen = Seen::default();
-    let response = match chat(&state, &headers, body, started, &mut seen).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    };
+    let result = chat(&state, &headers, body, started, &mut seen).await;
+    answer(&state, CHAT_ROUTE, seen, result)
+}
+
+/// The handler's answer, counted in the request metrics.
+pub(crate) fn answer(
+    state: &ProxyState,
+    route: &'static str,
+    seen: Seen,
+    result: Result<Response, OpenAiError>,
+) -> Response {
+    let response = result.unwrap_or_else(IntoResponse::into_response);
     let status = response.status();
     match (seen.project, &seen.model) {
         (Some(project), Some(model)) if status == StatusCode::OK => {
-            state.metrics.for_model(CHAT_ROUTE, project, model).ok.inc()
+            state.metrics.for_model(route, project, model).ok.inc()
         }
         _ => state
             .metrics
             .requests
             .get_or_create(&RequestLabels {
-                route: CHAT_ROUTE,
+                route,
                 project: seen.project.map_or_else(|| "-".into(), |p| p.to_string()),
                 model: seen.model.unwrap_or_else(|| "-".into()),
                 status: status.as_u16(),
@@ -414,21 +486,34 @@ async fn chat_completions(
     response
 }
 
+/// The request body, up to the configured limit (413 above it).
+pub(crate) async fn read_body(state: &ProxyState, body: Body) -> Result<Bytes, OpenAiError> {
+    let limit = state.settings.config.proxy_max_body_bytes;
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        OpenAiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            "body_too_large",
+            format!("The request body is larger than the proxy accepts ({limit} bytes)."),
+        )
+    })
+}
+
 /// What a forwarded request is metered under. Metered exactly once: when it ends, or,
 /// if the client goes away first (the handler or stream is dropped), as an error.
-struct Billing {
-    state: ProxyState,
-    project: uuid::Uuid,
-    key: uuid::Uuid,
-    model: String,
-    metrics: Arc<ModelMetrics>,
-    at: chrono::DateTime<Utc>,
-    started: Instant,
-    recorded: bool,
+pub(crate) struct Billing {
+    pub state: ProxyState,
+    pub project: uuid::Uuid,
+    pub key: uuid::Uuid,
+    pub model: String,
+    pub metrics: Arc<ModelMetrics>,
+    pub at: chrono::DateTime<Utc>,
+    pub started: Instant,
+    pub recorded: bool,
     /// What was reserved against the limits, settled to the usage when metered.
-    reservation: Option<Reservation>,
+    pub reservation: Option<Reservation>,
     /// The model's (input, output) prices.
-    prices: (i64, i64),
+    pub prices: (i64, i64),
 }
 
 impl Drop for Billing {
@@ -438,7 +523,7 @@ impl Drop for Billing {
 }
 
 impl Billing {
-    fn record(&mut self, usage: Usage, error: bool) {
+    pub fn record(&mut self, usage: Usage, error: bool) {
         if std::mem::replace(&mut self.recorded, true) {
             return;
         }
@@ -469,7 +554,22 @@ impl Billing {
         });
     }
 
-    fn upstream_error(&self, kind: &'static str) {
+    /// The call to Mantle failed (`kind` says how): counted as an upstream error and
+    /// metered as a failed request — unless the project is not provisioned yet, which
+    /// is refused before any call (like a bad key) and so not metered.
+    pub fn failed(&mut self, kind: &'static str) {
+        self.upstream_error(kind);
+        if kind == NOT_READY {
+            self.recorded = true;
+            if let Some(r) = self.reservation.take() {
+                self.state.limiter.settle(r, Demand::default());
+            }
+        } else {
+            self.record(Usage::default(), true);
+        }
+    }
+
+    pub fn upstream_error(&self, kind: &'static str) {
         self.state
             .metrics
             .upstream_errors
@@ -492,19 +592,7 @@ async fn chat(
     let claims = state.authenticate(headers).await?;
     seen.project = Some(claims.project);
     let policy = state.policy()?;
-    let bytes = axum::body::to_bytes(body, state.settings.config.proxy_max_body_bytes)
-        .await
-        .map_err(|_| {
-            OpenAiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request_error",
-                "body_too_large",
-                format!(
-                    "The request body is larger than the proxy accepts ({} bytes).",
-                    state.settings.config.proxy_max_body_bytes
-                ),
-            )
-        })?;
+    let bytes = read_body(state, body).await?;
     let mut request = parse_chat(&bytes)?;
     let project = authorize(&claims, &policy, Some(&request.model))
         .map_err(|d| denial(d, Some(&request.model)))?;
@@ -540,19 +628,16 @@ async fn chat(
         prices: prices(model),
     };
     let sent_at = Instant::now();
-    let response = match send_upstream(
-        state,
-        project,
-        "/chat/completions",
-        upstream_body,
-        request.stream,
-    )
-    .await
-    {
+    let call = UpstreamCall {
+        method: reqwest::Method::POST,
+        path: UpstreamPath::Fixed("/chat/completions"),
+        body: upstream_body,
+        stream: request.stream,
+    };
+    let response = match send_upstream(state, project, call).await {
         Ok(r) => r,
         Err((kind, e)) => {
-            billing.upstream_error(kind);
-            billing.record(Usage::default(), true);
+            billing.failed(kind);
             return Err(e);
         }
     };
@@ -609,7 +694,7 @@ async fn chat(
     Ok(response)
 }
 
-fn upstream_timeout(secs: u64) -> OpenAiError {
+pub(crate) fn upstream_timeout(secs: u64) -> OpenAiError {
     OpenAiError::new(
         StatusCode::GATEWAY_TIMEOUT,
         "api_error",
@@ -618,7 +703,7 @@ fn upstream_timeout(secs: u64) -> OpenAiError {
     )
 }
 
-fn upstream_unreachable() -> OpenAiError {
+pub(crate) fn upstream_unreachable() -> OpenAiError {
     OpenAiError::new(
         StatusCode::BAD_GATEWAY,
         "api_error",
@@ -627,49 +712,81 @@ fn upstream_unreachable() -> OpenAiError {
     )
 }
 
-/// Signs and sends the request to the project's Mantle region.
-async fn send_upstream(
+/// What to send to Mantle for a project: `method` `path` (under `/v1`, with its query)
+/// and the body (empty for GET and DELETE).
+pub(crate) struct UpstreamCall<'a> {
+    pub method: reqwest::Method,
+    pub path: UpstreamPath<'a>,
+    pub body: Bytes,
+    /// A stream: no overall timeout (the idle timeout still applies).
+    pub stream: bool,
+}
+
+pub(crate) enum UpstreamPath<'a> {
+    /// A fixed path whose parsed URL is kept per region (the chat hot path).
+    Fixed(&'static str),
+    /// A path with an id or a query in it.
+    Dynamic(&'a str),
+}
+
+/// The upstream error kind of a project that is not provisioned yet.
+pub(crate) const NOT_READY: &str = "not_ready";
+
+pub(crate) fn project_not_ready() -> (&'static str, OpenAiError) {
+    (
+        NOT_READY,
+        OpenAiError::unavailable(
+            "project_not_ready",
+            "This project is not provisioned on AWS yet (strata is still reconciling it); retry shortly.",
+        ),
+    )
+}
+
+/// Signs and sends a request to the project's Mantle region.
+pub(crate) async fn send_upstream(
     state: &ProxyState,
     project: &SnapshotProject,
-    path: &'static str,
-    body: Bytes,
-    stream: bool,
+    call: UpstreamCall<'_>,
 ) -> Result<reqwest::Response, (&'static str, OpenAiError)> {
-    let not_ready = || {
-        (
-            "not_ready",
-            OpenAiError::unavailable(
-                "project_not_ready",
-                "This project is not provisioned on AWS yet (strata is still reconciling it); retry shortly.",
-            ),
-        )
-    };
-    let mantle_project = project.mantle_project_id.as_deref().ok_or_else(not_ready)?;
+    let mantle_project = project
+        .mantle_project_id
+        .as_deref()
+        .ok_or_else(project_not_ready)?;
     let region = project.region.as_str();
-    let url = state.upstream_url(region, path).ok_or_else(|| {
+    let url = match call.path {
+        UpstreamPath::Fixed(path) => state.upstream_url(region, path),
+        UpstreamPath::Dynamic(path) => state.upstream_url_for(region, path),
+    }
+    .ok_or_else(|| {
         tracing::warn!(
             region,
             "the Mantle URL template gives no valid URL for this region"
         );
         ("connect", upstream_unreachable())
     })?;
-    let headers = [
+    let with_body = [
         ("content-type", "application/json"),
         ("openai-project", mantle_project),
     ];
+    let headers: &[(&str, &str)] = if call.body.is_empty() {
+        &with_body[1..]
+    } else {
+        &with_body
+    };
     let auth = state
         .upstream_auth
         .headers(&UpstreamRequest {
+            method: call.method.as_str(),
             role_arn: project.role_arn.as_deref(),
             region,
             url: &url,
-            headers: &headers,
-            body: &body,
+            headers,
+            body: &call.body,
         })
         .await
         .map_err(|e| {
             if e.kind == strata_aws::ErrorKind::NotFound {
-                return not_ready();
+                return project_not_ready();
             }
             tracing::warn!(project.id = %project.id, error.cause = %e, "cannot authenticate to Mantle for the project");
             (
@@ -682,19 +799,22 @@ async fn send_upstream(
                 ),
             )
         })?;
-    let mut request = state.upstream.post(url);
+    let mut request = state.upstream.request(call.method, url);
     for (name, value) in headers.iter() {
         request = request.header(*name, *value);
     }
     for (name, value) in auth {
         request = request.header(name.as_ref(), value);
     }
-    if !stream {
+    if !call.stream {
         request = request.timeout(Duration::from_secs(
             state.settings.config.upstream_timeout_secs,
         ));
     }
-    request.body(body).send().await.map_err(|e| {
+    if !call.body.is_empty() {
+        request = request.body(call.body);
+    }
+    request.send().await.map_err(|e| {
         if e.is_timeout() {
             (
                 "timeout",
@@ -709,7 +829,7 @@ async fn send_upstream(
 /// Mantle's error, in the envelope, with a status that tells the client the truth:
 /// the client's own mistakes keep their status; Mantle refusing strata's credentials
 /// is the proxy's failure (502), not the client's.
-async fn upstream_failure(response: reqwest::Response) -> OpenAiError {
+pub(crate) async fn upstream_failure(response: reqwest::Response) -> OpenAiError {
     let status = response.status();
     let retry_after = response
         .headers()

@@ -241,7 +241,7 @@ fn loopback_url(addr: SocketAddr) -> String {
 
 /// Hourly: idempotency keys are forgotten after 24 hours, the proxy's usage batch ids
 /// after 7 days (it retries a batch within seconds), usage minutes after their
-/// retention. Every replica may run it: the deletes are idempotent.
+/// retention, Responses API ids after 45 days (Mantle keeps responses about 30). Every replica may run it: the deletes are idempotent.
 async fn housekeeping(
     state: strata_api::AppState,
     minutes_retention_days: u32,
@@ -266,6 +266,10 @@ async fn housekeeping(
                 services
                     .purge_usage_batches(chrono::Duration::days(7))
                     .await,
+            ),
+            (
+                "response ids",
+                services.purge_responses(chrono::Duration::days(45)).await,
             ),
             (
                 "usage minutes",

@@ -127,13 +127,14 @@ class Stack:
     def api(self, method, path, body=None):
         return http(method, f"{self.control}/api/v1{path}", self.admin, body)
 
-    def project(self, models, name="sdk"):
-        """A project reconciled onto moto and the fake Mantle, and a key for it."""
+    def project(self, models, name="sdk", **settings):
+        """A project reconciled onto moto and the fake Mantle, and a key for it;
+        `settings` go into the create (e.g. data_retention="standard")."""
         status, p = self.api(
             "POST",
             "/projects",
             {"name": f"{name}-{uuid.uuid4().hex[:8]}", "environment": "dev", "team": "sdk",
-             "region": "us-east-1", "allowed_models": models},
+             "region": "us-east-1", "allowed_models": models, **settings},
         )
         assert status == 201, p
         wait_until(

@@ -64,6 +64,22 @@ pub fn router() -> Router<AppState> {
             axum::routing::post(proxy_link::usage),
         )
         .route("/internal/v1/proxy/spend", get(proxy_link::spend))
+        .route(
+            "/internal/v1/proxy/responses",
+            axum::routing::post(proxy_link::record_response),
+        )
+        .route(
+            "/internal/v1/proxy/responses/claim",
+            axum::routing::post(proxy_link::claim_responses),
+        )
+        .route(
+            "/internal/v1/proxy/responses/{id}",
+            get(proxy_link::find_response),
+        )
+        .route(
+            "/internal/v1/proxy/responses/{id}/complete",
+            axum::routing::post(proxy_link::complete_response),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
+use strata_core::domain::{ResponseClaim, ResponseCompletion, ResponseRecord};
+
 use crate::ApiError;
 use crate::app::AppState;
 use crate::error::ApiResult;
@@ -162,4 +164,52 @@ pub async fn spend(
         month,
         spent_micros,
     }))
+}
+
+/// `POST /internal/v1/proxy/responses`: a response the proxy created, and its project.
+pub async fn record_response(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    crate::extract::ApiJson(record): crate::extract::ApiJson<ResponseRecord>,
+) -> ApiResult<StatusCode> {
+    check_proxy_credential(&state, &headers)?;
+    state.services.record_response(&record).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /internal/v1/proxy/responses/{id}`: who owns a response id.
+pub async fn find_response(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> ApiResult<axum::Json<ResponseRecord>> {
+    check_proxy_credential(&state, &headers)?;
+    match state.services.find_response(&id).await? {
+        Some(record) => Ok(axum::Json(record)),
+        None => Err(ApiError::not_found("response", &id)),
+    }
+}
+
+/// `POST /internal/v1/proxy/responses/claim`: background responses for this replica
+/// to follow until they finish.
+pub async fn claim_responses(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    crate::extract::ApiJson(claim): crate::extract::ApiJson<ResponseClaim>,
+) -> ApiResult<axum::Json<Vec<ResponseRecord>>> {
+    check_proxy_credential(&state, &headers)?;
+    Ok(axum::Json(state.services.claim_responses(&claim).await?))
+}
+
+/// `POST /internal/v1/proxy/responses/{id}/complete`: meters a finished background
+/// response once.
+pub async fn complete_response(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    crate::extract::ApiJson(completion): crate::extract::ApiJson<ResponseCompletion>,
+) -> ApiResult<axum::Json<UsageAccepted>> {
+    check_proxy_credential(&state, &headers)?;
+    let applied = state.services.complete_response(&id, &completion).await?;
+    Ok(axum::Json(UsageAccepted { applied }))
 }

@@ -12,6 +12,7 @@ mod keys;
 mod money;
 mod names;
 mod project;
+mod responses;
 mod snapshot;
 mod tags;
 mod usage;
@@ -37,6 +38,10 @@ pub use money::{Budget, Price};
 pub use names::{ModelId, ProjectSlug, Subject, TeamName};
 pub use project::{
     Member, NewProject, Project, ProjectDraft, ProjectPatch, RateLimits, RateLimitsPatch,
+};
+pub use responses::{
+    MAX_RESPONSE_CLAIM, MAX_RESPONSE_ID, ResponseClaim, ResponseCompletion, ResponseRecord,
+    validate_response_id,
 };
 pub use snapshot::{PolicySnapshot, SnapshotModel, SnapshotProject};
 pub use tags::{MAX_PROJECT_TAGS, Tags, validate_tag_key, validate_tag_value, validate_tags};

@@ -11,6 +11,7 @@ mod keys;
 mod leases;
 mod members;
 mod projects;
+mod responses;
 mod snapshot;
 mod usage;
 

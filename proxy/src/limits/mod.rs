@@ -376,6 +376,44 @@ impl Limiter {
     }
 }
 
+impl Limiter {
+    /// Counts `used` against `limits` without a reservation (a background response
+    /// another replica created and reserved for): in the background.
+    pub fn charge(self: &Arc<Self>, limits: &Limits, used: Demand) {
+        if limits.is_empty() || used == Demand::default() {
+            return;
+        }
+        let window = Window::at(Utc::now());
+        let limits = *limits;
+        let limiter = self.clone();
+        tokio::spawn(async move {
+            let tokens = i64::try_from(used.tokens).unwrap_or(i64::MAX);
+            if let Err(e) = limiter
+                .store
+                .settle(&window, &limits, tokens, used.cost_micros)
+                .await
+            {
+                limiter.errors.inc();
+                tracing::warn!(limits.store = limiter.store.kind(), error.cause = %e, "cannot charge a finished background response");
+            }
+        });
+    }
+
+    /// Gives a reservation back whole (the request did not run here), and waits for it.
+    pub async fn release(&self, reservation: Reservation) {
+        let r = &reservation;
+        let tokens = -i64::try_from(r.demand.tokens).unwrap_or(i64::MAX);
+        if let Err(e) = self
+            .store
+            .settle(&r.window, &r.limits, tokens, -r.demand.cost_micros)
+            .await
+        {
+            self.errors.inc();
+            tracing::warn!(limits.store = self.store.kind(), error.cause = %e, "cannot release a reservation");
+        }
+    }
+}
+
 /// A header value from a string the proxy made itself (digits and units).
 fn value(text: String) -> HeaderValue {
     HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static("0"))

@@ -45,7 +45,7 @@ pub(crate) struct ChatState {
     /// Answer (or start a stream) only after this long.
     delay: Duration,
     /// Pause between streamed chunks.
-    chunk_delay: Duration,
+    pub(crate) chunk_delay: Duration,
     bedrock_api_key: Option<String>,
 }
 
@@ -74,7 +74,7 @@ impl FakeMantle {
     }
 }
 
-fn text_of(content: &Value) -> String {
+pub(crate) fn text_of(content: &Value) -> String {
     match content {
         Value::String(s) => s.clone(),
         Value::Array(parts) => parts
@@ -86,7 +86,7 @@ fn text_of(content: &Value) -> String {
     }
 }
 
-fn words(s: &str) -> u64 {
+pub(crate) fn words(s: &str) -> u64 {
     s.split_whitespace().count() as u64
 }
 
@@ -111,7 +111,7 @@ pub(crate) async fn completions(
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return err(StatusCode::BAD_REQUEST, "invalid_json", "body is not JSON");
     };
-    let (delay, known_project, api_key) = {
+    let delay = {
         let mut inner = f.lock();
         inner.chat.log.push(ChatCall {
             region: region.clone(),
@@ -121,31 +121,10 @@ pub(crate) async fn completions(
             body: body.clone(),
         });
         inner.chat.stats.calls += 1;
-        let known = project.as_ref().is_some_and(|p| {
-            inner
-                .projects
-                .get(p)
-                .is_some_and(|p| p.region == region && p.status == "active")
-        });
-        (inner.chat.delay, known, inner.chat.bedrock_api_key.clone())
+        inner.chat.delay
     };
-    let signed = auth.starts_with("AWS4-HMAC-SHA256 ")
-        && auth.contains(&format!("/{region}/bedrock-mantle/aws4_request"))
-        && headers.contains_key("x-amz-date");
-    let bearer_ok = api_key.is_some_and(|k| auth == format!("Bearer {k}"));
-    if !signed && !bearer_ok {
-        return err(
-            StatusCode::FORBIDDEN,
-            "unsigned",
-            "requests must be signed with SigV4 for bedrock-mantle in the request's region",
-        );
-    }
-    if !known_project {
-        return err(
-            StatusCode::NOT_FOUND,
-            "project_not_found",
-            "OpenAI-Project names no active project in this region",
-        );
+    if let Err(refusal) = f.check_inference(&region, &headers) {
+        return *refusal;
     }
     let failure = {
         let mut inner = f.lock();
@@ -279,6 +258,73 @@ fn stream(f: FakeMantle, model: String, reply: String, usage: Option<Value>) -> 
         .into_response()
 }
 
+impl FakeMantle {
+    /// An inference call's signature (SigV4 for this region, or the configured Bedrock
+    /// API key) and `OpenAI-Project` (an active project of the region); `Ok` is the
+    /// Mantle project id.
+    pub(crate) fn check_inference(
+        &self,
+        region: &str,
+        headers: &HeaderMap,
+    ) -> Result<String, Box<Response>> {
+        let auth = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let project = headers
+            .get("openai-project")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let inner = self.lock();
+        let signed = auth.starts_with("AWS4-HMAC-SHA256 ")
+            && auth.contains(&format!("/{region}/bedrock-mantle/aws4_request"))
+            && headers.contains_key("x-amz-date");
+        let bearer_ok = inner
+            .chat
+            .bedrock_api_key
+            .as_ref()
+            .is_some_and(|k| auth == format!("Bearer {k}"));
+        if !signed && !bearer_ok {
+            return Err(Box::new(err(
+                StatusCode::FORBIDDEN,
+                "unsigned",
+                "requests must be signed with SigV4 for bedrock-mantle in the request's region",
+            )));
+        }
+        let known = inner
+            .projects
+            .get(project)
+            .is_some_and(|p| p.region == region && p.status == "active");
+        if !known {
+            return Err(Box::new(err(
+                StatusCode::NOT_FOUND,
+                "project_not_found",
+                "OpenAI-Project names no active project in this region",
+            )));
+        }
+        Ok(project.to_owned())
+    }
+
+    /// Counts a Responses API call, checks it like a chat call, and applies an injected
+    /// failure if one is queued.
+    pub(crate) fn inference_caller(
+        &self,
+        operation: &str,
+        region: &str,
+        headers: &HeaderMap,
+    ) -> Result<String, Box<Response>> {
+        *self.lock().calls.entry(operation.to_owned()).or_default() += 1;
+        let project = self.check_inference(region, headers)?;
+        let mut inner = self.lock();
+        if !inner.failures.is_empty() {
+            let status = inner.failures.remove(0);
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return Err(Box::new(err(status, "injected", "injected failure")));
+        }
+        Ok(project)
+    }
+}
+
 #[derive(Deserialize)]
 pub(crate) struct Faults {
     #[serde(default)]
@@ -287,6 +333,9 @@ pub(crate) struct Faults {
     delay_ms: u64,
     #[serde(default)]
     chunk_delay_ms: u64,
+    /// How long background responses stay queued.
+    #[serde(default)]
+    background_ms: u64,
 }
 
 /// `POST /_fake/faults` (the binary's control endpoint for out-of-process tests).
@@ -297,10 +346,13 @@ pub(crate) async fn set_faults(
     f.fail_next(&faults.fail_next);
     f.delay_chat(Duration::from_millis(faults.delay_ms));
     f.delay_chunks(Duration::from_millis(faults.chunk_delay_ms));
+    f.delay_background(Duration::from_millis(faults.background_ms));
     StatusCode::NO_CONTENT.into_response()
 }
 
 /// `GET /_fake/stats`.
 pub(crate) async fn stats(State(f): State<FakeMantle>) -> Response {
-    Json(f.chat_stats()).into_response()
+    let mut stats = serde_json::to_value(f.chat_stats()).unwrap_or_default();
+    stats["responses"] = serde_json::to_value(f.responses_stats()).unwrap_or_default();
+    Json(stats).into_response()
 }

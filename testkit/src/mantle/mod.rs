@@ -4,8 +4,10 @@
 //! no real part can do here.
 
 mod chat;
+mod responses;
 
 pub use chat::{ChatCall, ChatStats};
+pub use responses::ResponsesStats;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -45,6 +47,7 @@ pub(crate) struct Inner {
     in_flight: u64,
     max_in_flight: u64,
     chat: chat::ChatState,
+    responses: responses::ResponsesState,
 }
 
 #[derive(Clone, Default)]
@@ -114,6 +117,19 @@ impl FakeMantle {
         fake.addr = listener.local_addr().ok();
         let app = Router::new()
             .route("/{region}/v1/chat/completions", post(chat::completions))
+            .route("/{region}/v1/responses", post(responses::create))
+            .route(
+                "/{region}/v1/responses/{id}",
+                get(responses::retrieve).delete(responses::delete),
+            )
+            .route(
+                "/{region}/v1/responses/{id}/cancel",
+                post(responses::cancel),
+            )
+            .route(
+                "/{region}/v1/responses/{id}/input_items",
+                get(responses::list_input_items),
+            )
             .route("/_fake/faults", post(chat::set_faults))
             .route("/_fake/stats", get(chat::stats))
             .route("/{region}/v1/organization/projects", get(list).post(create))

@@ -189,3 +189,108 @@ async fn a_long_poll_answers_within_a_second_of_a_revocation_and_304_without_cha
     );
     assert_eq!(body["revoked_keys"], json!([kid]));
 }
+
+#[tokio::test]
+async fn response_ids_keep_their_owner_and_background_ones_are_metered_once() {
+    let app = TestApp::spawn().await;
+    let token = proxy_token(&app);
+    let p = app.create_project(&project_body("responses")).await;
+    let project = p["id"].as_str().unwrap_or_default().to_owned();
+    let key = uuid::Uuid::now_v7();
+    let record = |id: &str, background: bool| {
+        json!({"id": id, "project_id": project, "key_id": key, "model": "openai.gpt-oss-20b",
+            "background": background, "status": if background { "queued" } else { "completed" },
+            "metered": !background, "claimed_by": background.then_some("replica-a")})
+    };
+    let base = "/internal/v1/proxy/responses";
+    // Only the proxy credential; bad records are 4xx.
+    let r = app.post(base, &app.admin, &record("resp_a", false)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    for (bad, field) in [
+        (json!({"id": "resp/../x"}), "id"),
+        (json!({"model": "Not A Model"}), "model"),
+        (json!({"status": ""}), "status"),
+    ] {
+        let mut body = record("resp_a", false);
+        for (k, v) in bad.as_object().into_iter().flatten() {
+            body[k] = v.clone();
+        }
+        let r = app.post(base, &token, &body).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{field}: {}",
+            r.body
+        );
+        assert!(r.body.to_string().contains(field), "{}", r.body);
+    }
+    for (id, background) in [("resp_plain", false), ("resp_bg", true)] {
+        let r = app.post(base, &token, &record(id, background)).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+        // Recording again (a retry) changes nothing.
+        let r = app.post(base, &token, &record(id, background)).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    }
+    let r = app.get(&format!("{base}/resp_plain"), &token).await;
+    assert_eq!(r.body["project_id"], project.as_str());
+    let r = app.get(&format!("{base}/resp_unknown"), &token).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = app.get(&format!("{base}/resp%2F..%2Fx"), &token).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+
+    // The creating replica holds its background response; another gets nothing until
+    // the claim lapses; the holder renews it.
+    let claim = |owner: &str| json!({"owner": owner, "limit": 10, "lease_secs": 30});
+    let b = app
+        .post(&format!("{base}/claim"), &token, &claim("replica-b"))
+        .await;
+    assert_eq!(b.body, json!([]), "{}", b.body);
+    let a = app
+        .post(&format!("{base}/claim"), &token, &claim("replica-a"))
+        .await;
+    let ids: Vec<&str> = a
+        .body
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        ["resp_bg"],
+        "plain responses are metered already: {}",
+        a.body
+    );
+    let r = app
+        .post(
+            &format!("{base}/claim"),
+            &token,
+            &json!({"owner": "x", "limit": 0, "lease_secs": 30}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Completion meters once, whoever reports it; then nobody claims it.
+    let done = json!({"status": "completed", "input_tokens": 1000, "output_tokens": 2000, "latency_ms": 5});
+    let first = app
+        .post(&format!("{base}/resp_bg/complete"), &token, &done)
+        .await;
+    assert_eq!(first.body["applied"], true, "{}", first.body);
+    let again = app
+        .post(&format!("{base}/resp_bg/complete"), &token, &done)
+        .await;
+    assert_eq!(again.body["applied"], false, "{}", again.body);
+    let usage = app
+        .get(&format!("/api/v1/projects/{project}/usage"), &app.admin)
+        .await;
+    assert_eq!(usage.body["total"]["requests"], 1, "{}", usage.body);
+    assert_eq!(usage.body["total"]["output_tokens"], 2000);
+    let a = app
+        .post(&format!("{base}/claim"), &token, &claim("replica-a"))
+        .await;
+    assert_eq!(a.body, json!([]));
+    let r = app
+        .post(&format!("{base}/resp_unknown/complete"), &token, &done)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}

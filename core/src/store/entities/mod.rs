@@ -15,6 +15,7 @@ pub mod project_sync;
 pub mod project_tags;
 pub mod projects;
 pub mod reconcile_reports;
+pub mod responses;
 pub mod signing_keys;
 pub mod usage_batches;
 pub mod usage_daily;

@@ -1,0 +1,158 @@
+//! The control plane's record of Responses API ids, as the proxy uses it: record a new
+//! response (before its id reaches the client, so every replica can check it), look
+//! up the project that owns an id (cached: an id never changes hands), claim
+//! background responses to follow, and report one finished.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use strata_core::config::Secret;
+use strata_core::domain::{ResponseClaim, ResponseCompletion, ResponseRecord};
+use uuid::Uuid;
+
+/// Owners remembered per process (an entry is ~100 bytes).
+const MAX_CACHED_OWNERS: usize = 100_000;
+/// Attempts to record a new response before giving up.
+const RECORD_ATTEMPTS: u32 = 3;
+
+pub struct ResponseRegistry {
+    http: reqwest::Client,
+    base: String,
+    credential: Secret,
+    owners: RwLock<HashMap<String, Uuid>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("the control plane does not know this response")]
+    Unknown,
+    #[error("cannot reach the control plane: {0}")]
+    Unavailable(String),
+}
+
+impl ResponseRegistry {
+    pub fn new(http: reqwest::Client, control_plane: &str, credential: Secret) -> Self {
+        Self {
+            http,
+            base: format!(
+                "{}/internal/v1/proxy/responses",
+                control_plane.trim_end_matches('/')
+            ),
+            credential,
+            owners: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn remember(&self, id: &str, project: Uuid) {
+        if let Ok(mut owners) = self.owners.write() {
+            if owners.len() >= MAX_CACHED_OWNERS {
+                owners.clear();
+            }
+            owners.insert(id.to_owned(), project);
+        }
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RegistryError> {
+        request
+            .bearer_auth(self.credential.expose())
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|e| RegistryError::Unavailable(e.without_url().to_string()))
+    }
+
+    /// Records a new response; retried briefly, as the client cannot use its id on
+    /// another replica until this lands.
+    pub async fn record(&self, record: &ResponseRecord) -> Result<(), RegistryError> {
+        let mut last = String::new();
+        for attempt in 0..RECORD_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+            }
+            match self.send(self.http.post(&self.base).json(record)).await {
+                Ok(r) if r.status().is_success() => {
+                    self.remember(&record.id, record.project_id);
+                    return Ok(());
+                }
+                Ok(r) => last = format!("HTTP {}", r.status().as_u16()),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(RegistryError::Unavailable(last))
+    }
+
+    /// The project that created response `id`.
+    pub async fn owner(&self, id: &str) -> Result<Uuid, RegistryError> {
+        if let Some(project) = self.owners.read().ok().and_then(|o| o.get(id).copied()) {
+            return Ok(project);
+        }
+        // Ids reach this only after the proxy checked them (letters, digits, _ and -).
+        let response = self
+            .send(self.http.get(format!("{}/{id}", self.base)))
+            .await?;
+        match response.status() {
+            s if s.is_success() => {
+                let record: ResponseRecord = response
+                    .json()
+                    .await
+                    .map_err(|e| RegistryError::Unavailable(e.without_url().to_string()))?;
+                self.remember(id, record.project_id);
+                Ok(record.project_id)
+            }
+            reqwest::StatusCode::NOT_FOUND => Err(RegistryError::Unknown),
+            s => Err(RegistryError::Unavailable(format!("HTTP {}", s.as_u16()))),
+        }
+    }
+
+    /// Background responses for this replica to follow (its own first; others' once
+    /// their claims lapse).
+    pub async fn claim(&self, claim: &ResponseClaim) -> Result<Vec<ResponseRecord>, RegistryError> {
+        let response = self
+            .send(self.http.post(format!("{}/claim", self.base)).json(claim))
+            .await?;
+        if !response.status().is_success() {
+            return Err(RegistryError::Unavailable(format!(
+                "HTTP {}",
+                response.status().as_u16()
+            )));
+        }
+        response
+            .json()
+            .await
+            .map_err(|e| RegistryError::Unavailable(e.without_url().to_string()))
+    }
+
+    /// Reports a finished background response; true when this report metered it.
+    pub async fn complete(
+        &self,
+        id: &str,
+        completion: &ResponseCompletion,
+    ) -> Result<bool, RegistryError> {
+        #[derive(serde::Deserialize)]
+        struct Applied {
+            applied: bool,
+        }
+        let response = self
+            .send(
+                self.http
+                    .post(format!("{}/{id}/complete", self.base))
+                    .json(completion),
+            )
+            .await?;
+        if !response.status().is_success() {
+            return Err(RegistryError::Unavailable(format!(
+                "HTTP {}",
+                response.status().as_u16()
+            )));
+        }
+        response
+            .json::<Applied>()
+            .await
+            .map(|a| a.applied)
+            .map_err(|e| RegistryError::Unavailable(e.without_url().to_string()))
+    }
+}

@@ -1,0 +1,187 @@
+//! The Responses API's limits through the proxy: a background response holds its
+//! reservation until it finishes (then settles to what it used), and a proxy that
+//! shuts down gives back what it held, on the Redis the replicas share.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use chrono::{Timelike, Utc};
+use common::*;
+use serde_json::{Value, json};
+use strata_proxy::ProxyConfig;
+use uuid::Uuid;
+
+const OSS: &str = "openai.gpt-oss-20b";
+
+impl World {
+    /// A project that may use the Responses API, with `patch` applied, once the
+    /// proxy's snapshot has it.
+    async fn responses_project(&self, name: &str, patch: Value) -> (Uuid, String) {
+        let (id, key) = self.project(name, &[OSS]).await;
+        let mut body = patch;
+        body["data_retention"] = json!("standard");
+        let r = self
+            .app
+            .patch(&format!("/api/v1/projects/{id}"), &self.app.admin, &body)
+            .await;
+        assert!(r.status.is_success(), "{}", r.body);
+        let started = Instant::now();
+        while !self.proxy.follower.current().is_some_and(|p| {
+            p.projects.get(&id).is_some_and(|p| {
+                p.data_retention == strata_core::domain::DataRetention::Standard
+                    && p.rate_limits.tpm == r.body["rate_limits"]["tpm"].as_u64()
+                    && p.monthly_budget_usd == r.body["monthly_budget_usd"].as_f64()
+            })
+        }) {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the proxy never saw the change"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (id, key)
+    }
+
+    async fn create_response(&self, key: &str, body: &Value) -> (u64, Value) {
+        let r = self
+            .client
+            .post(format!("{}/v1/responses", self.base))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.status(), 200);
+        let remaining = r
+            .headers()
+            .get("x-ratelimit-remaining-tokens")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no x-ratelimit-remaining-tokens"));
+        (remaining, r.json().await.unwrap_or_default())
+    }
+}
+
+fn tokens(body: &Value) -> u64 {
+    body["usage"]["total_tokens"].as_u64().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_background_response_holds_its_reservation_until_it_finishes() {
+    let w = world().await;
+    let (_, key) = w
+        .responses_project(
+            "bg-hold",
+            json!({"rate_limits": {"rpm": null, "tpm": 100000}, "monthly_budget_usd": null}),
+        )
+        .await;
+    if Utc::now().second() >= 45 {
+        tokio::time::sleep(Duration::from_secs(u64::from(61 - Utc::now().second()))).await;
+    }
+    w.mantle.delay_background(Duration::from_millis(1500));
+    let body = |text: &str, background: bool, max: u64| json!({"model": OSS, "input": text, "background": background, "max_output_tokens": max});
+    let (after_background, queued) = w.create_response(&key, &body("slow one", true, 5000)).await;
+    assert_eq!(queued["status"], "queued");
+    let reserved = 100_000 - after_background;
+    assert!(
+        reserved > 5000,
+        "input estimate plus max_output_tokens: {reserved}"
+    );
+    // While it runs, its whole reservation stays counted.
+    let (after_plain, plain) = w.create_response(&key, &body("quick", false, 10)).await;
+    let plain_reserved = after_background - after_plain;
+    assert!(plain_reserved < 100, "{plain_reserved}");
+    // The follower meters it when it finishes, and settles the reservation.
+    let response_id = queued["id"].as_str().unwrap_or_default().to_owned();
+    let started = Instant::now();
+    loop {
+        let record = w
+            .client
+            .get(
+                w.app
+                    .url(&format!("/internal/v1/proxy/responses/{response_id}")),
+            )
+            .bearer_auth(w.app.state.proxy_token.expose())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json::<Value>()
+            .await
+            .unwrap_or_default();
+        if record["metered"] == true {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never metered: {record}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let background_used = w.mantle.responses_stats().output_tokens
+        + w.mantle.responses_stats().input_tokens
+        - tokens(&plain);
+    let (after_third, _) = w.create_response(&key, &body("quick", false, 10)).await;
+    assert_eq!(
+        100_000 - after_third,
+        background_used + tokens(&plain) + plain_reserved,
+        "both settled to what they used; the third reserved"
+    );
+}
+
+#[tokio::test]
+async fn a_proxy_that_stops_gives_back_the_background_reservations_it_held() {
+    let redis_url =
+        std::env::var("STRATA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("strata-test-{}", Uuid::now_v7());
+    let mut w = world_with(ProxyConfig {
+        redis_url: Some(strata_core::config::Secret::new(redis_url.clone())),
+        redis_key_prefix: prefix.clone(),
+        ..ProxyConfig::default()
+    })
+    .await;
+    let (id, key) = w
+        .responses_project(
+            "bg-release",
+            json!({"rate_limits": {"rpm": null, "tpm": null}, "monthly_budget_usd": 100.0}),
+        )
+        .await;
+    w.mantle.delay_background(Duration::from_secs(600));
+    let (_, queued) = {
+        let r = w
+            .client
+            .post(format!("{}/v1/responses", w.base))
+            .bearer_auth(&key)
+            .json(&json!({"model": OSS, "input": "long job", "background": true, "max_output_tokens": 100000}))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.status(), 200);
+        ((), r.json::<Value>().await.unwrap_or_default())
+    };
+    assert_eq!(queued["status"], "queued");
+    let budget_key = format!("{prefix}:{{{id}}}:budget:{}", Utc::now().format("%Y-%m"));
+    let client = redis::Client::open(redis_url.as_str()).unwrap_or_else(|e| panic!("{e}"));
+    let mut redis = client
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let held: i64 = redis::cmd("GET")
+        .arg(&budget_key)
+        .query_async(&mut redis)
+        .await
+        .unwrap_or_else(|e| panic!("{budget_key}: {e}"));
+    // 100,000 output tokens at $0.30 per million, and a little input.
+    assert!(held >= 30_000, "reserved while it runs: {held}");
+    w.stop_proxy().await;
+    let after: i64 = redis::cmd("GET")
+        .arg(&budget_key)
+        .query_async(&mut redis)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        after, 0,
+        "released on shutdown (the next follower meters the response)"
+    );
+}
