@@ -8,6 +8,10 @@
 # adds at concurrency 1 (c - a), its throughput against nginx at 64 (c / b), and its
 # peak RSS; then the RSS with 1,000 concurrent streams (held open by the fake Mantle,
 # one event per second) and the cost of verifying a key seen before.
+# Then (EXTRA, default "limits responses") at 64 connections: the same chat with the
+# project's rate limits and budget enforced — counted in the proxy's memory, then in
+# Redis (STRATA_BENCH_REDIS_URL, default the machine's; one is started when none
+# answers) — against no limits; and the Responses API's create path against chat.
 #
 #   bench/proxy.sh
 #   DURATION=30s bench/proxy.sh
@@ -82,9 +86,10 @@ for _ in range(200):
     time.sleep(0.1)
 else:
     sys.exit("the project was never reconciled")
-print(call("POST", f"/projects/{p['id']}/keys", {"name": "bench"})["secret"])
+print(p["id"], call("POST", f"/projects/{p['id']}/keys", {"name": "bench"})["secret"])
 PY
 )
+read -r project_id key <<<"$key"
 
 plain='{"id":"chatcmpl-bench","object":"chat.completion","created":1764000000,"model":"openai.gpt-oss-20b","choices":[{"index":0,"message":{"role":"assistant","content":"Hello."},"finish_reason":"stop","logprobs":null}],"usage":{"prompt_tokens":14,"completion_tokens":2,"total_tokens":16}}'
 chunk() { printf '{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1764000000,"model":"openai.gpt-oss-20b","choices":%s,"usage":%s}' "$1" "$2"; }
@@ -99,6 +104,7 @@ data: $(chunk '[]' '{"prompt_tokens":14,"completion_tokens":2,"total_tokens":16}
 data: [DONE]
 
 "
+resp='{"id":"resp_bench","object":"response","created_at":1764000000,"status":"completed","model":"openai.gpt-oss-20b","output":[{"id":"msg_bench","type":"message","status":"completed","role":"assistant","content":[{"type":"output_text","text":"Hello.","annotations":[]}]}],"parallel_tool_calls":true,"tool_choice":"auto","tools":[],"usage":{"input_tokens":14,"input_tokens_details":{"cached_tokens":0,"cache_write_tokens":0},"output_tokens":2,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":16}}'
 cat >"$work/static.conf" <<NGINX
 worker_processes auto;
 pid $work/static.pid;
@@ -109,6 +115,7 @@ http {
   keepalive_requests 1000000;
   server {
     listen 127.0.0.1:$static_port;
+    location ~ ^/plain/[^/]+/v1/responses\$ { default_type application/json; return 200 '$resp'; }
     location /plain/ { default_type application/json; return 200 '$plain'; }
     location /stream/ { default_type text/event-stream; return 200 '$sse'; }
   }
@@ -137,9 +144,9 @@ NGINX
 nginx -c "$work/static.conf" -p "$work" -g 'daemon on;'
 nginx -c "$work/pass.conf" -p "$work" -g 'daemon on;'
 
-start_proxy() {
-  ( cd "$work" && STRATA_PROXY_LISTEN="127.0.0.1:$proxy_port" STRATA_CONTROL_PLANE_URL="http://127.0.0.1:$control_port" \
-      STRATA_MANTLE_URL="$1" exec ${PROXY_WRAPPER:-} "$ROOT/target/release/strata" proxy >>proxy.log 2>&1 ) &
+start_proxy() { # mantle-url [VAR=value …]
+  ( cd "$work" && export "${@:2}" STRATA_PROXY_LISTEN="127.0.0.1:$proxy_port" STRATA_CONTROL_PLANE_URL="http://127.0.0.1:$control_port" \
+      STRATA_MANTLE_URL="$1" && exec ${PROXY_WRAPPER:-} "$ROOT/target/release/strata" proxy >>proxy.log 2>&1 ) &
   proxy_pid=$!
   wait_http "http://127.0.0.1:$proxy_port/readyz"
 }
@@ -162,7 +169,7 @@ ticks() {
   echo "$t"
 }
 # The processes doing the proxying on a path: nothing, nginx's workers, or strata.
-proxy_pids() { case $1 in direct) ;; nginx) pgrep -P "$(cat "$work/pass.pid")" ;; strata) echo "$proxy_pid" ;; esac; }
+proxy_pids() { case $1 in direct) ;; nginx) pgrep -P "$(cat "$work/pass.pid")" ;; *) echo "$proxy_pid" ;; esac; }
 declare -A RPS P50 P99 CPU SYS
 load() { # name mode connections url
   local name=$1 mode=$2 conns=$3 url=$4 threads=2 out before sys_before requests pids
@@ -170,7 +177,7 @@ load() { # name mode connections url
   pids=$(proxy_pids "$name")
   before=$(ticks all $pids); sys_before=$(ticks sys $pids)
   out=$(BENCH_KEY=$key BENCH_STREAM=$([[ $mode == stream ]] && echo 1 || echo 0) \
-        wrk -t"$threads" -c"$conns" -d"$DURATION" --latency -s bench/chat.lua "$url")
+        wrk -t"$threads" -c"$conns" -d"$DURATION" --latency -s "bench/${SCRIPT:-chat}.lua" "$url")
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
   CPU[$name.$mode.$conns]=$(awk -v t="$(($(ticks all $pids) - before))" -v hz="$(getconf CLK_TCK)" -v n="$requests" \
     'BEGIN {printf "%.1f", n ? t / hz * 1e6 / n : 0}')
@@ -180,7 +187,7 @@ load() { # name mode connections url
   RPS[$name.$mode.$conns]=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
   P50[$name.$mode.$conns]=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
   P99[$name.$mode.$conns]=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
-  printf '| %-6s | %-6s | %3s | %8s | %8s | %8s | %9s | %8s |\n' "$name" "$mode" "$conns" "${RPS[$name.$mode.$conns]}" \
+  printf '| %-12s | %-6s | %3s | %8s | %8s | %8s | %9s | %8s |\n' "$name" "$mode" "$conns" "${RPS[$name.$mode.$conns]}" \
     "${P50[$name.$mode.$conns]}" "${P99[$name.$mode.$conns]}" "${CPU[$name.$mode.$conns]}" "${SYS[$name.$mode.$conns]}"
 }
 
@@ -189,8 +196,11 @@ echo "machine: $(nproc) cores, $(date -u +%Y-%m-%d), DURATION=$DURATION"
 echo
 echo "(proxy CPU: CPU time of the proxying processes per request, user + system, in µs; of it in the kernel)"
 echo
-echo "| path   | mode   |   c |    req/s | p50 (ms) | p99 (ms) | proxy CPU | of it sys |"
-echo "| ---    | ---    | --- |      --- |      --- |      --- |       --- |       --- |"
+header() {
+  echo "| path         | mode   |   c |    req/s | p50 (ms) | p99 (ms) | proxy CPU | of it sys |"
+  echo "| ---          | ---    | --- |      --- |      --- |      --- |       --- |       --- |"
+}
+header
 declare -A RSS
 for mode in $MODES; do
   start_proxy "http://127.0.0.1:$static_port/$mode/{region}/v1"
@@ -239,3 +249,65 @@ stop_proxy
 fi
 
 target/release/examples/verify_cached
+
+EXTRA=${EXTRA-limits responses}
+[[ -n "$EXTRA" ]] || exit 0
+warm() { # path body: the first request pays for AssumeRole, the JWKS and the budget's start
+  curl -sf -o /dev/null -H "Authorization: Bearer $key" -H 'Content-Type: application/json' -d "$2" \
+    "http://127.0.0.1:$proxy_port/v1/$1"
+}
+chat_body='{"model":"openai.gpt-oss-20b","messages":[{"role":"user","content":"hi"}]}'
+static="http://127.0.0.1:$static_port/plain/{region}/v1"
+if [[ $EXTRA == *limits* ]]; then
+  redis_url=${STRATA_BENCH_REDIS_URL:-redis://127.0.0.1:6379}
+  if [[ "$(redis-cli -u "$redis_url" ping 2>/dev/null)" != PONG ]]; then
+    command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+    redis_port=$(free_port)
+    redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no >"$work/redis.log" 2>&1 & pids="$pids $!"
+    redis_url="redis://127.0.0.1:$redis_port"
+    for _ in $(seq 1 50); do [[ "$(redis-cli -u "$redis_url" ping 2>/dev/null)" == PONG ]] && break; sleep 0.1; done
+  fi
+  echo
+  echo "rate limits and budget at c=64 (limits far above the load, so every request is checked and admitted):"
+  echo
+  header
+  start_proxy "$static"; warm chat/completions "$chat_body"
+  load no-limits plain 64 "http://127.0.0.1:$proxy_port/v1/chat/completions"
+  stop_proxy
+  curl -sf -o /dev/null -X PATCH -H "Authorization: Bearer $(cat "$work/strata-admin.token")" -H 'Content-Type: application/json' \
+    -d '{"rate_limits":{"rpm":1000000000,"tpm":1000000000},"monthly_budget_usd":1000000000}' \
+    "http://127.0.0.1:$control_port/api/v1/projects/$project_id"
+  sleep 1
+  start_proxy "$static"; warm chat/completions "$chat_body"
+  load limits-memory plain 64 "http://127.0.0.1:$proxy_port/v1/chat/completions"
+  stop_proxy
+  start_proxy "$static" STRATA_REDIS_URL="$redis_url" STRATA_REDIS_KEY_PREFIX="strata-bench-$$"; warm chat/completions "$chat_body"
+  load limits-redis plain 64 "http://127.0.0.1:$proxy_port/v1/chat/completions"
+  RSS[redis]=$(hwm "$proxy_pid")
+  stop_proxy
+  redis-cli -u "$redis_url" --scan --pattern "strata-bench-$$:*" | xargs -r redis-cli -u "$redis_url" del >/dev/null
+  echo
+  awk -v n="${RPS[no-limits.plain.64]}" -v m="${RPS[limits-memory.plain.64]}" -v r="${RPS[limits-redis.plain.64]}" \
+      -v pn="${P99[no-limits.plain.64]}" -v pm="${P99[limits-memory.plain.64]}" -v pr="${P99[limits-redis.plain.64]}" \
+    'BEGIN {printf "limits in memory: %.0f%% of the no-limits throughput (p99 %+.3f ms); in Redis: %.0f%% (p99 %+.3f ms)\n", 100*m/n, pm-pn, 100*r/n, pr-pn}'
+fi
+if [[ $EXTRA == *responses* ]]; then
+  curl -sf -o /dev/null -X PATCH -H "Authorization: Bearer $(cat "$work/strata-admin.token")" -H 'Content-Type: application/json' \
+    -d '{"data_retention":"standard","rate_limits":{"rpm":null,"tpm":null},"monthly_budget_usd":null}' \
+    "http://127.0.0.1:$control_port/api/v1/projects/$project_id"
+  sleep 1
+  echo
+  echo "the Responses API's create against chat (no limits; each create also records the response's owner with the control plane):"
+  echo
+  header
+  start_proxy "$static"
+  warm chat/completions "$chat_body"; warm responses '{"model":"openai.gpt-oss-20b","input":"hi"}'
+  for conns in 1 64; do
+    load chat plain "$conns" "http://127.0.0.1:$proxy_port/v1/chat/completions"
+    SCRIPT=responses load responses plain "$conns" "http://127.0.0.1:$proxy_port/v1/responses"
+  done
+  stop_proxy
+  echo
+  awk -v c="${RPS[chat.plain.64]}" -v r="${RPS[responses.plain.64]}" -v c1="${P50[chat.plain.1]}" -v r1="${P50[responses.plain.1]}" \
+    'BEGIN {printf "responses: %.0f%% of chat throughput at c=64; p50 at c=1 %+.3f ms\n", 100*r/c, r1-c1}'
+fi

@@ -207,6 +207,8 @@ async fn first_start_prints_a_working_admin_token() {
             "from-cli",
             "--expires-in",
             "1d",
+            "--rpm",
+            "30",
         ],
     );
     assert!(
@@ -232,6 +234,11 @@ async fn first_start_prints_a_working_admin_token() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(from_cli["owner"], "cli", "{keys}");
+    assert_eq!(
+        from_cli["rate_limits"],
+        json!({"rpm": 30, "tpm": null}),
+        "{keys}"
+    );
     let too_long = strata_in(
         dir.path(),
         &[

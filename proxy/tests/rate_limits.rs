@@ -51,6 +51,41 @@ impl World {
         }
     }
 
+    /// Usage another proxy sent: `output_tokens` of the model on a key of its own.
+    async fn usage_from_another_proxy(&self, project: Uuid, output_tokens: u64) {
+        let batch = json!({"batch_id": Uuid::now_v7(), "records": [{
+            "project_id": project, "key_id": Uuid::now_v7(), "model": OSS, "minute": Utc::now(),
+            "requests": 1, "output_tokens": output_tokens}]});
+        let r = self
+            .client
+            .post(self.app.url("/internal/v1/proxy/usage"))
+            .bearer_auth(self.app.state.proxy_token.expose())
+            .json(&batch)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.status(), 200);
+    }
+
+    /// The project's budget status and the thresholds its events name.
+    async fn budget(&self, project: Uuid) -> (Value, Vec<i64>) {
+        let status = self
+            .app
+            .get(
+                &format!("/api/v1/projects/{project}/budget"),
+                &self.app.admin,
+            )
+            .await
+            .body;
+        let thresholds = status["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["threshold_percent"].as_i64())
+            .collect();
+        (status, thresholds)
+    }
+
     async fn post_chat(&self, key: &str, body: &Value) -> reqwest::Response {
         self.client
             .post(format!("{}/v1/chat/completions", self.base))
@@ -243,33 +278,11 @@ async fn the_budget_starts_from_metered_spend_and_crossings_are_recorded() {
         json!({"monthly_budget_usd": 0.01, "rate_limits": {"rpm": null, "tpm": null}}),
     )
     .await;
-    let key_id = Uuid::now_v7();
     // 24,000 output tokens at $0.30 per million: 7,200 micro-dollars.
-    let batch = json!({"batch_id": Uuid::now_v7(), "records": [{
-        "project_id": id, "key_id": key_id, "model": OSS, "minute": Utc::now(),
-        "requests": 3, "output_tokens": 24000, "latency_ms_sum": 30}]});
-    let r = w
-        .client
-        .post(w.app.url("/internal/v1/proxy/usage"))
-        .bearer_auth(w.app.state.proxy_token.expose())
-        .json(&batch)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(r.status(), 200);
-    let status = w
-        .app
-        .get(&format!("/api/v1/projects/{id}/budget"), &w.app.admin)
-        .await;
-    assert_eq!(status.body["spent_micros"], 7200, "{}", status.body);
-    let thresholds: Vec<i64> = status.body["events"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|e| e["threshold_percent"].as_i64())
-        .collect();
-    assert_eq!(thresholds, [50], "{}", status.body);
+    w.usage_from_another_proxy(id, 24_000).await;
+    let (status, thresholds) = w.budget(id).await;
+    assert_eq!(status["spent_micros"], 7200, "{status}");
+    assert_eq!(thresholds, [50], "{status}");
     // The proxy's counter starts at 7,200: a request that could cost more than the
     // 2,800 left is refused; a small one fits.
     let mut big = hello(OSS);
@@ -285,34 +298,9 @@ async fn the_budget_starts_from_metered_spend_and_crossings_are_recorded() {
     assert_eq!(w.post_chat(&key, &small).await.status(), 200);
     // Spend recorded by the control plane reaches 80 % and 100 %: recorded once each.
     for _ in 0..2 {
-        let batch = json!({"batch_id": Uuid::now_v7(), "records": [{
-            "project_id": id, "key_id": key_id, "model": OSS, "minute": Utc::now(),
-            "requests": 1, "output_tokens": 10000}]});
-        let r = w
-            .client
-            .post(w.app.url("/internal/v1/proxy/usage"))
-            .bearer_auth(w.app.state.proxy_token.expose())
-            .json(&batch)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(r.status(), 200);
+        w.usage_from_another_proxy(id, 10_000).await;
     }
-    let status = w
-        .app
-        .get(&format!("/api/v1/projects/{id}/budget"), &w.app.admin)
-        .await;
-    let thresholds: Vec<i64> = status.body["events"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|e| e["threshold_percent"].as_i64())
-        .collect();
-    assert_eq!(thresholds, [50, 80, 100], "{}", status.body);
-    assert!(
-        status.body["percent_used"]
-            .as_f64()
-            .is_some_and(|p| p >= 100.0)
-    );
+    let (status, thresholds) = w.budget(id).await;
+    assert_eq!(thresholds, [50, 80, 100], "{status}");
+    assert!(status["percent_used"].as_f64().is_some_and(|p| p >= 100.0));
 }

@@ -473,9 +473,6 @@ fn relay(response: reqwest::Response, relay: Relay) -> Response {
                         None
                     };
                     new.register(&id, background, "in_progress", held).await;
-                    if !background {
-                        s.relay.new = Some(new);
-                    }
                 }
                 s.queue.push_back(event);
             }

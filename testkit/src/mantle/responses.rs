@@ -293,8 +293,17 @@ pub(crate) struct RetrieveQuery {
     starting_after: Option<u64>,
 }
 
-/// The response, if it exists and belongs to the caller's Mantle project.
-fn owned(f: &FakeMantle, id: &str, mantle_project: &str) -> Result<(), Box<Response>> {
+/// Checks an operation on response `id` like any inference call, then that the
+/// response exists and belongs to the caller's Mantle project (moving it on by the
+/// clock). Another project's id is a 404, as on Mantle.
+fn on_owned(
+    f: &FakeMantle,
+    operation: &str,
+    region: &str,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(), Box<Response>> {
+    let mantle_project = f.inference_caller(operation, region, headers)?;
     let mut inner = f.lock();
     let state = &mut inner.responses;
     match state.responses.get_mut(id) {
@@ -316,11 +325,7 @@ pub(crate) async fn retrieve(
     Query(query): Query<RetrieveQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let mantle_project = match f.inference_caller("GetResponse", &region, &headers) {
-        Ok(p) => p,
-        Err(refusal) => return *refusal,
-    };
-    if let Err(refusal) = owned(&f, &id, &mantle_project) {
+    if let Err(refusal) = on_owned(&f, "GetResponse", &region, &headers, &id) {
         return *refusal;
     }
     let inner = f.lock();
@@ -345,11 +350,7 @@ pub(crate) async fn delete(
     Path((region, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let mantle_project = match f.inference_caller("DeleteResponse", &region, &headers) {
-        Ok(p) => p,
-        Err(refusal) => return *refusal,
-    };
-    if let Err(refusal) = owned(&f, &id, &mantle_project) {
+    if let Err(refusal) = on_owned(&f, "DeleteResponse", &region, &headers, &id) {
         return *refusal;
     }
     let mut inner = f.lock();
@@ -363,11 +364,7 @@ pub(crate) async fn cancel(
     Path((region, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let mantle_project = match f.inference_caller("CancelResponse", &region, &headers) {
-        Ok(p) => p,
-        Err(refusal) => return *refusal,
-    };
-    if let Err(refusal) = owned(&f, &id, &mantle_project) {
+    if let Err(refusal) = on_owned(&f, "CancelResponse", &region, &headers, &id) {
         return *refusal;
     }
     let mut inner = f.lock();
@@ -394,11 +391,7 @@ pub(crate) async fn list_input_items(
     Path((region, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let mantle_project = match f.inference_caller("ListInputItems", &region, &headers) {
-        Ok(p) => p,
-        Err(refusal) => return *refusal,
-    };
-    if let Err(refusal) = owned(&f, &id, &mantle_project) {
+    if let Err(refusal) = on_owned(&f, "ListInputItems", &region, &headers, &id) {
         return *refusal;
     }
     let inner = f.lock();
