@@ -562,62 +562,57 @@ async fn on_response(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-pub async fn retrieve_response(
-    State(state): State<ProxyState>,
-    Path(id): Path<String>,
+/// One of the calls on an existing response, counted under `route`; the client's
+/// query goes along when `pass_query`.
+async fn forward(
+    state: ProxyState,
+    id: String,
     request: Request,
+    route: &'static str,
+    (method, suffix, pass_query): (reqwest::Method, &str, bool),
 ) -> Response {
     let mut seen = Seen::default();
-    let query = request.uri().query().map(str::to_owned);
+    let query = pass_query
+        .then(|| request.uri().query().map(str::to_owned))
+        .flatten();
     let result = on_response(
         &state,
         request.headers(),
         &mut seen,
         &id,
-        reqwest::Method::GET,
-        "",
+        method,
+        suffix,
         query.as_deref(),
     )
     .await;
-    answer(&state, RETRIEVE_ROUTE, seen, result)
+    answer(&state, route, seen, result)
+}
+
+pub async fn retrieve_response(
+    State(state): State<ProxyState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    let call = (reqwest::Method::GET, "", true);
+    forward(state, id, request, RETRIEVE_ROUTE, call).await
 }
 
 pub async fn delete_response(
     State(state): State<ProxyState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Response {
-    let mut seen = Seen::default();
-    let result = on_response(
-        &state,
-        &headers,
-        &mut seen,
-        &id,
-        reqwest::Method::DELETE,
-        "",
-        None,
-    )
-    .await;
-    answer(&state, DELETE_ROUTE, seen, result)
+    let call = (reqwest::Method::DELETE, "", false);
+    forward(state, id, request, DELETE_ROUTE, call).await
 }
 
 pub async fn cancel_response(
     State(state): State<ProxyState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Response {
-    let mut seen = Seen::default();
-    let result = on_response(
-        &state,
-        &headers,
-        &mut seen,
-        &id,
-        reqwest::Method::POST,
-        "/cancel",
-        None,
-    )
-    .await;
-    answer(&state, CANCEL_ROUTE, seen, result)
+    let call = (reqwest::Method::POST, "/cancel", false);
+    forward(state, id, request, CANCEL_ROUTE, call).await
 }
 
 pub async fn list_input_items(
@@ -625,17 +620,6 @@ pub async fn list_input_items(
     Path(id): Path<String>,
     request: Request,
 ) -> Response {
-    let mut seen = Seen::default();
-    let query = request.uri().query().map(str::to_owned);
-    let result = on_response(
-        &state,
-        request.headers(),
-        &mut seen,
-        &id,
-        reqwest::Method::GET,
-        "/input_items",
-        query.as_deref(),
-    )
-    .await;
-    answer(&state, INPUT_ITEMS_ROUTE, seen, result)
+    let call = (reqwest::Method::GET, "/input_items", true);
+    forward(state, id, request, INPUT_ITEMS_ROUTE, call).await
 }
