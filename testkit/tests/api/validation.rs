@@ -193,6 +193,14 @@ async fn each_bad_project_is_refused_with_a_clear_message() {
             "tpm",
         ),
         (
+            // serde's derived structs would take fields by position.
+            "limits as an array",
+            with("rate_limits", json!([10, 20])),
+            422,
+            "invalid_body",
+            "a JSON object",
+        ),
+        (
             "wrong type",
             with("team", json!(5)),
             422,
@@ -246,6 +254,36 @@ async fn each_bad_project_is_refused_with_a_clear_message() {
     assert_eq!(fields, ["name", "team", "monthly_budget_usd"], "{}", r.body);
 
     assert_nothing_written(&app).await;
+
+    // The same for a patch's and a key's limits.
+    let p = app.create_project(&project_body("arrays")).await;
+    let id = p["id"].as_str().unwrap_or_default();
+    let r = app
+        .patch(
+            &format!("/api/v1/projects/{id}"),
+            &app.admin,
+            &json!({"rate_limits": [null, 5]}),
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.code()),
+        (422, "invalid_body"),
+        "{}",
+        r.body
+    );
+    let r = app
+        .post(
+            &format!("/api/v1/projects/{id}/keys"),
+            &app.admin,
+            &json!({"name": "k", "rate_limits": [null, null]}),
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.code()),
+        (422, "invalid_body"),
+        "{}",
+        r.body
+    );
 }
 
 #[tokio::test]
