@@ -273,6 +273,30 @@ async fn first_start_prints_a_working_admin_token() {
     let jwks: Value = get_json(&client, format!("{base}/.well-known/jwks.json"), None).await;
     assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2), "{jwks}");
 
+    // The container's healthcheck: 0 against a live strata, not 0 against nothing.
+    let healthy = strata_in(dir.path(), &["health", "--url", &format!("{base}/healthz")]);
+    assert!(
+        healthy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&healthy.stderr)
+    );
+    let nobody = strata_in(
+        dir.path(),
+        &[
+            "health",
+            "--url",
+            "http://127.0.0.1:9/healthz",
+            "--timeout",
+            "1",
+        ],
+    );
+    assert!(!nobody.status.success());
+    assert!(
+        String::from_utf8_lossy(&nobody.stderr).contains("did not answer"),
+        "{}",
+        String::from_utf8_lossy(&nobody.stderr)
+    );
+
     // SIGTERM: a clean exit.
     let killed = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])

@@ -1,6 +1,7 @@
 //! Command-line interface: flags, each also read from a `STRATA_*` variable.
 
 mod costs;
+mod health;
 mod keys;
 mod migrate;
 mod proxy;
@@ -42,6 +43,8 @@ pub enum Command {
     Keys(keys::KeysArgs),
     /// Run the OpenAI-compatible routing proxy, following a control plane.
     Proxy(Box<proxy::ProxyArgs>),
+    /// Ask a running strata's /healthz; exit 0 when healthy (the container's healthcheck).
+    Health(health::HealthArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -101,6 +104,7 @@ impl Cli {
             Command::Costs(args) => costs::run(args).await,
             Command::Keys(args) => keys::run(args).await,
             Command::Proxy(args) => proxy::run(*args).await,
+            Command::Health(args) => health::run(args).await,
         }
     }
 }
