@@ -49,9 +49,14 @@ def test_the_dockerfile_passes_hadolint():
     out = subprocess.run([tool("hadolint"), str(DEPLOY / "Dockerfile")], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
     text = (DEPLOY / "Dockerfile").read_text()
-    assert text.count("FROM ") == 2, "a build stage and a runtime stage"
-    assert re.search(r"^USER 65532", text, re.M), "runs as a non-root user"
-    assert "HEALTHCHECK" in text
+    stages = re.findall(r"^FROM (\S+)(?: AS (\S+))?$", text, re.M)
+    assert stages[0][1] == "build", stages
+    # `docker build` without --target builds the last stage: strata's runtime image.
+    last_image, last_name = stages[-1]
+    assert last_image.startswith("gcr.io/distroless/") and not last_name, stages
+    final = text[text.rindex("\nFROM "):]
+    assert re.search(r"^USER 65532", final, re.M), "runs as a non-root user"
+    assert "HEALTHCHECK" in final and 'ENTRYPOINT ["/usr/local/bin/strata"]' in final
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -127,3 +132,36 @@ def test_every_readme_setting_is_set_or_accounted_for():
     texts = "\n".join(p.read_text() for p in (DEPLOY / "kubernetes").rglob("*") if p.is_file())
     missing = sorted(n for n in settings if not re.search(rf"\b{n}\b", texts))
     assert not missing, f"settings in the README but nowhere in deploy/kubernetes: {missing}"
+
+
+def test_the_compose_stack_is_wired_like_production():
+    """No compose binary can be installed here, so this reads the file: the services
+    the local stack needs, images pinned, strata built from deploy/Dockerfile, the
+    migration before the control plane, two proxies sharing Redis, loopback ports."""
+    import base64
+
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    services = compose["services"]
+    assert {"postgres", "redis", "moto", "fake-mantle", "migrate", "control-plane", "proxy-a", "proxy-b"} <= set(services)
+    stages = set(re.findall(r"^FROM \S+ AS (\S+)$", (DEPLOY / "Dockerfile").read_text(), re.M))
+    for name, service in services.items():
+        if "build" in service:
+            assert service["build"]["dockerfile"] == "deploy/Dockerfile", name
+            assert service["build"].get("target", "default") in stages | {"default"}, name
+        else:
+            image = service["image"]
+            assert ":" in image and not image.endswith(":latest"), f"{name}: pin {image}"
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+    assert services["migrate"]["command"] == ["migrate", "up"]
+    control = services["control-plane"]
+    assert control["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert control["environment"]["STRATA_MIGRATE_ON_START"] == "false"
+    assert control["environment"]["STRATA_SERVE_PROXY"] == "false"
+    redis_urls = {services[p]["environment"]["STRATA_REDIS_URL"] for p in ("proxy-a", "proxy-b")}
+    assert len(redis_urls) == 1, "both proxies count limits in one Redis"
+    for proxy in ("proxy-a", "proxy-b"):
+        assert services[proxy]["command"] == ["proxy"]
+        assert services[proxy]["depends_on"]["control-plane"]["condition"] == "service_healthy"
+    key = control["environment"]["STRATA_KEY_ENCRYPTION_KEY"].split(":-", 1)[1].rstrip("}")
+    assert len(base64.b64decode(key)) == 32
