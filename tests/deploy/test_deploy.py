@@ -165,3 +165,17 @@ def test_the_compose_stack_is_wired_like_production():
         assert services[proxy]["depends_on"]["control-plane"]["condition"] == "service_healthy"
     key = control["environment"]["STRATA_KEY_ENCRYPTION_KEY"].split(":-", 1)[1].rstrip("}")
     assert len(base64.b64decode(key)) == 32
+
+
+def test_every_alert_has_a_runbook_section():
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "strata-alerts.yaml").read_text())
+    operations = (ROOT / "docs" / "OPERATIONS.md").read_text()
+    anchors = {h.strip().lower().replace(" ", "-") for h in re.findall(r"^#+ (.+)$", operations, re.M)}
+    alerts = [r for g in rules["groups"] for r in g["rules"]]
+    assert len(alerts) >= 10
+    for rule in alerts:
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"}, rule["alert"]
+        assert rule["annotations"]["summary"], rule["alert"]
+        page, anchor = rule["annotations"]["runbook"].split("#")
+        assert page == "docs/OPERATIONS.md" and anchor == rule["alert"].lower(), rule["alert"]
+        assert anchor in anchors, f"no section for {rule['alert']} in docs/OPERATIONS.md"
