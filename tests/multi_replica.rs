@@ -40,21 +40,7 @@ async fn proxy(
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("{e}"));
-    let server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if reqwest::get(format!("{}/readyz", server.base))
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("strata proxy did not become ready");
+    ready(child, port, "strata proxy").await
 }
 
 async fn chat(proxy: &str, key: &str, stream: bool) -> Result<reqwest::Response, reqwest::Error> {

@@ -74,7 +74,12 @@ pub async fn serve(dir: &Path, db: &str, mantle: &FakeMantle, lease_secs: u32) -
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("{e}"));
-    // Dropping the server kills and reaps it, also when it never gets ready.
+    ready(child, port, "strata serve").await
+}
+
+/// The process listening on `port`, once its `/readyz` answers 200. Dropping the
+/// server kills and reaps it, also when it never gets ready.
+pub async fn ready(child: Child, port: u16, what: &str) -> Server {
     let server = Server {
         child,
         base: format!("http://127.0.0.1:{port}"),
@@ -89,7 +94,7 @@ pub async fn serve(dir: &Path, db: &str, mantle: &FakeMantle, lease_secs: u32) -
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("strata serve did not become ready");
+    panic!("{what} did not become ready");
 }
 
 /// Runs a `strata` command to the end without blocking the fake Mantle's runtime.
