@@ -194,6 +194,29 @@ impl Proxy {
         })
     }
 
+    /// What every forwarded request starts with: the verified key (its project noted
+    /// for the metrics), the current policy, and the body.
+    pub(crate) async fn begin(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+        seen: &mut Seen,
+    ) -> Result<(Arc<ApiKeyClaims>, Arc<Policy>, Bytes), OpenAiError> {
+        let claims = self.authenticate(headers).await?;
+        seen.project = Some(claims.project);
+        let policy = self.policy()?;
+        let limit = self.settings.config.proxy_max_body_bytes;
+        let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+            OpenAiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "body_too_large",
+                format!("The request body is larger than the proxy accepts ({limit} bytes)."),
+            )
+        })?;
+        Ok((claims, policy, bytes))
+    }
+
     pub(crate) async fn authenticate(
         &self,
         headers: &HeaderMap,
@@ -486,19 +509,6 @@ pub(crate) fn answer(
     response
 }
 
-/// The request body, up to the configured limit (413 above it).
-pub(crate) async fn read_body(state: &ProxyState, body: Body) -> Result<Bytes, OpenAiError> {
-    let limit = state.settings.config.proxy_max_body_bytes;
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        OpenAiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request_error",
-            "body_too_large",
-            format!("The request body is larger than the proxy accepts ({limit} bytes)."),
-        )
-    })
-}
-
 /// What a forwarded request is metered under. Metered exactly once: when it ends, or,
 /// if the client goes away first (the handler or stream is dropped), as an error.
 pub(crate) struct Billing {
@@ -589,10 +599,7 @@ async fn chat(
     started: Instant,
     seen: &mut Seen,
 ) -> Result<Response, OpenAiError> {
-    let claims = state.authenticate(headers).await?;
-    seen.project = Some(claims.project);
-    let policy = state.policy()?;
-    let bytes = read_body(state, body).await?;
+    let (claims, policy, bytes) = state.begin(headers, body, seen).await?;
     let mut request = parse_chat(&bytes)?;
     let project = authorize(&claims, &policy, Some(&request.model))
         .map_err(|d| denial(d, Some(&request.model)))?;
@@ -644,12 +651,11 @@ async fn chat(
     let pre_upstream = sent_at.duration_since(started);
     if !response.status().is_success() {
         let e = upstream_failure(response).await;
-        billing.upstream_error(if e.status.is_server_error() {
+        billing.failed(if e.status.is_server_error() {
             "status_5xx"
         } else {
             "status_4xx"
         });
-        billing.record(Usage::default(), true);
         state.metrics.overhead.observe(pre_upstream.as_secs_f64());
         return Err(e);
     }
@@ -659,24 +665,17 @@ async fn chat(
         response.headers_mut().extend(admission.headers);
         return Ok(response);
     }
-    let read = state.settings.config.upstream_timeout_secs;
     let body = match response.bytes().await {
         Ok(b) => b,
         Err(e) => {
-            let timeout = e.is_timeout();
-            billing.upstream_error(if timeout { "timeout" } else { "connect" });
-            billing.record(Usage::default(), true);
-            return Err(if timeout {
-                upstream_timeout(read)
-            } else {
-                upstream_unreachable()
-            });
+            let (kind, e) = transport_failure(state, &e);
+            billing.failed(kind);
+            return Err(e);
         }
     };
     let after = Instant::now();
     let Some((bytes, usage)) = rewrite_response(body) else {
-        billing.upstream_error("invalid_body");
-        billing.record(Usage::default(), true);
+        billing.failed("invalid_body");
         return Err(OpenAiError::new(
             StatusCode::BAD_GATEWAY,
             "api_error",
@@ -694,7 +693,7 @@ async fn chat(
     Ok(response)
 }
 
-pub(crate) fn upstream_timeout(secs: u64) -> OpenAiError {
+fn upstream_timeout(secs: u64) -> OpenAiError {
     OpenAiError::new(
         StatusCode::GATEWAY_TIMEOUT,
         "api_error",
@@ -703,7 +702,7 @@ pub(crate) fn upstream_timeout(secs: u64) -> OpenAiError {
     )
 }
 
-pub(crate) fn upstream_unreachable() -> OpenAiError {
+fn upstream_unreachable() -> OpenAiError {
     OpenAiError::new(
         StatusCode::BAD_GATEWAY,
         "api_error",
@@ -814,16 +813,26 @@ pub(crate) async fn send_upstream(
     if !call.body.is_empty() {
         request = request.body(call.body);
     }
-    request.send().await.map_err(|e| {
-        if e.is_timeout() {
-            (
-                "timeout",
-                upstream_timeout(state.settings.config.upstream_timeout_secs),
-            )
-        } else {
-            ("connect", upstream_unreachable())
-        }
-    })
+    request
+        .send()
+        .await
+        .map_err(|e| transport_failure(state, &e))
+}
+
+/// A call to Mantle or the read of its answer failed in transport: the upstream
+/// error kind for the metrics, and the client's error (504 on a timeout, else 502).
+pub(crate) fn transport_failure(
+    state: &ProxyState,
+    e: &reqwest::Error,
+) -> (&'static str, OpenAiError) {
+    if e.is_timeout() {
+        (
+            "timeout",
+            upstream_timeout(state.settings.config.upstream_timeout_secs),
+        )
+    } else {
+        ("connect", upstream_unreachable())
+    }
 }
 
 /// Mantle's error, in the envelope, with a status that tells the client the truth:

@@ -37,8 +37,8 @@ use crate::limits::{Admission, Demand, Limits, estimate_input_tokens, prices};
 use crate::normalize::rewrite_response;
 use crate::peek::Obj;
 use crate::server::{
-    Billing, ProxyState, Seen, UpstreamCall, UpstreamPath, answer, denial, read_body,
-    send_upstream, upstream_failure, upstream_timeout, upstream_unreachable,
+    Billing, ProxyState, Seen, UpstreamCall, UpstreamPath, answer, denial, send_upstream,
+    transport_failure, upstream_failure,
 };
 
 pub(crate) const CREATE_ROUTE: &str = "responses";
@@ -170,10 +170,7 @@ async fn create(
     started: Instant,
     seen: &mut Seen,
 ) -> Result<Response, OpenAiError> {
-    let claims = state.authenticate(headers).await?;
-    seen.project = Some(claims.project);
-    let policy = state.policy()?;
-    let bytes = read_body(state, body).await?;
+    let (claims, policy, bytes) = state.begin(headers, body, seen).await?;
     let Obj(fields) = serde_json::from_slice::<Obj<CreateFields>>(&bytes).map_err(|e| {
         OpenAiError::invalid(
             "body",
@@ -279,21 +276,12 @@ async fn create(
         answer.headers_mut().extend(limit_headers);
         return Ok(answer);
     }
-    let read = state.settings.config.upstream_timeout_secs;
     let body = match response.bytes().await {
         Ok(b) => b,
         Err(e) => {
-            let timeout = e.is_timeout();
-            fail(
-                &mut billing,
-                &mut held,
-                if timeout { "timeout" } else { "connect" },
-            );
-            return Err(if timeout {
-                upstream_timeout(read)
-            } else {
-                upstream_unreachable()
-            });
+            let (kind, e) = transport_failure(state, &e);
+            fail(&mut billing, &mut held, kind);
+            return Err(e);
         }
     };
     let created = serde_json::from_slice::<Created>(&body).ok();
@@ -551,13 +539,10 @@ async fn on_response(
             },
         ));
     }
-    let body = response.bytes().await.map_err(|e| {
-        if e.is_timeout() {
-            upstream_timeout(state.settings.config.upstream_timeout_secs)
-        } else {
-            upstream_unreachable()
-        }
-    })?;
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| transport_failure(state, &e).1)?;
     let (body, _) = rewrite_response(body).ok_or_else(invalid_upstream_body)?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
