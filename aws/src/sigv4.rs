@@ -7,12 +7,15 @@
 //! an identity, a canonical request built piecewise); `sign_json_post` makes a handful
 //! and a test holds its output byte-identical to aws-sigv4's.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::RwLock;
 use std::time::SystemTime;
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
+use chrono::{Datelike, Timelike};
 use hmac::{KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
@@ -74,20 +77,98 @@ fn sign_headers_at(
         .collect())
 }
 
+/// Derived SigV4 signing keys (an HMAC chain over date, region and service) by access
+/// key id and region, each kept for the UTC day it is valid: deriving one costs four
+/// HMACs, as much as the rest of a signature, and every request of a role on one day
+/// uses the same key.
+#[derive(Default)]
+pub struct SigningKeys(RwLock<HashMap<String, Vec<DerivedKey>>>);
+
+struct DerivedKey {
+    region: String,
+    /// `YYYYMMDD`.
+    date: [u8; 8],
+    key: [u8; 32],
+}
+
+impl SigningKeys {
+    /// Access key ids kept at most; assumed-role credentials change every hour, so
+    /// the map is emptied when it is full rather than tracked entry by entry.
+    const MAX_ACCESS_KEYS: usize = 4096;
+
+    fn key(&self, credentials: &Credentials, date: &str, region: &str) -> Option<[u8; 32]> {
+        let id = credentials.access_key_id();
+        let cached = self.0.read().ok().and_then(|keys| {
+            keys.get(id)?
+                .iter()
+                .find(|k| k.region == region && k.date == date.as_bytes())
+                .map(|k| k.key)
+        });
+        if cached.is_some() {
+            return cached;
+        }
+        let k_date = hmac_sha256(
+            format!("AWS4{}", credentials.secret_access_key()).as_bytes(),
+            date.as_bytes(),
+        )?;
+        let k_region = hmac_sha256(&k_date, region.as_bytes())?;
+        let k_service = hmac_sha256(&k_region, MANTLE_SERVICE.as_bytes())?;
+        let key = hmac_sha256(&k_service, b"aws4_request")?;
+        if let (Ok(mut keys), Ok(day)) = (self.0.write(), <[u8; 8]>::try_from(date.as_bytes())) {
+            if keys.len() >= Self::MAX_ACCESS_KEYS && !keys.contains_key(id) {
+                keys.clear();
+            }
+            let entries = keys.entry(id.to_owned()).or_default();
+            entries.retain(|k| k.region != region);
+            entries.push(DerivedKey {
+                region: region.to_owned(),
+                date: day,
+                key,
+            });
+        }
+        Some(key)
+    }
+}
+
+/// `YYYYMMDDTHHMMSSZ`, the form SigV4 dates take.
+fn amz_date(time: SystemTime) -> String {
+    let t = chrono::DateTime::<chrono::Utc>::from(time);
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
 /// The signing headers for `POST url` with `body` and the other signed `headers`
-/// (lower-case names, no `host`), now. `None` for a URL outside the shape this
-/// signer knows (a query, a fragment, user info): then use `sign_headers`.
+/// (lower-case names, no `host`), now, with the signing key from `keys`. `None` for
+/// a URL outside the shape this signer knows (a query, a fragment, user info): then
+/// use `sign_headers`.
 pub fn sign_json_post(
+    keys: &SigningKeys,
     credentials: &Credentials,
     region: &str,
     url: &reqwest::Url,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Option<Vec<(&'static str, String)>> {
-    sign_json_post_at(credentials, region, url, headers, body, SystemTime::now())
+    sign_json_post_at(
+        keys,
+        credentials,
+        region,
+        url,
+        headers,
+        body,
+        SystemTime::now(),
+    )
 }
 
 fn sign_json_post_at(
+    keys: &SigningKeys,
     credentials: &Credentials,
     region: &str,
     url: &reqwest::Url,
@@ -103,8 +184,7 @@ fn sign_json_post_at(
         return None;
     }
     let host = url.host_str()?;
-    let now = chrono::DateTime::<chrono::Utc>::from(time);
-    let amz_date = now.format("%Y%m%dT%H%M%SZ").to_string();
+    let amz_date = amz_date(time);
     let date = &amz_date[..8];
     let token = credentials.session_token();
 
@@ -170,14 +250,7 @@ fn sign_json_post_at(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         hex::encode(Sha256::digest(canonical.as_bytes()))
     );
-    // The signing key: HMAC chain over date, region, service.
-    let k_date = hmac_sha256(
-        format!("AWS4{}", credentials.secret_access_key()).as_bytes(),
-        date.as_bytes(),
-    )?;
-    let k_region = hmac_sha256(&k_date, region.as_bytes())?;
-    let k_service = hmac_sha256(&k_region, MANTLE_SERVICE.as_bytes())?;
-    let k_signing = hmac_sha256(&k_service, b"aws4_request")?;
+    let k_signing = keys.key(credentials, date, region)?;
     let signature = hex::encode(hmac_sha256(&k_signing, string_to_sign.as_bytes())?);
 
     let mut out = Vec::with_capacity(3);
@@ -239,35 +312,45 @@ mod tests {
             ("openai-project", "proj_  0123 "),
         ];
         let bodies: [&[u8]; 2] = [b"{\"model\":\"m\"}", b""];
+        // Two seconds of one day (the cached signing key reused), then the next day's
+        // first second and a later day (a new key each).
         let times = [
-            UNIX_EPOCH + Duration::from_secs(1_764_000_000),
+            UNIX_EPOCH + Duration::from_secs(1_764_028_798),
+            UNIX_EPOCH + Duration::from_secs(1_764_028_799),
+            UNIX_EPOCH + Duration::from_secs(1_764_028_800),
             UNIX_EPOCH + Duration::from_secs(1_798_761_599),
         ];
+        // One cache through every case: a key kept for the wrong day, region or
+        // credentials would show as a signature aws-sigv4 does not make.
+        let keys = SigningKeys::default();
         for url in urls {
             let parsed = reqwest::Url::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
             for credentials in [&session, &long_lived] {
-                for body in bodies {
-                    for time in times {
-                        let fast = sign_json_post_at(
-                            credentials,
-                            "us-east-1",
-                            &parsed,
-                            &headers,
-                            body,
-                            time,
-                        )
-                        .unwrap_or_else(|| panic!("{url} is in the fast signer's shape"));
-                        let reference = sign_headers_at(
-                            credentials,
-                            "us-east-1",
-                            "POST",
-                            parsed.as_str(),
-                            &headers,
-                            body,
-                            time,
-                        )
-                        .unwrap_or_else(|e| panic!("{e}"));
-                        assert_eq!(sorted(fast), sorted(reference), "{url}");
+                for region in ["us-east-1", "eu-west-1"] {
+                    for body in bodies {
+                        for time in times {
+                            let fast = sign_json_post_at(
+                                &keys,
+                                credentials,
+                                region,
+                                &parsed,
+                                &headers,
+                                body,
+                                time,
+                            )
+                            .unwrap_or_else(|| panic!("{url} is in the fast signer's shape"));
+                            let reference = sign_headers_at(
+                                credentials,
+                                region,
+                                "POST",
+                                parsed.as_str(),
+                                &headers,
+                                body,
+                                time,
+                            )
+                            .unwrap_or_else(|e| panic!("{e}"));
+                            assert_eq!(sorted(fast), sorted(reference), "{url} {region}");
+                        }
                     }
                 }
             }
@@ -275,11 +358,28 @@ mod tests {
     }
 
     #[test]
+    fn a_full_cache_starts_over() {
+        let keys = SigningKeys::default();
+        let url =
+            reqwest::Url::parse("https://h/v1/chat/completions").unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..=SigningKeys::MAX_ACCESS_KEYS {
+            let c = Credentials::new(format!("AKIA{i}"), "secret", None, None, "test");
+            assert!(sign_json_post(&keys, &c, "us-east-1", &url, &[], b"").is_some());
+        }
+        let kept = keys.0.read().map(|k| k.len()).unwrap_or_default();
+        assert_eq!(
+            kept, 1,
+            "the map was emptied when full, then took the new key"
+        );
+    }
+
+    #[test]
     fn urls_outside_the_shape_are_left_to_aws_sigv4() {
         let c = Credentials::new("AKIA", "secret", None, None, "test");
         for url in ["https://h/v1?x=1", "https://h/v1#f", "https://u:p@h/v1"] {
             let parsed = reqwest::Url::parse(url).unwrap_or_else(|e| panic!("{e}"));
-            assert!(sign_json_post(&c, "us-east-1", &parsed, &[], b"").is_none());
+            let keys = SigningKeys::default();
+            assert!(sign_json_post(&keys, &c, "us-east-1", &parsed, &[], b"").is_none());
         }
     }
 }

@@ -12,7 +12,7 @@ use aws_credential_types::Credentials;
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::error::AwsError;
-use crate::sigv4::{MANTLE_SERVICE, sign_headers, sign_json_post};
+use crate::sigv4::{MANTLE_SERVICE, SigningKeys, sign_headers, sign_json_post};
 use crate::{AwsCalls, ErrorKind};
 
 /// Assumed-role credentials are used until this close to their expiry.
@@ -69,6 +69,7 @@ pub struct AssumedRoles {
     fresh: RwLock<HashMap<String, Credentials>>,
     /// One refresh per role at a time.
     roles: Mutex<HashMap<String, RoleSlot>>,
+    signing_keys: SigningKeys,
 }
 
 impl AssumedRoles {
@@ -79,6 +80,7 @@ impl AssumedRoles {
             session_name: session_name.to_owned(),
             fresh: RwLock::new(HashMap::new()),
             roles: Mutex::new(HashMap::new()),
+            signing_keys: SigningKeys::default(),
         }
     }
 
@@ -164,6 +166,7 @@ impl UpstreamAuth for AssumedRoles {
         let credentials = self.credentials(role).await?;
         if request.method == "POST"
             && let Some(signed) = sign_json_post(
+                &self.signing_keys,
                 &credentials,
                 request.region,
                 request.url,
