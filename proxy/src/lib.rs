@@ -17,6 +17,8 @@ mod request_id;
 mod responses;
 mod server;
 mod snapshot;
+mod upstream;
+mod workers;
 
 pub use access::{Denial, allowed_models, authorize};
 pub use config::{ProxyConfig, ProxySettings};

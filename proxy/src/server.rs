@@ -33,6 +33,7 @@ use crate::metrics::{ModelMetrics, ProxyMetrics, RequestLabels, UpstreamErrorLab
 use crate::normalize::{SseRewriter, Usage, parse_chat, prepare_chat, rewrite_response};
 use crate::request_id::MakeProcessRequestId;
 use crate::responses::{self, Pending, ResponseRegistry};
+use crate::upstream::{UpstreamClient, UpstreamError, UpstreamResponse};
 use crate::{KeyError, KeyVerifier, Policy, SnapshotFollower};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -52,9 +53,9 @@ pub struct Proxy {
     pub meter: Arc<Meter>,
     pub metrics: ProxyMetrics,
     upstream_auth: Arc<dyn UpstreamAuth>,
-    upstream: reqwest::Client,
+    upstream: UpstreamClient,
     /// Parsed Mantle URLs by path and region.
-    upstream_urls: RwLock<HashMap<&'static str, HashMap<String, reqwest::Url>>>,
+    upstream_urls: RwLock<HashMap<&'static str, HashMap<String, Arc<Target>>>>,
     pub(crate) settings: ProxySettings,
 }
 
@@ -68,18 +69,12 @@ impl Proxy {
         control: reqwest::Client,
         upstream_auth: Arc<dyn UpstreamAuth>,
     ) -> Result<Self, String> {
-        let upstream = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(
-                settings.config.upstream_idle_timeout_secs,
-            ))
-            .pool_idle_timeout(Duration::from_secs(60))
-            // reqwest's default policy retries HTTP/2 protocol refusals and clones
-            // every request (headers, extensions) in case it has to; this client
-            // speaks HTTP/1.1 only, and the proxy decides itself what is retried.
-            .retry(reqwest::retry::never().max_retries_per_request(0))
-            .build()
-            .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
+        let upstream = UpstreamClient::new(
+            crate::workers::default_workers(),
+            Duration::from_secs(10),
+            Duration::from_secs(settings.config.upstream_timeout_secs),
+            Duration::from_secs(settings.config.upstream_idle_timeout_secs),
+        )?;
         let config = &settings.config;
         let store: Arc<dyn LimitStore> = match &config.redis_url {
             Some(url) => Arc::new(RedisStore::new(url.expose(), &config.redis_key_prefix)?),
@@ -160,13 +155,13 @@ impl Proxy {
     }
 
     /// Mantle's URL for a path with ids or a query in it (parsed each time).
-    fn upstream_url_for(&self, region: &str, path: &str) -> Option<reqwest::Url> {
+    fn upstream_url_for(&self, region: &str, path: &str) -> Option<Arc<Target>> {
         let base = self.settings.mantle_url.replace("{region}", region);
-        reqwest::Url::parse(&format!("{}{path}", base.trim_end_matches('/'))).ok()
+        Target::parse(&format!("{}{path}", base.trim_end_matches('/'))).map(Arc::new)
     }
 
     /// Mantle's URL for `path` in `region`, parsed once per region and path.
-    fn upstream_url(&self, region: &str, path: &'static str) -> Option<reqwest::Url> {
+    fn upstream_url(&self, region: &str, path: &'static str) -> Option<Arc<Target>> {
         if let Some(url) = self
             .upstream_urls
             .read()
@@ -175,8 +170,7 @@ impl Proxy {
         {
             return Some(url);
         }
-        let base = self.settings.mantle_url.replace("{region}", region);
-        let url = reqwest::Url::parse(&format!("{}{path}", base.trim_end_matches('/'))).ok()?;
+        let url = Arc::new(self.upstream_url_for(region, path)?.as_ref().clone());
         if let Ok(mut m) = self.upstream_urls.write() {
             m.entry(path)
                 .or_default()
@@ -336,16 +330,19 @@ pub async fn serve(
         state.clone(),
         shutdown.clone(),
     ));
-    let stop = shutdown.clone();
-    let served = axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await;
+    let served = crate::workers::serve_on_workers(
+        listener,
+        router(state.clone()),
+        crate::workers::default_workers(),
+        shutdown.clone(),
+    )
+    .await;
     let _ = background.await;
     responses::release_pending(&state).await;
     meter_stop.cancel();
     let _ = metering.await;
     follow.abort();
-    served
+    served?.finish().await
 }
 
 async fn readyz(State(state): State<ProxyState>) -> Response {
@@ -728,6 +725,21 @@ pub(crate) enum UpstreamPath<'a> {
     Dynamic(&'a str),
 }
 
+/// A Mantle URL, parsed for signing (`url`) and for sending (`uri`).
+#[derive(Clone)]
+pub(crate) struct Target {
+    url: reqwest::Url,
+    uri: axum::http::Uri,
+}
+
+impl Target {
+    fn parse(s: &str) -> Option<Self> {
+        let url = reqwest::Url::parse(s).ok()?;
+        let uri = url.as_str().parse().ok()?;
+        Some(Self { url, uri })
+    }
+}
+
 /// The upstream error kind of a project that is not provisioned yet.
 pub(crate) const NOT_READY: &str = "not_ready";
 
@@ -746,13 +758,13 @@ pub(crate) async fn send_upstream(
     state: &ProxyState,
     project: &SnapshotProject,
     call: UpstreamCall<'_>,
-) -> Result<reqwest::Response, (&'static str, OpenAiError)> {
+) -> Result<UpstreamResponse, (&'static str, OpenAiError)> {
     let mantle_project = project
         .mantle_project_id
         .as_deref()
         .ok_or_else(project_not_ready)?;
     let region = project.region.as_str();
-    let url = match call.path {
+    let target = match call.path {
         UpstreamPath::Fixed(path) => state.upstream_url(region, path),
         UpstreamPath::Dynamic(path) => state.upstream_url_for(region, path),
     }
@@ -778,7 +790,7 @@ pub(crate) async fn send_upstream(
             method: call.method.as_str(),
             role_arn: project.role_arn.as_deref(),
             region,
-            url: &url,
+            url: &target.url,
             headers,
             body: &call.body,
         })
@@ -798,23 +810,25 @@ pub(crate) async fn send_upstream(
                 ),
             )
         })?;
-    let mut request = state.upstream.request(call.method, url);
+    let mut request = axum::http::Request::builder()
+        .method(call.method)
+        .uri(target.uri.clone());
     for (name, value) in headers.iter() {
         request = request.header(*name, *value);
     }
     for (name, value) in auth {
         request = request.header(name.as_ref(), value);
     }
-    if !call.stream {
-        request = request.timeout(Duration::from_secs(
-            state.settings.config.upstream_timeout_secs,
-        ));
-    }
-    if !call.body.is_empty() {
-        request = request.body(call.body);
-    }
-    request
-        .send()
+    let request = request
+        .body(http_body_util::Full::new(call.body))
+        .map_err(|e| {
+            // A header value Mantle's id or the signer made that HTTP cannot carry.
+            tracing::warn!(project.id = %project.id, error.cause = %e, "cannot build the request to Mantle");
+            ("connect", upstream_unreachable())
+        })?;
+    state
+        .upstream
+        .send(request, call.stream)
         .await
         .map_err(|e| transport_failure(state, &e))
 }
@@ -823,7 +837,7 @@ pub(crate) async fn send_upstream(
 /// error kind for the metrics, and the client's error (504 on a timeout, else 502).
 pub(crate) fn transport_failure(
     state: &ProxyState,
-    e: &reqwest::Error,
+    e: &UpstreamError,
 ) -> (&'static str, OpenAiError) {
     if e.is_timeout() {
         (
@@ -838,7 +852,7 @@ pub(crate) fn transport_failure(
 /// Mantle's error, in the envelope, with a status that tells the client the truth:
 /// the client's own mistakes keep their status; Mantle refusing strata's credentials
 /// is the proxy's failure (502), not the client's.
-pub(crate) async fn upstream_failure(response: reqwest::Response) -> OpenAiError {
+pub(crate) async fn upstream_failure(response: UpstreamResponse) -> OpenAiError {
     let status = response.status();
     let retry_after = response
         .headers()
@@ -909,7 +923,7 @@ pub(crate) async fn upstream_failure(response: reqwest::Response) -> OpenAiError
 /// The upstream stream, rewritten event by event; metered when it ends or when the
 /// client goes away (dropping it closes the upstream connection too).
 struct Relay {
-    upstream: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+    upstream: futures_util::stream::BoxStream<'static, Result<Bytes, UpstreamError>>,
     rewriter: SseRewriter,
     billing: Billing,
     failed: bool,
@@ -927,12 +941,12 @@ impl Drop for Relay {
 }
 
 fn relay_stream(
-    response: reqwest::Response,
+    response: UpstreamResponse,
     client_wants_usage: bool,
     billing: Billing,
 ) -> Response {
     let relay = Relay {
-        upstream: response.bytes_stream().boxed(),
+        upstream: response.bytes_stream(),
         rewriter: SseRewriter::new(client_wants_usage),
         billing,
         failed: false,

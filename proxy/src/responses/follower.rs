@@ -86,7 +86,12 @@ async fn follow_one(state: &ProxyState, record: &ResponseRecord) {
             ..ResponseCompletion::default()
         },
         Ok(r) if r.status().is_success() => {
-            let Ok(polled) = r.json::<Polled>().await else {
+            let Some(polled) = r
+                .bytes()
+                .await
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Polled>(&b).ok())
+            else {
                 return;
             };
             let status = polled.status.unwrap_or_default();

@@ -40,6 +40,7 @@ use crate::server::{
     Billing, ProxyState, Seen, UpstreamCall, UpstreamPath, answer, denial, send_upstream,
     transport_failure, upstream_failure,
 };
+use crate::upstream::{UpstreamError, UpstreamResponse};
 
 pub(crate) const CREATE_ROUTE: &str = "responses";
 const RETRIEVE_ROUTE: &str = "responses_retrieve";
@@ -385,7 +386,7 @@ struct Relay {
 }
 
 struct RelayState {
-    upstream: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+    upstream: futures_util::stream::BoxStream<'static, Result<Bytes, UpstreamError>>,
     sse: ResponsesSse,
     relay: Relay,
     queue: std::collections::VecDeque<Vec<u8>>,
@@ -410,9 +411,9 @@ impl Drop for RelayState {
 
 /// Relays a Responses event stream; `relay` is `None`-filled for a replay
 /// (`GET ?stream=true`), which records and meters nothing.
-fn relay(response: reqwest::Response, relay: Relay) -> Response {
+fn relay(response: UpstreamResponse, relay: Relay) -> Response {
     let state = RelayState {
-        upstream: response.bytes_stream().boxed(),
+        upstream: response.bytes_stream(),
         sse: ResponsesSse::default(),
         relay,
         queue: Default::default(),
