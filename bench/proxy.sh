@@ -16,6 +16,8 @@
 #   bench/proxy.sh
 #   DURATION=30s bench/proxy.sh
 #   MODES=plain CONNS=64 STREAMS=0 PERF=1 bench/proxy.sh   # one figure, with a CPU profile
+#   BARE="pool local pinned" MODES=plain CONNS=64 STREAMS=0 EXTRA= bench/proxy.sh
+#     (also the floor of a tokio + hyper proxy that only forwards: proxy/examples/bare_proxy.rs)
 #   ALLOCATOR=glibc PROXY_WRAPPER="heaptrack -o $PWD/target/heaptrack-proxy" bench/proxy.sh
 #     (a heap profile: heaptrack sees glibc's malloc, not mimalloc)
 #
@@ -41,14 +43,15 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 cargo build --release --quiet --bin strata $([[ ${ALLOCATOR:-} == glibc ]] && echo --no-default-features)
 cargo build --release --quiet -p strata-testkit --bin fake-mantle
 cargo build --release --quiet -p strata-proxy --example verify_cached
+[[ -z "${BARE:-}" ]] || cargo build --release --quiet -p strata-proxy --example bare_proxy
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 work=$(mktemp -d)
 moto_port=$(free_port); mantle_port=$(free_port); control_port=$(free_port)
-static_port=$(free_port); pass_port=$(free_port); proxy_port=$(free_port)
+static_port=$(free_port); pass_port=$(free_port); proxy_port=$(free_port); bare_port=$(free_port)
 pids=""
 cleanup() {
-  for p in $pids ${proxy_pid:-}; do kill "$p" 2>/dev/null || true; done
+  for p in $pids ${proxy_pid:-} ${bare_pid:-}; do kill "$p" 2>/dev/null || true; done
   for conf in static pass; do [[ -f "$work/$conf.pid" ]] && kill "$(cat "$work/$conf.pid")" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
@@ -169,7 +172,7 @@ ticks() {
   echo "$t"
 }
 # The processes doing the proxying on a path: nothing, nginx's workers, or strata.
-proxy_pids() { case $1 in direct) ;; nginx) pgrep -P "$(cat "$work/pass.pid")" ;; *) echo "$proxy_pid" ;; esac; }
+proxy_pids() { case $1 in direct) ;; nginx) pgrep -P "$(cat "$work/pass.pid")" ;; bare-*) echo "$bare_pid" ;; *) echo "$proxy_pid" ;; esac; }
 declare -A RPS P50 P99 CPU SYS
 load() { # name mode connections url
   local name=$1 mode=$2 conns=$3 url=$4 threads=2 out before sys_before requests pids
@@ -227,6 +230,12 @@ for mode in $MODES; do
     fi
     load strata "$mode" "$conns" "http://127.0.0.1:$proxy_port/v1/chat/completions"
     if [[ -n "${perf_pid:-}" ]]; then wait "$perf_pid" 2>/dev/null || true; perf_pid=""; fi
+    for bare in ${BARE:-}; do
+      target/release/examples/bare_proxy "127.0.0.1:$bare_port" "127.0.0.1:$static_port" "/$mode/us-east-1" "$bare" & bare_pid=$!
+      wait_http "http://127.0.0.1:$bare_port/v1/chat/completions"
+      load "bare-$bare" "$mode" "$conns" "http://127.0.0.1:$bare_port/v1/chat/completions"
+      kill "$bare_pid"; wait "$bare_pid" 2>/dev/null || true; bare_pid=""
+    done
   done
   RSS[$mode]=$(hwm "$proxy_pid")
   stop_proxy

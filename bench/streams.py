@@ -49,15 +49,18 @@ async def main():
     async with httpx.AsyncClient(limits=limits, timeout=120) as client:
         started = time.monotonic()
         tasks = [asyncio.create_task(one(client, f"{base}/v1/chat/completions", key, done, failures)) for _ in range(n)]
-        peak_open = 0
+        peak_open, peak_split = 0, (0, 0)
         while not all(t.done() for t in tasks):
-            peak_open = max(peak_open, rss_kib(pid, "VmRSS"))
+            rss = rss_kib(pid, "VmRSS")
+            if rss > peak_open:
+                peak_open, peak_split = rss, (rss_kib(pid, "RssAnon"), rss_kib(pid, "RssFile"))
             await asyncio.sleep(0.1)
         await asyncio.gather(*tasks, return_exceptions=True)
         elapsed = time.monotonic() - started
     print(f"{n} concurrent streams: {len(done)} completed in {elapsed:.1f} s; proxy RSS "
           f"{before / 1024:.1f} MiB idle, {peak_open / 1024:.1f} MiB peak sampled, "
-          f"VmHWM {rss_kib(pid, 'VmHWM') / 1024:.1f} MiB")
+          f"VmHWM {rss_kib(pid, 'VmHWM') / 1024:.1f} MiB (at the peak: {peak_split[0] / 1024:.1f} MiB anonymous, "
+          f"{peak_split[1] / 1024:.1f} MiB mapped from files)")
     kinds = {}
     for f in failures:
         kinds[f] = kinds.get(f, 0) + 1
