@@ -79,44 +79,77 @@ fn pool(
     upstream: SocketAddr,
     prefix: &'static str,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let client: hyper_util::client::legacy::Client<_, Incoming> =
-            hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
-        let listener = listener(listen, false)?;
-        loop {
-            let (stream, _) = listener.accept().await?;
-            stream.set_nodelay(true)?;
-            let client = client.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let client = client.clone();
-                    async move {
-                        let answer = match client
-                            .request(upstream_request(req, upstream, prefix))
-                            .await
-                        {
-                            Ok(r) => r.map(|b| b.boxed_unsync()),
-                            Err(_) => bad_gateway(),
-                        };
-                        Ok::<_, Infallible>(answer)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    })
+    let runtime = multi_thread()?;
+    Ok(
+        runtime
+            .block_on(async move { pooled(listener(listen, false)?, upstream, prefix).await })?,
+    )
 }
 
-fn pinned(
-    listen: SocketAddr,
+/// Accepts on `listener`, a task per connection, each request answered by `handle`.
+async fn accept_loop<H, Fut>(listener: tokio::net::TcpListener, handle: H) -> std::io::Result<()>
+where
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Response<BoxBody>> + Send + 'static,
+{
+    loop {
+        let (stream, _) = listener.accept().await?;
+        stream.set_nodelay(true)?;
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let answer = handle(req);
+                async move { Ok::<_, Infallible>(answer.await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn multi_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+fn full(bytes: hyper::body::Bytes) -> BoxBody {
+    http_body_util::Full::new(bytes)
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
+}
+
+/// Serves `listener` with hyper-util's pooled client, bodies streamed through.
+async fn pooled(
+    listener: tokio::net::TcpListener,
     upstream: SocketAddr,
     prefix: &'static str,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> std::io::Result<()> {
+    let client: hyper_util::client::legacy::Client<_, Incoming> =
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+    accept_loop(listener, move |req| {
+        let client = client.clone();
+        async move {
+            match client
+                .request(upstream_request(req, upstream, prefix))
+                .await
+            {
+                Ok(r) => r.map(|b| b.boxed_unsync()),
+                Err(_) => bad_gateway(),
+            }
+        }
+    })
+    .await
+}
+
+/// Runs `serve` on one single-thread runtime per core, each on its own
+/// `SO_REUSEPORT` listener, until one fails.
+fn per_core<F, Fut>(listen: SocketAddr, serve: F) -> Result<(), Box<dyn std::error::Error>>
+where
+    F: Fn(tokio::net::TcpListener) -> Fut + Copy + Send + 'static,
+    Fut: std::future::Future<Output = std::io::Result<()>>,
+{
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads: Vec<_> = (0..cores)
         .map(|_| {
@@ -125,14 +158,10 @@ fn pinned(
                     .enable_all()
                     .build()?;
                 let local = tokio::task::LocalSet::new();
-                local.block_on(&runtime, async move {
-                    let listener = listener(listen, true)?;
-                    loop {
-                        let (stream, _) = listener.accept().await?;
-                        stream.set_nodelay(true)?;
-                        tokio::task::spawn_local(pinned_connection(stream, upstream, prefix));
-                    }
-                })
+                local.block_on(
+                    &runtime,
+                    async move { serve(listener(listen, true)?).await },
+                )
             })
         })
         .collect();
@@ -140,6 +169,20 @@ fn pinned(
         t.join().map_err(|_| "a worker panicked")??;
     }
     Ok(())
+}
+
+fn pinned(
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    prefix: &'static str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    per_core(listen, move |listener| async move {
+        loop {
+            let (stream, _) = listener.accept().await?;
+            stream.set_nodelay(true)?;
+            tokio::task::spawn_local(pinned_connection(stream, upstream, prefix));
+        }
+    })
 }
 
 async fn pinned_connection(
@@ -163,10 +206,11 @@ async fn pinned_connection(
             if sender.ready().await.is_err() {
                 return Ok(bad_gateway());
             }
-            let answer = match sender
-                .send_request(upstream_request(req, upstream, prefix))
-                .await
-            {
+            // A bare connection sends the target as given: origin-form, not absolute.
+            let mut req = upstream_request(req, upstream, prefix);
+            let origin = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            *req.uri_mut() = origin.parse().unwrap_or_default();
+            let answer = match sender.send_request(req).await {
                 Ok(r) => r.map(|b| b.boxed_unsync()),
                 Err(_) => bad_gateway(),
             };
@@ -175,9 +219,11 @@ async fn pinned_connection(
     });
     let server =
         hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    // The upstream may close first (no keep-alive): the answer still goes out.
+    let mut server = std::pin::pin!(server);
     tokio::select! {
-        _ = server => {}
-        _ = connection => {}
+        _ = &mut server => {}
+        _ = connection => { let _ = server.await; }
     }
 }
 
@@ -186,50 +232,7 @@ fn local_pools(
     upstream: SocketAddr,
     prefix: &'static str,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads: Vec<_> = (0..cores)
-        .map(|_| {
-            std::thread::spawn(move || -> std::io::Result<()> {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                runtime.block_on(async move {
-                    let client: hyper_util::client::legacy::Client<_, Incoming> =
-                        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-                            .build_http();
-                    let listener = listener(listen, true)?;
-                    loop {
-                        let (stream, _) = listener.accept().await?;
-                        stream.set_nodelay(true)?;
-                        let client = client.clone();
-                        tokio::spawn(async move {
-                            let service =
-                                hyper::service::service_fn(move |req: Request<Incoming>| {
-                                    let client = client.clone();
-                                    async move {
-                                        let answer = match client
-                                            .request(upstream_request(req, upstream, prefix))
-                                            .await
-                                        {
-                                            Ok(r) => r.map(|b| b.boxed_unsync()),
-                                            Err(_) => bad_gateway(),
-                                        };
-                                        Ok::<_, Infallible>(answer)
-                                    }
-                                });
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(TokioIo::new(stream), service)
-                                .await;
-                        });
-                    }
-                })
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().map_err(|_| "a worker panicked")??;
-    }
-    Ok(())
+    per_core(listen, move |listener| pooled(listener, upstream, prefix))
 }
 
 fn with_reqwest(
@@ -238,9 +241,7 @@ fn with_reqwest(
     prefix: &'static str,
     no_proxy: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = multi_thread()?;
     runtime.block_on(async move {
         let mut client =
             reqwest::Client::builder().retry(reqwest::retry::never().max_retries_per_request(0));
@@ -249,45 +250,29 @@ fn with_reqwest(
         }
         let client = client.build()?;
         let url: reqwest::Url = format!("http://{upstream}{prefix}/v1/chat/completions").parse()?;
-        let listener = listener(listen, false)?;
-        loop {
-            let (stream, _) = listener.accept().await?;
-            stream.set_nodelay(true)?;
+        let serving = accept_loop(listener(listen, false)?, move |req| {
             let client = client.clone();
             let url = url.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let client = client.clone();
-                    let url = url.clone();
-                    async move {
-                        let Ok(body) = req.into_body().collect().await else {
-                            return Ok::<_, Infallible>(bad_gateway());
-                        };
-                        let sent = client
-                            .post(url)
-                            .header("content-type", "application/json")
-                            .body(body.to_bytes())
-                            .send()
-                            .await;
-                        let answer = match sent {
-                            Ok(r) => match r.bytes().await {
-                                Ok(b) => Response::new(
-                                    http_body_util::Full::new(b)
-                                        .map_err(|never: Infallible| match never {})
-                                        .boxed_unsync(),
-                                ),
-                                Err(_) => bad_gateway(),
-                            },
-                            Err(_) => bad_gateway(),
-                        };
-                        Ok(answer)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
+            async move {
+                let Ok(body) = req.into_body().collect().await else {
+                    return bad_gateway();
+                };
+                let sent = client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body.to_bytes())
+                    .send()
                     .await;
-            });
-        }
+                match sent {
+                    Ok(r) => r
+                        .bytes()
+                        .await
+                        .map_or_else(|_| bad_gateway(), |b| Response::new(full(b))),
+                    Err(_) => bad_gateway(),
+                }
+            }
+        });
+        Ok(serving.await?)
     })
 }
 
@@ -296,51 +281,30 @@ fn collect(
     upstream: SocketAddr,
     prefix: &'static str,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = multi_thread()?;
     runtime.block_on(async move {
         let client: hyper_util::client::legacy::Client<
             _,
             http_body_util::Full<hyper::body::Bytes>,
         > = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
-        let listener = listener(listen, false)?;
-        loop {
-            let (stream, _) = listener.accept().await?;
-            stream.set_nodelay(true)?;
+        let serving = accept_loop(listener(listen, false)?, move |req| {
             let client = client.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let client = client.clone();
-                    async move {
-                        let (parts, body) = upstream_request(req, upstream, prefix).into_parts();
-                        let Ok(body) = body.collect().await else {
-                            return Ok::<_, Infallible>(bad_gateway());
-                        };
-                        let req =
-                            Request::from_parts(parts, http_body_util::Full::new(body.to_bytes()));
-                        let answer = match client.request(req).await {
-                            Ok(r) => {
-                                let (parts, body) = r.into_parts();
-                                match body.collect().await {
-                                    Ok(b) => Response::from_parts(
-                                        parts,
-                                        http_body_util::Full::new(b.to_bytes())
-                                            .map_err(|never: Infallible| match never {})
-                                            .boxed_unsync(),
-                                    ),
-                                    Err(_) => bad_gateway(),
-                                }
-                            }
-                            Err(_) => bad_gateway(),
-                        };
-                        Ok(answer)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+            async move {
+                let (parts, body) = upstream_request(req, upstream, prefix).into_parts();
+                let Ok(body) = body.collect().await else {
+                    return bad_gateway();
+                };
+                let req = Request::from_parts(parts, http_body_util::Full::new(body.to_bytes()));
+                let Ok(answer) = client.request(req).await else {
+                    return bad_gateway();
+                };
+                let (parts, body) = answer.into_parts();
+                match body.collect().await {
+                    Ok(b) => Response::from_parts(parts, full(b.to_bytes())),
+                    Err(_) => bad_gateway(),
+                }
+            }
+        });
+        Ok::<_, Box<dyn std::error::Error>>(serving.await?)
     })
 }
