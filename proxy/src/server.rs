@@ -170,7 +170,7 @@ impl Proxy {
         {
             return Some(url);
         }
-        let url = Arc::new(self.upstream_url_for(region, path)?.as_ref().clone());
+        let url = self.upstream_url_for(region, path)?;
         if let Ok(mut m) = self.upstream_urls.write() {
             m.entry(path)
                 .or_default()
