@@ -207,7 +207,9 @@ fn sign_json_post_at(
     // The canonical request: method, path (each byte outside RFC 3986's unreserved
     // set encoded, so an already-encoded `%` becomes `%25`), empty query, headers,
     // signed header names, the body's hash.
-    let mut canonical = String::with_capacity(256 + url.path().len());
+    // Sized for the lot (a session token alone is ~1 KB), so it is never regrown.
+    let headers_len: usize = signed.iter().map(|(n, v)| 2 * n.len() + v.len() + 2).sum();
+    let mut canonical = String::with_capacity(96 + 3 * url.path().len() + headers_len);
     canonical.push_str("POST\n");
     for b in url.path().bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
@@ -243,29 +245,53 @@ fn sign_json_post_at(
         .join(";");
     canonical.push_str(&signed_names);
     canonical.push('\n');
-    canonical.push_str(&hex::encode(Sha256::digest(body)));
+    let mut hex = [0u8; 64];
+    canonical.push_str(hex_lower(&Sha256::digest(body).into(), &mut hex));
 
-    let scope = format!("{date}/{region}/{MANTLE_SERVICE}/aws4_request");
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        hex::encode(Sha256::digest(canonical.as_bytes()))
-    );
-    let k_signing = keys.key(credentials, date, region)?;
-    let signature = hex::encode(hmac_sha256(&k_signing, string_to_sign.as_bytes())?);
-
-    let mut out = Vec::with_capacity(3);
-    out.push((
-        "authorization",
-        format!(
-            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_names}, Signature={signature}",
-            credentials.access_key_id()
-        ),
+    let scope = [date, region, MANTLE_SERVICE, "aws4_request"].join("/");
+    let mut string_to_sign = String::with_capacity(128 + scope.len());
+    for part in ["AWS4-HMAC-SHA256\n", &amz_date, "\n", &scope, "\n"] {
+        string_to_sign.push_str(part);
+    }
+    string_to_sign.push_str(hex_lower(
+        &Sha256::digest(canonical.as_bytes()).into(),
+        &mut hex,
     ));
+    let k_signing = keys.key(credentials, date, region)?;
+    let signature = hmac_sha256(&k_signing, string_to_sign.as_bytes())?;
+
+    let access_key_id = credentials.access_key_id();
+    let mut authorization =
+        String::with_capacity(128 + access_key_id.len() + scope.len() + signed_names.len());
+    for part in [
+        "AWS4-HMAC-SHA256 Credential=",
+        access_key_id,
+        "/",
+        &scope,
+        ", SignedHeaders=",
+        &signed_names,
+        ", Signature=",
+        hex_lower(&signature, &mut hex),
+    ] {
+        authorization.push_str(part);
+    }
+    let mut out = Vec::with_capacity(3);
+    out.push(("authorization", authorization));
     out.push(("x-amz-date", amz_date.clone()));
     if let Some(token) = token {
         out.push(("x-amz-security-token", token.to_owned()));
     }
     Some(out)
+}
+
+/// A SHA-256 digest in lower-case hex, written into `out` (no allocation: three per
+/// request on the proxy's hot path).
+fn hex_lower<'a>(digest: &[u8; 32], out: &'a mut [u8; 64]) -> &'a str {
+    // 64 = 2 × 32, so neither fails: only ASCII digits are written.
+    match hex::encode_to_slice(digest, out) {
+        Ok(()) => std::str::from_utf8(out).unwrap_or_default(),
+        Err(_) => "",
+    }
 }
 
 fn hmac_sha256(key: &[u8], data: &[u8]) -> Option<[u8; 32]> {

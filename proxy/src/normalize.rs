@@ -373,11 +373,24 @@ impl SseRewriter {
 
     /// Bytes to send the client for this chunk of upstream bytes.
     pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
-        self.pending.extend_from_slice(chunk);
-        let mut out = Vec::with_capacity(self.pending.len());
-        while let Some((end, sep)) = find_event_end(&self.pending) {
-            let event: Vec<u8> = self.pending.drain(..end + sep).collect();
-            self.rewrite_event(&event[..end], &mut out);
+        // Events are read in place: from the chunk itself when nothing was held back
+        // (the usual case), else from what was held back with the chunk appended.
+        let mut held = std::mem::take(&mut self.pending);
+        let buf = if held.is_empty() {
+            chunk
+        } else {
+            held.extend_from_slice(chunk);
+            &held[..]
+        };
+        let mut out = Vec::with_capacity(buf.len());
+        let mut start = 0;
+        while let Some((end, sep)) = find_event_end(&buf[start..]) {
+            self.rewrite_event(&buf[start..start + end], &mut out);
+            start += end + sep;
+        }
+        let rest = &buf[start..];
+        if !rest.is_empty() {
+            self.pending = rest.to_vec();
         }
         out
     }
@@ -394,18 +407,17 @@ impl SseRewriter {
 
     fn rewrite_event(&mut self, event: &[u8], out: &mut Vec<u8>) {
         let text = String::from_utf8_lossy(event);
-        let data: Vec<&str> = text
+        let mut data = text
             .lines()
             .filter_map(|l| l.strip_prefix("data:"))
-            .map(|d| d.strip_prefix(' ').unwrap_or(d))
-            .collect();
-        if data.len() != 1 {
+            .map(|d| d.strip_prefix(' ').unwrap_or(d));
+        let (Some(payload), None) = (data.next(), data.next()) else {
             // Comments, keep-alives and multi-line data pass untouched.
             out.extend_from_slice(event);
             out.extend_from_slice(b"\n\n");
             return;
-        }
-        let payload = data[0].trim_end();
+        };
+        let payload = payload.trim_end();
         if payload == "[DONE]" {
             self.saw_done = true;
             out.extend_from_slice(b"data: [DONE]\n\n");
@@ -466,7 +478,9 @@ impl SseRewriter {
 /// The end of the first complete event and the length of its separator.
 pub(crate) fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
     let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2));
-    let crlf = buf
+    // A CRLF end can only come first if it starts before the LF one.
+    let before = lf.map_or(buf.len(), |(i, _)| (i + 3).min(buf.len()));
+    let crlf = buf[..before]
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map(|i| (i, 4));
@@ -747,6 +761,25 @@ mod tests {
             fine.replace(usage, "")
         );
         assert_eq!(rw.usage.map(|u| u.input_tokens), Some(7));
+
+        // Events ended by CRLF pairs, alone or mixed with LF ones, in either order.
+        let crlf = chunk("a").replace("\n\n", "\r\n\r\n");
+        for (mixed, a_first) in [
+            (format!("{crlf}{}", chunk("b")), true),
+            (format!("{}{crlf}", chunk("b")), false),
+        ] {
+            let mut rw = SseRewriter::new(false);
+            let text = String::from_utf8(rw.push(mixed.as_bytes())).unwrap_or_default();
+            assert_eq!(text.matches("data: ").count(), 2, "{text:?}");
+            let (a, b) = (
+                text.find("\"content\":\"a\""),
+                text.find("\"content\":\"b\""),
+            );
+            assert!(a.is_some() && b.is_some() && (a < b) == a_first, "{text:?}");
+        }
+        assert_eq!(find_event_end(b"x\r\n\r\ny\n\n"), Some((1, 4)));
+        assert_eq!(find_event_end(b"x\n\ny\r\n\r\n"), Some((1, 2)));
+        assert_eq!(find_event_end(b"x\r\n\r"), None);
 
         let mut rw = SseRewriter::new(false);
         let first = rw.push(chunk("a").as_bytes());

@@ -9,7 +9,6 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
@@ -286,7 +285,9 @@ pub fn router(state: ProxyState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(unknown_route)
-        .layer(axum::middleware::from_fn(envelope_bare_errors))
+        // A plain function over the answer: no boxed future per request, as
+        // `middleware::from_fn` would make.
+        .layer(tower::util::MapResponseLayer::new(envelope_bare_errors))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(
             REQUEST_ID,
@@ -394,8 +395,7 @@ async fn unknown_route(request: Request) -> OpenAiError {
 }
 
 /// Errors made outside the handlers (405, body limits) get the envelope too.
-async fn envelope_bare_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+fn envelope_bare_errors(response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()
@@ -464,18 +464,18 @@ pub(crate) struct Seen {
     pub project: Option<uuid::Uuid>,
     /// Set once the model is one the key may use (bounds label cardinality).
     pub model: Option<String>,
+    /// The model's metric handles, once looked up (a success is counted on them).
+    pub handles: Option<Arc<ModelMetrics>>,
 }
 
 const CHAT_ROUTE: &str = "chat_completions";
 
-async fn chat_completions(
-    State(state): State<ProxyState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn chat_completions(State(state): State<ProxyState>, request: Request) -> Response {
     let started = Instant::now();
     let mut seen = Seen::default();
-    let result = chat(&state, &headers, body, started, &mut seen).await;
+    // The whole request rather than a `HeaderMap` extractor, which copies the headers.
+    let (parts, body) = request.into_parts();
+    let result = chat(&state, &parts.headers, body, started, &mut seen).await;
     answer(&state, CHAT_ROUTE, seen, result)
 }
 
@@ -488,8 +488,9 @@ pub(crate) fn answer(
 ) -> Response {
     let response = result.unwrap_or_else(IntoResponse::into_response);
     let status = response.status();
-    match (seen.project, &seen.model) {
-        (Some(project), Some(model)) if status == StatusCode::OK => {
+    match (seen.project, &seen.model, &seen.handles) {
+        (_, _, Some(handles)) if status == StatusCode::OK => handles.ok.inc(),
+        (Some(project), Some(model), _) if status == StatusCode::OK => {
             state.metrics.for_model(route, project, model).ok.inc()
         }
         _ => state
@@ -617,14 +618,16 @@ async fn chat(
         .admit(&limits, demand, Utc::now())
         .await
         .inspect_err(|e| state.metrics.refused(project.id, e))?;
+    let handles = state
+        .metrics
+        .for_model(CHAT_ROUTE, project.id, &request.model);
+    seen.handles = Some(handles.clone());
     let mut billing = Billing {
         state: state.clone(),
         project: project.id,
         key: claims.sub,
         model: request.model.clone(),
-        metrics: state
-            .metrics
-            .for_model(CHAT_ROUTE, project.id, &request.model),
+        metrics: handles,
         at: Utc::now(),
         started,
         recorded: false,

@@ -153,14 +153,11 @@ fn model_for_responses<'a>(
     Ok(model)
 }
 
-pub async fn create_response(
-    State(state): State<ProxyState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+pub async fn create_response(State(state): State<ProxyState>, request: Request) -> Response {
     let started = Instant::now();
     let mut seen = Seen::default();
-    let result = create(&state, &headers, body, started, &mut seen).await;
+    let (parts, body) = request.into_parts();
+    let result = create(&state, &parts.headers, body, started, &mut seen).await;
     answer(&state, CREATE_ROUTE, seen, result)
 }
 
