@@ -146,9 +146,11 @@ impl UpstreamClient {
         Ok(UpstreamResponse {
             status: parts.status,
             headers: parts.headers,
-            body,
-            deadline,
-            idle: self.idle,
+            body: UpstreamBody {
+                body,
+                deadline,
+                idle: self.idle,
+            },
         })
     }
 }
@@ -157,6 +159,13 @@ impl UpstreamClient {
 pub struct UpstreamResponse {
     status: StatusCode,
     headers: HeaderMap,
+    body: UpstreamBody,
+}
+
+/// The body of an answer with its timeouts, apart from the headers: hyper's header
+/// values are slices of the connection's first read buffer, which a stream would
+/// otherwise keep alive (8 KiB per open stream) beside the buffer it reads into.
+struct UpstreamBody {
     body: Incoming,
     /// Set for a plain call: the whole body must be read by then.
     deadline: Option<Instant>,
@@ -173,9 +182,10 @@ impl UpstreamResponse {
     }
 
     /// The whole body.
-    pub async fn bytes(mut self) -> Result<Bytes, UpstreamError> {
+    pub async fn bytes(self) -> Result<Bytes, UpstreamError> {
+        let mut body = self.body;
         let mut chunks: Vec<Bytes> = Vec::new();
-        while let Some(chunk) = self.next_chunk().await {
+        while let Some(chunk) = body.next_chunk().await {
             chunks.push(chunk?);
         }
         Ok(match chunks.len() {
@@ -184,14 +194,19 @@ impl UpstreamResponse {
         })
     }
 
-    /// The body as it arrives.
+    /// The body as it arrives (the headers are dropped).
     pub fn bytes_stream(self) -> BoxStream<'static, Result<Bytes, UpstreamError>> {
-        Box::pin(futures_util::stream::unfold(self, |mut r| async move {
-            let next = r.next_chunk().await?;
-            Some((next, r))
-        }))
+        Box::pin(futures_util::stream::unfold(
+            self.body,
+            |mut body| async move {
+                let next = body.next_chunk().await?;
+                Some((next, body))
+            },
+        ))
     }
+}
 
+impl UpstreamBody {
     /// The next piece of data (trailers skipped), `None` at the end.
     async fn next_chunk(&mut self) -> Option<Result<Bytes, UpstreamError>> {
         loop {

@@ -17,8 +17,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -125,6 +125,38 @@ pub async fn serve_on_workers(
     Ok(Drained { exit, threads })
 }
 
+/// What a client connection speaks.
+enum Protocol {
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c): it opens with the connection preface.
+    Http2,
+}
+
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The protocol of a new connection, from its first bytes, peeked rather than read:
+/// hyper's HTTP/1 connection then reads them itself into its one 8 KiB buffer. (hyper-util's
+/// `auto` builder reads them first and hands them over, which grew that buffer to 16 KiB
+/// for every connection — 8 MiB more with 1,000 open streams, bench/proxy.sh.)
+async fn protocol(stream: &tokio::net::TcpStream) -> Protocol {
+    let mut first = [0u8; HTTP2_PREFACE.len()];
+    loop {
+        let n = match stream.peek(&mut first).await {
+            Ok(n) if n > 0 => n,
+            // Closed or failed before a byte: HTTP/1 reports it as it would.
+            _ => return Protocol::Http1,
+        };
+        if first[..n] != HTTP2_PREFACE[..n] {
+            return Protocol::Http1;
+        }
+        if n == HTTP2_PREFACE.len() {
+            return Protocol::Http2;
+        }
+        // A partial preface: peeking again at once would see the same bytes.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// Serves the connections it is handed until `stop`, then waits for them to finish.
 async fn worker(
     mut connections: mpsc::Receiver<std::net::TcpStream>,
@@ -145,15 +177,152 @@ async fn worker(
             continue;
         };
         let service = TowerToHyperService::new(service.clone());
-        let connection = Builder::new(TokioExecutor::new())
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _: Result<(), Box<dyn std::error::Error + Send + Sync>> = connection.await;
+            let io = TokioIo::new(stream);
+            // Errors are the client's (a reset, a malformed request): nothing to do.
+            let _ = match protocol(io.inner()).await {
+                Protocol::Http1 => {
+                    let connection = http1::Builder::new().serve_connection(io, service);
+                    watcher.watch(connection).await.map_err(drop)
+                }
+                Protocol::Http2 => {
+                    let connection =
+                        http2::Builder::new(TokioExecutor::new()).serve_connection(io, service);
+                    watcher.watch(connection).await.map_err(drop)
+                }
+            };
         });
     }
     // Connections handed over but not yet picked up are closed unserved: only while
     // stopping, when the listener has gone already.
     graceful.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::get;
+    use http_body_util::{BodyExt, Empty};
+    use hyper::body::Bytes;
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    /// A worker pool on loopback answering `GET /` with `hello`.
+    async fn server() -> (std::net::SocketAddr, CancellationToken) {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("addr: {e}"));
+        let stop = CancellationToken::new();
+        let router = Router::new().route("/", get(|| async { "hello" }));
+        tokio::spawn(serve_on_workers(listener, router, 2, stop.clone()));
+        (addr, stop)
+    }
+
+    fn get_root() -> hyper::Request<Empty<Bytes>> {
+        hyper::Request::builder()
+            .uri("http://127.0.0.1/")
+            .body(Empty::new())
+            .unwrap_or_else(|e| panic!("request: {e}"))
+    }
+
+    async fn body(response: hyper::Response<Incoming>) -> String {
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("body: {e}"))
+            .to_bytes();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[tokio::test]
+    async fn http1_and_http2_with_prior_knowledge_are_both_served() {
+        let (addr, stop) = server().await;
+
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .unwrap_or_else(|e| panic!("http1 handshake: {e}"));
+        tokio::spawn(conn);
+        let response = send
+            .send_request(get_root())
+            .await
+            .unwrap_or_else(|e| panic!("http1: {e}"));
+        assert_eq!(response.version(), hyper::Version::HTTP_11);
+        assert_eq!(body(response).await, "hello");
+
+        // The preface arrives in two pieces: the server waits for the whole of it.
+        let mut tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        tcp.write_all(&HTTP2_PREFACE[..10])
+            .await
+            .unwrap_or_else(|e| panic!("write: {e}"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let io = TokioIo::new(Rest(tcp, HTTP2_PREFACE[10..].to_vec()));
+        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .unwrap_or_else(|e| panic!("http2 handshake: {e}"));
+        tokio::spawn(conn);
+        let response = send
+            .send_request(get_root())
+            .await
+            .unwrap_or_else(|e| panic!("http2: {e}"));
+        assert_eq!(response.version(), hyper::Version::HTTP_2);
+        assert_eq!(body(response).await, "hello");
+        stop.cancel();
+    }
+
+    /// A stream whose first written bytes skip the part of the HTTP/2 preface already
+    /// sent by hand (hyper's client writes the whole preface itself).
+    struct Rest(tokio::net::TcpStream, Vec<u8>);
+
+    impl tokio::io::AsyncRead for Rest {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+        }
+    }
+
+    impl tokio::io::AsyncWrite for Rest {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            data: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            // Drops the bytes of the preface that went out already, once.
+            let skip = HTTP2_PREFACE.len() - self.1.len();
+            if !self.1.is_empty() && data.starts_with(HTTP2_PREFACE) {
+                self.1.clear();
+                let n = std::task::ready!(
+                    std::pin::Pin::new(&mut self.0).poll_write(cx, &data[skip..])
+                )?;
+                return std::task::Poll::Ready(Ok(n + skip));
+            }
+            std::pin::Pin::new(&mut self.0).poll_write(cx, data)
+        }
+
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.0).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+        }
+    }
 }
