@@ -20,9 +20,12 @@
 #     (also the floor of a tokio + hyper proxy that only forwards: proxy/examples/bare_proxy.rs)
 #   ALLOCATOR=glibc PROXY_WRAPPER="heaptrack -o $PWD/target/heaptrack-proxy" bench/proxy.sh
 #     (a heap profile: heaptrack sees glibc's malloc, not mimalloc)
+#   STRATA_BIN=/elsewhere/strata bench/proxy.sh
+#     (that strata binary instead of building one: to compare two builds in one session)
 #
 # Needs: wrk and nginx (installed with apt-get when missing), .venv with moto and the
-# openai SDK's httpx (scripts/test makes it). Builds release binaries. SQLite for the
+# openai SDK's httpx (scripts/test makes it). Builds strata in the production profile
+# (~20 min from scratch on 2 cores), the helpers in release. SQLite for the
 # control plane (it is not on the request path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +43,11 @@ if ((${#need[@]})); then apt-get update -qq && apt-get install -y -qq "${need[@]
 [[ -x .venv/bin/moto_server ]] || { python3 -m venv .venv && .venv/bin/pip install -q -r scripts/requirements-test.txt; }
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 # ALLOCATOR=glibc: strata without mimalloc (for comparison, or for heaptrack).
-cargo build --release --quiet --bin strata $([[ ${ALLOCATOR:-} == glibc ]] && echo --no-default-features)
+# strata as deployed: the production profile (release + whole-program optimisation).
+if [[ -z "${STRATA_BIN:-}" ]]; then
+  cargo build --profile production --quiet --bin strata $([[ ${ALLOCATOR:-} == glibc ]] && echo --no-default-features)
+fi
+STRATA_BIN=$(realpath "${STRATA_BIN:-target/production/strata}")
 cargo build --release --quiet -p strata-testkit --bin fake-mantle
 cargo build --release --quiet -p strata-proxy --example verify_cached
 [[ -z "${BARE:-}" ]] || cargo build --release --quiet -p strata-proxy --example bare_proxy
@@ -69,7 +76,7 @@ wait_http "$AWS_ENDPOINT_URL/moto-api/"
 # Mantle id and a role to assume) and issues a key.
 ( cd "$work" && STRATA_SERVE_PROXY=false STRATA_LISTEN="127.0.0.1:$control_port" \
     STRATA_MANTLE_URL="http://127.0.0.1:$mantle_port/{region}/v1" STRATA_COST_ALLOCATION_TAGS= \
-    STRATA_RECONCILE_POLL_MS=100 exec "$ROOT/target/release/strata" serve >serve.log 2>&1 ) & pids="$pids $!"
+    STRATA_RECONCILE_POLL_MS=100 exec "$STRATA_BIN" serve >serve.log 2>&1 ) & pids="$pids $!"
 wait_http "http://127.0.0.1:$control_port/readyz"
 for _ in $(seq 1 100); do [[ -s "$work/strata-admin.token" ]] && break; sleep 0.1; done
 key=$(.venv/bin/python - "http://127.0.0.1:$control_port" "$(cat "$work/strata-admin.token")" <<'PY'
@@ -149,14 +156,15 @@ nginx -c "$work/pass.conf" -p "$work" -g 'daemon on;'
 
 start_proxy() { # mantle-url [VAR=value …]
   ( cd "$work" && export "${@:2}" STRATA_PROXY_LISTEN="127.0.0.1:$proxy_port" STRATA_CONTROL_PLANE_URL="http://127.0.0.1:$control_port" \
-      STRATA_MANTLE_URL="$1" && exec ${PROXY_WRAPPER:-} "$ROOT/target/release/strata" proxy >>proxy.log 2>&1 ) &
+      STRATA_MANTLE_URL="$1" && exec ${PROXY_WRAPPER:-} "$STRATA_BIN" proxy >>proxy.log 2>&1 ) &
   proxy_pid=$!
   wait_http "http://127.0.0.1:$proxy_port/readyz"
 }
 stop_proxy() {
-  # Under a wrapper that runs the proxy as its child (heaptrack), the child gets the
-  # SIGTERM and the wrapper finishes its work.
-  pkill -TERM -P "$proxy_pid" 2>/dev/null || kill -TERM "$proxy_pid" 2>/dev/null || true
+  # Under a wrapper that runs the proxy as its child (heaptrack), only strata itself
+  # gets the SIGTERM: heaptrack's own children (its interpreter, zstd) must finish
+  # writing the profile.
+  pkill -TERM -P "$proxy_pid" -x strata 2>/dev/null || kill -TERM "$proxy_pid" 2>/dev/null || true
   wait "$proxy_pid" 2>/dev/null || true; proxy_pid=""
 }
 hwm() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
