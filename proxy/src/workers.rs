@@ -178,10 +178,17 @@ async fn worker(
         };
         let service = TowerToHyperService::new(service.clone());
         let watcher = graceful.watcher();
+        let stop = stop.clone();
         tokio::spawn(async move {
             let io = TokioIo::new(stream);
+            let protocol = tokio::select! {
+                protocol = protocol(io.inner()) => protocol,
+                // A connection that has sent nothing yet is closed when stopping (its
+                // watcher would otherwise hold up the graceful shutdown).
+                _ = stop.cancelled() => return,
+            };
             // Errors are the client's (a reset, a malformed request): nothing to do.
-            let _ = match protocol(io.inner()).await {
+            let _ = match protocol {
                 Protocol::Http1 => {
                     let connection = http1::Builder::new().serve_connection(io, service);
                     watcher.watch(connection).await.map_err(drop)
@@ -208,8 +215,10 @@ mod tests {
 
     use super::*;
 
-    /// A worker pool on loopback answering `GET /` with `hello`.
-    async fn server() -> (std::net::SocketAddr, CancellationToken) {
+    type Served = tokio::task::JoinHandle<std::io::Result<Drained>>;
+
+    /// A worker pool on loopback answering `GET /` with `hello`, until `stop`.
+    async fn server() -> (std::net::SocketAddr, CancellationToken, Served) {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("bind: {e}"));
@@ -218,8 +227,27 @@ mod tests {
             .unwrap_or_else(|e| panic!("addr: {e}"));
         let stop = CancellationToken::new();
         let router = Router::new().route("/", get(|| async { "hello" }));
-        tokio::spawn(serve_on_workers(listener, router, 2, stop.clone()));
-        (addr, stop)
+        let served = tokio::spawn(serve_on_workers(listener, router, 2, stop.clone()));
+        (addr, stop, served)
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_never_speaks_does_not_hold_up_shutdown() {
+        let (addr, stop, served) = server().await;
+        let _silent = tokio::net::TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stop.cancel();
+        let drained = tokio::time::timeout(Duration::from_secs(5), served)
+            .await
+            .unwrap_or_else(|_| panic!("shutdown waited for a silent connection"))
+            .unwrap_or_else(|e| panic!("join: {e}"))
+            .unwrap_or_else(|e| panic!("serve: {e}"));
+        drained
+            .finish()
+            .await
+            .unwrap_or_else(|e| panic!("finish: {e}"));
     }
 
     fn get_root() -> hyper::Request<Empty<Bytes>> {
@@ -241,7 +269,7 @@ mod tests {
 
     #[tokio::test]
     async fn http1_and_http2_with_prior_knowledge_are_both_served() {
-        let (addr, stop) = server().await;
+        let (addr, stop, _served) = server().await;
 
         let tcp = tokio::net::TcpStream::connect(addr)
             .await
