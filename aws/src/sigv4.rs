@@ -130,18 +130,30 @@ impl SigningKeys {
     }
 }
 
-/// `YYYYMMDDTHHMMSSZ`, the form SigV4 dates take.
+/// `YYYYMMDDTHHMMSSZ`, the form SigV4 dates take. Written digit by digit: `format!`
+/// cost ~2,300 instructions per signed request (callgrind, bench/proxy.sh).
 fn amz_date(time: SystemTime) -> String {
     let t = chrono::DateTime::<chrono::Utc>::from(time);
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    let mut out = String::with_capacity(16);
+    // A year before 0 or after 9999 is no time to sign in; its digits wrap.
+    let year = u32::try_from(t.year()).unwrap_or(0);
+    for (n, width) in [(year, 4), (t.month(), 2), (t.day(), 2)] {
+        push_digits(&mut out, n, width);
+    }
+    out.push('T');
+    for n in [t.hour(), t.minute(), t.second()] {
+        push_digits(&mut out, n, 2);
+    }
+    out.push('Z');
+    out
+}
+
+/// The last `width` decimal digits of `n`, zero-padded.
+fn push_digits(out: &mut String, n: u32, width: u32) {
+    for place in (0..width).rev() {
+        let digit = n / 10u32.pow(place) % 10;
+        out.push(char::from(b'0' + digit as u8));
+    }
 }
 
 /// The signing headers for `POST url` with `body` and the other signed `headers`
@@ -314,6 +326,21 @@ mod tests {
             .collect();
         h.sort();
         h
+    }
+
+    #[test]
+    fn dates_take_the_sigv4_form() {
+        let at = |s: &str| {
+            SystemTime::from(
+                chrono::DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{s}: {e}")),
+            )
+        };
+        assert_eq!(amz_date(at("2026-01-05T03:04:05Z")), "20260105T030405Z");
+        assert_eq!(amz_date(at("1999-12-31T23:59:59Z")), "19991231T235959Z");
+        assert_eq!(
+            amz_date(at("2030-10-20T10:00:00+02:00")),
+            "20301020T080000Z"
+        );
     }
 
     #[test]

@@ -35,8 +35,12 @@ impl MakeProcessRequestId {
 impl MakeRequestId for MakeProcessRequestId {
     fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let id = format!("req_{:016x}{:012x}", self.prefix, n);
-        HeaderValue::from_str(&id).ok().map(RequestId::new)
+        // `req_`, the prefix in 16 hex digits, the counter's low 48 bits in 12; written
+        // into the stack (`format!` cost ~2,300 instructions a request, callgrind).
+        let mut id = *b"req_0000000000000000000000000000";
+        hex::encode_to_slice(self.prefix.to_be_bytes(), &mut id[4..20]).ok()?;
+        hex::encode_to_slice(&n.to_be_bytes()[2..], &mut id[20..]).ok()?;
+        HeaderValue::from_bytes(&id).ok().map(RequestId::new)
     }
 }
 
@@ -56,6 +60,15 @@ mod tests {
         };
         let (a1, a2, b1) = (id(&mut a), id(&mut a), id(&mut b));
         assert!(a1.starts_with("req_") && a1.len() == 32, "{a1}");
+        // The prefix, then the counter: 0 and 1.
+        assert_eq!(a1[4..20], a2[4..20]);
+        assert_eq!(&a1[20..], "000000000000");
+        assert_eq!(&a2[20..], "000000000001");
+        assert!(
+            a1[4..]
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
         assert_ne!(a1, a2);
         assert_ne!(
             a1, b1,
