@@ -20,8 +20,10 @@
 #     (also the floor of a tokio + hyper proxy that only forwards: proxy/examples/bare_proxy.rs)
 #   ALLOCATOR=glibc PROXY_WRAPPER="heaptrack -o $PWD/target/heaptrack-proxy" bench/proxy.sh
 #     (a heap profile: heaptrack sees glibc's malloc, not mimalloc)
-#   STRATA_BIN=/elsewhere/strata bench/proxy.sh
-#     (that strata binary instead of building one: to compare two builds in one session)
+#   PROXY_BIN=/elsewhere/strata bench/proxy.sh
+#     (that binary as the proxy instead of building one: to compare two builds in one
+#     session; STRATA_BIN likewise for the control plane. A binary must be named
+#     `strata`: the proxy is stopped by that name under a wrapper.)
 #
 # Needs: wrk and nginx (installed with apt-get when missing), .venv with moto and the
 # openai SDK's httpx (scripts/test makes it). Builds strata in the production profile
@@ -42,11 +44,17 @@ command -v nginx >/dev/null || need+=(nginx-light)
 if ((${#need[@]})); then apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; fi
 [[ -x .venv/bin/moto_server ]] || { python3 -m venv .venv && .venv/bin/pip install -q -r scripts/requirements-test.txt; }
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-# ALLOCATOR=glibc: strata without mimalloc (for comparison, or for heaptrack).
-# strata as deployed: the production profile (release + whole-program optimisation).
-if [[ -z "${STRATA_BIN:-}" ]]; then
-  cargo build --profile production --quiet --bin strata $([[ ${ALLOCATOR:-} == glibc ]] && echo --no-default-features)
+# strata as deployed: the production profile (release + whole-program optimisation);
+# the proxy as its own image has it, without the control plane's code (deploy/Dockerfile
+# `--target proxy`). ALLOCATOR=glibc: that proxy without mimalloc (for comparison, or
+# for heaptrack). STRATA_BIN / PROXY_BIN: given binaries instead (to compare builds).
+if [[ -z "${PROXY_BIN:-}" ]]; then
+  cargo build --profile production --quiet --bin strata --no-default-features \
+    $([[ ${ALLOCATOR:-} == glibc ]] || echo --features mimalloc)
+  mkdir -p target/production/proxy-only && cp target/production/strata target/production/proxy-only/strata
 fi
+PROXY_BIN=$(realpath "${PROXY_BIN:-target/production/proxy-only/strata}")
+[[ -n "${STRATA_BIN:-}" ]] || cargo build --profile production --quiet --bin strata
 STRATA_BIN=$(realpath "${STRATA_BIN:-target/production/strata}")
 cargo build --release --quiet -p strata-testkit --bin fake-mantle
 cargo build --release --quiet -p strata-proxy --example verify_cached
@@ -156,7 +164,7 @@ nginx -c "$work/pass.conf" -p "$work" -g 'daemon on;'
 
 start_proxy() { # mantle-url [VAR=value …]
   ( cd "$work" && export "${@:2}" STRATA_PROXY_LISTEN="127.0.0.1:$proxy_port" STRATA_CONTROL_PLANE_URL="http://127.0.0.1:$control_port" \
-      STRATA_MANTLE_URL="$1" && exec ${PROXY_WRAPPER:-} "$STRATA_BIN" proxy >>proxy.log 2>&1 ) &
+      STRATA_MANTLE_URL="$1" && exec ${PROXY_WRAPPER:-} "$PROXY_BIN" proxy >>proxy.log 2>&1 ) &
   proxy_pid=$!
   wait_http "http://127.0.0.1:$proxy_port/readyz"
 }

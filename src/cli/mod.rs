@@ -1,16 +1,28 @@
 //! Command-line interface: flags, each also read from a `STRATA_*` variable.
+//!
+//! Without the `control-plane` feature (on by default) only `proxy` and `health` are
+//! built: the proxy's own image (deploy/Dockerfile, `--target proxy`), which carries
+//! none of the control plane's code — database drivers, IAM administration, the UI.
 
+#[cfg(feature = "control-plane")]
 mod costs;
 mod health;
+#[cfg(feature = "control-plane")]
 mod keys;
+#[cfg(feature = "control-plane")]
 mod migrate;
 mod proxy;
+#[cfg(feature = "control-plane")]
 mod reconcile;
+#[cfg(feature = "control-plane")]
 mod serve;
+#[cfg(feature = "control-plane")]
 mod token;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+#[cfg(feature = "control-plane")]
 use strata_core::config::DatabaseConfig;
+#[cfg(feature = "control-plane")]
 use strata_core::store::Store;
 use tracing_subscriber::EnvFilter;
 
@@ -30,16 +42,22 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the control plane (REST API, docs, health, metrics).
+    #[cfg(feature = "control-plane")]
     Serve(Box<serve::ServeArgs>),
     /// Apply, revert or list database migrations.
+    #[cfg(feature = "control-plane")]
     Migrate(migrate::MigrateArgs),
     /// Mint tokens from strata's local issuer.
+    #[cfg(feature = "control-plane")]
     Token(token::TokenArgs),
     /// Run one reconcile pass over every project and exit (`--dry-run`: print the plan).
+    #[cfg(feature = "control-plane")]
     Reconcile(reconcile::ReconcileArgs),
     /// Cost Explorer ingestion: refresh the stored daily cost by tag now.
+    #[cfg(feature = "control-plane")]
     Costs(costs::CostsArgs),
     /// Scoped API keys: create one, rotate the signing key.
+    #[cfg(feature = "control-plane")]
     Keys(keys::KeysArgs),
     /// Run the OpenAI-compatible routing proxy, following a control plane.
     Proxy(Box<proxy::ProxyArgs>),
@@ -97,11 +115,17 @@ pub fn init_logging(config: &LogConfig) {
 impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
+            #[cfg(feature = "control-plane")]
             Command::Serve(args) => serve::run(*args).await,
+            #[cfg(feature = "control-plane")]
             Command::Migrate(args) => migrate::run(args).await,
+            #[cfg(feature = "control-plane")]
             Command::Token(args) => token::run(args).await,
+            #[cfg(feature = "control-plane")]
             Command::Reconcile(args) => reconcile::run(args).await,
+            #[cfg(feature = "control-plane")]
             Command::Costs(args) => costs::run(args).await,
+            #[cfg(feature = "control-plane")]
             Command::Keys(args) => keys::run(args).await,
             Command::Proxy(args) => proxy::run(*args).await,
             Command::Health(args) => health::run(args).await,
@@ -109,6 +133,27 @@ impl Cli {
     }
 }
 
+/// Cancels `token` on SIGTERM or Ctrl-C (the graceful stop of `serve` and `proxy`).
+async fn shutdown_signal(token: tokio_util::sync::CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error.cause = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+            let _ = ctrl_c.await;
+            token.cancel();
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+    token.cancel();
+}
+
+#[cfg(feature = "control-plane")]
 async fn connect(config: &DatabaseConfig) -> anyhow::Result<Store> {
     Store::connect(config).await.map_err(|e| {
         anyhow::anyhow!(
@@ -119,6 +164,7 @@ async fn connect(config: &DatabaseConfig) -> anyhow::Result<Store> {
 }
 
 /// A duration flag: a number with s, m, h or d (e.g. 90m, 12h, 30d), in seconds.
+#[cfg(feature = "control-plane")]
 fn parse_duration(flag: &str, text: &str) -> anyhow::Result<i64> {
     use anyhow::{Context, bail};
     let (number, unit) = text.split_at(text.len().saturating_sub(1));

@@ -89,7 +89,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let listener =
         strata_proxy::listen(listen).with_context(|| format!("cannot listen on {listen}"))?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(super::serve::shutdown_signal(shutdown.clone()));
+    tokio::spawn(super::shutdown_signal(shutdown.clone()));
     tracing::info!(http.listen = %listen, control_plane.url = %args.control_plane_url, "strata proxy listening");
     strata_proxy::serve(listener, proxy, shutdown).await?;
     tracing::info!("stopped");

@@ -74,25 +74,6 @@ fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(super) async fn shutdown_signal(token: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error.cause = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-            let _ = ctrl_c.await;
-            token.cancel();
-            return;
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutdown signal received; finishing in-flight requests");
-    token.cancel();
-}
-
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = super::connect(&args.database).await?;
     if args.migrate_on_start {
@@ -142,7 +123,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
 
     let shutdown = CancellationToken::new();
-    tokio::spawn(shutdown_signal(shutdown.clone()));
+    tokio::spawn(super::shutdown_signal(shutdown.clone()));
     tokio::spawn(housekeeping(
         state.clone(),
         args.usage_minutes_retention_days,

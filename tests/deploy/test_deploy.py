@@ -85,7 +85,9 @@ def test_each_overlay_has_what_production_needs(overlay):
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", name
         assert {"requests", "limits"} <= set(container["resources"]), name
         assert container["securityContext"]["allowPrivilegeEscalation"] is False, name
-        assert container["image"].startswith("ghcr.io/example/strata:"), name
+        # The proxy runs the proxy-only image (deploy/Dockerfile `--target proxy`).
+        image = "strata-proxy" if name == "strata-proxy" else "strata"
+        assert container["image"].startswith(f"ghcr.io/example/{image}:"), name
         # The generated ConfigMap (name with its content hash) is the one referenced.
         (ref,) = [e["configMapRef"]["name"] for e in container["envFrom"]]
         assert ref in by_kind(docs, "ConfigMap"), ref
@@ -162,6 +164,7 @@ def test_the_compose_stack_is_wired_like_production():
     assert len(redis_urls) == 1, "both proxies count limits in one Redis"
     for proxy in ("proxy-a", "proxy-b"):
         assert services[proxy]["command"] == ["proxy"]
+        assert services[proxy]["build"]["target"] == "proxy", "the proxy-only image"
         assert services[proxy]["depends_on"]["control-plane"]["condition"] == "service_healthy"
     key = control["environment"]["STRATA_KEY_ENCRYPTION_KEY"].split(":-", 1)[1].rstrip("}")
     assert len(base64.b64decode(key)) == 32
