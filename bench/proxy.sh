@@ -7,7 +7,8 @@
 # Plain and streamed, at 1 and 64 connections. Prints req/s, p50/p99, the latency strata
 # adds at concurrency 1 (c - a), its throughput against nginx at 64 (c / b), and its
 # peak RSS; then the RSS with 1,000 concurrent streams (held open by the fake Mantle,
-# one event per second) and the cost of verifying a key seen before.
+# one event per second) on a warm proxy and on a cold one (STREAM_STARTS), and the cost
+# of verifying a key seen before.
 # Then (EXTRA, default "limits responses") at 64 connections: the same chat with the
 # project's rate limits and budget enforced — counted in the proxy's memory, then in
 # Redis (STRATA_BENCH_REDIS_URL, default the machine's; one is started when none
@@ -267,10 +268,22 @@ done
 
 # 1,000 streams held open: the fake Mantle sends one event per second.
 if ((STREAMS > 0)); then
+for start in ${STREAM_STARTS:-warm cold}; do
 start_proxy "http://127.0.0.1:$mantle_port/{region}/v1"
+# warm: one request first (the key's JWKS and the project's credentials fetched), as
+# for the figures above; cold: the streams are the proxy's first requests, all waiting
+# for those two fetches together.
+if [[ $start == warm ]]; then
+  curl -sf -o /dev/null -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
+    -d '{"model":"openai.gpt-oss-20b","messages":[{"role":"user","content":"hi"}]}' \
+    "http://127.0.0.1:$proxy_port/v1/chat/completions"
+fi
 curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' -d '{"chunk_delay_ms": 1000}' "http://127.0.0.1:$mantle_port/_fake/faults"
+echo -n "$start: "
 .venv/bin/python bench/streams.py "http://127.0.0.1:$proxy_port" "$key" "$proxy_pid" "$STREAMS"
+curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' -d '{}' "http://127.0.0.1:$mantle_port/_fake/faults"
 stop_proxy
+done
 fi
 
 target/release/examples/verify_cached
