@@ -266,6 +266,12 @@ for mode in $MODES; do
   echo "$mode: added p99 at c=1 (strata - direct) ${added} ms (target <= 0.2); throughput at c=64 ${ratio}% of nginx proxy_pass (target >= 70%); strata peak RSS ${RSS[$mode]} MiB"
 done
 
+warm() { # path body: the first request pays for AssumeRole, the JWKS and the budget's start
+  curl -sf -o /dev/null -H "Authorization: Bearer $key" -H 'Content-Type: application/json' -d "$2" \
+    "http://127.0.0.1:$proxy_port/v1/$1"
+}
+chat_body='{"model":"openai.gpt-oss-20b","messages":[{"role":"user","content":"hi"}]}'
+
 # 1,000 streams held open: the fake Mantle sends one event per second.
 if ((STREAMS > 0)); then
 for start in ${STREAM_STARTS:-warm cold}; do
@@ -273,11 +279,7 @@ start_proxy "http://127.0.0.1:$mantle_port/{region}/v1"
 # warm: one request first (the key's JWKS and the project's credentials fetched), as
 # for the figures above; cold: the streams are the proxy's first requests, all waiting
 # for those two fetches together.
-if [[ $start == warm ]]; then
-  curl -sf -o /dev/null -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
-    -d '{"model":"openai.gpt-oss-20b","messages":[{"role":"user","content":"hi"}]}' \
-    "http://127.0.0.1:$proxy_port/v1/chat/completions"
-fi
+[[ $start == warm ]] && warm chat/completions "$chat_body"
 curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' -d '{"chunk_delay_ms": 1000}' "http://127.0.0.1:$mantle_port/_fake/faults"
 echo -n "$start: "
 .venv/bin/python bench/streams.py "http://127.0.0.1:$proxy_port" "$key" "$proxy_pid" "$STREAMS"
@@ -290,11 +292,6 @@ target/release/examples/verify_cached
 
 EXTRA=${EXTRA-limits responses}
 [[ -n "$EXTRA" ]] || exit 0
-warm() { # path body: the first request pays for AssumeRole, the JWKS and the budget's start
-  curl -sf -o /dev/null -H "Authorization: Bearer $key" -H 'Content-Type: application/json' -d "$2" \
-    "http://127.0.0.1:$proxy_port/v1/$1"
-}
-chat_body='{"model":"openai.gpt-oss-20b","messages":[{"role":"user","content":"hi"}]}'
 static="http://127.0.0.1:$static_port/plain/{region}/v1"
 if [[ $EXTRA == *limits* ]]; then
   redis_url=${STRATA_BENCH_REDIS_URL:-redis://127.0.0.1:6379}
