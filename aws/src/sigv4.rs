@@ -7,7 +7,7 @@
 //! an identity, a canonical request built piecewise); `sign_json_post` makes a handful
 //! and a test holds its output byte-identical to aws-sigv4's.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::fmt::Write as _;
 use std::sync::RwLock;
 use std::time::SystemTime;

@@ -2,8 +2,8 @@
 //! credentials from assuming the project's IAM role (so AWS itself enforces the
 //! project's model list), or a configured Bedrock API key.
 
+use foldhash::HashMap;
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -78,8 +78,8 @@ impl AssumedRoles {
             sts: aws_sdk_sts::Client::new(config),
             calls,
             session_name: session_name.to_owned(),
-            fresh: RwLock::new(HashMap::new()),
-            roles: Mutex::new(HashMap::new()),
+            fresh: RwLock::new(HashMap::default()),
+            roles: Mutex::new(HashMap::default()),
             signing_keys: SigningKeys::default(),
         }
     }

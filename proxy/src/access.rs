@@ -24,13 +24,15 @@ pub fn allowed_models<'a>(claims: &ApiKeyClaims, project: &'a SnapshotProject) -
     project
         .allowed_models
         .iter()
-        .filter(|m| {
-            claims
-                .models
-                .as_ref()
-                .is_none_or(|scope| scope.iter().any(|s| s == m.as_str()))
-        })
+        .filter(|m| in_scope(claims, m.as_str()))
         .collect()
+}
+
+fn in_scope(claims: &ApiKeyClaims, model: &str) -> bool {
+    claims
+        .models
+        .as_ref()
+        .is_none_or(|scope| scope.iter().any(|s| s == model))
 }
 
 /// The project a key may act for, checked against the snapshot; with `model`, also
@@ -51,9 +53,7 @@ pub fn authorize<'a>(
         return Err(Denial::KeyRevoked);
     }
     if let Some(model) = model
-        && !allowed_models(claims, project)
-            .iter()
-            .any(|m| m.as_str() == model)
+        && !(in_scope(claims, model) && project.allowed_models.iter().any(|m| m.as_str() == model))
     {
         return Err(Denial::ModelNotAllowed);
     }

@@ -7,6 +7,7 @@
 mod access;
 mod config;
 mod error;
+mod front;
 mod keys;
 mod limits;
 mod metering;
@@ -30,5 +31,5 @@ pub use limits::{
 };
 pub use metering::{Meter, Metered};
 pub use normalize::{SseRewriter, Usage};
-pub use server::{Proxy, ProxyState, listen, router, serve};
+pub use server::{Proxy, ProxyState, listen, serve};
 pub use snapshot::{Policy, SnapshotFollower};

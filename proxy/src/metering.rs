@@ -3,7 +3,7 @@
 //! rate. A batch that fails to send is kept (with its id, so a retry after a lost
 //! answer counts once) and sent again; shutdown flushes everything.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 

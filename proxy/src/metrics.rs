@@ -1,7 +1,7 @@
 //! The proxy's Prometheus metrics: requests, latency (total and the proxy's own
 //! overhead), upstream errors and tokens, by project and model; the snapshot's age.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Arc, RwLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -140,7 +140,7 @@ impl ProxyMetrics {
         );
         Self {
             registry: MetricsRegistry::from(registry),
-            by_model: RwLock::new(HashMap::new()),
+            by_model: RwLock::new(HashMap::default()),
             requests,
             duration,
             overhead,

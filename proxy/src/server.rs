@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
@@ -18,7 +18,6 @@ use strata_aws::{UpstreamAuth, UpstreamRequest};
 use strata_core::domain::SnapshotProject;
 use strata_core::keys::ApiKeyClaims;
 use tokio_util::sync::CancellationToken;
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::access::{Denial, allowed_models, authorize};
 use crate::config::ProxySettings;
@@ -30,12 +29,10 @@ use crate::limits::{
 use crate::metering::{Meter, Metered};
 use crate::metrics::{ModelMetrics, ProxyMetrics, RequestLabels, UpstreamErrorLabels};
 use crate::normalize::{SseRewriter, Usage, parse_chat, prepare_chat, rewrite_response};
-use crate::request_id::MakeProcessRequestId;
 use crate::responses::{self, Pending, ResponseRegistry};
 use crate::upstream::{UpstreamClient, UpstreamError, UpstreamResponse};
 use crate::{KeyError, KeyVerifier, Policy, SnapshotFollower};
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The most of an upstream error body the proxy reads.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
@@ -54,7 +51,7 @@ pub struct Proxy {
     upstream_auth: Arc<dyn UpstreamAuth>,
     upstream: UpstreamClient,
     /// Parsed Mantle URLs by path and region.
-    upstream_urls: RwLock<HashMap<&'static str, HashMap<String, Arc<Target>>>>,
+    upstream_urls: RwLock<foldhash::HashMap<&'static str, foldhash::HashMap<String, Arc<Target>>>>,
     pub(crate) settings: ProxySettings,
 }
 
@@ -126,7 +123,7 @@ impl Proxy {
             metrics,
             upstream_auth,
             upstream,
-            upstream_urls: RwLock::new(HashMap::new()),
+            upstream_urls: RwLock::new(foldhash::HashMap::default()),
             settings,
         })
     }
@@ -260,9 +257,14 @@ pub(crate) fn denial(d: Denial, model: Option<&str>) -> OpenAiError {
     }
 }
 
-pub fn router(state: ProxyState) -> Router {
+/// Every route but the hot one's fast path (`front.rs`), which is also here so that a
+/// request reaching the router for it is served the same.
+pub(crate) fn routes(state: ProxyState) -> Router {
     Router::new()
-        .route("/v1/chat/completions", post(chat_completions))
+        .route(
+            "/v1/chat/completions",
+            post(|State(state), request| chat_completions(state, request)),
+        )
         .route("/v1/responses", post(responses::create_response))
         .route(
             "/v1/responses/{id}",
@@ -288,11 +290,6 @@ pub fn router(state: ProxyState) -> Router {
         // A plain function over the answer: no boxed future per request, as
         // `middleware::from_fn` would make.
         .layer(tower::util::MapResponseLayer::new(envelope_bare_errors))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(
-            REQUEST_ID,
-            MakeProcessRequestId::new(),
-        ))
         .with_state(state)
 }
 
@@ -333,7 +330,7 @@ pub async fn serve(
     ));
     let served = crate::workers::serve_on_workers(
         listener,
-        router(state.clone()),
+        crate::front::Front::new(state.clone()),
         crate::workers::default_workers(),
         shutdown.clone(),
     )
@@ -470,7 +467,7 @@ pub(crate) struct Seen {
 
 const CHAT_ROUTE: &str = "chat_completions";
 
-async fn chat_completions(State(state): State<ProxyState>, request: Request) -> Response {
+pub(crate) async fn chat_completions(state: ProxyState, request: Request) -> Response {
     let started = Instant::now();
     let mut seen = Seen::default();
     let result = chat(&state, request, started, &mut seen).await;

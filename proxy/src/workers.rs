@@ -11,19 +11,17 @@
 //! and control-plane connections, the Redis connection, limit settlements) keep
 //! running until the proxy has released its reservations and flushed its usage.
 
+use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::Request;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::server::conn::{http1, http2};
+use hyper::service::Service;
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 /// Connections waiting for a worker, per worker.
 const QUEUE: usize = 1024;
@@ -55,11 +53,35 @@ pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// What a connection can be served by: a hyper service answering every request.
+pub trait ConnectionService:
+    Service<Request<Incoming>, Response = Response<Self::Body>, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + 'static
+{
+    type Body: Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + 'static;
+}
+
+impl<S, B> ConnectionService for S
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible, Future: Send>
+        + Clone
+        + Send
+        + 'static,
+    B: Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static,
+{
+    type Body = B;
+}
+
 /// Accepts on `listener` until `stop`, handing connections to `workers` workers in
-/// turn; then lets every open connection finish (graceful shutdown) and returns.
-pub async fn serve_on_workers(
+/// turn, each served by a clone of `service`; then lets every open connection finish
+/// (graceful shutdown) and returns.
+pub async fn serve_on_workers<S: ConnectionService>(
     listener: TcpListener,
-    router: Router,
+    service: S,
     workers: usize,
     stop: CancellationToken,
 ) -> std::io::Result<Drained> {
@@ -73,7 +95,7 @@ pub async fn serve_on_workers(
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let router = router.clone();
+        let service = service.clone();
         let stop = stop.clone();
         let exit = exit.clone();
         let thread = std::thread::Builder::new()
@@ -81,7 +103,7 @@ pub async fn serve_on_workers(
             .spawn(move || {
                 crate::upstream::set_worker(n);
                 runtime.block_on(async move {
-                    worker(rx, router, stop).await;
+                    worker(rx, service, stop).await;
                     let _ = done.send(());
                     exit.cancelled().await;
                 });
@@ -158,13 +180,12 @@ async fn protocol(stream: &tokio::net::TcpStream) -> Protocol {
 }
 
 /// Serves the connections it is handed until `stop`, then waits for them to finish.
-async fn worker(
+async fn worker<S: ConnectionService>(
     mut connections: mpsc::Receiver<std::net::TcpStream>,
-    router: Router,
+    service: S,
     stop: CancellationToken,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let service = router.map_request(|request: Request<Incoming>| request.map(Body::new));
     loop {
         let stream = tokio::select! {
             stream = connections.recv() => match stream {
@@ -176,7 +197,7 @@ async fn worker(
         let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
             continue;
         };
-        let service = TowerToHyperService::new(service.clone());
+        let service = service.clone();
         let watcher = graceful.watcher();
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -208,8 +229,7 @@ async fn worker(
 
 #[cfg(test)]
 mod tests {
-    use axum::routing::get;
-    use http_body_util::{BodyExt, Empty};
+    use http_body_util::{BodyExt, Empty, Full};
     use hyper::body::Bytes;
     use tokio::io::AsyncWriteExt;
 
@@ -217,7 +237,7 @@ mod tests {
 
     type Served = tokio::task::JoinHandle<std::io::Result<Drained>>;
 
-    /// A worker pool on loopback answering `GET /` with `hello`, until `stop`.
+    /// A worker pool on loopback answering every request with `hello`, until `stop`.
     async fn server() -> (std::net::SocketAddr, CancellationToken, Served) {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -226,8 +246,10 @@ mod tests {
             .local_addr()
             .unwrap_or_else(|e| panic!("addr: {e}"));
         let stop = CancellationToken::new();
-        let router = Router::new().route("/", get(|| async { "hello" }));
-        let served = tokio::spawn(serve_on_workers(listener, router, 2, stop.clone()));
+        let hello = hyper::service::service_fn(|_: Request<Incoming>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello"))))
+        });
+        let served = tokio::spawn(serve_on_workers(listener, hello, 2, stop.clone()));
         (addr, stop, served)
     }
 

@@ -222,6 +222,60 @@ async fn every_refusal_is_an_openai_error_with_a_request_id() {
     assert_error(&a, 403, "project_archived");
 }
 
+/// Chat is served by the front door's fast path and everything else by the router:
+/// both keep a client's `x-request-id` and otherwise make a new one each time.
+#[tokio::test]
+async fn a_request_id_is_kept_when_given_and_made_when_not_on_every_route() {
+    let w = world().await;
+    let (_, key) = w.project("ids", &[OSS]).await;
+    let chat = format!("{}/v1/chat/completions", w.base);
+    let models = format!("{}/v1/models", w.base);
+    for (what, request) in [
+        ("chat", w.client.post(&chat).json(&hello(OSS))),
+        ("models", w.client.get(&models)),
+        ("405", w.client.get(&chat)),
+        (
+            "unknown route",
+            w.client.post(format!("{}/v1/embeddings", w.base)),
+        ),
+    ] {
+        let given = w
+            .send(
+                request
+                    .try_clone()
+                    .unwrap_or_else(|| panic!("{what}: clone"))
+                    .bearer_auth(&key)
+                    .header("x-request-id", "client-trace-42"),
+            )
+            .await;
+        assert_eq!(
+            given.request_id.as_deref(),
+            Some("client-trace-42"),
+            "{what}"
+        );
+        let made: Vec<String> = futures_util::future::join_all((0..2).map(|_| {
+            w.send(
+                request
+                    .try_clone()
+                    .unwrap_or_else(|| panic!("{what}: clone"))
+                    .bearer_auth(&key),
+            )
+        }))
+        .await
+        .into_iter()
+        .map(|a| {
+            a.request_id
+                .unwrap_or_else(|| panic!("{what}: no request id"))
+        })
+        .collect();
+        assert!(
+            made[0].starts_with("req_") && made[0].len() == 32,
+            "{what}: {made:?}"
+        );
+        assert_ne!(made[0], made[1], "{what}");
+    }
+}
+
 #[tokio::test]
 async fn what_the_catalog_says_a_model_cannot_serve_is_a_400_naming_the_parameter() {
     let w = world().await;

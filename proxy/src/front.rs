@@ -1,0 +1,95 @@
+//! The proxy's front door: the service every client connection is served by.
+//!
+//! `POST /v1/chat/completions` — nearly all of the proxy's traffic — goes straight to
+//! its handler; everything else through axum's router (`server::routes`). The router's
+//! per-request work (path matching, a boxed clone of the route, extensions for the
+//! matched and original path, the body boxed) cost ~10 % of the proxy's CPU on the
+//! hot path (bench/proxy.sh, BENCHMARKS.md "Sixth pass"); the two routes behave alike
+//! otherwise: both get `x-request-id` here, and the router's own errors (405, 413) the
+//! OpenAI envelope there.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderValue, Method};
+use axum::response::Response;
+use hyper::body::Incoming;
+use tower::ServiceExt;
+
+use crate::request_id::{ProcessRequestIds, REQUEST_ID};
+use crate::server::{ProxyState, chat_completions, routes};
+
+const CHAT_PATH: &str = "/v1/chat/completions";
+
+#[derive(Clone)]
+pub struct Front {
+    state: ProxyState,
+    router: Router,
+    ids: ProcessRequestIds,
+}
+
+impl Front {
+    pub fn new(state: ProxyState) -> Self {
+        Self {
+            router: routes(state.clone()),
+            state,
+            ids: ProcessRequestIds::new(),
+        }
+    }
+}
+
+type Handling = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+impl hyper::service::Service<hyper::Request<Incoming>> for Front {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn call(&self, request: hyper::Request<Incoming>) -> Answer {
+        // The client's own id is kept (copied: its bytes are a slice of the
+        // connection's read buffer, which must not outlive the request's head).
+        let id = request
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|given| HeaderValue::from_bytes(given.as_bytes()).ok())
+            .unwrap_or_else(|| self.ids.next());
+        let handling: Handling =
+            if request.method() == Method::POST && request.uri().path() == CHAT_PATH {
+                Box::pin(chat_completions(self.state.clone(), request.map(Body::new)))
+            } else {
+                let routed = self.router.clone().oneshot(request.map(Body::new));
+                Box::pin(async move {
+                    match routed.await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    }
+                })
+            };
+        Answer {
+            handling,
+            id: Some(id),
+        }
+    }
+}
+
+/// A request's answer, with its `x-request-id`.
+pub struct Answer {
+    handling: Handling,
+    id: Option<HeaderValue>,
+}
+
+impl Future for Answer {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut response = ready!(self.handling.as_mut().poll(cx));
+        if let Some(id) = self.id.take() {
+            response.headers_mut().insert(REQUEST_ID, id);
+        }
+        Poll::Ready(Ok(response))
+    }
+}
