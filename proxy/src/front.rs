@@ -3,10 +3,10 @@
 //! `POST /v1/chat/completions` — nearly all of the proxy's traffic — goes straight to
 //! its handler; everything else through axum's router (`server::routes`). The router's
 //! per-request work (path matching, a boxed clone of the route, extensions for the
-//! matched and original path, the body boxed) cost ~10 % of the proxy's CPU on the
-//! hot path (bench/proxy.sh, BENCHMARKS.md "Sixth pass"); the two routes behave alike
-//! otherwise: both get `x-request-id` here, and the router's own errors (405, 413) the
-//! OpenAI envelope there.
+//! matched and original path) and tower-http's request-id layers were ~5 % of a chat
+//! request's instructions under callgrind (BENCHMARKS.md "Sixth pass"). The two routes
+//! behave alike otherwise: both get `x-request-id` here, and the router's own errors
+//! (405, 413) the OpenAI envelope there.
 
 use std::convert::Infallible;
 use std::future::Future;
