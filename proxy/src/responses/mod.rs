@@ -156,19 +156,22 @@ fn model_for_responses<'a>(
 pub async fn create_response(State(state): State<ProxyState>, request: Request) -> Response {
     let started = Instant::now();
     let mut seen = Seen::default();
-    let (parts, body) = request.into_parts();
-    let result = create(&state, &parts.headers, body, started, &mut seen).await;
+    let result = create(&state, request, started, &mut seen).await;
     answer(&state, CREATE_ROUTE, seen, result)
 }
 
 async fn create(
     state: &ProxyState,
-    headers: &HeaderMap,
-    body: Body,
+    client: Request,
     started: Instant,
     seen: &mut Seen,
 ) -> Result<Response, OpenAiError> {
-    let (claims, policy, bytes) = state.begin(headers, body, seen).await?;
+    let (head, body) = client.into_parts();
+    let (claims, policy, bytes) = state.begin(&head.headers, body, seen).await?;
+    // As in chat: the head's values are slices of the client connection's first read
+    // buffer; dropped now, that buffer is freed while a stream waits for Mantle (the
+    // body, forwarded as it came, is dropped by hyper once written).
+    drop(head);
     let Obj(fields) = serde_json::from_slice::<Obj<CreateFields>>(&bytes).map_err(|e| {
         OpenAiError::invalid(
             "body",
