@@ -185,14 +185,20 @@ impl Proxy {
     }
 
     /// What every forwarded request starts with: the verified key (its project noted
-    /// for the metrics), the current policy, and the body.
+    /// for the metrics), the current policy, and the body. The request's head is
+    /// dropped once the key is read: its values are slices of the client connection's
+    /// read buffer, which hyper replaces (8 KiB) while the request is in flight, so
+    /// keeping the head would hold the old buffer for as long as a stream waits for its
+    /// first token (8 MiB with 1,000 waiting, bench/proxy.sh). A body forwarded as it
+    /// came is dropped by hyper once written to Mantle.
     pub(crate) async fn begin(
         &self,
-        headers: &HeaderMap,
-        body: Body,
+        client: Request,
         seen: &mut Seen,
     ) -> Result<(Arc<ApiKeyClaims>, Arc<Policy>, Bytes), OpenAiError> {
-        let claims = self.authenticate(headers).await?;
+        let (head, body) = client.into_parts();
+        let claims = self.authenticate(&head.headers).await?;
+        drop(head);
         seen.project = Some(claims.project);
         let policy = self.policy()?;
         let limit = self.settings.config.proxy_max_body_bytes;
@@ -593,13 +599,7 @@ async fn chat(
     started: Instant,
     seen: &mut Seen,
 ) -> Result<Response, OpenAiError> {
-    let (head, body) = client.into_parts();
-    let (claims, policy, bytes) = state.begin(&head.headers, body, seen).await?;
-    // The head's values and a small body are slices of the client connection's read
-    // buffer, which hyper replaces (8 KiB) while the request is in flight: dropped now,
-    // the old buffer is freed for the seconds a stream waits for its first token
-    // instead of being held beside the new one (8 MiB with 1,000 waiting, bench/proxy.sh).
-    drop(head);
+    let (claims, policy, bytes) = state.begin(client, seen).await?;
     let mut request = parse_chat(&bytes)?;
     let project = authorize(&claims, &policy, Some(&request.model))
         .map_err(|d| denial(d, Some(&request.model)))?;

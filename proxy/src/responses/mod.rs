@@ -166,12 +166,7 @@ async fn create(
     started: Instant,
     seen: &mut Seen,
 ) -> Result<Response, OpenAiError> {
-    let (head, body) = client.into_parts();
-    let (claims, policy, bytes) = state.begin(&head.headers, body, seen).await?;
-    // As in chat: the head's values are slices of the client connection's first read
-    // buffer; dropped now, that buffer is freed while a stream waits for Mantle (the
-    // body, forwarded as it came, is dropped by hyper once written).
-    drop(head);
+    let (claims, policy, bytes) = state.begin(client, seen).await?;
     let Obj(fields) = serde_json::from_slice::<Obj<CreateFields>>(&bytes).map_err(|e| {
         OpenAiError::invalid(
             "body",
