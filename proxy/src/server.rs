@@ -30,7 +30,7 @@ use crate::metering::{Meter, Metered};
 use crate::metrics::{ModelMetrics, ProxyMetrics, RequestLabels, UpstreamErrorLabels};
 use crate::normalize::{SseRewriter, Usage, parse_chat, prepare_chat, rewrite_response};
 use crate::responses::{self, Pending, ResponseRegistry};
-use crate::upstream::{UpstreamClient, UpstreamError, UpstreamResponse};
+use crate::upstream::{Destination, UpstreamClient, UpstreamError, UpstreamResponse};
 use crate::{KeyError, KeyVerifier, Policy, SnapshotFollower};
 
 /// The most of an upstream error body the proxy reads.
@@ -732,18 +732,18 @@ pub(crate) enum UpstreamPath<'a> {
     Dynamic(&'a str),
 }
 
-/// A Mantle URL, parsed for signing (`url`) and for sending (`uri`).
+/// A Mantle URL, parsed for signing (`url`) and for sending (`to`).
 #[derive(Clone)]
 pub(crate) struct Target {
     url: reqwest::Url,
-    uri: axum::http::Uri,
+    to: Destination,
 }
 
 impl Target {
     fn parse(s: &str) -> Option<Self> {
         let url = reqwest::Url::parse(s).ok()?;
-        let uri = url.as_str().parse().ok()?;
-        Some(Self { url, uri })
+        let to = Destination::parse(url.as_str())?;
+        Some(Self { url, to })
     }
 }
 
@@ -817,9 +817,7 @@ pub(crate) async fn send_upstream(
                 ),
             )
         })?;
-    let mut request = axum::http::Request::builder()
-        .method(call.method)
-        .uri(target.uri.clone());
+    let mut request = axum::http::Request::builder().method(call.method);
     for (name, value) in headers.iter() {
         request = request.header(*name, *value);
     }
@@ -835,7 +833,7 @@ pub(crate) async fn send_upstream(
         })?;
     state
         .upstream
-        .send(request, call.stream)
+        .send(&target.to, request, call.stream)
         .await
         .map_err(|e| transport_failure(state, &e))
 }
