@@ -16,6 +16,7 @@
 #
 #   bench/proxy.sh
 #   DURATION=30s bench/proxy.sh
+#   ROUNDS=5 bench/proxy.sh   # nginx and strata alternated five times at c = 64 (default 3)
 #   MODES=plain CONNS=64 STREAMS=0 PERF=1 bench/proxy.sh   # one figure, with a CPU profile
 #   BARE="pool local pinned" MODES=plain CONNS=64 STREAMS=0 EXTRA= bench/proxy.sh
 #     (also the floor of a tokio + hyper proxy that only forwards: proxy/examples/bare_proxy.rs)
@@ -38,6 +39,7 @@ STREAMS=${STREAMS:-1000}
 # Narrower runs while working on one figure, e.g. MODES=plain CONNS=64 STREAMS=0.
 MODES=${MODES-plain stream}
 CONNS=${CONNS-1 64}
+ROUNDS=${ROUNDS:-3}
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
@@ -190,12 +192,14 @@ ticks() {
 }
 # The processes doing the proxying on a path: nothing, nginx's workers, or strata.
 proxy_pids() { case $1 in direct) ;; nginx) pgrep -P "$(cat "$work/pass.pid")" ;; bare-*) echo "$bare_pid" ;; *) echo "$proxy_pid" ;; esac; }
-declare -A RPS P50 P99 CPU SYS
+# The machine's CPU counters (/proc/stat): busy, idle and stolen ticks, all cores.
+machine_ticks() { awk '/^cpu / {print $2+$3+$4+$7+$8, $5+$6, $9}' /proc/stat; }
+declare -A RPS P50 P99 CPU SYS IDLE
 load() { # name mode connections url
-  local name=$1 mode=$2 conns=$3 url=$4 threads=2 out before sys_before requests pids
+  local name=$1 mode=$2 conns=$3 url=$4 threads=2 out before sys_before requests pids machine_before
   ((conns == 1)) && threads=1
   pids=$(proxy_pids "$name")
-  before=$(ticks all $pids); sys_before=$(ticks sys $pids)
+  before=$(ticks all $pids); sys_before=$(ticks sys $pids); machine_before=$(machine_ticks)
   out=$(BENCH_KEY=$key BENCH_STREAM=$([[ $mode == stream ]] && echo 1 || echo 0) \
         wrk -t"$threads" -c"$conns" -d"$DURATION" --latency -s "bench/${SCRIPT:-chat}.lua" "$url")
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
@@ -203,25 +207,32 @@ load() { # name mode connections url
     'BEGIN {printf "%.1f", n ? t / hz * 1e6 / n : 0}')
   SYS[$name.$mode.$conns]=$(awk -v t="$(($(ticks sys $pids) - sys_before))" -v hz="$(getconf CLK_TCK)" -v n="$requests" \
     'BEGIN {printf "%.1f", n ? t / hz * 1e6 / n : 0}')
+  # Idle and stolen (by the hypervisor) shares of the machine's time during the load:
+  # a path that leaves cores idle is bound by latency, not by CPU.
+  IDLE[$name.$mode.$conns]=$(awk -v b="$machine_before" -v a="$(machine_ticks)" \
+    'BEGIN {split(b, x, " "); split(a, y, " "); t = (y[1]-x[1]) + (y[2]-x[2]) + (y[3]-x[3]); if (!t) t = 1;
+            printf "%.0f / %.0f", 100 * (y[2]-x[2]) / t, 100 * (y[3]-x[3]) / t}')
   if ! grep -q 'non-2xx/3xx responses: 0' <<<"$out"; then echo "$out" >&2; echo "errors on $name $mode c=$conns" >&2; exit 1; fi
   RPS[$name.$mode.$conns]=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
   P50[$name.$mode.$conns]=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
   P99[$name.$mode.$conns]=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
-  printf '| %-12s | %-6s | %3s | %8s | %8s | %8s | %9s | %8s |\n' "$name" "$mode" "$conns" "${RPS[$name.$mode.$conns]}" \
-    "${P50[$name.$mode.$conns]}" "${P99[$name.$mode.$conns]}" "${CPU[$name.$mode.$conns]}" "${SYS[$name.$mode.$conns]}"
+  printf '| %-12s | %-6s | %3s | %8s | %8s | %8s | %9s | %8s | %11s |\n' "$name" "$mode" "$conns" "${RPS[$name.$mode.$conns]}" \
+    "${P50[$name.$mode.$conns]}" "${P99[$name.$mode.$conns]}" "${CPU[$name.$mode.$conns]}" "${SYS[$name.$mode.$conns]}" \
+    "${IDLE[$name.$mode.$conns]}"
 }
 
 echo
 echo "machine: $(nproc) cores, $(date -u +%Y-%m-%d), DURATION=$DURATION"
 echo
-echo "(proxy CPU: CPU time of the proxying processes per request, user + system, in µs; of it in the kernel)"
+echo "(proxy CPU: CPU time of the proxying processes per request, user + system, in µs; of it in the kernel."
+echo " idle/steal: the machine's idle time and the time the hypervisor took, % of both cores during the load)"
 echo
 header() {
-  echo "| path         | mode   |   c |    req/s | p50 (ms) | p99 (ms) | proxy CPU | of it sys |"
-  echo "| ---          | ---    | --- |      --- |      --- |      --- |       --- |       --- |"
+  echo "| path         | mode   |   c |    req/s | p50 (ms) | p99 (ms) | proxy CPU | of it sys | idle/steal % |"
+  echo "| ---          | ---    | --- |      --- |      --- |      --- |       --- |       --- |          --- |"
 }
 header
-declare -A RSS
+declare -A RSS RATIOS
 for mode in $MODES; do
   start_proxy "http://127.0.0.1:$static_port/$mode/{region}/v1"
   # The first request pays for AssumeRole and the JWKS fetch; not part of the figures.
@@ -230,10 +241,15 @@ for mode in $MODES; do
     "http://127.0.0.1:$proxy_port/v1/chat/completions"
   for conns in $CONNS; do
     load direct "$mode" "$conns" "http://127.0.0.1:$static_port/$mode/us-east-1/v1/chat/completions"
+    # Under load the ratio moves by several points from one 10 s run to the next
+    # (the machine is shared with wrk and the upstream): ROUNDS alternated runs of
+    # nginx and strata, and their median ratio.
+    rounds=1; ((conns > 1)) && rounds=$ROUNDS
+    for round in $(seq 1 "$rounds"); do
     load nginx "$mode" "$conns" "http://127.0.0.1:$pass_port/$mode/us-east-1/v1/chat/completions"
     # PERF=1: a CPU profile of the proxy under load, in target/perf-proxy-<mode>-<c>.data.
     # PERF=stat: context switches, migrations and CPU of the proxy, printed.
-    if [[ "${PERF:-}" == stat ]]; then
+    if [[ "${PERF:-}" == stat && $round == 1 ]]; then
       for who in nginx strata; do
         [[ $who == nginx ]] && sleep 0.5
         perf stat -e task-clock,context-switches,cpu-migrations,syscalls:sys_enter_writev,syscalls:sys_enter_write,syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_futex,syscalls:sys_enter_getrandom \
@@ -241,12 +257,14 @@ for mode in $MODES; do
         [[ $who == nginx ]] && { load nginx "$mode" "$conns" "http://127.0.0.1:$pass_port/$mode/us-east-1/v1/chat/completions"; wait $!; }
       done
       perf_pid=$!
-    elif [[ -n "${PERF:-}" ]]; then
+    elif [[ -n "${PERF:-}" && "${PERF:-}" != stat && $round == 1 ]]; then
       perf record -q -F 499 -g -p "$proxy_pid" -o "$ROOT/target/perf-proxy-$mode-$conns.data" -- sleep 5 2>/dev/null &
       perf_pid=$!
     fi
     load strata "$mode" "$conns" "http://127.0.0.1:$proxy_port/v1/chat/completions"
     if [[ -n "${perf_pid:-}" ]]; then wait "$perf_pid" 2>/dev/null || true; perf_pid=""; fi
+    RATIOS[$mode.$conns]+=" $(awk -v c="${RPS[strata.$mode.$conns]}" -v b="${RPS[nginx.$mode.$conns]}" 'BEGIN {printf "%.0f", 100 * c / b}')"
+    done
     for bare in ${BARE:-}; do
       target/release/examples/bare_proxy "127.0.0.1:$bare_port" "127.0.0.1:$static_port" "/$mode/us-east-1" "$bare" & bare_pid=$!
       wait_http "http://127.0.0.1:$bare_port/v1/chat/completions"
@@ -260,10 +278,16 @@ done
 
 echo
 for mode in $MODES; do
-  [[ -n "${P99[strata.$mode.1]:-}" && -n "${RPS[strata.$mode.64]:-}" ]] || continue
-  added=$(awk -v c="${P99[strata.$mode.1]}" -v a="${P99[direct.$mode.1]}" 'BEGIN {printf "%.3f", c - a}')
-  ratio=$(awk -v c="${RPS[strata.$mode.64]}" -v b="${RPS[nginx.$mode.64]}" 'BEGIN {printf "%.0f", 100 * c / b}')
-  echo "$mode: added p99 at c=1 (strata - direct) ${added} ms (target <= 0.2); throughput at c=64 ${ratio}% of nginx proxy_pass (target >= 70%); strata peak RSS ${RSS[$mode]} MiB"
+  if [[ -n "${P99[strata.$mode.1]:-}" ]]; then
+    added=$(awk -v c="${P99[strata.$mode.1]}" -v a="${P99[direct.$mode.1]}" 'BEGIN {printf "%.3f", c - a}')
+    echo "$mode: added p99 at c=1 (strata - direct) ${added} ms (target <= 0.2)"
+  fi
+  if [[ -n "${RATIOS[$mode.64]:-}" ]]; then
+    ratio=$(tr ' ' '\n' <<<"${RATIOS[$mode.64]}" | sed '/^$/d' | sort -n | awk '{r[NR] = $1} END {print (NR % 2) ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2}')
+    runs=$(tr ' ' '\n' <<<"${RATIOS[$mode.64]}" | sed '/^$/d; s/$/%/' | paste -sd, | sed 's/,/, /g')
+    echo "$mode: throughput at c=64 ${ratio}% of nginx proxy_pass, the median of alternated runs ${runs} (target >= 70%)"
+  fi
+  echo "$mode: strata peak RSS ${RSS[$mode]} MiB"
 done
 
 warm() { # path body: the first request pays for AssumeRole, the JWKS and the budget's start
