@@ -40,7 +40,9 @@ pub struct Metered {
 
 #[derive(Default)]
 struct State {
-    open: HashMap<(Slot, String), UsageRecord>,
+    /// A slot's records, one per model (a key uses few models a minute): found by
+    /// comparing the name, so a request's model is not copied to look its record up.
+    open: HashMap<Slot, Vec<UsageRecord>>,
     /// Batches that could not be sent yet, oldest first.
     unsent: Vec<UsageBatch>,
 }
@@ -81,21 +83,26 @@ impl Meter {
             minute,
         };
         let mut state = self.lock();
-        let r = state
-            .open
-            .entry((slot, m.model.clone()))
-            .or_insert_with(|| UsageRecord {
-                project_id: m.project,
-                key_id: m.key,
-                model: m.model,
-                minute,
-                requests: 0,
-                errors: 0,
-                input_tokens: 0,
-                output_tokens: 0,
-                cached_tokens: 0,
-                latency_ms_sum: 0,
-            });
+        let records = state.open.entry(slot).or_default();
+        let at = match records.iter().position(|r| r.model == m.model) {
+            Some(at) => at,
+            None => {
+                records.push(UsageRecord {
+                    project_id: m.project,
+                    key_id: m.key,
+                    model: m.model,
+                    minute,
+                    requests: 0,
+                    errors: 0,
+                    input_tokens: 0,
+                    output_tokens: 0,
+                    cached_tokens: 0,
+                    latency_ms_sum: 0,
+                });
+                records.len() - 1
+            }
+        };
+        let r = &mut records[at];
         r.requests += 1;
         r.errors += u64::from(m.error);
         r.input_tokens += m.usage.input_tokens;
@@ -107,7 +114,8 @@ impl Meter {
     /// Aggregates not yet accepted by the control plane.
     pub fn pending_records(&self) -> usize {
         let state = self.lock();
-        state.open.len() + state.unsent.iter().map(|b| b.records.len()).sum::<usize>()
+        state.open.values().map(Vec::len).sum::<usize>()
+            + state.unsent.iter().map(|b| b.records.len()).sum::<usize>()
     }
 
     /// Sends everything aggregated so far. Returns how many records were accepted;
@@ -115,7 +123,7 @@ impl Meter {
     pub async fn flush(&self) -> Result<usize, String> {
         {
             let mut state = self.lock();
-            let records: Vec<UsageRecord> = state.open.drain().map(|(_, r)| r).collect();
+            let records: Vec<UsageRecord> = state.open.drain().flat_map(|(_, r)| r).collect();
             for chunk in records.chunks(BATCH_RECORDS) {
                 state.unsent.push(UsageBatch {
                     batch_id: Uuid::now_v7(),
