@@ -1,6 +1,7 @@
 //! The proxy's HTTP side: `/v1/chat/completions`, `/v1/models`, health, readiness
 //! and metrics. Every response carries `x-request-id`; every error OpenAI's envelope.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -817,25 +818,46 @@ pub(crate) async fn send_upstream(
                 ),
             )
         })?;
-    let mut request = axum::http::Request::builder().method(call.method);
-    for (name, value) in headers.iter() {
-        request = request.header(*name, *value);
+    let mut request = axum::http::Request::new(http_body_util::Full::new(call.body));
+    *request.method_mut() = call.method;
+    let given = headers
+        .iter()
+        .map(|(n, v)| (Cow::Borrowed(*n), Cow::Borrowed(*v)));
+    let signed = auth.into_iter().map(|(n, v)| (n, Cow::Owned(v)));
+    for (name, value) in given.chain(signed) {
+        let header = upstream_header_name(&name).ok().zip(match value {
+            Cow::Borrowed(v) => HeaderValue::from_str(v).ok(),
+            Cow::Owned(v) => HeaderValue::try_from(v).ok(),
+        });
+        let Some((name, value)) = header else {
+            // A header Mantle's id or the signer made that HTTP cannot carry.
+            tracing::warn!(project.id = %project.id, header = %name, "cannot build the request to Mantle");
+            return Err(("connect", upstream_unreachable()));
+        };
+        request.headers_mut().append(name, value);
     }
-    for (name, value) in auth {
-        request = request.header(name.as_ref(), value);
-    }
-    let request = request
-        .body(http_body_util::Full::new(call.body))
-        .map_err(|e| {
-            // A header value Mantle's id or the signer made that HTTP cannot carry.
-            tracing::warn!(project.id = %project.id, error.cause = %e, "cannot build the request to Mantle");
-            ("connect", upstream_unreachable())
-        })?;
     state
         .upstream
         .send(&target.to, request, call.stream)
         .await
         .map_err(|e| transport_failure(state, &e))
+}
+
+/// The name of a header sent to Mantle: the usual ones ready-made (parsing a name
+/// allocates for any but the standard ones), any other parsed.
+fn upstream_header_name(name: &str) -> Result<header::HeaderName, header::InvalidHeaderName> {
+    const OPENAI_PROJECT: header::HeaderName = header::HeaderName::from_static("openai-project");
+    const X_AMZ_DATE: header::HeaderName = header::HeaderName::from_static("x-amz-date");
+    const X_AMZ_SECURITY_TOKEN: header::HeaderName =
+        header::HeaderName::from_static("x-amz-security-token");
+    Ok(match name {
+        "content-type" => header::CONTENT_TYPE,
+        "authorization" => header::AUTHORIZATION,
+        "openai-project" => OPENAI_PROJECT,
+        "x-amz-date" => X_AMZ_DATE,
+        "x-amz-security-token" => X_AMZ_SECURITY_TOKEN,
+        other => header::HeaderName::try_from(other)?,
+    })
 }
 
 /// A call to Mantle or the read of its answer failed in transport: the upstream
