@@ -530,13 +530,7 @@ mod tests {
             .with_root_certificates(roots)
             .with_no_client_auth();
         let client = UpstreamClient::with_tls(0, tls, SECONDS, SECONDS, SECONDS);
-        let answer = client
-            .send(&to(&format!("https://{addr}/v1/models")), get(), false)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(answer.status(), StatusCode::OK);
-        let body = answer.bytes().await.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(&body[..], b"hello");
+        hello(&client, &format!("https://{addr}/v1/models")).await;
     }
 
     #[tokio::test]
@@ -685,6 +679,7 @@ mod tests {
         (addr, accepted, hosts)
     }
 
+    /// One call to `url`, answered 200 `hello`.
     async fn hello(client: &UpstreamClient, url: &str) {
         let answer = client
             .send(&to(url), get(), false)
