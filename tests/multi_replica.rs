@@ -98,6 +98,7 @@ async fn two_control_planes_and_two_proxies_on_one_database_and_redis() {
         .map(|_| tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")))
         .collect();
     let mantle = FakeMantle::start().await;
+    mantle.enforce_iam(&strata_testkit::moto::moto_url());
     let a = serve(dirs[0].path(), &db.url, &mantle, LEASE_SECS).await;
     let b = serve(dirs[1].path(), &db.url, &mantle, LEASE_SECS).await;
     let token = admin_token(dirs[0].path());

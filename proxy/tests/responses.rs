@@ -185,3 +185,103 @@ async fn a_proxy_that_stops_gives_back_the_background_reservations_it_held() {
         "released on shutdown (the next follower meters the response)"
     );
 }
+
+/// The role's inline policy as strata rendered it, with `keep` its only actions.
+async fn narrow_role_policy(w: &World, project: Uuid, keep: &[&str]) {
+    let p = w
+        .app
+        .get(&format!("/api/v1/projects/{project}"), &w.app.admin)
+        .await;
+    let role_arn = p.body["aws"]["role_arn"].as_str().unwrap_or_default();
+    let role = role_arn.rsplit('/').next().unwrap_or_default().to_owned();
+    let iam = strata_testkit::moto::moto_iam().await;
+    let doc = iam
+        .get_role_policy()
+        .role_name(&role)
+        .policy_name("strata-inference")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut policy =
+        strata_core::policy::parse_policy(doc.policy_document()).unwrap_or_else(|e| panic!("{e}"));
+    for statement in policy["Statement"].as_array_mut().into_iter().flatten() {
+        let actions: Vec<Value> = statement["Action"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a.as_str().is_some_and(|a| keep.contains(&a)))
+            .cloned()
+            .collect();
+        statement["Action"] = Value::Array(actions);
+    }
+    policy["Statement"]
+        .as_array_mut()
+        .into_iter()
+        .for_each(|s| s.retain(|st| st["Action"].as_array().is_some_and(|a| !a.is_empty())));
+    iam.put_role_policy()
+        .role_name(&role)
+        .policy_name("strata-inference")
+        .policy_document(policy.to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test]
+async fn mantle_checks_each_routes_iam_action_against_the_role_and_strata_grants_them() {
+    let w = world().await;
+    let (id, key) = w.responses_project("iam-actions", json!({})).await;
+    let input = json!({"model": OSS, "input": "hello"});
+    let (_, created) = w.create_response(&key, &input).await;
+    let response_id = created["id"].as_str().unwrap_or_default().to_owned();
+    let retrieve = || {
+        w.send(
+            w.client
+                .get(format!("{}/v1/responses/{response_id}", w.base))
+                .bearer_auth(&key),
+        )
+    };
+    assert_eq!(
+        retrieve().await.status,
+        200,
+        "the rendered policy grants GetInference"
+    );
+
+    // A role that may only create (strata's policy before it followed the route
+    // table): Mantle refuses the retrieve, the proxy says so without AWS's details.
+    narrow_role_policy(&w, id, &["bedrock-mantle:CreateInference"]).await;
+    let denied = retrieve().await;
+    assert_error(&denied, 502, "upstream_denied");
+    assert_eq!(
+        w.mantle.calls("AccessDenied:bedrock-mantle:GetInference"),
+        1
+    );
+    let delete = w
+        .send(
+            w.client
+                .delete(format!("{}/v1/responses/{response_id}", w.base))
+                .bearer_auth(&key),
+        )
+        .await;
+    assert_error(&delete, 502, "upstream_denied");
+    assert_eq!(
+        w.mantle
+            .calls("AccessDenied:bedrock-mantle:DeleteInference"),
+        1
+    );
+    // Creating still works: that action is still granted.
+    w.create_response(&key, &input).await;
+
+    // The next reconcile pass repairs the policy from the route table.
+    w.app
+        .state
+        .reconciler
+        .run_for(&[id])
+        .await
+        .unwrap_or_else(|e| panic!("reconcile: {e}"));
+    assert_eq!(
+        retrieve().await.status,
+        200,
+        "the repaired policy grants it again"
+    );
+}

@@ -17,6 +17,8 @@ pub const PENDING_MANTLE_ID: &str = "proj_pending";
 
 pub struct Desired {
     pub region: String,
+    /// `aws`, `aws-us-gov`: the first field of the project's ARNs.
+    pub partition: &'static str,
     pub mantle_name: String,
     pub mantle_tags: TagMap,
     pub role_name: String,
@@ -50,6 +52,7 @@ impl Desired {
         resource_tags.insert(ENVIRONMENT_TAG.to_owned(), project.environment.to_string());
         Self {
             region: project.region.to_string(),
+            partition: project.region.partition(),
             mantle_name: format!("strata-{}-{}", project.environment, project.name),
             mantle_tags: tags.clone(),
             role_name: policy::role_name(project.environment, &project.name, project.id),
@@ -95,11 +98,14 @@ pub fn trust_policy(
             subject: &subject,
         });
     if principals.is_empty() && oidc.is_none() {
-        principals.push(format!("arn:aws:iam::{account}:root"));
+        principals.push(format!(
+            "arn:{}:iam::{account}:root",
+            project.region.partition()
+        ));
     }
     policy::trust_policy(&principals, oidc.as_ref()).map_err(|e| e.to_string())
 }
 
-pub fn mantle_arn(region: &str, account: &str, id: &str) -> String {
-    format!("arn:aws:bedrock-mantle:{region}:{account}:project/{id}")
+pub fn mantle_arn(project: &Project, account: &str, id: &str) -> String {
+    policy::mantle_project_arn(project.region, account, id)
 }

@@ -200,7 +200,10 @@ impl Pass<'_> {
             desired::trust_policy(&self.r.config, self.project, account).map_err(internal)?;
         let policy =
             desired::inference_policy(self.project, account, mantle_id).map_err(internal)?;
-        let arn = format!("arn:aws:iam::{account}:role{}{name}", desired.role_path);
+        let arn = format!(
+            "arn:{}:iam::{account}:role{}{name}",
+            desired.partition, desired.role_path
+        );
         let Some(role) = iam.get_role(name).await? else {
             let trust_text = trust.to_string();
             let change = Change::new("iam_role", ChangeAction::Create, format!("create IAM role {name}"))
@@ -622,7 +625,7 @@ impl Reconciler {
         let mantle_result = match &mantle {
             Ok(Some(id)) => {
                 aws.mantle_project_id = Some(id.clone());
-                aws.mantle_project_arn = Some(desired::mantle_arn(&desired.region, &account, id));
+                aws.mantle_project_arn = Some(desired::mantle_arn(pass.project, &account, id));
                 Ok(())
             }
             Ok(None) => Ok(()),

@@ -5,6 +5,7 @@ else — to the role that makes each call."""
 
 import os
 import re
+import tomllib
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,18 @@ AWS_SOURCES = ROOT / "aws" / "src"
 
 # strata's name for a service → IAM's action prefix.
 PREFIX = {"iam": "iam", "ce": "ce", "bedrock-mantle": "bedrock-mantle", "tagging": "tag", "sts": "sts"}
+# bedrock-mantle's actions as AWS's Service Authorization Reference lists them
+# ("Actions, resources, and condition keys for Amazon Bedrock Powered by AWS Mantle").
+MANTLE_ACTIONS = {f"bedrock-mantle:{a}" for a in """
+    ArchiveProject AssociateCustomizedModel CallWithBearerToken CancelFineTuningJob
+    CancelInference CreateCustomizedModel CreateFile CreateFineTuningJob CreateInference
+    CreateProject CreateReservation DeleteCustomizedModel DeleteFile DeleteInference
+    DeleteReservation DisassociateCustomizedModel GetAccountDataRetention
+    GetCustomizedModel GetFile GetFineTuningJob GetInference GetModel GetProject
+    GetReservation ListCustomizedModelAssociations ListCustomizedModels ListFiles
+    ListFineTuningJobs ListModels ListProjects ListReservations ListTagsForResource
+    PutAccountDataRetention TagResource UntagResource UpdateProject UpdateReservation
+""".split()}
 # Calls no IAM permission is needed for.
 NEEDS_NO_PERMISSION = {"sts:GetCallerIdentity"}
 # Calls the proxy makes (assuming project roles); everything else is the control plane's.
@@ -74,6 +87,23 @@ def test_each_role_is_granted_exactly_what_strata_calls_with_it():
         f"granted but never called: {sorted(control_plane - (calls - PROXY_CALLS))}"
     )
     assert proxy == PROXY_CALLS
+
+
+def test_every_mantle_action_strata_grants_is_one_aws_documents():
+    """The project roles' actions (policies/mantle-routes.toml, rendered by strata) and the
+    control plane's Mantle actions (Terraform) must be real IAM actions: a misspelt one
+    grants nothing and fails only against AWS."""
+    with (ROOT / "policies" / "mantle-routes.toml").open("rb") as f:
+        routes = tomllib.load(f)
+    project_role = {a for r in routes["route"] for a in r["actions"]} | set(routes["model_scoped_actions"])
+    assert {"bedrock-mantle:CreateInference", "bedrock-mantle:GetInference"} <= project_role
+    control_plane = {a for a in policy_actions("control_plane") if a.startswith("bedrock-mantle:")}
+    assert control_plane, "the control plane manages Mantle projects"
+    unknown = (project_role | control_plane) - MANTLE_ACTIONS
+    assert not unknown, f"not bedrock-mantle actions AWS documents: {sorted(unknown)}"
+    template = (ROOT / "policies" / "iam" / "inference-policy.json").read_text()
+    assert "arn:{{partition}}:" in template and "arn:aws:" not in template, "ARNs follow the region's partition"
+    assert "bedrock:" not in template, "strata never calls Bedrock runtime: no bedrock:InvokeModel* grant"
 
 
 def test_project_role_actions_are_scoped_to_strata_managed_roles():

@@ -82,7 +82,8 @@ class Stack:
             # This session's own keys in a Redis other runs may share.
             "STRATA_REDIS_KEY_PREFIX": f"strata-sdk-{uuid.uuid4().hex[:12]}",
         }
-        self.spawn("fake-mantle", [FAKE_MANTLE, f"127.0.0.1:{mantle_port}"], {})
+        # Every proxied call is authorized as AWS does: by the project role's policy in moto.
+        self.spawn("fake-mantle", [FAKE_MANTLE, f"127.0.0.1:{mantle_port}", "--enforce-iam", moto], {})
         wait_until(lambda: http("GET", f"{self.mantle}/_fake/stats")[0] == 200, 10, "the fake Mantle")
         self.spawn(
             "serve",

@@ -52,7 +52,8 @@ pub enum Environment {
 
 string_enum!(Environment { Dev => "dev", Staging => "staging", Prod => "prod" });
 
-/// The AWS regions that serve Bedrock's OpenAI-compatible endpoint (Mantle).
+/// The AWS regions that serve Bedrock's OpenAI-compatible endpoint (Mantle), GovCloud
+/// (US-West) included.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
 )]
@@ -67,6 +68,8 @@ pub enum Region {
     ApNortheast1,
     #[serde(rename = "ap-south-1")]
     ApSouth1,
+    #[serde(rename = "ap-southeast-2")]
+    ApSoutheast2,
     #[serde(rename = "ap-southeast-3")]
     ApSoutheast3,
     #[serde(rename = "eu-central-1")]
@@ -81,9 +84,21 @@ pub enum Region {
     EuNorth1,
     #[serde(rename = "sa-east-1")]
     SaEast1,
+    #[serde(rename = "us-gov-west-1")]
+    UsGovWest1,
 }
 
-string_enum!(Region { UsEast1 => "us-east-1", UsEast2 => "us-east-2", UsWest2 => "us-west-2", ApNortheast1 => "ap-northeast-1", ApSouth1 => "ap-south-1", ApSoutheast3 => "ap-southeast-3", EuCentral1 => "eu-central-1", EuWest1 => "eu-west-1", EuWest2 => "eu-west-2", EuSouth1 => "eu-south-1", EuNorth1 => "eu-north-1", SaEast1 => "sa-east-1" });
+string_enum!(Region { UsEast1 => "us-east-1", UsEast2 => "us-east-2", UsWest2 => "us-west-2", ApNortheast1 => "ap-northeast-1", ApSouth1 => "ap-south-1", ApSoutheast2 => "ap-southeast-2", ApSoutheast3 => "ap-southeast-3", EuCentral1 => "eu-central-1", EuWest1 => "eu-west-1", EuWest2 => "eu-west-2", EuSouth1 => "eu-south-1", EuNorth1 => "eu-north-1", SaEast1 => "sa-east-1", UsGovWest1 => "us-gov-west-1" });
+
+impl Region {
+    /// The AWS partition the region belongs to: the first field of every ARN in it.
+    pub fn partition(self) -> &'static str {
+        match self {
+            Region::UsGovWest1 => "aws-us-gov",
+            _ => "aws",
+        }
+    }
+}
 
 /// `zdr`: zero data retention, Chat Completions only (the Responses API keeps data
 /// about 30 days). `standard`: both APIs.
@@ -133,8 +148,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn twelve_mantle_regions_round_trip() {
-        assert_eq!(Region::ALL.len(), 12);
+    fn every_mantle_region_round_trips() {
+        assert_eq!(Region::ALL.len(), 14);
         for r in Region::ALL {
             assert_eq!(Region::parse(r.as_str()), Ok(*r));
         }
@@ -143,5 +158,12 @@ mod tests {
             err.contains("us-east-1") && err.contains("sa-east-1"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn govcloud_has_its_own_partition() {
+        assert_eq!(Region::UsGovWest1.partition(), "aws-us-gov");
+        assert_eq!(Region::ApSoutheast2.partition(), "aws");
+        assert_eq!(Region::UsEast1.partition(), "aws");
     }
 }

@@ -3,6 +3,7 @@
 //! decides when to write them.
 
 mod canonical;
+mod routes;
 mod template;
 
 use serde_json::{Value, json};
@@ -11,6 +12,7 @@ use uuid::Uuid;
 
 use crate::domain::{Environment, ModelId, ProjectSlug, Region};
 pub use canonical::{CanonicalError, canonical, parse_policy, sort_keys};
+pub use routes::{MantleRoute, MantleRoutes, mantle_routes};
 pub use template::{TemplateError, render};
 
 const INFERENCE_TEMPLATE: &str = include_str!("../../../policies/iam/inference-policy.json");
@@ -29,24 +31,37 @@ pub struct InferenceScope<'a> {
     pub models: &'a [ModelId],
 }
 
-/// The inline policy of a project's role: Mantle inference on the project, limited
-/// to its models, and Bedrock runtime inference on those models — nothing else.
+/// The inline policy of a project's role: on the project's Mantle ARN, the actions
+/// of `policies/mantle-routes.toml` — those that name a model limited to the
+/// project's models — and nothing else.
 pub fn inference_policy(scope: &InferenceScope<'_>) -> Result<Value, TemplateError> {
+    let routes = mantle_routes().map_err(TemplateError::InvalidTemplate)?;
+    let (model_scoped, project_wide) = routes.grants();
     let models: Vec<&str> = scope.models.iter().map(ModelId::as_str).collect();
-    let arns: Vec<String> = scope
-        .models
-        .iter()
-        .map(|m| format!("arn:aws:bedrock:{}::foundation-model/{m}", scope.region))
-        .collect();
-    render(
+    let mut doc = render(
         INFERENCE_TEMPLATE,
         &[
+            ("partition", json!(scope.region.partition())),
             ("region", json!(scope.region.as_str())),
             ("account_id", json!(scope.account_id)),
             ("mantle_project_id", json!(scope.mantle_project_id)),
             ("models", json!(models)),
-            ("foundation_model_arns", json!(arns)),
+            ("model_scoped_actions", json!(model_scoped)),
+            ("project_actions", json!(project_wide)),
         ],
+    )?;
+    // IAM refuses a statement without actions.
+    if let Some(Value::Array(statements)) = doc.get_mut("Statement") {
+        statements.retain(|s| s["Action"].as_array().is_none_or(|a| !a.is_empty()));
+    }
+    Ok(doc)
+}
+
+/// A Mantle project's ARN, in the region's partition.
+pub fn mantle_project_arn(region: Region, account_id: &str, mantle_project_id: &str) -> String {
+    format!(
+        "arn:{}:bedrock-mantle:{region}:{account_id}:project/{mantle_project_id}",
+        region.partition()
     )
 }
 
@@ -150,6 +165,26 @@ mod tests {
         };
         let policy = inference_policy(&scope).unwrap_or_else(|e| panic!("{e}"));
         insta::assert_json_snapshot!("inference_policy", sort_keys(policy));
+    }
+
+    #[test]
+    fn a_govcloud_policy_names_the_govcloud_partition() {
+        let models = models(&["openai.gpt-oss-120b"]);
+        let scope = InferenceScope {
+            account_id: "123456789012",
+            region: Region::UsGovWest1,
+            mantle_project_id: "proj_gov1",
+            models: &models,
+        };
+        let policy = inference_policy(&scope).unwrap_or_else(|e| panic!("{e}"));
+        let arn = "arn:aws-us-gov:bedrock-mantle:us-gov-west-1:123456789012:project/proj_gov1";
+        for statement in policy["Statement"].as_array().into_iter().flatten() {
+            assert_eq!(statement["Resource"], arn, "{policy}");
+        }
+        assert_eq!(
+            mantle_project_arn(Region::UsGovWest1, "123456789012", "proj_gov1"),
+            arn
+        );
     }
 
     #[test]

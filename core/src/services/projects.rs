@@ -300,7 +300,7 @@ impl Services {
         if !errors.is_empty() {
             return Err(CoreError::Validation(errors));
         }
-        // The role's inline policy names every model twice; IAM caps its size.
+        // The role's inline policy names every model; IAM caps its size.
         let size = policy::worst_case_inference_policy_size(draft.region, &draft.allowed_models)
             .map_err(|e| CoreError::internal("rendering the inference policy", e))?;
         if size > policy::MAX_INLINE_POLICY_CHARS {

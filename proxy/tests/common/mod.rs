@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use strata_proxy::{Proxy, ProxyConfig, ProxySettings};
 use strata_reconciler::ReconcilerConfig;
-use strata_testkit::moto::{moto_clients, moto_sdk_config};
+use strata_testkit::moto::{moto_clients, moto_sdk_config, moto_url};
 use strata_testkit::{FakeMantle, TestApp, project_body};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -80,6 +80,8 @@ pub async fn world() -> World {
 
 pub async fn world_with(config: ProxyConfig) -> World {
     let mantle = FakeMantle::start().await;
+    // Every proxied call is authorized as AWS does: by the role's policy in moto.
+    mantle.enforce_iam(&moto_url());
     let app = TestApp::builder()
         .aws(moto_clients(&mantle.url()).await)
         .reconciler(ReconcilerConfig {

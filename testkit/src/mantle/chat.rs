@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::iam::Authorization;
 use super::{FakeMantle, err};
 
 /// One chat call as the fake saw it.
@@ -123,7 +124,10 @@ pub(crate) async fn completions(
         inner.chat.stats.calls += 1;
         inner.chat.delay
     };
-    if let Err(refusal) = f.check_inference(&region, &headers) {
+    if let Err(refusal) = f
+        .check_inference(&region, &headers, &Inference::create(&body))
+        .await
+    {
         return *refusal;
     }
     let failure = {
@@ -258,14 +262,50 @@ fn stream(f: FakeMantle, model: String, reply: String, usage: Option<Value>) -> 
         .into_response()
 }
 
+/// What an inference call asks IAM for beyond its signature: the action of its route
+/// (as AWS's Service Authorization Reference lists it) and its condition keys.
+pub(crate) struct Inference<'a> {
+    pub action: &'static str,
+    pub model: Option<&'a str>,
+    pub service_tier: Option<&'a str>,
+}
+
+impl<'a> Inference<'a> {
+    pub(crate) fn create(body: &'a Value) -> Self {
+        Self {
+            action: "bedrock-mantle:CreateInference",
+            model: body["model"].as_str(),
+            service_tier: body["service_tier"].as_str(),
+        }
+    }
+
+    pub(crate) fn on_existing(action: &'static str) -> Self {
+        Self {
+            action,
+            model: None,
+            service_tier: None,
+        }
+    }
+}
+
+/// `Credential=AKID/date/region/service/aws4_request` of a SigV4 header.
+fn access_key(authorization: &str) -> Option<&str> {
+    authorization
+        .split("Credential=")
+        .nth(1)
+        .and_then(|c| c.split('/').next())
+}
+
 impl FakeMantle {
     /// An inference call's signature (SigV4 for this region, or the configured Bedrock
-    /// API key) and `OpenAI-Project` (an active project of the region); `Ok` is the
-    /// Mantle project id.
-    pub(crate) fn check_inference(
+    /// API key), `OpenAI-Project` (an active project of the region) and, when IAM is
+    /// enforced, the signer's policies for the route's action; `Ok` is the Mantle
+    /// project id.
+    pub(crate) async fn check_inference(
         &self,
         region: &str,
         headers: &HeaderMap,
+        call: &Inference<'_>,
     ) -> Result<String, Box<Response>> {
         let auth = headers
             .get(header::AUTHORIZATION)
@@ -275,46 +315,78 @@ impl FakeMantle {
             .get("openai-project")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        let inner = self.lock();
-        let signed = auth.starts_with("AWS4-HMAC-SHA256 ")
-            && auth.contains(&format!("/{region}/bedrock-mantle/aws4_request"))
-            && headers.contains_key("x-amz-date");
-        let bearer_ok = inner
-            .chat
-            .bedrock_api_key
-            .as_ref()
-            .is_some_and(|k| auth == format!("Bearer {k}"));
-        if !signed && !bearer_ok {
-            return Err(Box::new(err(
-                StatusCode::FORBIDDEN,
-                "unsigned",
-                "requests must be signed with SigV4 for bedrock-mantle in the request's region",
-            )));
-        }
-        let known = inner
-            .projects
-            .get(project)
-            .is_some_and(|p| p.region == region && p.status == "active");
-        if !known {
-            return Err(Box::new(err(
-                StatusCode::NOT_FOUND,
-                "project_not_found",
-                "OpenAI-Project names no active project in this region",
-            )));
+        let iam = {
+            let inner = self.lock();
+            let signed = auth.starts_with("AWS4-HMAC-SHA256 ")
+                && auth.contains(&format!("/{region}/bedrock-mantle/aws4_request"))
+                && headers.contains_key("x-amz-date");
+            let bearer_ok = inner
+                .chat
+                .bedrock_api_key
+                .as_ref()
+                .is_some_and(|k| auth == format!("Bearer {k}"));
+            if !signed && !bearer_ok {
+                return Err(Box::new(err(
+                    StatusCode::FORBIDDEN,
+                    "unsigned",
+                    "requests must be signed with SigV4 for bedrock-mantle in the request's region",
+                )));
+            }
+            let known = inner
+                .projects
+                .get(project)
+                .is_some_and(|p| p.region == region && p.status == "active");
+            if !known {
+                return Err(Box::new(err(
+                    StatusCode::NOT_FOUND,
+                    "project_not_found",
+                    "OpenAI-Project names no active project in this region",
+                )));
+            }
+            // A Bedrock API key is its IAM user's; the fake models assumed roles only.
+            inner.iam.clone().filter(|_| signed)
+        };
+        if let Some(iam) = iam {
+            let mut context = std::collections::BTreeMap::new();
+            if let Some(m) = call.model {
+                context.insert("bedrock-mantle:Model", m.to_owned());
+            }
+            if let Some(t) = call.service_tier {
+                context.insert("bedrock-mantle:ServiceTier", t.to_owned());
+            }
+            let authorization = Authorization {
+                access_key: access_key(auth).unwrap_or_default(),
+                session_token: headers
+                    .get("x-amz-security-token")
+                    .and_then(|v| v.to_str().ok()),
+                action: call.action,
+                region,
+                mantle_project: project,
+                context,
+            };
+            if let Err(message) = iam.authorize(&authorization).await {
+                *self
+                    .lock()
+                    .calls
+                    .entry(format!("AccessDenied:{}", call.action))
+                    .or_default() += 1;
+                return Err(Box::new(access_denied(&message)));
+            }
         }
         Ok(project.to_owned())
     }
 
     /// Counts a Responses API call, checks it like a chat call, and applies an injected
     /// failure if one is queued.
-    pub(crate) fn inference_caller(
+    pub(crate) async fn inference_caller(
         &self,
         operation: &str,
         region: &str,
         headers: &HeaderMap,
+        call: &Inference<'_>,
     ) -> Result<String, Box<Response>> {
         *self.lock().calls.entry(operation.to_owned()).or_default() += 1;
-        let project = self.check_inference(region, headers)?;
+        let project = self.check_inference(region, headers, call).await?;
         let mut inner = self.lock();
         if !inner.failures.is_empty() {
             let status = inner.failures.remove(0);
@@ -323,6 +395,15 @@ impl FakeMantle {
         }
         Ok(project)
     }
+}
+
+/// Mantle's answer when IAM denies the call.
+fn access_denied(message: &str) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Json(json!({"error": {"message": message, "type": "permission_error", "code": "access_denied"}})),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]

@@ -1,9 +1,11 @@
 //! A fake of Mantle, per region, in memory: the Projects API
-//! (`/v1/organization/projects`) and Chat Completions (`chat.rs`). It insists on SigV4
-//! for service `bedrock-mantle`, counts calls, and can fail or stall on demand — what
-//! no real part can do here.
+//! (`/v1/organization/projects`), Chat Completions (`chat.rs`) and the Responses API
+//! (`responses.rs`). It insists on SigV4 for service `bedrock-mantle`, authorizes
+//! inference with the signer's IAM policies read from moto (`iam.rs`, when enforced),
+//! counts calls, and can fail or stall on demand — what no real part can do here.
 
 mod chat;
+mod iam;
 mod responses;
 
 pub use chat::{ChatCall, ChatStats};
@@ -48,6 +50,8 @@ pub(crate) struct Inner {
     max_in_flight: u64,
     chat: chat::ChatState,
     responses: responses::ResponsesState,
+    /// When set, inference calls are authorized against the signer's IAM policies.
+    iam: Option<iam::MotoIam>,
 }
 
 #[derive(Clone, Default)]
@@ -179,6 +183,15 @@ impl FakeMantle {
 
     pub fn delay_creates(&self, delay: Duration) {
         self.lock().create_delay = Some(delay);
+    }
+
+    /// Authorizes every SigV4-signed inference call as AWS does: the signing role's
+    /// inline policies, read from the moto server at `moto_url` at each call, must
+    /// allow the route's IAM action on the Mantle project (else 403 `access_denied`).
+    pub fn enforce_iam(&self, moto_url: &str) {
+        self.lock().iam = Some(iam::MotoIam {
+            moto_url: moto_url.to_owned(),
+        });
     }
 
     pub fn max_in_flight(&self) -> u64 {

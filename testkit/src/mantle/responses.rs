@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::chat::{text_of, words};
+use super::chat::{Inference, text_of, words};
 use super::{FakeMantle, err};
 
 const CREATED_AT: f64 = 1_764_000_100.5;
@@ -200,12 +200,20 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mantle_project = match f.inference_caller("CreateResponse", &region, &headers) {
-        Ok(p) => p,
-        Err(refusal) => return *refusal,
-    };
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return err(StatusCode::BAD_REQUEST, "invalid_json", "body is not JSON");
+    };
+    let mantle_project = match f
+        .inference_caller(
+            "CreateResponse",
+            &region,
+            &headers,
+            &Inference::create(&body),
+        )
+        .await
+    {
+        Ok(p) => p,
+        Err(refusal) => return *refusal,
     };
     let model = body["model"].as_str().unwrap_or_default().to_owned();
     if !model.starts_with("openai.gpt-oss") {
@@ -296,14 +304,21 @@ pub(crate) struct RetrieveQuery {
 /// Checks an operation on response `id` like any inference call, then that the
 /// response exists and belongs to the caller's Mantle project (moving it on by the
 /// clock). Another project's id is a 404, as on Mantle.
-fn on_owned(
+async fn on_owned(
     f: &FakeMantle,
     operation: &str,
     region: &str,
     headers: &HeaderMap,
     id: &str,
 ) -> Result<(), Box<Response>> {
-    let mantle_project = f.inference_caller(operation, region, headers)?;
+    let action = match operation {
+        "DeleteResponse" => "bedrock-mantle:DeleteInference",
+        "CancelResponse" => "bedrock-mantle:CancelInference",
+        _ => "bedrock-mantle:GetInference",
+    };
+    let mantle_project = f
+        .inference_caller(operation, region, headers, &Inference::on_existing(action))
+        .await?;
     let mut inner = f.lock();
     let state = &mut inner.responses;
     match state.responses.get_mut(id) {
@@ -325,7 +340,7 @@ pub(crate) async fn retrieve(
     Query(query): Query<RetrieveQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refusal) = on_owned(&f, "GetResponse", &region, &headers, &id) {
+    if let Err(refusal) = on_owned(&f, "GetResponse", &region, &headers, &id).await {
         return *refusal;
     }
     let inner = f.lock();
@@ -350,7 +365,7 @@ pub(crate) async fn delete(
     Path((region, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refusal) = on_owned(&f, "DeleteResponse", &region, &headers, &id) {
+    if let Err(refusal) = on_owned(&f, "DeleteResponse", &region, &headers, &id).await {
         return *refusal;
     }
     let mut inner = f.lock();
@@ -364,7 +379,7 @@ pub(crate) async fn cancel(
     Path((region, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refusal) = on_owned(&f, "CancelResponse", &region, &headers, &id) {
+    if let Err(refusal) = on_owned(&f, "CancelResponse", &region, &headers, &id).await {
         return *refusal;
     }
     let mut inner = f.lock();
@@ -391,7 +406,7 @@ pub(crate) async fn list_input_items(
     Path((region, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refusal) = on_owned(&f, "ListInputItems", &region, &headers, &id) {
+    if let Err(refusal) = on_owned(&f, "ListInputItems", &region, &headers, &id).await {
         return *refusal;
     }
     let inner = f.lock();

@@ -142,8 +142,14 @@ async fn a_project_whose_iam_policy_would_be_too_large_is_refused() {
         "provider": "acme", "display_name": "x", "supports_chat": true, "supports_responses": false,
         "supports_streaming": true, "regions": ["us-east-1"], "input_price_per_mtok_usd": 1, "output_price_per_mtok_usd": 1
     });
+    // The policy names each model once: 100 ids of ~115 characters pass IAM's limit.
     let ids: Vec<String> = (0..100)
-        .map(|i| format!("acme.model-with-a-rather-long-name-for-testing-{i:04}"))
+        .map(|i| {
+            format!(
+                "acme.model-with-a-rather-long-name-for-testing-the-size-limit-of-inline-policies-{i:04}-{}",
+                "x".repeat(30)
+            )
+        })
         .collect();
     for id in &ids {
         assert_eq!(

@@ -99,7 +99,11 @@ impl World {
             .await
             .unwrap_or_else(|e| panic!("GetRolePolicy: {e:?}"));
         let policy = parse_policy(doc.policy_document()).unwrap_or_else(|e| panic!("{e}"));
-        let models = &policy["Statement"][0]["Condition"]["StringEquals"]["bedrock-mantle:Model"];
+        let statements = policy["Statement"].as_array().cloned().unwrap_or_default();
+        let Some(scoped) = statements.iter().find(|s| s["Sid"] == "MantleInference") else {
+            panic!("no MantleInference statement in {policy}");
+        };
+        let models = &scoped["Condition"]["StringEquals"]["bedrock-mantle:Model"];
         let mut out: Vec<String> = match models {
             Value::Array(a) => a
                 .iter()
