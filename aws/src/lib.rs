@@ -82,11 +82,28 @@ pub struct MantleProject {
     pub status: String,
     #[serde(default)]
     pub tags: TagMap,
+    /// `{"mode": …}`: `default`, `none`, `aws_review`, `provider_data_share` or
+    /// `inherit` (what Mantle sets when a create names none).
+    #[serde(default)]
+    pub data_retention: Option<MantleDataRetention>,
+}
+
+/// A Mantle project's data-retention setting (`ProjectDataRetention`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct MantleDataRetention {
+    pub mode: String,
 }
 
 impl MantleProject {
     pub fn is_active(&self) -> bool {
         self.status == "active"
+    }
+
+    /// The project's data-retention mode; `inherit` when Mantle names none.
+    pub fn retention_mode(&self) -> &str {
+        self.data_retention
+            .as_ref()
+            .map_or("inherit", |d| d.mode.as_str())
     }
 }
 
@@ -96,17 +113,27 @@ pub trait Mantle: Send + Sync {
     /// Every project, following pages; archived ones included.
     async fn list_projects(&self, region: &str) -> Result<Vec<MantleProject>, AwsError>;
     async fn get_project(&self, region: &str, id: &str) -> Result<Option<MantleProject>, AwsError>;
+    /// Creates an active project with its tags and data-retention mode.
     async fn create_project(
         &self,
         region: &str,
         name: &str,
         tags: &TagMap,
+        retention_mode: &str,
     ) -> Result<MantleProject, AwsError>;
     async fn update_project(
         &self,
         region: &str,
         id: &str,
         update: &MantleUpdate,
+    ) -> Result<MantleProject, AwsError>;
+    /// Sets the data-retention mode, on its own: AWS takes a new mode only in an
+    /// update that changes nothing else.
+    async fn set_data_retention(
+        &self,
+        region: &str,
+        id: &str,
+        mode: &str,
     ) -> Result<MantleProject, AwsError>;
     async fn archive_project(&self, region: &str, id: &str) -> Result<(), AwsError>;
 }

@@ -195,8 +195,13 @@ impl Mantle for HttpMantle {
         region: &str,
         name: &str,
         tags: &TagMap,
+        retention_mode: &str,
     ) -> Result<MantleProject, AwsError> {
-        let body = serde_json::json!({ "name": name, "tags": tags });
+        let body = serde_json::json!({
+            "name": name,
+            "tags": tags,
+            "data_retention": {"mode": retention_mode},
+        });
         let call = self.must(
             "CreateProject",
             region,
@@ -223,6 +228,18 @@ impl Mantle for HttpMantle {
                 e.to_string(),
             )
         })?;
+        let call = self.must("UpdateProject", region, Method::POST, &path, Some(body));
+        self.calls.track(SERVICE, "UpdateProject", call).await
+    }
+
+    async fn set_data_retention(
+        &self,
+        region: &str,
+        id: &str,
+        mode: &str,
+    ) -> Result<MantleProject, AwsError> {
+        let path = format!("/organization/projects/{id}");
+        let body = serde_json::json!({"data_retention": {"mode": mode}});
         let call = self.must("UpdateProject", region, Method::POST, &path, Some(body));
         self.calls.track(SERVICE, "UpdateProject", call).await
     }

@@ -70,8 +70,17 @@ impl Mantle for Empty {
         _: &str,
         _: &str,
         _: &TagMap,
+        _: &str,
     ) -> Result<MantleProject, AwsError> {
         Err(refuse("CreateProject"))
+    }
+    async fn set_data_retention(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+    ) -> Result<MantleProject, AwsError> {
+        Err(refuse("UpdateProject"))
     }
     async fn update_project(
         &self,

@@ -26,6 +26,13 @@ impl World {
             .patch(&format!("/api/v1/projects/{id}"), &self.app.admin, &body)
             .await;
         assert!(r.status.is_success(), "{}", r.body);
+        // The Mantle project's retention mode follows (none -> default).
+        self.app
+            .state
+            .reconciler
+            .run_for(&[id])
+            .await
+            .unwrap_or_else(|e| panic!("reconcile: {e}"));
         let started = Instant::now();
         while !self.proxy.follower.current().is_some_and(|p| {
             p.projects.get(&id).is_some_and(|p| {
@@ -284,4 +291,37 @@ async fn mantle_checks_each_routes_iam_action_against_the_role_and_strata_grants
         200,
         "the repaired policy grants it again"
     );
+}
+
+#[tokio::test]
+async fn a_zero_data_retention_project_gets_unstored_responses_only() {
+    let w = world().await;
+    let (_, key) = w.project("zdr-responses", &[OSS]).await; // zdr by default
+    let create = |body: Value| {
+        w.send(
+            w.client
+                .post(format!("{}/v1/responses", w.base))
+                .bearer_auth(&key)
+                .json(&body),
+        )
+    };
+    let ok = create(json!({"model": OSS, "input": "hi", "store": false})).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let ok = create(json!({"model": OSS, "input": "hi"})).await;
+    assert_eq!(ok.status, 200, "store defaults to false under mode none");
+    for (extra, param) in [
+        (json!({"store": true}), "store"),
+        (json!({"background": true}), "background"),
+    ] {
+        let mut body = json!({"model": OSS, "input": "hi"});
+        body.as_object_mut()
+            .into_iter()
+            .for_each(|o| o.extend(extra.as_object().cloned().unwrap_or_default()));
+        let refused = create(body).await;
+        assert_error(&refused, 400, "zero_data_retention");
+        assert_eq!(refused.body["error"]["param"], param);
+    }
+    let stats = w.mantle.responses_stats();
+    assert_eq!(stats.created, 2, "the refused ones never reached Mantle");
+    assert_eq!(stats.retention_refused, 0);
 }

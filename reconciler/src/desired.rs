@@ -21,6 +21,8 @@ pub struct Desired {
     pub partition: &'static str,
     pub mantle_name: String,
     pub mantle_tags: TagMap,
+    /// The Mantle project's `data_retention.mode` (`none` for a zdr project).
+    pub retention_mode: &'static str,
     pub role_name: String,
     pub role_path: String,
     pub role_tags: TagMap,
@@ -55,6 +57,7 @@ impl Desired {
             partition: project.region.partition(),
             mantle_name: format!("strata-{}-{}", project.environment, project.name),
             mantle_tags: tags.clone(),
+            retention_mode: project.data_retention.mantle_mode().as_str(),
             role_name: policy::role_name(project.environment, &project.name, project.id),
             role_path: policy::role_path(project.environment),
             role_tags: tags,

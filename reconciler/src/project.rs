@@ -145,16 +145,45 @@ impl Pass<'_> {
             )
             .with_diff(
                 None,
-                Some(serde_json::json!({"name": desired.mantle_name, "tags": desired.mantle_tags})),
+                Some(
+                    serde_json::json!({"name": desired.mantle_name, "tags": desired.mantle_tags,
+                    "data_retention": {"mode": desired.retention_mode}}),
+                ),
             );
             let created = self
                 .act(
                     change,
-                    mantle.create_project(region, &desired.mantle_name, &desired.mantle_tags),
+                    mantle.create_project(
+                        region,
+                        &desired.mantle_name,
+                        &desired.mantle_tags,
+                        desired.retention_mode,
+                    ),
                 )
                 .await?;
             return Ok(created.map(|p| p.id));
         };
+        if current.retention_mode() != desired.retention_mode {
+            let change = Change::new(
+                "mantle_project_data_retention",
+                ChangeAction::Update,
+                format!(
+                    "set Mantle project {} data retention {} -> {}",
+                    current.id,
+                    current.retention_mode(),
+                    desired.retention_mode
+                ),
+            )
+            .with_diff(
+                Some(serde_json::json!({"mode": current.retention_mode()})),
+                Some(serde_json::json!({"mode": desired.retention_mode})),
+            );
+            self.act(
+                change,
+                mantle.set_data_retention(region, &current.id, desired.retention_mode),
+            )
+            .await?;
+        }
         let mut update = MantleUpdate::default();
         if current.name != desired.mantle_name {
             update.name = Some(desired.mantle_name.clone());

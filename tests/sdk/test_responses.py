@@ -1,7 +1,7 @@
 """The Responses API through strata's proxies with the official SDK (strict mode):
 plain, streamed, background, chained, cancelled, deleted; another project's ids are
-404s that never reach Mantle; the platform's rules (GPT-OSS only, no zero-data-
-retention projects); and every route's usage metered."""
+404s that never reach Mantle; the platform's rules (GPT-OSS only; under zero data
+retention, unstored responses only); and every route's usage metered."""
 
 import time
 
@@ -159,12 +159,29 @@ def test_another_projects_response_is_404_and_never_forwarded(stack, tenants):
     assert a.responses.retrieve(mine.id).output_text == "echo: private (turn 1)"
 
 
-def test_a_zero_data_retention_project_may_not_use_responses(stack):
+def test_a_zero_data_retention_project_uses_responses_only_unstored(stack):
+    """AWS's rule for Mantle mode none: store=false (its default there) is served and
+    kept nowhere; store=true and background are refused, by the proxy, naming the rule."""
     _, key = stack.project([OSS], name="zdr")  # zdr is the default
-    with pytest.raises(openai.PermissionDeniedError) as e:
-        client(stack.proxies[0], key["secret"]).responses.create(model=OSS, input="x")
-    assert e.value.code == "zero_data_retention"
-    assert "Chat Completions" in e.value.message
+    zdr = client(stack.proxies[0], key["secret"])
+    r = zdr.responses.create(model=OSS, input="forget me", store=False)
+    assert r.output_text == "echo: forget me (turn 1)"
+    r = zdr.responses.create(model=OSS, input="also forget me")
+    assert r.status == "completed", "store is false by default under mode none"
+    # Not stored: Mantle has nothing to give back.
+    with pytest.raises(openai.NotFoundError):
+        zdr.responses.retrieve(r.id)
+    before = responses_stats(stack)
+    for kwargs, param in (({"store": True}, "store"), ({"background": True}, "background")):
+        with pytest.raises(openai.BadRequestError) as e:
+            zdr.responses.create(model=OSS, input="x", **kwargs)
+        assert e.value.code == "zero_data_retention"
+        assert e.value.body["param"] == param
+        assert "zero data retention" in e.value.message and "store=false" in e.value.message
+    after = responses_stats(stack)
+    assert after["created"] == before["created"] and after["retention_refused"] == before["retention_refused"], (
+        "refused by the proxy: nothing reached Mantle"
+    )
 
 
 def test_models_without_the_responses_api_are_refused(sdk):

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ModelId, Price, Region};
+use super::{ModelId, Price, Region, RetentionMode};
 use crate::FieldError;
 
 /// A model as the catalog describes it.
@@ -30,6 +30,10 @@ pub struct CatalogModel {
     pub accepts_content_parts: bool,
     /// Mantle regions that offer the model.
     pub regions: Vec<Region>,
+    /// The Mantle data-retention modes the model may be called under (a model that
+    /// requires retention lacks `none`); a project whose mode is not listed may not
+    /// allow the model.
+    pub retention_modes: Vec<RetentionMode>,
     /// US dollars per million input tokens.
     #[schema(value_type = f64)]
     pub input_price_per_mtok_usd: Price,
@@ -42,6 +46,12 @@ pub struct CatalogModel {
 impl CatalogModel {
     pub fn offered_in(&self, region: Region) -> bool {
         self.regions.contains(&region)
+    }
+
+    /// Whether a project whose Mantle project has `mode` may call the model. Under
+    /// `inherit` the account's setting decides, which strata cannot see: Mantle does.
+    pub fn allows_retention(&self, mode: RetentionMode) -> bool {
+        mode == RetentionMode::Inherit || self.retention_modes.contains(&mode)
     }
 }
 
@@ -66,6 +76,9 @@ pub struct ModelUpsert {
     #[serde(default)]
     pub accepts_content_parts: bool,
     pub regions: Vec<Region>,
+    /// Default: every mode (`default`, `none`, `aws_review`, `provider_data_share`).
+    #[serde(default = "every_retention_mode")]
+    pub retention_modes: Vec<RetentionMode>,
     #[schema(example = 0.15)]
     pub input_price_per_mtok_usd: f64,
     #[schema(example = 0.6)]
@@ -84,12 +97,17 @@ pub struct ModelSpec {
     pub supports_logprobs: bool,
     pub accepts_content_parts: bool,
     pub regions: Vec<Region>,
+    pub retention_modes: Vec<RetentionMode>,
     pub input_price: Price,
     pub output_price: Price,
 }
 
 fn yes() -> bool {
     true
+}
+
+fn every_retention_mode() -> Vec<RetentionMode> {
+    RetentionMode::FOR_MODELS.to_vec()
 }
 
 impl ModelUpsert {
@@ -127,6 +145,22 @@ impl ModelUpsert {
         if regions.len() != self.regions.len() {
             errors.push(FieldError::new("regions", "lists a region twice"));
         }
+        let modes: BTreeSet<RetentionMode> = self.retention_modes.iter().copied().collect();
+        if modes.len() != self.retention_modes.len() {
+            errors.push(FieldError::new("retention_modes", "lists a mode twice"));
+        }
+        if modes.is_empty() {
+            errors.push(FieldError::new(
+                "retention_modes",
+                "must list at least one of: default, none, aws_review, provider_data_share",
+            ));
+        }
+        if modes.contains(&RetentionMode::Inherit) {
+            errors.push(FieldError::new(
+                "retention_modes",
+                "'inherit' is a project's or account's setting, not a mode a model is called under",
+            ));
+        }
         let input_price = Price::from_usd_per_mtok(self.input_price_per_mtok_usd)
             .map_err(|e| errors.push(FieldError::new("input_price_per_mtok_usd", e)))
             .ok();
@@ -144,6 +178,7 @@ impl ModelUpsert {
                 supports_logprobs: self.supports_logprobs,
                 accepts_content_parts: self.accepts_content_parts,
                 regions: regions.into_iter().collect(),
+                retention_modes: modes.into_iter().collect(),
                 input_price,
                 output_price,
             }),

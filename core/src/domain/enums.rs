@@ -100,8 +100,12 @@ impl Region {
     }
 }
 
-/// `zdr`: zero data retention, Chat Completions only (the Responses API keeps data
-/// about 30 days). `standard`: both APIs.
+/// A project's data retention, set on its Mantle project (`data_retention.mode`) and
+/// enforced by Mantle and the proxy. `zdr` (Mantle's `none`): nothing is kept; the
+/// Responses API only with `store=false` and without `background`. `standard`
+/// (Mantle's `default`): each model's own retention. `aws_review`,
+/// `provider_data_share`: Mantle's modes of those names, which some models require.
+/// `inherit`: the account's setting in the region (or the model's default).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
 )]
@@ -110,9 +114,59 @@ pub enum DataRetention {
     Zdr,
     #[serde(rename = "standard")]
     Standard,
+    #[serde(rename = "aws_review")]
+    AwsReview,
+    #[serde(rename = "provider_data_share")]
+    ProviderDataShare,
+    #[serde(rename = "inherit")]
+    Inherit,
 }
 
-string_enum!(DataRetention { Zdr => "zdr", Standard => "standard" });
+string_enum!(DataRetention { Zdr => "zdr", Standard => "standard", AwsReview => "aws_review", ProviderDataShare => "provider_data_share", Inherit => "inherit" });
+
+impl DataRetention {
+    /// The Mantle project's `data_retention.mode` for this setting.
+    pub fn mantle_mode(self) -> RetentionMode {
+        match self {
+            DataRetention::Zdr => RetentionMode::None,
+            DataRetention::Standard => RetentionMode::Default,
+            DataRetention::AwsReview => RetentionMode::AwsReview,
+            DataRetention::ProviderDataShare => RetentionMode::ProviderDataShare,
+            DataRetention::Inherit => RetentionMode::Inherit,
+        }
+    }
+}
+
+/// Mantle's data-retention modes, as AWS names them (`ProjectDataRetention.mode`). A
+/// model's catalog entry lists the modes it may be called under; `inherit` is a
+/// project's or account's setting, never a model's.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+pub enum RetentionMode {
+    #[serde(rename = "default")]
+    Default,
+    #[serde(rename = "none")]
+    None,
+    #[serde(rename = "aws_review")]
+    AwsReview,
+    #[serde(rename = "provider_data_share")]
+    ProviderDataShare,
+    #[serde(rename = "inherit")]
+    Inherit,
+}
+
+string_enum!(RetentionMode { Default => "default", None => "none", AwsReview => "aws_review", ProviderDataShare => "provider_data_share", Inherit => "inherit" });
+
+impl RetentionMode {
+    /// The modes a model may list: every mode but `inherit`.
+    pub const FOR_MODELS: &'static [RetentionMode] = &[
+        RetentionMode::Default,
+        RetentionMode::None,
+        RetentionMode::AwsReview,
+        RetentionMode::ProviderDataShare,
+    ];
+}
 
 /// A member's role within one project. `owner` may manage the project's members.
 #[derive(
@@ -157,6 +211,24 @@ mod tests {
         assert!(
             err.contains("us-east-1") && err.contains("sa-east-1"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn each_data_retention_maps_to_its_mantle_mode() {
+        let modes: Vec<&str> = DataRetention::ALL
+            .iter()
+            .map(|d| d.mantle_mode().as_str())
+            .collect();
+        assert_eq!(
+            modes,
+            [
+                "none",
+                "default",
+                "aws_review",
+                "provider_data_share",
+                "inherit"
+            ]
         );
     }
 

@@ -112,7 +112,8 @@ pub struct NewProject {
     #[serde(default)]
     #[schema(example = json!({"CostCenter": "cc-1234"}))]
     pub tags: BTreeMap<String, String>,
-    /// Defaults to `zdr` (zero data retention: Chat Completions only).
+    /// Defaults to `zdr`: zero data retention (Mantle mode `none`), so the Responses API
+    /// only with `store=false` and without `background`.
     #[serde(default)]
     pub data_retention: Option<DataRetention>,
     /// US dollars per calendar month, at most two decimals; `null` for none.

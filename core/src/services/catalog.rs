@@ -8,7 +8,7 @@ use super::audit::{Change, record, snapshot};
 use super::{Services, corrupt};
 use crate::CoreError;
 use crate::auth::Actor;
-use crate::domain::{CatalogModel, ModelId, ModelSpec, Price, Region};
+use crate::domain::{CatalogModel, ModelId, ModelSpec, Price, Region, RetentionMode};
 use crate::store::entities::models;
 
 pub(crate) fn to_domain(row: models::Model) -> Result<CatalogModel, CoreError> {
@@ -19,6 +19,13 @@ pub(crate) fn to_domain(row: models::Model) -> Result<CatalogModel, CoreError> {
         .map(|r| Region::parse(r))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| corrupt("model region", e))?;
+    let modes: Vec<String> = serde_json::from_value(row.retention_modes)
+        .map_err(|e| corrupt("model retention modes", e))?;
+    let retention_modes = modes
+        .iter()
+        .map(|m| RetentionMode::parse(m))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| corrupt("model retention mode", e))?;
     Ok(CatalogModel {
         id: ModelId::parse(&row.id).map_err(|e| corrupt("model id", e))?,
         provider: row.provider,
@@ -30,6 +37,7 @@ pub(crate) fn to_domain(row: models::Model) -> Result<CatalogModel, CoreError> {
         supports_logprobs: row.supports_logprobs,
         accepts_content_parts: row.accepts_content_parts,
         regions,
+        retention_modes,
         input_price_per_mtok_usd: Price::from_micros(row.input_price_micros_per_mtok),
         output_price_per_mtok_usd: Price::from_micros(row.output_price_micros_per_mtok),
         updated_at: row.updated_at,
@@ -98,6 +106,12 @@ impl Services {
             supports_logprobs: Set(spec.supports_logprobs),
             accepts_content_parts: Set(spec.accepts_content_parts),
             regions: Set(serde_json::json!(regions)),
+            retention_modes: Set(serde_json::json!(
+                spec.retention_modes
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+            )),
             input_price_micros_per_mtok: Set(spec.input_price.micros()),
             output_price_micros_per_mtok: Set(spec.output_price.micros()),
             updated_at: Set(self.clock.now()),

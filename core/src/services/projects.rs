@@ -271,7 +271,7 @@ fn check_if_match(if_match: Option<&str>, project: &Project) -> Result<(), CoreE
 
 impl Services {
     /// Checks the draft against the catalog: every model must exist, be offered in the
-    /// project's region and serve an API the project may use.
+    /// project's region and allow the project's data-retention mode.
     async fn check_catalog(
         &self,
         db: &impl ConnectionTrait,
@@ -282,18 +282,33 @@ impl Services {
         for (i, id) in draft.allowed_models.iter().enumerate() {
             let field = format!("allowed_models[{i}]");
             match catalog.get(id) {
-                None => errors.push(FieldError::new(field, format!("unknown model '{id}'; GET /api/v1/models lists the catalog"))),
+                None => errors.push(FieldError::new(
+                    field,
+                    format!("unknown model '{id}'; GET /api/v1/models lists the catalog"),
+                )),
                 Some(m) if !m.offered_in(draft.region) => {
                     let offered: Vec<&str> = m.regions.iter().map(|r| r.as_str()).collect();
                     errors.push(FieldError::new(
                         field,
-                        format!("'{id}' is not offered in {} (it is in: {})", draft.region, offered.join(", ")),
+                        format!(
+                            "'{id}' is not offered in {} (it is in: {})",
+                            draft.region,
+                            offered.join(", ")
+                        ),
                     ));
                 }
-                Some(m) if draft.data_retention == DataRetention::Zdr && !m.supports_chat => errors.push(FieldError::new(
-                    field,
-                    format!("'{id}' serves only the Responses API, which keeps data; a zdr project may use Chat Completions only"),
-                )),
+                Some(m) if !m.allows_retention(draft.data_retention.mantle_mode()) => {
+                    let modes: Vec<&str> = m.retention_modes.iter().map(|r| r.as_str()).collect();
+                    errors.push(FieldError::new(
+                        field,
+                        format!(
+                            "'{id}' may not be called under data retention '{}' (Mantle mode '{}'); it allows: {}",
+                            draft.data_retention,
+                            draft.data_retention.mantle_mode(),
+                            modes.join(", ")
+                        ),
+                    ));
+                }
                 Some(_) => {}
             }
         }

@@ -3,8 +3,8 @@
 //! `POST …/cancel` and `GET …/input_items`, routed, signed and normalised like chat.
 //!
 //! Rules on top of Mantle's: only models the catalog marks as serving the Responses
-//! API; no Responses API at all for a zero-data-retention project (responses are
-//! stored); and tenant isolation — strata records which project created each response
+//! API; for a zero-data-retention project, AWS's rule for Mantle mode `none` applied
+//! before Mantle does (`store=false` only, no `background`); and tenant isolation — strata records which project created each response
 //! id, and an id (or a `previous_response_id`) of another project, or one strata never
 //! saw, is a 404 that never reaches Mantle.
 
@@ -55,6 +55,7 @@ struct CreateFields<'a> {
     model: Option<Cow<'a, str>>,
     stream: Option<bool>,
     background: Option<bool>,
+    store: Option<bool>,
     #[serde(borrow)]
     previous_response_id: Option<Cow<'a, str>>,
     max_output_tokens: Option<u64>,
@@ -96,21 +97,47 @@ fn registry_unavailable() -> OpenAiError {
     )
 }
 
-/// The key's project, allowed to use the Responses API at all.
+/// The key's project.
 fn responses_project<'a>(
     claims: &ApiKeyClaims,
     policy: &'a crate::Policy,
 ) -> Result<&'a SnapshotProject, OpenAiError> {
-    let project = authorize(claims, policy, None).map_err(|d| denial(d, None))?;
-    if project.data_retention == DataRetention::Zdr {
-        return Err(OpenAiError::new(
-            StatusCode::FORBIDDEN,
-            "permission_error",
-            "zero_data_retention",
-            "This project requires zero data retention, and the Responses API stores responses (about 30 days): use the Chat Completions API (POST /v1/chat/completions).",
-        ));
+    authorize(claims, policy, None).map_err(|d| denial(d, None))
+}
+
+/// AWS's rule for a project whose Mantle data-retention mode is `none` (zdr): the
+/// Responses API is allowed with `store=false` (its default there) and without
+/// `background`; the proxy refuses the rest before Mantle does, saying why.
+fn check_retention(
+    project: &SnapshotProject,
+    store: Option<bool>,
+    background: bool,
+) -> Result<(), OpenAiError> {
+    if project.data_retention != DataRetention::Zdr {
+        return Ok(());
     }
-    Ok(project)
+    let refuse = |param: &str, what: &str| {
+        Err(OpenAiError::invalid(
+            param,
+            "zero_data_retention",
+            format!(
+                "This project has zero data retention (Mantle mode 'none'): {what}. Send store=false (the default here) without background, or use Chat Completions."
+            ),
+        ))
+    };
+    if store == Some(true) {
+        return refuse(
+            "store",
+            "responses cannot be stored, so store=true is refused",
+        );
+    }
+    if background {
+        return refuse(
+            "background",
+            "background mode needs a stored response and is refused",
+        );
+    }
+    Ok(())
 }
 
 /// Checks that response `id` belongs to `project`; anything else is a 404.
@@ -195,6 +222,7 @@ async fn create(
     }
     let stream = fields.stream.unwrap_or(false);
     let background = fields.background.unwrap_or(false);
+    check_retention(project, fields.store, background)?;
     let limits = Limits::of(project, claims.sub, claims.rate_limits);
     let demand = Demand::priced(
         prices(model),

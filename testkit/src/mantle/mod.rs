@@ -33,7 +33,18 @@ pub struct FakeProject {
     pub name: String,
     pub status: String,
     pub tags: BTreeMap<String, String>,
+    /// `data_retention.mode`; `inherit` when the create named none, as on AWS.
+    pub data_retention: String,
 }
+
+/// Mantle's data-retention modes (`ProjectDataRetention.mode`).
+const RETENTION_MODES: &[&str] = &[
+    "default",
+    "none",
+    "aws_review",
+    "provider_data_share",
+    "inherit",
+];
 
 #[derive(Default)]
 pub(crate) struct Inner {
@@ -79,7 +90,7 @@ pub(crate) fn err(status: StatusCode, code: &str, message: &str) -> Response {
 
 fn view(p: &FakeProject) -> Value {
     json!({"object": "organization.project", "id": p.id, "name": p.name, "status": p.status,
-           "created_at": 1_764_000_000, "tags": p.tags})
+           "created_at": 1_764_000_000, "tags": p.tags, "data_retention": {"mode": p.data_retention}})
 }
 
 #[derive(Deserialize)]
@@ -91,19 +102,44 @@ struct ListQuery {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionBody {
+    mode: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CreateBody {
     name: String,
     #[serde(default)]
     tags: BTreeMap<String, String>,
+    data_retention: Option<RetentionBody>,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct UpdateBody {
     name: Option<String>,
     #[serde(default)]
     add_tags: BTreeMap<String, String>,
     #[serde(default)]
     remove_tag_keys: Vec<String>,
+    data_retention: Option<RetentionBody>,
+}
+
+/// A mode Mantle does not know is a 400, as on AWS (a ValidationException).
+fn check_mode(retention: Option<&RetentionBody>) -> Option<Response> {
+    match retention {
+        Some(r) if !RETENTION_MODES.contains(&r.mode.as_str()) => Some(err(
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            &format!(
+                "data_retention.mode must be one of: {}",
+                RETENTION_MODES.join(", ")
+            ),
+        )),
+        _ => None,
+    }
 }
 
 impl FakeMantle {
@@ -196,6 +232,14 @@ impl FakeMantle {
 
     pub fn max_in_flight(&self) -> u64 {
         self.lock().max_in_flight
+    }
+
+    /// The data-retention mode of a Mantle project.
+    pub fn retention_mode(&self, id: &str) -> Option<String> {
+        self.lock()
+            .projects
+            .get(id)
+            .map(|p| p.data_retention.clone())
     }
 
     /// Changes a project behind strata's back (drift).
@@ -300,6 +344,10 @@ async fn create(
     if let Some(r) = f.enter("CreateProject", &headers, &region) {
         return r;
     }
+    if let Some(refusal) = check_mode(body.data_retention.as_ref()) {
+        f.leave();
+        return refusal;
+    }
     let (project, delay) = {
         let mut inner = f.lock();
         inner.next += 1;
@@ -310,6 +358,9 @@ async fn create(
             name: body.name,
             status: "active".into(),
             tags: body.tags,
+            data_retention: body
+                .data_retention
+                .map_or_else(|| "inherit".to_owned(), |r| r.mode),
         };
         inner.projects.insert(id, p.clone());
         (p, inner.create_delay)
@@ -330,6 +381,20 @@ async fn update(
     if let Some(r) = f.enter("UpdateProject", &headers, &region) {
         return r;
     }
+    if let Some(refusal) = check_mode(body.data_retention.as_ref()) {
+        f.leave();
+        return refusal;
+    }
+    let other_fields =
+        body.name.is_some() || !body.add_tags.is_empty() || !body.remove_tag_keys.is_empty();
+    if body.data_retention.is_some() && other_fields {
+        f.leave();
+        return err(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "data_retention must be set on its own: an update changes either it or the other fields",
+        );
+    }
     let result = {
         let mut inner = f.lock();
         inner
@@ -339,6 +404,9 @@ async fn update(
             .map(|p| {
                 if let Some(n) = body.name {
                     p.name = n;
+                }
+                if let Some(r) = body.data_retention {
+                    p.data_retention = r.mode;
                 }
                 p.tags.extend(body.add_tags);
                 for k in &body.remove_tag_keys {

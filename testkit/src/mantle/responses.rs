@@ -34,6 +34,9 @@ pub struct ResponsesStats {
     pub output_tokens: u64,
     /// Requests that named a response of another Mantle project (refused).
     pub foreign: u64,
+    /// Creates refused by the project's data-retention mode (`none`: `store=true` or
+    /// `background`).
+    pub retention_refused: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -233,6 +236,32 @@ pub(crate) async fn create(
     }
     let background = body["background"].as_bool() == Some(true);
     let stream = body["stream"].as_bool() == Some(true);
+    // The project's retention mode decides `store`'s default and what is allowed (AWS's
+    // data-retention rules); `inherit` falls to the account, `default` here.
+    let mode = f
+        .lock()
+        .projects
+        .get(&mantle_project)
+        .map(|p| p.data_retention.clone())
+        .unwrap_or_default();
+    let zero_retention = mode == "none";
+    let store = body["store"].as_bool().unwrap_or(!zero_retention);
+    if zero_retention && store {
+        f.lock().responses.stats.retention_refused += 1;
+        return err(
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            "store=true is not allowed: this project's data retention mode is none",
+        );
+    }
+    if zero_retention && background {
+        f.lock().responses.stats.retention_refused += 1;
+        return err(
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            "background mode is not available: this project's data retention mode is none",
+        );
+    }
     let mut inner = f.lock();
     let state = &mut inner.responses;
     let previous = body["previous_response_id"].as_str().map(str::to_owned);
@@ -285,7 +314,10 @@ pub(crate) async fn create(
     }
     let events = response.events(&id);
     let view = response.view(&id);
-    state.responses.insert(id, response);
+    // Not stored: nobody can retrieve it, continue from it or replay it.
+    if store || background {
+        state.responses.insert(id, response);
+    }
     drop(inner);
     match (stream, background) {
         (true, _) => sse(&f, events),

@@ -110,29 +110,66 @@ async fn admins_edit_prices_and_add_models() {
 }
 
 #[tokio::test]
-async fn a_zdr_project_cannot_use_a_responses_only_model() {
+async fn a_model_is_refused_to_a_project_whose_retention_mode_it_does_not_allow() {
     let app = TestApp::spawn().await;
+    // Some models require retention: Mantle refuses them under mode none.
     let entry = json!({
-        "provider": "openai", "display_name": "responses only", "supports_chat": false, "supports_responses": true,
-        "supports_streaming": true, "regions": ["us-east-1"], "input_price_per_mtok_usd": 1, "output_price_per_mtok_usd": 2
+        "provider": "acme", "display_name": "needs retention", "supports_chat": true, "supports_responses": false,
+        "supports_streaming": true, "regions": ["us-east-1"], "input_price_per_mtok_usd": 1, "output_price_per_mtok_usd": 2,
+        "retention_modes": ["default", "provider_data_share"]
     });
+    let put = app
+        .put("/api/v1/models/acme.needs-retention", &app.admin, &entry)
+        .await;
+    assert_eq!(put.status, StatusCode::CREATED, "{}", put.body);
     assert_eq!(
-        app.put("/api/v1/models/openai.responses-only", &app.admin, &entry)
-            .await
-            .status,
-        StatusCode::CREATED
+        put.body["retention_modes"],
+        json!(["default", "provider_data_share"])
     );
     let mut body = project_body("zdr");
-    body["allowed_models"] = json!(["openai.responses-only"]);
+    body["allowed_models"] = json!(["openai.gpt-oss-20b", "acme.needs-retention"]);
     let r = app.post("/api/v1/projects", &app.admin, &body).await;
-    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(
-        r.body.to_string().contains("Chat Completions only"),
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
         "{}",
         r.body
     );
-    body["data_retention"] = json!("standard");
-    app.create_project(&body).await;
+    let text = r.body.to_string();
+    assert!(
+        text.contains("allowed_models[1]")
+            && text.contains("acme.needs-retention")
+            && text.contains("'none'")
+            && text.contains("default, provider_data_share"),
+        "{text}"
+    );
+    body["data_retention"] = json!("provider_data_share");
+    let p = app.create_project(&body).await;
+    assert_eq!(p["data_retention"], "provider_data_share");
+    let path = format!("/api/v1/projects/{}", p["id"].as_str().unwrap_or_default());
+    // Changing the project's mode to one the model does not allow is refused too …
+    let r = app
+        .patch(&path, &app.admin, &json!({"data_retention": "zdr"}))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    // … while `inherit` leaves it to the account's setting, which Mantle applies.
+    let r = app
+        .patch(&path, &app.admin, &json!({"data_retention": "inherit"}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    // `inherit` is no mode a model is called under, and a model needs one.
+    for modes in [json!(["inherit"]), json!([]), json!(["none", "none"])] {
+        let mut bad = entry.clone();
+        bad["retention_modes"] = modes;
+        let r = app.put("/api/v1/models/acme.bad", &app.admin, &bad).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            "{}",
+            r.body
+        );
+    }
 }
 
 #[tokio::test]

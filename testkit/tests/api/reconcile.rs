@@ -328,6 +328,72 @@ async fn edits_change_only_what_differs() {
 }
 
 #[tokio::test]
+async fn data_retention_is_set_on_the_mantle_project_planned_and_repaired() {
+    let w = world().await;
+    let (id, _) = w.create(project_body(&uniq("retention"))).await; // zdr by default
+    w.pass(id).await;
+    let mantle_id = w.mantle.projects()[0].id.clone();
+    assert_eq!(w.mantle.retention_mode(&mantle_id).as_deref(), Some("none"));
+    w.pass(id).await;
+    assert_eq!(
+        w.mantle.calls("UpdateProject"),
+        0,
+        "in sync: nothing written"
+    );
+
+    // Someone relaxes it behind strata's back: the plan shows it, a pass repairs it.
+    w.mantle
+        .edit(&mantle_id, |p| p.data_retention = "default".into());
+    let plan = w
+        .app
+        .get(&format!("/api/v1/projects/{id}/plan"), &w.app.admin)
+        .await;
+    let change = plan.body["changes"]
+        .as_array()
+        .and_then(|c| {
+            c.iter()
+                .find(|c| c["resource"] == "mantle_project_data_retention")
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("no retention change in {}", plan.body));
+    assert_eq!(change["action"], "update");
+    assert_eq!(change["before"], json!({"mode": "default"}));
+    assert_eq!(change["after"], json!({"mode": "none"}));
+    let pass = w.pass(id).await;
+    assert_eq!(pass.ready, 1, "{:?}", pass.failed);
+    assert_eq!(w.mantle.retention_mode(&mantle_id).as_deref(), Some("none"));
+
+    // A new mode and new tags in one edit: AWS takes the mode only on its own, so
+    // strata sends two updates (the fake refuses a combined one).
+    let patch = json!({"data_retention": "provider_data_share", "tags": {"CostCenter": "cc-77"}});
+    let r = w
+        .app
+        .patch(&format!("/api/v1/projects/{id}"), &w.app.admin, &patch)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let pass = w.pass(id).await;
+    assert_eq!(pass.ready, 1, "{:?}", pass.failed);
+    let mantle = &w.mantle.projects()[0];
+    assert_eq!(mantle.data_retention, "provider_data_share");
+    assert_eq!(mantle.tags["CostCenter"], "cc-77");
+    assert_eq!(w.mantle.calls("UpdateProject"), 3);
+    let r = w
+        .app
+        .patch(
+            &format!("/api/v1/projects/{id}"),
+            &w.app.admin,
+            &json!({"data_retention": "standard"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    w.pass(id).await;
+    assert_eq!(
+        w.mantle.retention_mode(&mantle_id).as_deref(),
+        Some("default")
+    );
+}
+
+#[tokio::test]
 async fn drift_made_outside_strata_is_repaired() {
     let w = world().await;
     let (id, created) = w.create(project_body("drift")).await;

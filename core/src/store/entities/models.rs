@@ -18,6 +18,7 @@ pub struct Model {
     pub supports_logprobs: bool,
     pub accepts_content_parts: bool,
     pub revision: i64,
+    pub retention_modes: Json,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
