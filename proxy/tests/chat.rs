@@ -667,3 +667,67 @@ async fn with_a_bedrock_api_key_the_proxy_sends_it_instead_of_signing() {
     assert!(!calls[0].security_token);
     assert!(calls[0].openai_project.is_some());
 }
+
+#[tokio::test]
+async fn a_govcloud_project_runs_end_to_end_with_aws_us_gov_arns() {
+    let w = world().await;
+    let model = "openai.gpt-oss-gov-test";
+    let entry = json!({
+        "provider": "openai", "display_name": "gpt-oss (GovCloud test entry)", "supports_chat": true,
+        "supports_responses": false, "supports_streaming": true, "regions": ["us-gov-west-1"],
+        "input_price_per_mtok_usd": 0.1, "output_price_per_mtok_usd": 0.5
+    });
+    let put = w
+        .app
+        .put(&format!("/api/v1/models/{model}"), &w.app.admin, &entry)
+        .await;
+    assert_eq!(put.status, StatusCode::CREATED, "{}", put.body);
+    let (id, key) = w.project_in("gov", &[model], "us-gov-west-1").await;
+
+    let p = w
+        .app
+        .get(&format!("/api/v1/projects/{id}"), &w.app.admin)
+        .await
+        .body;
+    let mantle_id = p["aws"]["mantle_project_id"].as_str().unwrap_or_default();
+    let project_arn = format!(
+        "arn:aws-us-gov:bedrock-mantle:us-gov-west-1:{}:project/{mantle_id}",
+        strata_testkit::moto::MOTO_ACCOUNT
+    );
+    assert_eq!(p["aws"]["mantle_project_arn"], project_arn, "{p}");
+    let role = p["aws"]["role_arn"]
+        .as_str()
+        .and_then(|a| a.rsplit('/').next())
+        .unwrap_or_default()
+        .to_owned();
+    let doc = strata_testkit::moto::moto_iam()
+        .await
+        .get_role_policy()
+        .role_name(&role)
+        .policy_name("strata-inference")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let policy =
+        strata_core::policy::parse_policy(doc.policy_document()).unwrap_or_else(|e| panic!("{e}"));
+    for statement in policy["Statement"].as_array().into_iter().flatten() {
+        assert_eq!(statement["Resource"], json!([project_arn]), "{policy}");
+    }
+
+    // The fake authorizes on the GovCloud ARN: a policy naming `arn:aws:` would be denied.
+    let a = w.chat(&key, &hello(model)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let call = w
+        .mantle
+        .chat_calls()
+        .into_iter()
+        .last()
+        .unwrap_or_else(|| panic!("no chat call reached Mantle"));
+    assert_eq!(call.region, "us-gov-west-1");
+    assert!(
+        call.authorization
+            .contains("/us-gov-west-1/bedrock-mantle/aws4_request"),
+        "{}",
+        call.authorization
+    );
+}

@@ -112,11 +112,17 @@ pub struct Answer {
 impl World {
     /// A project reconciled onto moto and the fake Mantle, and a key for it.
     pub async fn project(&self, name: &str, models: &[&str]) -> (Uuid, String) {
+        self.project_in(name, models, "us-east-1").await
+    }
+
+    /// [`World::project`] in another region.
+    pub async fn project_in(&self, name: &str, models: &[&str], region: &str) -> (Uuid, String) {
         let mut body = project_body(&format!(
             "{name}-{}",
             &Uuid::now_v7().simple().to_string()[24..]
         ));
         body["allowed_models"] = json!(models);
+        body["region"] = json!(region);
         let p = self.app.create_project(&body).await;
         let id =
             Uuid::parse_str(p["id"].as_str().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
