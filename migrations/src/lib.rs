@@ -17,7 +17,7 @@ mod m20261127_000010_cost_forecasts;
 mod m20261127_000011_cost_page_speed;
 mod m20261127_000012_limits;
 mod m20261127_000013_responses;
-mod m20261206_000014_data_retention_modes;
+mod m20261206_000014_retention_and_cache_prices;
 
 pub struct Migrator;
 
@@ -38,7 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000011_cost_page_speed::Migration),
             Box::new(m20261127_000012_limits::Migration),
             Box::new(m20261127_000013_responses::Migration),
-            Box::new(m20261206_000014_data_retention_modes::Migration),
+            Box::new(m20261206_000014_retention_and_cache_prices::Migration),
         ]
     }
 }

@@ -513,6 +513,7 @@ mod tests {
             accepts_content_parts: accepts_parts,
             input_price_micros_per_mtok: 1,
             output_price_micros_per_mtok: 1,
+            cached_input_price_micros_per_mtok: None,
         }
     }
 

@@ -24,8 +24,8 @@ use crate::access::{Denial, allowed_models, authorize};
 use crate::config::ProxySettings;
 use crate::error::OpenAiError;
 use crate::limits::{
-    Demand, LimitStore, Limiter, Limits, LocalStore, RedisStore, Reservation, SpendBaselines,
-    estimate_input_tokens, prices,
+    Demand, LimitStore, Limiter, Limits, LocalStore, Prices, RedisStore, Reservation,
+    SpendBaselines, estimate_input_tokens, prices,
 };
 use crate::metering::{Meter, Metered};
 use crate::metrics::{ModelMetrics, ProxyMetrics, RequestLabels, UpstreamErrorLabels};
@@ -522,8 +522,8 @@ pub(crate) struct Billing {
     pub recorded: bool,
     /// What was reserved against the limits, settled to the usage when metered.
     pub reservation: Option<Reservation>,
-    /// The model's (input, output) prices.
-    pub prices: (i64, i64),
+    /// The model's prices.
+    pub prices: Prices,
 }
 
 impl Drop for Billing {
@@ -539,7 +539,12 @@ impl Billing {
         }
         let latency = self.started.elapsed();
         if let Some(reservation) = self.reservation.take() {
-            let used = Demand::priced(self.prices, usage.input_tokens, usage.output_tokens);
+            let used = Demand::used(
+                self.prices,
+                usage.input_tokens,
+                usage.cached_tokens,
+                usage.output_tokens,
+            );
             self.state.limiter.settle(reservation, used);
         }
         let m = &self.metrics;

@@ -731,3 +731,20 @@ async fn a_govcloud_project_runs_end_to_end_with_aws_us_gov_arns() {
         call.authorization
     );
 }
+
+#[tokio::test]
+async fn service_tier_is_passed_through_to_mantle() {
+    let w = world().await;
+    let (_, key) = w.project("tier", &[OSS]).await;
+    let mut body = hello(OSS);
+    body["service_tier"] = json!("priority");
+    let a = w.chat(&key, &body).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let call = w
+        .mantle
+        .chat_calls()
+        .into_iter()
+        .last()
+        .unwrap_or_else(|| panic!("no chat call reached Mantle"));
+    assert_eq!(call.body["service_tier"], "priority");
+}

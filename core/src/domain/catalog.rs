@@ -40,6 +40,14 @@ pub struct CatalogModel {
     /// US dollars per million output tokens.
     #[schema(value_type = f64)]
     pub output_price_per_mtok_usd: Price,
+    /// US dollars per million input tokens read from the prompt cache (the input price
+    /// unless the catalog says otherwise).
+    #[schema(value_type = f64)]
+    pub cached_input_price_per_mtok_usd: Price,
+    /// US dollars per million input tokens written to the prompt cache (the input
+    /// price unless the catalog says otherwise).
+    #[schema(value_type = f64)]
+    pub cache_write_price_per_mtok_usd: Price,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -83,6 +91,14 @@ pub struct ModelUpsert {
     pub input_price_per_mtok_usd: f64,
     #[schema(example = 0.6)]
     pub output_price_per_mtok_usd: f64,
+    /// Default: the input price.
+    #[serde(default)]
+    #[schema(example = 0.015)]
+    pub cached_input_price_per_mtok_usd: Option<f64>,
+    /// Default: the input price.
+    #[serde(default)]
+    #[schema(example = 0.1875)]
+    pub cache_write_price_per_mtok_usd: Option<f64>,
 }
 
 /// A validated catalog entry without its timestamps.
@@ -100,6 +116,10 @@ pub struct ModelSpec {
     pub retention_modes: Vec<RetentionMode>,
     pub input_price: Price,
     pub output_price: Price,
+    /// `None`: the input price.
+    pub cached_input_price: Option<Price>,
+    /// `None`: the input price.
+    pub cache_write_price: Option<Price>,
 }
 
 fn yes() -> bool {
@@ -167,6 +187,21 @@ impl ModelUpsert {
         let output_price = Price::from_usd_per_mtok(self.output_price_per_mtok_usd)
             .map_err(|e| errors.push(FieldError::new("output_price_per_mtok_usd", e)))
             .ok();
+        let mut optional_price = |field: &str, value: Option<f64>| {
+            value.and_then(|v| {
+                Price::from_usd_per_mtok(v)
+                    .map_err(|e| errors.push(FieldError::new(field, e)))
+                    .ok()
+            })
+        };
+        let cached_input_price = optional_price(
+            "cached_input_price_per_mtok_usd",
+            self.cached_input_price_per_mtok_usd,
+        );
+        let cache_write_price = optional_price(
+            "cache_write_price_per_mtok_usd",
+            self.cache_write_price_per_mtok_usd,
+        );
         match (input_price, output_price) {
             (Some(input_price), Some(output_price)) if errors.is_empty() => Ok(ModelSpec {
                 provider: self.provider.clone(),
@@ -181,6 +216,8 @@ impl ModelUpsert {
                 retention_modes: modes.into_iter().collect(),
                 input_price,
                 output_price,
+                cached_input_price,
+                cache_write_price,
             }),
             _ => Err(errors),
         }

@@ -40,6 +40,10 @@ pub struct SnapshotModel {
     pub accepts_content_parts: bool,
     pub input_price_micros_per_mtok: i64,
     pub output_price_micros_per_mtok: i64,
+    /// Cached input tokens' price; absent from older control planes' snapshots, which
+    /// priced them as input.
+    #[serde(default)]
+    pub cached_input_price_micros_per_mtok: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

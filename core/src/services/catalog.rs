@@ -40,6 +40,14 @@ pub(crate) fn to_domain(row: models::Model) -> Result<CatalogModel, CoreError> {
         retention_modes,
         input_price_per_mtok_usd: Price::from_micros(row.input_price_micros_per_mtok),
         output_price_per_mtok_usd: Price::from_micros(row.output_price_micros_per_mtok),
+        cached_input_price_per_mtok_usd: Price::from_micros(
+            row.cached_input_price_micros_per_mtok
+                .unwrap_or(row.input_price_micros_per_mtok),
+        ),
+        cache_write_price_per_mtok_usd: Price::from_micros(
+            row.cache_write_price_micros_per_mtok
+                .unwrap_or(row.input_price_micros_per_mtok),
+        ),
         updated_at: row.updated_at,
     })
 }
@@ -114,6 +122,8 @@ impl Services {
             )),
             input_price_micros_per_mtok: Set(spec.input_price.micros()),
             output_price_micros_per_mtok: Set(spec.output_price.micros()),
+            cached_input_price_micros_per_mtok: Set(spec.cached_input_price.map(Price::micros)),
+            cache_write_price_micros_per_mtok: Set(spec.cache_write_price.map(Price::micros)),
             updated_at: Set(self.clock.now()),
             revision: Set(existing.as_ref().map_or(1, |e| e.revision + 1)),
         };

@@ -97,6 +97,9 @@ impl Services {
                 accepts_content_parts: m.accepts_content_parts,
                 input_price_micros_per_mtok: m.input_price_per_mtok_usd.micros(),
                 output_price_micros_per_mtok: m.output_price_per_mtok_usd.micros(),
+                cached_input_price_micros_per_mtok: Some(
+                    m.cached_input_price_per_mtok_usd.micros(),
+                ),
             })
             .collect();
         Ok(PolicySnapshot {

@@ -114,8 +114,8 @@ impl Services {
             tx.commit().await?;
             return Ok(first_time);
         }
-        // Cached input tokens are priced as input: the catalog has no cache price.
-        let prices: BTreeMap<String, (i64, i64)> = models::Entity::find()
+        // (input, cached input, output); cached input without its own price is input.
+        let prices: BTreeMap<String, (i64, i64, i64)> = models::Entity::find()
             .all(&*tx)
             .await?
             .into_iter()
@@ -124,6 +124,8 @@ impl Services {
                     m.id,
                     (
                         m.input_price_micros_per_mtok,
+                        m.cached_input_price_micros_per_mtok
+                            .unwrap_or(m.input_price_micros_per_mtok),
                         m.output_price_micros_per_mtok,
                     ),
                 )
@@ -133,8 +135,11 @@ impl Services {
         // The same usage per project and UTC day, for the cost pages.
         let mut daily: BTreeMap<(Uuid, NaiveDate), (i64, i64)> = BTreeMap::new();
         let rows = merged.into_values().map(|mut m| {
-            let (input, output) = prices.get(&m.model).copied().unwrap_or((0, 0));
-            m.cost_micros = cost_micros(m.input_tokens, input)
+            let (input, cached, output) = prices.get(&m.model).copied().unwrap_or((0, 0, 0));
+            // Input tokens include the cached ones (OpenAI's `prompt_tokens`).
+            let uncached = m.input_tokens.saturating_sub(m.cached_tokens);
+            m.cost_micros = cost_micros(uncached, input)
+                .saturating_add(cost_micros(m.cached_tokens, cached))
                 .saturating_add(cost_micros(m.output_tokens, output));
             let seen = last_used.entry(m.key_id).or_insert(m.minute);
             *seen = Ord::max(*seen, m.minute);

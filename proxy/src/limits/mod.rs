@@ -76,24 +76,43 @@ pub struct Demand {
 }
 
 impl Demand {
-    /// `input_tokens` and `output_tokens` at `prices` (input, output; micro-dollars
-    /// per million tokens): a request's worst case before it is sent (an input
-    /// estimate plus its `max_tokens`), or what it used.
-    pub fn priced(prices: (i64, i64), input_tokens: u64, output_tokens: u64) -> Self {
+    /// A request's worst case before it is sent: an input estimate (none of it taken
+    /// as cached) plus its `max_tokens`, at `prices`.
+    pub fn priced(prices: Prices, input_tokens: u64, output_tokens: u64) -> Self {
+        Self::used(prices, input_tokens, 0, output_tokens)
+    }
+
+    /// What a request used: `input_tokens` include the `cached_tokens` read from the
+    /// prompt cache (OpenAI's counting), which are priced as cached input.
+    pub fn used(prices: Prices, input_tokens: u64, cached_tokens: u64, output_tokens: u64) -> Self {
+        let cached = cached_tokens.min(input_tokens);
         Self {
             tokens: input_tokens.saturating_add(output_tokens),
-            cost_micros: price(input_tokens, prices.0)
-                .saturating_add(price(output_tokens, prices.1)),
+            cost_micros: price(input_tokens - cached, prices.input)
+                .saturating_add(price(cached, prices.cached_input))
+                .saturating_add(price(output_tokens, prices.output)),
         }
     }
 }
 
-/// A model's (input, output) prices in micro-dollars per million tokens.
-pub fn prices(model: &SnapshotModel) -> (i64, i64) {
-    (
-        model.input_price_micros_per_mtok,
-        model.output_price_micros_per_mtok,
-    )
+/// A model's prices in micro-dollars per million tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Prices {
+    pub input: i64,
+    pub cached_input: i64,
+    pub output: i64,
+}
+
+/// A model's prices from the catalog (cached input at the input price when the
+/// control plane's snapshot does not say).
+pub fn prices(model: &SnapshotModel) -> Prices {
+    Prices {
+        input: model.input_price_micros_per_mtok,
+        cached_input: model
+            .cached_input_price_micros_per_mtok
+            .unwrap_or(model.input_price_micros_per_mtok),
+        output: model.output_price_micros_per_mtok,
+    }
 }
 
 /// Micro-dollars for `tokens` at `per_mtok` micro-dollars per million, rounded up (a
@@ -556,10 +575,20 @@ mod tests {
     #[test]
     fn reservations_round_up_and_price_input_and_output_apart() {
         // 1,001 input tokens at $0.15 / M = 150.15 micro-dollars, up to 151.
-        let d = Demand::priced((150_000, 600_000), 1_001, 10);
+        let p = Prices {
+            input: 150_000,
+            cached_input: 15_000,
+            output: 600_000,
+        };
+        let d = Demand::priced(p, 1_001, 10);
         assert_eq!(d.tokens, 1_011);
         assert_eq!(d.cost_micros, 151 + 6);
-        assert_eq!(Demand::priced((0, 0), 5, 5).cost_micros, 0);
+        assert_eq!(Demand::priced(Prices::default(), 5, 5).cost_micros, 0);
+        // 1,000 of 2,000 input tokens from the cache: 150 + 15 + 6.
+        let used = Demand::used(p, 2_000, 1_000, 10);
+        assert_eq!((used.tokens, used.cost_micros), (2_010, 150 + 15 + 6));
+        // More cached than input (a malformed answer) is taken as all cached.
+        assert_eq!(Demand::used(p, 10, 50, 0).cost_micros, 1);
         assert_eq!(estimate_input_tokens(0), 0);
         assert_eq!(estimate_input_tokens(9), 3);
     }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use strata_core::domain::{ResponseClaim, ResponseCompletion, ResponseRecord};
 use tokio_util::sync::CancellationToken;
 
-use crate::limits::{Demand, Limits, Reservation};
+use crate::limits::{Demand, Limits, Prices, Reservation};
 use crate::normalize::Usage;
 use crate::server::{ProxyState, UpstreamCall, UpstreamPath, send_upstream};
 
@@ -24,7 +24,7 @@ const CLAIM_LIMIT: u64 = 50;
 /// A background response this replica created, until it is metered.
 pub struct Pending {
     pub reservation: Option<Reservation>,
-    pub prices: (i64, i64),
+    pub prices: Prices,
     pub started: Instant,
 }
 
@@ -144,8 +144,14 @@ async fn follow_one(state: &ProxyState, record: &ResponseRecord) {
                     }
                 }
             }
-            let settle =
-                |prices| Demand::priced(prices, completion.input_tokens, completion.output_tokens);
+            let settle = |prices| {
+                Demand::used(
+                    prices,
+                    completion.input_tokens,
+                    completion.cached_tokens,
+                    completion.output_tokens,
+                )
+            };
             match pending {
                 Some(p) => {
                     if let Some(r) = p.reservation {
@@ -157,7 +163,7 @@ async fn follow_one(state: &ProxyState, record: &ResponseRecord) {
                     let prices = policy
                         .models
                         .get(&record.model)
-                        .map_or((0, 0), crate::limits::prices);
+                        .map_or(Prices::default(), crate::limits::prices);
                     let limits = Limits::of(project, record.key_id, None);
                     state.limiter.charge(&limits, settle(prices));
                 }

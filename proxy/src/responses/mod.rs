@@ -33,7 +33,7 @@ pub use registry::{RegistryError, ResponseRegistry};
 use self::events::ResponsesSse;
 use crate::access::authorize;
 use crate::error::OpenAiError;
-use crate::limits::{Admission, Demand, Limits, estimate_input_tokens, prices};
+use crate::limits::{Admission, Demand, Limits, Prices, estimate_input_tokens, prices};
 use crate::normalize::rewrite_response;
 use crate::peek::Obj;
 use crate::server::{
@@ -338,7 +338,7 @@ struct NewResponse {
     project: uuid::Uuid,
     key: uuid::Uuid,
     model: String,
-    prices: (i64, i64),
+    prices: Prices,
     started: Instant,
 }
 

@@ -126,6 +126,62 @@ async fn a_batch_counts_once_and_is_reported_by_model_key_and_day() {
 }
 
 #[tokio::test]
+async fn cached_input_is_priced_at_the_catalogs_cache_price() {
+    let app = TestApp::spawn().await;
+    let proxy = app.state.proxy_token.expose().to_owned();
+    let model = "acme.cached";
+    let entry = json!({
+        "provider": "acme", "display_name": "cached", "supports_chat": true, "supports_responses": false,
+        "supports_streaming": true, "regions": ["us-east-1"], "input_price_per_mtok_usd": 2.0,
+        "output_price_per_mtok_usd": 8.0, "cached_input_price_per_mtok_usd": 0.5,
+        "cache_write_price_per_mtok_usd": 2.5
+    });
+    let put = app
+        .put(&format!("/api/v1/models/{model}"), &app.admin, &entry)
+        .await;
+    assert_eq!(put.status, StatusCode::CREATED, "{}", put.body);
+    assert_eq!(
+        (
+            &put.body["cached_input_price_per_mtok_usd"],
+            &put.body["cache_write_price_per_mtok_usd"]
+        ),
+        (&json!(0.5), &json!(2.5))
+    );
+    // Without them, both are the input price.
+    let seeded = app
+        .get("/api/v1/models/openai.gpt-oss-20b", &app.admin)
+        .await
+        .body;
+    assert_eq!(
+        seeded["cached_input_price_per_mtok_usd"],
+        seeded["input_price_per_mtok_usd"]
+    );
+    let mut body = project_body("cache-priced");
+    body["allowed_models"] = json!([model]);
+    let p = app.create_project(&body).await;
+    let pid = p["id"].as_str().unwrap_or_default().to_owned();
+    let kid = uuid::Uuid::now_v7().to_string();
+    // 1,000,000 input tokens of which 400,000 read from the cache, 100,000 output:
+    // 0.6 M × $2 + 0.4 M × $0.5 + 0.1 M × $8 = $2.20.
+    let mut r = record(
+        &pid,
+        &kid,
+        model,
+        "2026-01-15T10:00:00Z",
+        (1_000_000, 100_000),
+    );
+    r["cached_tokens"] = json!(400_000);
+    let batch = json!({"batch_id": uuid::Uuid::now_v7(), "records": [r]});
+    let applied = app.post(USAGE, &proxy, &batch).await;
+    assert_eq!(applied.status, StatusCode::OK, "{}", applied.body);
+    let usage = app
+        .get(&format!("/api/v1/projects/{pid}/usage?{RANGE}"), &app.admin)
+        .await;
+    let cost = usage.body["total"]["cost_usd"].as_f64().unwrap_or(-1.0);
+    assert!((cost - 2.2).abs() < 1e-6, "cost {cost}: {}", usage.body);
+}
+
+#[tokio::test]
 async fn usage_is_written_only_by_the_proxy_and_read_only_by_who_may_see_the_project() {
     let app = TestApp::spawn().await;
     let proxy = app.state.proxy_token.expose().to_owned();

@@ -19,6 +19,10 @@ pub struct Model {
     pub accepts_content_parts: bool,
     pub revision: i64,
     pub retention_modes: Json,
+    /// Null: the input price.
+    pub cached_input_price_micros_per_mtok: Option<i64>,
+    /// Null: the input price.
+    pub cache_write_price_micros_per_mtok: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
