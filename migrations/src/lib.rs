@@ -17,7 +17,7 @@ mod m20261127_000010_cost_forecasts;
 mod m20261127_000011_cost_page_speed;
 mod m20261127_000012_limits;
 mod m20261127_000013_responses;
-mod m20261206_000014_retention_and_cache_prices;
+mod m20261206_000014_mantle_fidelity;
 
 pub struct Migrator;
 
@@ -38,7 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000011_cost_page_speed::Migration),
             Box::new(m20261127_000012_limits::Migration),
             Box::new(m20261127_000013_responses::Migration),
-            Box::new(m20261206_000014_retention_and_cache_prices::Migration),
+            Box::new(m20261206_000014_mantle_fidelity::Migration),
         ]
     }
 }

@@ -514,6 +514,7 @@ mod tests {
             input_price_micros_per_mtok: 1,
             output_price_micros_per_mtok: 1,
             cached_input_price_micros_per_mtok: None,
+            mantle_path: Default::default(),
         }
     }
 

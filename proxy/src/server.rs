@@ -16,7 +16,7 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use strata_aws::{UpstreamAuth, UpstreamRequest};
-use strata_core::domain::SnapshotProject;
+use strata_core::domain::{MantlePath, SnapshotProject};
 use strata_core::keys::ApiKeyClaims;
 use tokio_util::sync::CancellationToken;
 
@@ -52,7 +52,7 @@ pub struct Proxy {
     upstream_auth: Arc<dyn UpstreamAuth>,
     upstream: UpstreamClient,
     /// Parsed Mantle URLs by path and region.
-    upstream_urls: RwLock<foldhash::HashMap<&'static str, foldhash::HashMap<String, Arc<Target>>>>,
+    upstream_urls: RwLock<UpstreamUrls>,
     pub(crate) settings: ProxySettings,
 }
 
@@ -151,25 +151,46 @@ impl Proxy {
         self.pending().drain().collect()
     }
 
-    /// Mantle's URL for a path with ids or a query in it (parsed each time).
-    fn upstream_url_for(&self, region: &str, path: &str) -> Option<Arc<Target>> {
+    /// Mantle's URL for a path with ids or a query in it (parsed each time), under the
+    /// model's prefix: `STRATA_MANTLE_URL` is the `/v1` base, whose `/v1` another
+    /// prefix replaces.
+    fn upstream_url_for(
+        &self,
+        region: &str,
+        prefix: MantlePath,
+        path: &str,
+    ) -> Option<Arc<Target>> {
         let base = self.settings.mantle_url.replace("{region}", region);
-        Target::parse(&format!("{}{path}", base.trim_end_matches('/'))).map(Arc::new)
+        let base = base.trim_end_matches('/');
+        let base = match prefix {
+            MantlePath::V1 => base.to_owned(),
+            other => format!(
+                "{}{}",
+                base.strip_suffix("/v1").unwrap_or(base),
+                other.as_str()
+            ),
+        };
+        Target::parse(&format!("{base}{path}")).map(Arc::new)
     }
 
-    /// Mantle's URL for `path` in `region`, parsed once per region and path.
-    fn upstream_url(&self, region: &str, path: &'static str) -> Option<Arc<Target>> {
+    /// Mantle's URL for `path` in `region`, parsed once per region, prefix and path.
+    fn upstream_url(
+        &self,
+        region: &str,
+        prefix: MantlePath,
+        path: &'static str,
+    ) -> Option<Arc<Target>> {
         if let Some(url) = self
             .upstream_urls
             .read()
             .ok()
-            .and_then(|m| m.get(path).and_then(|m| m.get(region)).cloned())
+            .and_then(|m| m.get(&(prefix, path)).and_then(|m| m.get(region)).cloned())
         {
             return Some(url);
         }
-        let url = self.upstream_url_for(region, path)?;
+        let url = self.upstream_url_for(region, prefix, path)?;
         if let Ok(mut m) = self.upstream_urls.write() {
-            m.entry(path)
+            m.entry((prefix, path))
                 .or_default()
                 .insert(region.to_owned(), url.clone());
         }
@@ -647,6 +668,7 @@ async fn chat(
     let sent_at = Instant::now();
     let call = UpstreamCall {
         method: reqwest::Method::POST,
+        prefix: model.mantle_path,
         path: UpstreamPath::Fixed("/chat/completions"),
         body: upstream_body,
         stream: request.stream,
@@ -721,10 +743,16 @@ fn upstream_unreachable() -> OpenAiError {
     )
 }
 
-/// What to send to Mantle for a project: `method` `path` (under `/v1`, with its query)
-/// and the body (empty for GET and DELETE).
+/// Parsed Mantle URLs per (prefix, fixed path), then per region.
+type UpstreamUrls =
+    foldhash::HashMap<(MantlePath, &'static str), foldhash::HashMap<String, Arc<Target>>>;
+
+/// What to send to Mantle for a project: `method` `path` (under the model's `prefix`,
+/// with its query) and the body (empty for GET and DELETE).
 pub(crate) struct UpstreamCall<'a> {
     pub method: reqwest::Method,
+    /// Where Mantle serves the call's model (`/v1`, `/openai/v1`).
+    pub prefix: MantlePath,
     pub path: UpstreamPath<'a>,
     pub body: Bytes,
     /// A stream: no overall timeout (the idle timeout still applies).
@@ -778,8 +806,8 @@ pub(crate) async fn send_upstream(
         .ok_or_else(project_not_ready)?;
     let region = project.region.as_str();
     let target = match call.path {
-        UpstreamPath::Fixed(path) => state.upstream_url(region, path),
-        UpstreamPath::Dynamic(path) => state.upstream_url_for(region, path),
+        UpstreamPath::Fixed(path) => state.upstream_url(region, call.prefix, path),
+        UpstreamPath::Dynamic(path) => state.upstream_url_for(region, call.prefix, path),
     }
     .ok_or_else(|| {
         tracing::warn!(

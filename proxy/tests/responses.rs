@@ -325,3 +325,99 @@ async fn a_zero_data_retention_project_gets_unstored_responses_only() {
     assert_eq!(stats.created, 2, "the refused ones never reached Mantle");
     assert_eq!(stats.retention_refused, 0);
 }
+
+#[tokio::test]
+async fn a_model_served_under_openai_v1_is_called_there_on_every_route() {
+    let w = world().await;
+    let frontier = "openai.gpt-5.5";
+    let entry = json!({
+        "provider": "openai", "display_name": "GPT-5.5", "supports_chat": false, "supports_responses": true,
+        "supports_streaming": true, "regions": ["us-east-1"], "mantle_path": "/openai/v1",
+        "input_price_per_mtok_usd": 5, "output_price_per_mtok_usd": 30
+    });
+    let put = w
+        .app
+        .put(&format!("/api/v1/models/{frontier}"), &w.app.admin, &entry)
+        .await;
+    assert_eq!(put.status, 201, "{}", put.body);
+    assert_eq!(put.body["mantle_path"], "/openai/v1");
+    let (id, key) = w.project("frontier", &[OSS, frontier]).await;
+    let r = w
+        .app
+        .patch(
+            &format!("/api/v1/projects/{id}"),
+            &w.app.admin,
+            &json!({"data_retention": "standard"}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    w.app
+        .state
+        .reconciler
+        .run_for(&[id])
+        .await
+        .unwrap_or_else(|e| panic!("reconcile: {e}"));
+    answers_within(
+        Duration::from_secs(5),
+        reqwest::StatusCode::OK,
+        "standard retention",
+        || {
+            w.send(
+                w.client
+                    .post(format!("{}/v1/responses", w.base))
+                    .bearer_auth(&key)
+                    .json(&json!({"model": frontier, "input": "hi", "store": true})),
+            )
+        },
+    )
+    .await;
+    // The same client calls reach the frontier model under /openai/v1 and the
+    // GPT-OSS model under /v1 (the fake refuses either on the other prefix).
+    for model in [frontier, OSS] {
+        let created = w
+            .send(
+                w.client
+                    .post(format!("{}/v1/responses", w.base))
+                    .bearer_auth(&key)
+                    .json(&json!({"model": model, "input": "hello"})),
+            )
+            .await;
+        assert_eq!(created.status, 200, "{model}: {}", created.body);
+        let rid = created.body["id"].as_str().unwrap_or_default().to_owned();
+        for (method, suffix) in [
+            (reqwest::Method::GET, ""),
+            (reqwest::Method::GET, "/input_items"),
+            (reqwest::Method::DELETE, ""),
+        ] {
+            let a = w
+                .send(
+                    w.client
+                        .request(
+                            method.clone(),
+                            format!("{}/v1/responses/{rid}{suffix}", w.base),
+                        )
+                        .bearer_auth(&key),
+                )
+                .await;
+            assert_eq!(a.status, 200, "{model} {method} {suffix}: {}", a.body);
+        }
+    }
+    let models = w
+        .send(
+            w.client
+                .get(format!("{}/v1/models", w.base))
+                .bearer_auth(&key),
+        )
+        .await;
+    let ids: Vec<&str> = models.body["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&frontier) && ids.contains(&OSS),
+        "{}",
+        models.body
+    );
+}

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ModelId, Price, Region, RetentionMode};
+use super::{MantlePath, ModelId, Price, Region, RetentionMode};
 use crate::FieldError;
 
 /// A model as the catalog describes it.
@@ -30,6 +30,9 @@ pub struct CatalogModel {
     pub accepts_content_parts: bool,
     /// Mantle regions that offer the model.
     pub regions: Vec<Region>,
+    /// Where Mantle serves the model (`/v1` or `/openai/v1`); the proxy sends its
+    /// calls there.
+    pub mantle_path: MantlePath,
     /// The Mantle data-retention modes the model may be called under (a model that
     /// requires retention lacks `none`); a project whose mode is not listed may not
     /// allow the model.
@@ -84,6 +87,9 @@ pub struct ModelUpsert {
     #[serde(default)]
     pub accepts_content_parts: bool,
     pub regions: Vec<Region>,
+    /// Default `/v1`.
+    #[serde(default)]
+    pub mantle_path: MantlePath,
     /// Default: every mode (`default`, `none`, `aws_review`, `provider_data_share`).
     #[serde(default = "every_retention_mode")]
     pub retention_modes: Vec<RetentionMode>,
@@ -113,6 +119,7 @@ pub struct ModelSpec {
     pub supports_logprobs: bool,
     pub accepts_content_parts: bool,
     pub regions: Vec<Region>,
+    pub mantle_path: MantlePath,
     pub retention_modes: Vec<RetentionMode>,
     pub input_price: Price,
     pub output_price: Price,
@@ -213,6 +220,7 @@ impl ModelUpsert {
                 supports_logprobs: self.supports_logprobs,
                 accepts_content_parts: self.accepts_content_parts,
                 regions: regions.into_iter().collect(),
+                mantle_path: self.mantle_path,
                 retention_modes: modes.into_iter().collect(),
                 input_price,
                 output_price,

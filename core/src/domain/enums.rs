@@ -168,6 +168,33 @@ impl RetentionMode {
     ];
 }
 
+/// The path prefix under which Mantle serves a model: most under `/v1`, some (OpenAI's
+/// frontier models) only under `/openai/v1`; a request on the wrong prefix is refused
+/// ("model … isn't supported on this route").
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    ToSchema,
+)]
+pub enum MantlePath {
+    #[default]
+    #[serde(rename = "/v1")]
+    V1,
+    #[serde(rename = "/openai/v1")]
+    OpenAiV1,
+}
+
+string_enum!(MantlePath { V1 => "/v1", OpenAiV1 => "/openai/v1" });
+
 /// A member's role within one project. `owner` may manage the project's members.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,

@@ -29,7 +29,9 @@ pub use costs::{
     CostDay, CostFigure, CostGroup, CostGroupBy, CostReport, ENVIRONMENT_TAG, PROJECT_TAG,
     micros_to_usd,
 };
-pub use enums::{DataRetention, Environment, ProjectRole, ProjectStatus, Region, RetentionMode};
+pub use enums::{
+    DataRetention, Environment, MantlePath, ProjectRole, ProjectStatus, Region, RetentionMode,
+};
 pub use keys::{
     ApiKey, ApiKeyDraft, CreatedApiKey, KeyCreation, KeyStatus, MAX_KEY_NAME,
     MIN_KEY_LIFETIME_SECS, NewApiKey,

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{DataRetention, Environment, ModelId, ProjectStatus, RateLimits, Region};
+use super::{DataRetention, Environment, MantlePath, ModelId, ProjectStatus, RateLimits, Region};
 
 /// One project as the proxy sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +44,9 @@ pub struct SnapshotModel {
     /// priced them as input.
     #[serde(default)]
     pub cached_input_price_micros_per_mtok: Option<i64>,
+    /// Where Mantle serves the model (`/v1` in older snapshots).
+    #[serde(default)]
+    pub mantle_path: MantlePath,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use super::audit::{Change, record, snapshot};
 use super::{Services, corrupt};
 use crate::CoreError;
 use crate::auth::Actor;
-use crate::domain::{CatalogModel, ModelId, ModelSpec, Price, Region, RetentionMode};
+use crate::domain::{CatalogModel, MantlePath, ModelId, ModelSpec, Price, Region, RetentionMode};
 use crate::store::entities::models;
 
 pub(crate) fn to_domain(row: models::Model) -> Result<CatalogModel, CoreError> {
@@ -37,6 +37,8 @@ pub(crate) fn to_domain(row: models::Model) -> Result<CatalogModel, CoreError> {
         supports_logprobs: row.supports_logprobs,
         accepts_content_parts: row.accepts_content_parts,
         regions,
+        mantle_path: MantlePath::parse(&row.mantle_path)
+            .map_err(|e| corrupt("model mantle_path", e))?,
         retention_modes,
         input_price_per_mtok_usd: Price::from_micros(row.input_price_micros_per_mtok),
         output_price_per_mtok_usd: Price::from_micros(row.output_price_micros_per_mtok),
@@ -114,6 +116,7 @@ impl Services {
             supports_logprobs: Set(spec.supports_logprobs),
             accepts_content_parts: Set(spec.accepts_content_parts),
             regions: Set(serde_json::json!(regions)),
+            mantle_path: Set(spec.mantle_path.as_str().to_owned()),
             retention_modes: Set(serde_json::json!(
                 spec.retention_modes
                     .iter()

@@ -100,6 +100,7 @@ impl Services {
                 cached_input_price_micros_per_mtok: Some(
                     m.cached_input_price_per_mtok_usd.micros(),
                 ),
+                mantle_path: m.mantle_path,
             })
             .collect();
         Ok(PolicySnapshot {

@@ -75,6 +75,11 @@ async fn follow_one(state: &ProxyState, record: &ResponseRecord) {
     let path = format!("/responses/{}", record.id);
     let call = UpstreamCall {
         method: reqwest::Method::GET,
+        prefix: policy
+            .models
+            .get(record.model.as_str())
+            .map(|m| m.mantle_path)
+            .unwrap_or_default(),
         path: UpstreamPath::Dynamic(&path),
         body: axum::body::Bytes::new(),
         stream: false,

@@ -13,6 +13,7 @@ mod follower;
 mod registry;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
@@ -140,18 +141,19 @@ fn check_retention(
     Ok(())
 }
 
-/// Checks that response `id` belongs to `project`; anything else is a 404.
+/// Checks that response `id` belongs to `project` (anything else is a 404); `Ok` is
+/// the model it was created with.
 async fn check_owner(
     state: &ProxyState,
     project: &SnapshotProject,
     id: &str,
     param: Option<&str>,
-) -> Result<(), OpenAiError> {
+) -> Result<Arc<str>, OpenAiError> {
     if validate_response_id(id).is_err() {
         return Err(response_not_found(id, param));
     }
     match state.responses.owner(id).await {
-        Ok(owner) if owner == project.id => Ok(()),
+        Ok(owner) if owner.project == project.id => Ok(owner.model),
         Ok(_) | Err(RegistryError::Unknown) => Err(response_not_found(id, param)),
         Err(RegistryError::Unavailable(e)) => {
             tracing::warn!(error.cause = %e, "cannot look a response's owner up");
@@ -257,6 +259,7 @@ async fn create(
     };
     let call = UpstreamCall {
         method: reqwest::Method::POST,
+        prefix: model.mantle_path,
         path: UpstreamPath::Fixed("/responses"),
         body: bytes,
         stream,
@@ -516,7 +519,13 @@ async fn on_response(
     seen.project = Some(claims.project);
     let policy = state.policy()?;
     let project = responses_project(&claims, &policy)?;
-    check_owner(state, project, id, None).await?;
+    let model = check_owner(state, project, id, None).await?;
+    // Calls on a response go where its model is served.
+    let prefix = policy
+        .models
+        .get(&*model)
+        .map(|m| m.mantle_path)
+        .unwrap_or_default();
     if let Some(q) = query
         && !q
             .bytes()
@@ -538,6 +547,7 @@ async fn on_response(
     };
     let call = UpstreamCall {
         method: method.clone(),
+        prefix,
         path: UpstreamPath::Dynamic(&path),
         body: if method == reqwest::Method::POST {
             Bytes::from_static(b"{}")

@@ -4,7 +4,7 @@
 //! background responses to follow, and report one finished.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use strata_core::config::Secret;
@@ -16,11 +16,19 @@ const MAX_CACHED_OWNERS: usize = 100_000;
 /// Attempts to record a new response before giving up.
 const RECORD_ATTEMPTS: u32 = 3;
 
+/// Who created a response: the project, and the model (whose Mantle prefix later
+/// calls on the id go to).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub project: Uuid,
+    pub model: Arc<str>,
+}
+
 pub struct ResponseRegistry {
     http: reqwest::Client,
     base: String,
     credential: Secret,
-    owners: RwLock<HashMap<String, Uuid>>,
+    owners: RwLock<HashMap<String, Owner>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,12 +52,18 @@ impl ResponseRegistry {
         }
     }
 
-    fn remember(&self, id: &str, project: Uuid) {
+    fn remember(&self, record: &ResponseRecord) {
         if let Ok(mut owners) = self.owners.write() {
             if owners.len() >= MAX_CACHED_OWNERS {
                 owners.clear();
             }
-            owners.insert(id.to_owned(), project);
+            owners.insert(
+                record.id.clone(),
+                Owner {
+                    project: record.project_id,
+                    model: Arc::from(record.model.as_str()),
+                },
+            );
         }
     }
 
@@ -75,7 +89,7 @@ impl ResponseRegistry {
             }
             match self.send(self.http.post(&self.base).json(record)).await {
                 Ok(r) if r.status().is_success() => {
-                    self.remember(&record.id, record.project_id);
+                    self.remember(record);
                     return Ok(());
                 }
                 Ok(r) => last = format!("HTTP {}", r.status().as_u16()),
@@ -85,10 +99,10 @@ impl ResponseRegistry {
         Err(RegistryError::Unavailable(last))
     }
 
-    /// The project that created response `id`.
-    pub async fn owner(&self, id: &str) -> Result<Uuid, RegistryError> {
-        if let Some(project) = self.owners.read().ok().and_then(|o| o.get(id).copied()) {
-            return Ok(project);
+    /// The project that created response `id`, and with which model.
+    pub async fn owner(&self, id: &str) -> Result<Owner, RegistryError> {
+        if let Some(owner) = self.owners.read().ok().and_then(|o| o.get(id).cloned()) {
+            return Ok(owner);
         }
         // Ids reach this only after the proxy checked them (letters, digits, _ and -).
         let response = self
@@ -100,8 +114,11 @@ impl ResponseRegistry {
                     .json()
                     .await
                     .map_err(|e| RegistryError::Unavailable(e.without_url().to_string()))?;
-                self.remember(id, record.project_id);
-                Ok(record.project_id)
+                self.remember(&record);
+                Ok(Owner {
+                    project: record.project_id,
+                    model: Arc::from(record.model.as_str()),
+                })
             }
             reqwest::StatusCode::NOT_FOUND => Err(RegistryError::Unknown),
             s => Err(RegistryError::Unavailable(format!("HTTP {}", s.as_u16()))),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -91,6 +91,21 @@ pub(crate) fn words(s: &str) -> u64 {
     s.split_whitespace().count() as u64
 }
 
+/// Mantle serves OpenAI's frontier models (`openai.gpt-5…`) only under `/openai/v1`
+/// and every other model only under `/v1`; a call on the other prefix is refused as
+/// AWS documents ("model … isn't supported on this route").
+pub(crate) fn wrong_route(model: &str, uri: &Uri) -> Option<Response> {
+    let on_openai_prefix = uri.path().contains("/openai/v1/");
+    let served_there = model.starts_with("openai.gpt-5");
+    (on_openai_prefix != served_there).then(|| {
+        err(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            &format!("model `{model}` isn't supported on this route"),
+        )
+    })
+}
+
 /// Fractional on purpose: Mantle has sent `created` as a float.
 const CREATED: f64 = 1_764_000_000.25;
 
@@ -98,6 +113,7 @@ pub(crate) async fn completions(
     State(f): State<FakeMantle>,
     Path(region): Path<String>,
     headers: HeaderMap,
+    uri: Uri,
     body: Bytes,
 ) -> Response {
     let auth = headers
@@ -112,6 +128,9 @@ pub(crate) async fn completions(
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return err(StatusCode::BAD_REQUEST, "invalid_json", "body is not JSON");
     };
+    if let Some(refusal) = wrong_route(body["model"].as_str().unwrap_or_default(), &uri) {
+        return refusal;
+    }
     let delay = {
         let mut inner = f.lock();
         inner.chat.log.push(ChatCall {

@@ -170,6 +170,24 @@ impl FakeMantle {
                 "/{region}/v1/responses/{id}/input_items",
                 get(responses::list_input_items),
             )
+            // OpenAI's frontier models, served under their own prefix.
+            .route(
+                "/{region}/openai/v1/chat/completions",
+                post(chat::completions),
+            )
+            .route("/{region}/openai/v1/responses", post(responses::create))
+            .route(
+                "/{region}/openai/v1/responses/{id}",
+                get(responses::retrieve).delete(responses::delete),
+            )
+            .route(
+                "/{region}/openai/v1/responses/{id}/cancel",
+                post(responses::cancel),
+            )
+            .route(
+                "/{region}/openai/v1/responses/{id}/input_items",
+                get(responses::list_input_items),
+            )
             .route("/_fake/faults", post(chat::set_faults))
             .route("/_fake/stats", get(chat::stats))
             .route("/{region}/v1/organization/projects", get(list).post(create))

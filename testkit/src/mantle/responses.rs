@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::chat::{Inference, text_of, words};
+use super::chat::{Inference, text_of, words, wrong_route};
 use super::{FakeMantle, err};
 
 const CREATED_AT: f64 = 1_764_000_100.5;
@@ -201,11 +201,15 @@ pub(crate) async fn create(
     State(f): State<FakeMantle>,
     Path(region): Path<String>,
     headers: HeaderMap,
+    uri: Uri,
     body: Bytes,
 ) -> Response {
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return err(StatusCode::BAD_REQUEST, "invalid_json", "body is not JSON");
     };
+    if let Some(refusal) = wrong_route(body["model"].as_str().unwrap_or_default(), &uri) {
+        return refusal;
+    }
     let mantle_project = match f
         .inference_caller(
             "CreateResponse",
@@ -219,11 +223,11 @@ pub(crate) async fn create(
         Err(refusal) => return *refusal,
     };
     let model = body["model"].as_str().unwrap_or_default().to_owned();
-    if !model.starts_with("openai.gpt-oss") {
+    if !model.starts_with("openai.gpt-oss") && !model.starts_with("openai.gpt-5") {
         return err(
             StatusCode::BAD_REQUEST,
             "unsupported_model",
-            "the Responses API serves the GPT-OSS models only",
+            "the Responses API serves the GPT-OSS and GPT-5 models only",
         );
     }
     let input = input_items(&body["input"]);
@@ -341,6 +345,7 @@ async fn on_owned(
     operation: &str,
     region: &str,
     headers: &HeaderMap,
+    uri: &Uri,
     id: &str,
 ) -> Result<(), Box<Response>> {
     let action = match operation {
@@ -355,6 +360,9 @@ async fn on_owned(
     let state = &mut inner.responses;
     match state.responses.get_mut(id) {
         Some(r) if r.mantle_project == mantle_project => {
+            if let Some(refusal) = wrong_route(&r.model, uri) {
+                return Err(Box::new(refusal));
+            }
             r.advance(&mut state.stats);
             Ok(())
         }
@@ -371,8 +379,9 @@ pub(crate) async fn retrieve(
     Path((region, id)): Path<(String, String)>,
     Query(query): Query<RetrieveQuery>,
     headers: HeaderMap,
+    uri: Uri,
 ) -> Response {
-    if let Err(refusal) = on_owned(&f, "GetResponse", &region, &headers, &id).await {
+    if let Err(refusal) = on_owned(&f, "GetResponse", &region, &headers, &uri, &id).await {
         return *refusal;
     }
     let inner = f.lock();
@@ -396,8 +405,9 @@ pub(crate) async fn delete(
     State(f): State<FakeMantle>,
     Path((region, id)): Path<(String, String)>,
     headers: HeaderMap,
+    uri: Uri,
 ) -> Response {
-    if let Err(refusal) = on_owned(&f, "DeleteResponse", &region, &headers, &id).await {
+    if let Err(refusal) = on_owned(&f, "DeleteResponse", &region, &headers, &uri, &id).await {
         return *refusal;
     }
     let mut inner = f.lock();
@@ -410,8 +420,9 @@ pub(crate) async fn cancel(
     State(f): State<FakeMantle>,
     Path((region, id)): Path<(String, String)>,
     headers: HeaderMap,
+    uri: Uri,
 ) -> Response {
-    if let Err(refusal) = on_owned(&f, "CancelResponse", &region, &headers, &id).await {
+    if let Err(refusal) = on_owned(&f, "CancelResponse", &region, &headers, &uri, &id).await {
         return *refusal;
     }
     let mut inner = f.lock();
@@ -437,8 +448,9 @@ pub(crate) async fn list_input_items(
     State(f): State<FakeMantle>,
     Path((region, id)): Path<(String, String)>,
     headers: HeaderMap,
+    uri: Uri,
 ) -> Response {
-    if let Err(refusal) = on_owned(&f, "ListInputItems", &region, &headers, &id).await {
+    if let Err(refusal) = on_owned(&f, "ListInputItems", &region, &headers, &uri, &id).await {
         return *refusal;
     }
     let inner = f.lock();

@@ -23,6 +23,7 @@ pub struct Model {
     pub cached_input_price_micros_per_mtok: Option<i64>,
     /// Null: the input price.
     pub cache_write_price_micros_per_mtok: Option<i64>,
+    pub mantle_path: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

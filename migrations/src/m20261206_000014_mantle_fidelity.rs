@@ -2,7 +2,8 @@
 //! under (seeded with all four: no seeded model is known to require retention), and a
 //! project's `data_retention` may now be `provider_data_share` (19 characters), so the
 //! column widens on Postgres (SQLite does not enforce lengths). Catalog prices for
-//! cached input and cache writes, null meaning the input price.
+//! cached input and cache writes, null meaning the input price, and the path prefix
+//! Mantle serves each model under (`/v1` for every seeded model).
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
@@ -17,6 +18,7 @@ enum Models {
     RetentionModes,
     CachedInputPriceMicrosPerMtok,
     CacheWritePriceMicrosPerMtok,
+    MantlePath,
 }
 
 #[derive(DeriveIden)]
@@ -37,6 +39,7 @@ impl MigrationTrait for Migration {
                 .to_owned(),
             big_integer_null(Models::CachedInputPriceMicrosPerMtok),
             big_integer_null(Models::CacheWritePriceMicrosPerMtok),
+            string_len(Models::MantlePath, 32).default("/v1").to_owned(),
         ] {
             manager
                 .alter_table(
@@ -65,6 +68,7 @@ impl MigrationTrait for Migration {
             Models::RetentionModes,
             Models::CachedInputPriceMicrosPerMtok,
             Models::CacheWritePriceMicrosPerMtok,
+            Models::MantlePath,
         ] {
             manager
                 .alter_table(
