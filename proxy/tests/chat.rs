@@ -695,21 +695,7 @@ async fn a_govcloud_project_runs_end_to_end_with_aws_us_gov_arns() {
         strata_testkit::moto::MOTO_ACCOUNT
     );
     assert_eq!(p["aws"]["mantle_project_arn"], project_arn, "{p}");
-    let role = p["aws"]["role_arn"]
-        .as_str()
-        .and_then(|a| a.rsplit('/').next())
-        .unwrap_or_default()
-        .to_owned();
-    let doc = strata_testkit::moto::moto_iam()
-        .await
-        .get_role_policy()
-        .role_name(&role)
-        .policy_name("strata-inference")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let policy =
-        strata_core::policy::parse_policy(doc.policy_document()).unwrap_or_else(|e| panic!("{e}"));
+    let (_, policy) = w.role_policy(id).await;
     for statement in policy["Statement"].as_array().into_iter().flatten() {
         assert_eq!(statement["Resource"], json!([project_arn]), "{policy}");
     }
@@ -717,12 +703,7 @@ async fn a_govcloud_project_runs_end_to_end_with_aws_us_gov_arns() {
     // The fake authorizes on the GovCloud ARN: a policy naming `arn:aws:` would be denied.
     let a = w.chat(&key, &hello(model)).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
-    let call = w
-        .mantle
-        .chat_calls()
-        .into_iter()
-        .last()
-        .unwrap_or_else(|| panic!("no chat call reached Mantle"));
+    let call = w.last_chat_call();
     assert_eq!(call.region, "us-gov-west-1");
     assert!(
         call.authorization
@@ -740,11 +721,5 @@ async fn service_tier_is_passed_through_to_mantle() {
     body["service_tier"] = json!("priority");
     let a = w.chat(&key, &body).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
-    let call = w
-        .mantle
-        .chat_calls()
-        .into_iter()
-        .last()
-        .unwrap_or_else(|| panic!("no chat call reached Mantle"));
-    assert_eq!(call.body["service_tier"], "priority");
+    assert_eq!(w.last_chat_call().body["service_tier"], "priority");
 }

@@ -27,12 +27,7 @@ impl World {
             .await;
         assert!(r.status.is_success(), "{}", r.body);
         // The Mantle project's retention mode follows (none -> default).
-        self.app
-            .state
-            .reconciler
-            .run_for(&[id])
-            .await
-            .unwrap_or_else(|e| panic!("reconcile: {e}"));
+        self.reconcile(id).await;
         let started = Instant::now();
         while !self.proxy.follower.current().is_some_and(|p| {
             p.projects.get(&id).is_some_and(|p| {
@@ -195,22 +190,7 @@ async fn a_proxy_that_stops_gives_back_the_background_reservations_it_held() {
 
 /// The role's inline policy as strata rendered it, with `keep` its only actions.
 async fn narrow_role_policy(w: &World, project: Uuid, keep: &[&str]) {
-    let p = w
-        .app
-        .get(&format!("/api/v1/projects/{project}"), &w.app.admin)
-        .await;
-    let role_arn = p.body["aws"]["role_arn"].as_str().unwrap_or_default();
-    let role = role_arn.rsplit('/').next().unwrap_or_default().to_owned();
-    let iam = strata_testkit::moto::moto_iam().await;
-    let doc = iam
-        .get_role_policy()
-        .role_name(&role)
-        .policy_name("strata-inference")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut policy =
-        strata_core::policy::parse_policy(doc.policy_document()).unwrap_or_else(|e| panic!("{e}"));
+    let (role, mut policy) = w.role_policy(project).await;
     for statement in policy["Statement"].as_array_mut().into_iter().flatten() {
         let actions: Vec<Value> = statement["Action"]
             .as_array()
@@ -225,7 +205,9 @@ async fn narrow_role_policy(w: &World, project: Uuid, keep: &[&str]) {
         .as_array_mut()
         .into_iter()
         .for_each(|s| s.retain(|st| st["Action"].as_array().is_some_and(|a| !a.is_empty())));
-    iam.put_role_policy()
+    strata_testkit::moto::moto_iam()
+        .await
+        .put_role_policy()
         .role_name(&role)
         .policy_name("strata-inference")
         .policy_document(policy.to_string())
@@ -280,12 +262,7 @@ async fn mantle_checks_each_routes_iam_action_against_the_role_and_strata_grants
     w.create_response(&key, &input).await;
 
     // The next reconcile pass repairs the policy from the route table.
-    w.app
-        .state
-        .reconciler
-        .run_for(&[id])
-        .await
-        .unwrap_or_else(|e| panic!("reconcile: {e}"));
+    w.reconcile(id).await;
     assert_eq!(
         retrieve().await.status,
         200,
@@ -351,12 +328,7 @@ async fn a_model_served_under_openai_v1_is_called_there_on_every_route() {
         )
         .await;
     assert!(r.status.is_success(), "{}", r.body);
-    w.app
-        .state
-        .reconciler
-        .run_for(&[id])
-        .await
-        .unwrap_or_else(|e| panic!("reconcile: {e}"));
+    w.reconcile(id).await;
     answers_within(
         Duration::from_secs(5),
         reqwest::StatusCode::OK,

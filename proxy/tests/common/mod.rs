@@ -126,12 +126,7 @@ impl World {
         let p = self.app.create_project(&body).await;
         let id =
             Uuid::parse_str(p["id"].as_str().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
-        self.app
-            .state
-            .reconciler
-            .run_for(&[id])
-            .await
-            .unwrap_or_else(|e| panic!("reconcile: {e}"));
+        self.reconcile(id).await;
         let secret = self.key(id, json!({"name": "k"})).await;
         // The proxy sees the project's Mantle id once its snapshot catches up.
         let started = Instant::now();
@@ -147,6 +142,49 @@ impl World {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         (id, secret)
+    }
+
+    /// One reconcile pass over the project (onto moto and the fake Mantle).
+    pub async fn reconcile(&self, project: Uuid) {
+        self.app
+            .state
+            .reconciler
+            .run_for(&[project])
+            .await
+            .unwrap_or_else(|e| panic!("reconcile: {e}"));
+    }
+
+    /// The project role's name and its `strata-inference` policy as moto holds it.
+    pub async fn role_policy(&self, project: Uuid) -> (String, Value) {
+        let p = self
+            .app
+            .get(&format!("/api/v1/projects/{project}"), &self.app.admin)
+            .await;
+        let role = p.body["aws"]["role_arn"]
+            .as_str()
+            .and_then(|a| a.rsplit('/').next())
+            .unwrap_or_default()
+            .to_owned();
+        let doc = strata_testkit::moto::moto_iam()
+            .await
+            .get_role_policy()
+            .role_name(&role)
+            .policy_name("strata-inference")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let policy = strata_core::policy::parse_policy(doc.policy_document())
+            .unwrap_or_else(|e| panic!("{e}"));
+        (role, policy)
+    }
+
+    /// The last chat call the fake Mantle received.
+    pub fn last_chat_call(&self) -> strata_testkit::ChatCall {
+        self.mantle
+            .chat_calls()
+            .into_iter()
+            .last()
+            .unwrap_or_else(|| panic!("no chat call reached Mantle"))
     }
 
     pub async fn key(&self, project: Uuid, body: Value) -> String {
