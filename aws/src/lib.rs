@@ -2,6 +2,7 @@
 //! be tested with fakes) with one implementation over the AWS SDK or, for Mantle,
 //! over SigV4-signed HTTP. Every call is counted by service, operation and outcome.
 
+mod api_keys;
 mod calls;
 mod clients;
 mod cost_tags;
@@ -21,6 +22,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
+pub use api_keys::{MAX_LIFETIME as MAX_SHORT_TERM_KEY_LIFETIME, short_term_key};
 pub use aws_config::SdkConfig;
 pub use calls::{AwsCalls, CallCounts, Outcome};
 pub use clients::{
@@ -28,7 +30,9 @@ pub use clients::{
 };
 pub use error::{AwsError, ErrorKind};
 pub use sigv4::{MANTLE_SERVICE, sign_headers};
-pub use upstream::{AssumedRoles, AuthHeaders, BedrockApiKey, UpstreamAuth, UpstreamRequest};
+pub use upstream::{
+    AssumedRoles, AuthHeaders, BedrockApiKey, ShortTermApiKeys, UpstreamAuth, UpstreamRequest,
+};
 
 pub type TagMap = BTreeMap<String, String>;
 

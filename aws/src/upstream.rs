@@ -1,6 +1,9 @@
 //! How the proxy authenticates a request to Mantle for one project: SigV4 with
 //! credentials from assuming the project's IAM role (so AWS itself enforces the
-//! project's model list), or a configured Bedrock API key.
+//! project's model list), a short-term Bedrock API key minted from those credentials
+//! (the same enforcement, for a bearer token), or one configured long-term Bedrock API
+//! key for every project (weaker: AWS then applies that key's identity, not the
+//! project's role).
 
 use foldhash::HashMap;
 use std::borrow::Cow;
@@ -160,15 +163,7 @@ impl AssumedRoles {
 #[async_trait]
 impl UpstreamAuth for AssumedRoles {
     async fn headers(&self, request: &UpstreamRequest<'_>) -> Result<AuthHeaders, AwsError> {
-        let role = request.role_arn.ok_or_else(|| {
-            AwsError::new(
-                "sts",
-                "AssumeRole",
-                ErrorKind::NotFound,
-                None,
-                "the project has no IAM role yet (not reconciled)",
-            )
-        })?;
+        let role = request.role_arn.ok_or_else(no_role)?;
         let credentials = self.credentials(role).await?;
         if request.method == "POST"
             && let Some(signed) = sign_json_post(
@@ -193,6 +188,89 @@ impl UpstreamAuth for AssumedRoles {
         .map(|signed| signed.into_iter().map(|(n, v)| (n.into(), v)).collect())
         .map_err(|e| AwsError::new(MANTLE_SERVICE, "Sign", ErrorKind::Invalid, None, e))
     }
+}
+
+/// A short-term Bedrock API key per project role and region, minted from the role's
+/// assumed credentials and sent as a bearer token, so AWS still applies each project's
+/// policy. A key lives as long as the credentials that signed it (at most 12 h) and a
+/// new one is minted once it is within five minutes of expiry.
+pub struct ShortTermApiKeys {
+    roles: AssumedRoles,
+    /// (role, region) → the key and what it was minted from.
+    keys: RwLock<HashMap<(String, String), MintedKey>>,
+}
+
+#[derive(Clone)]
+struct MintedKey {
+    access_key: String,
+    header: String,
+    expires: SystemTime,
+}
+
+impl ShortTermApiKeys {
+    pub fn new(config: &aws_config::SdkConfig, calls: AwsCalls, session_name: &str) -> Self {
+        Self {
+            roles: AssumedRoles::new(config, calls, session_name),
+            keys: RwLock::new(HashMap::default()),
+        }
+    }
+
+    /// The `Authorization` value for the role in the region.
+    async fn key(&self, role_arn: &str, region: &str) -> Result<String, AwsError> {
+        let credentials = self.roles.credentials(role_arn).await?;
+        let now = SystemTime::now();
+        let wanted = (role_arn.to_owned(), region.to_owned());
+        let cached = self.keys.read().ok().and_then(|keys| {
+            keys.get(&wanted)
+                .filter(|k| {
+                    k.access_key == credentials.access_key_id()
+                        && k.expires
+                            .duration_since(now)
+                            .is_ok_and(|left| left > REFRESH_BEFORE_EXPIRY)
+                })
+                .map(|k| k.header.clone())
+        });
+        if let Some(header) = cached {
+            return Ok(header);
+        }
+        let lifetime = credentials
+            .expiry()
+            .and_then(|e| e.duration_since(now).ok())
+            .unwrap_or(crate::api_keys::MAX_LIFETIME)
+            .min(crate::api_keys::MAX_LIFETIME);
+        let key =
+            crate::api_keys::short_term_key(&credentials, region, lifetime, now).map_err(|e| {
+                AwsError::new(MANTLE_SERVICE, "MintApiKey", ErrorKind::Invalid, None, e)
+            })?;
+        let minted = MintedKey {
+            access_key: credentials.access_key_id().to_owned(),
+            header: format!("Bearer {key}"),
+            expires: now + lifetime,
+        };
+        if let Ok(mut keys) = self.keys.write() {
+            keys.insert(wanted, minted.clone());
+        }
+        Ok(minted.header)
+    }
+}
+
+#[async_trait]
+impl UpstreamAuth for ShortTermApiKeys {
+    async fn headers(&self, request: &UpstreamRequest<'_>) -> Result<AuthHeaders, AwsError> {
+        let role = request.role_arn.ok_or_else(no_role)?;
+        let header = self.key(role, request.region).await?;
+        Ok(vec![("authorization".into(), header)])
+    }
+}
+
+fn no_role() -> AwsError {
+    AwsError::new(
+        "sts",
+        "AssumeRole",
+        ErrorKind::NotFound,
+        None,
+        "the project has no IAM role yet (not reconciled)",
+    )
 }
 
 #[cfg(test)]

@@ -26,10 +26,20 @@ pub struct ProxyConfig {
         default_value_t = 300
     )]
     pub max_staleness_secs: u64,
-    /// A Bedrock API key to call Mantle with, instead of assuming each project's IAM
-    /// role (then AWS no longer enforces the model list per project; strata still does).
+    /// A long-term Bedrock API key to call Mantle with for every project, instead of
+    /// each project's IAM role (weaker: AWS then applies the key's own permissions, not
+    /// the project's model list; strata still does).
     #[arg(long = "bedrock-api-key", env = "STRATA_BEDROCK_API_KEY")]
     pub bedrock_api_key: Option<Secret>,
+    /// Call Mantle with short-term Bedrock API keys minted per project from its assumed
+    /// role (one region, renewed before they expire) instead of SigV4; AWS still
+    /// applies each project's policy. For networks that pass bearer tokens only.
+    #[arg(
+        long = "short-term-api-keys",
+        env = "STRATA_SHORT_TERM_API_KEYS",
+        default_value_t = false
+    )]
+    pub short_term_api_keys: bool,
     /// Seconds a non-streaming call to Mantle may take in all.
     #[arg(
         long = "upstream-timeout",
@@ -90,6 +100,7 @@ impl Default for ProxyConfig {
             proxy_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             max_staleness_secs: 300,
             bedrock_api_key: None,
+            short_term_api_keys: false,
             upstream_timeout_secs: 300,
             upstream_idle_timeout_secs: 120,
             usage_flush_secs: 10,
@@ -116,9 +127,9 @@ pub struct ProxySettings {
 }
 
 impl ProxyConfig {
-    /// How the proxy signs its calls to Mantle: with the configured Bedrock API key,
-    /// else as each project's IAM role, assumed with the credentials of `sdk` (only
-    /// loaded in that case).
+    /// How the proxy signs its calls to Mantle: with the configured long-term Bedrock
+    /// API key, else as each project's IAM role (assumed with the credentials of `sdk`,
+    /// only loaded in that case), by SigV4 or by short-term API keys minted from it.
     pub async fn upstream_auth(
         &self,
         sdk: impl std::future::Future<Output = strata_aws::SdkConfig>,
@@ -126,6 +137,13 @@ impl ProxyConfig {
     ) -> std::sync::Arc<dyn strata_aws::UpstreamAuth> {
         match &self.bedrock_api_key {
             Some(key) => std::sync::Arc::new(strata_aws::BedrockApiKey::new(key.expose())),
+            None if self.short_term_api_keys => {
+                std::sync::Arc::new(strata_aws::ShortTermApiKeys::new(
+                    &sdk.await,
+                    strata_aws::AwsCalls::new(),
+                    session_name,
+                ))
+            }
             None => std::sync::Arc::new(strata_aws::AssumedRoles::new(
                 &sdk.await,
                 strata_aws::AwsCalls::new(),

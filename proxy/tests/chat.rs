@@ -696,8 +696,11 @@ async fn a_govcloud_project_runs_end_to_end_with_aws_us_gov_arns() {
     );
     assert_eq!(p["aws"]["mantle_project_arn"], project_arn, "{p}");
     let (_, policy) = w.role_policy(id).await;
+    // Every statement on the project's ARN (CallWithBearerToken takes only `*`).
     for statement in policy["Statement"].as_array().into_iter().flatten() {
-        assert_eq!(statement["Resource"], json!([project_arn]), "{policy}");
+        if statement["Sid"] != "MantleShortTermApiKeys" {
+            assert_eq!(statement["Resource"], json!([project_arn]), "{policy}");
+        }
     }
 
     // The fake authorizes on the GovCloud ARN: a policy naming `arn:aws:` would be denied.
@@ -722,4 +725,49 @@ async fn service_tier_is_passed_through_to_mantle() {
     let a = w.chat(&key, &body).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert_eq!(w.last_chat_call().body["service_tier"], "priority");
+}
+
+#[tokio::test]
+async fn short_term_api_keys_are_minted_per_role_and_region_and_checked_by_iam() {
+    let w = world_with(ProxyConfig {
+        short_term_api_keys: true,
+        ..ProxyConfig::default()
+    })
+    .await;
+    let (id, key) = w.project("short-term", &[OSS]).await;
+    let a = w.chat(&key, &hello(OSS)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let first = w.last_chat_call();
+    assert!(
+        first.authorization.starts_with("Bearer bedrock-api-key-"),
+        "a bearer token, not SigV4: {}",
+        &first.authorization[..40.min(first.authorization.len())]
+    );
+    assert!(!first.security_token, "no SigV4 session token header");
+    assert_eq!(w.mantle.calls("ShortTermApiKey"), 1);
+    // The key is kept while it is valid, not minted per request.
+    let a = w.chat(&key, &hello(OSS)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(w.last_chat_call().authorization, first.authorization);
+
+    // AWS checks CallWithBearerToken on the role that minted it: without that grant
+    // the key is refused, however the rest of the policy reads.
+    w.narrow_role_policy(
+        id,
+        &[
+            "bedrock-mantle:CreateInference",
+            "bedrock-mantle:GetInference",
+        ],
+    )
+    .await;
+    let denied = w.chat(&key, &hello(OSS)).await;
+    assert_error(&denied, 502, "upstream_denied");
+    assert_eq!(
+        w.mantle
+            .calls("AccessDenied:bedrock-mantle:CreateInference"),
+        1
+    );
+    w.reconcile(id).await;
+    let a = w.chat(&key, &hello(OSS)).await;
+    assert_eq!(a.status, StatusCode::OK, "repaired: {}", a.body);
 }

@@ -188,34 +188,6 @@ async fn a_proxy_that_stops_gives_back_the_background_reservations_it_held() {
     );
 }
 
-/// The role's inline policy as strata rendered it, with `keep` its only actions.
-async fn narrow_role_policy(w: &World, project: Uuid, keep: &[&str]) {
-    let (role, mut policy) = w.role_policy(project).await;
-    for statement in policy["Statement"].as_array_mut().into_iter().flatten() {
-        let actions: Vec<Value> = statement["Action"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|a| a.as_str().is_some_and(|a| keep.contains(&a)))
-            .cloned()
-            .collect();
-        statement["Action"] = Value::Array(actions);
-    }
-    policy["Statement"]
-        .as_array_mut()
-        .into_iter()
-        .for_each(|s| s.retain(|st| st["Action"].as_array().is_some_and(|a| !a.is_empty())));
-    strata_testkit::moto::moto_iam()
-        .await
-        .put_role_policy()
-        .role_name(&role)
-        .policy_name("strata-inference")
-        .policy_document(policy.to_string())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-}
-
 #[tokio::test]
 async fn mantle_checks_each_routes_iam_action_against_the_role_and_strata_grants_them() {
     let w = world().await;
@@ -238,7 +210,8 @@ async fn mantle_checks_each_routes_iam_action_against_the_role_and_strata_grants
 
     // A role that may only create (strata's policy before it followed the route
     // table): Mantle refuses the retrieve, the proxy says so without AWS's details.
-    narrow_role_policy(&w, id, &["bedrock-mantle:CreateInference"]).await;
+    w.narrow_role_policy(id, &["bedrock-mantle:CreateInference"])
+        .await;
     let denied = retrieve().await;
     assert_error(&denied, 502, "upstream_denied");
     assert_eq!(

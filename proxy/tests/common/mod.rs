@@ -178,6 +178,37 @@ impl World {
         (role, policy)
     }
 
+    /// Rewrites the project role's inline policy in moto (behind strata's back) with
+    /// `keep` its only actions.
+    pub async fn narrow_role_policy(&self, project: Uuid, keep: &[&str]) {
+        let (role, mut policy) = self.role_policy(project).await;
+        let mut statements = match policy["Statement"].take() {
+            Value::Array(items) => items,
+            one => vec![one],
+        };
+        for statement in &mut statements {
+            let actions: Vec<Value> = match statement["Action"].take() {
+                Value::Array(items) => items,
+                one => vec![one],
+            };
+            statement["Action"] = actions
+                .into_iter()
+                .filter(|a| a.as_str().is_some_and(|a| keep.contains(&a)))
+                .collect();
+        }
+        statements.retain(|s| s["Action"].as_array().is_some_and(|a| !a.is_empty()));
+        policy["Statement"] = Value::Array(statements);
+        strata_testkit::moto::moto_iam()
+            .await
+            .put_role_policy()
+            .role_name(&role)
+            .policy_name("strata-inference")
+            .policy_document(policy.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
     /// The last chat call the fake Mantle received.
     pub fn last_chat_call(&self) -> strata_testkit::ChatCall {
         self.mantle

@@ -10,6 +10,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -307,6 +308,62 @@ impl<'a> Inference<'a> {
     }
 }
 
+/// What a short-term Bedrock API key says about itself.
+struct ShortTermKey {
+    access_key: String,
+    session_token: Option<String>,
+}
+
+/// A short-term Bedrock API key (`Bearer bedrock-api-key-…`): base64 of a presigned
+/// `bedrock.amazonaws.com/?Action=CallWithBearerToken…&Version=1`, for one region, at
+/// most 12 h. `Ok(None)` when the header holds no such key; `Err` for a malformed,
+/// expired or other-region one. The signature itself is not checked (moto keeps the
+/// secret keys to itself).
+fn short_term_key(authorization: &str, region: &str) -> Result<Option<ShortTermKey>, String> {
+    let Some(encoded) = authorization.strip_prefix("Bearer bedrock-api-key-") else {
+        return Ok(None);
+    };
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or("the API key is not valid base64")?;
+    let url = reqwest::Url::parse(&format!("https://{decoded}"))
+        .map_err(|e| format!("the API key holds no URL: {e}"))?;
+    let q: std::collections::BTreeMap<String, String> = url.query_pairs().into_owned().collect();
+    let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
+    if url.host_str() != Some("bedrock.amazonaws.com")
+        || get("Action") != "CallWithBearerToken"
+        || get("Version") != "1"
+        || get("X-Amz-Algorithm") != "AWS4-HMAC-SHA256"
+        || get("X-Amz-Signature").is_empty()
+    {
+        return Err("the API key is not a presigned CallWithBearerToken".into());
+    }
+    let scope: Vec<&str> = get("X-Amz-Credential").split('/').collect();
+    let [access_key, _, key_region, "bedrock", "aws4_request"] = scope[..] else {
+        return Err("the API key's credential scope is malformed".into());
+    };
+    if key_region != region {
+        return Err(format!("the API key is for {key_region}, not {region}"));
+    }
+    let expires: u64 = get("X-Amz-Expires").parse().unwrap_or(u64::MAX);
+    if expires > 43_200 {
+        return Err("a short-term API key lives at most 12 hours".into());
+    }
+    let signed_at = chrono::NaiveDateTime::parse_from_str(get("X-Amz-Date"), "%Y%m%dT%H%M%SZ")
+        .map_err(|_| "the API key has no valid X-Amz-Date")?
+        .and_utc();
+    let expires = i64::try_from(expires).unwrap_or(i64::MAX);
+    if signed_at + chrono::Duration::seconds(expires) < chrono::Utc::now() {
+        return Err("the API key has expired".into());
+    }
+    Ok(Some(ShortTermKey {
+        access_key: access_key.to_owned(),
+        session_token: q.get("X-Amz-Security-Token").cloned(),
+    }))
+}
+
 /// `Credential=AKID/date/region/service/aws4_request` of a SigV4 header.
 fn access_key(authorization: &str) -> Option<&str> {
     authorization
@@ -334,17 +391,25 @@ impl FakeMantle {
             .get("openai-project")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
+        let long_term = self.lock().chat.bedrock_api_key.clone();
+        let long_term_ok = long_term.is_some_and(|k| auth == format!("Bearer {k}"));
+        let short_term = match short_term_key(auth, region) {
+            _ if long_term_ok => None,
+            Ok(key) => key,
+            Err(why) => {
+                return Err(Box::new(err(
+                    StatusCode::FORBIDDEN,
+                    "invalid_api_key",
+                    &why,
+                )));
+            }
+        };
         let iam = {
             let inner = self.lock();
             let signed = auth.starts_with("AWS4-HMAC-SHA256 ")
                 && auth.contains(&format!("/{region}/bedrock-mantle/aws4_request"))
                 && headers.contains_key("x-amz-date");
-            let bearer_ok = inner
-                .chat
-                .bedrock_api_key
-                .as_ref()
-                .is_some_and(|k| auth == format!("Bearer {k}"));
-            if !signed && !bearer_ok {
+            if !signed && !long_term_ok && short_term.is_none() {
                 return Err(Box::new(err(
                     StatusCode::FORBIDDEN,
                     "unsigned",
@@ -362,8 +427,8 @@ impl FakeMantle {
                     "OpenAI-Project names no active project in this region",
                 )));
             }
-            // A Bedrock API key is its IAM user's; the fake models assumed roles only.
-            inner.iam.clone().filter(|_| signed)
+            // A long-term key is its IAM user's; the fake models assumed roles only.
+            inner.iam.clone().filter(|_| signed || short_term.is_some())
         };
         if let Some(iam) = iam {
             let mut context = std::collections::BTreeMap::new();
@@ -373,15 +438,23 @@ impl FakeMantle {
             if let Some(t) = call.service_tier {
                 context.insert("bedrock-mantle:ServiceTier", t.to_owned());
             }
+            let (access_key, session_token) = match &short_term {
+                Some(key) => (key.access_key.as_str(), key.session_token.as_deref()),
+                None => (
+                    access_key(auth).unwrap_or_default(),
+                    headers
+                        .get("x-amz-security-token")
+                        .and_then(|v| v.to_str().ok()),
+                ),
+            };
             let authorization = Authorization {
-                access_key: access_key(auth).unwrap_or_default(),
-                session_token: headers
-                    .get("x-amz-security-token")
-                    .and_then(|v| v.to_str().ok()),
+                access_key,
+                session_token,
                 action: call.action,
                 region,
                 mantle_project: project,
                 context,
+                short_term_key: short_term.is_some(),
             };
             if let Err(message) = iam.authorize(&authorization).await {
                 *self
@@ -391,6 +464,13 @@ impl FakeMantle {
                     .or_default() += 1;
                 return Err(Box::new(access_denied(&message)));
             }
+        }
+        if short_term.is_some() {
+            *self
+                .lock()
+                .calls
+                .entry("ShortTermApiKey".to_owned())
+                .or_default() += 1;
         }
         Ok(project.to_owned())
     }

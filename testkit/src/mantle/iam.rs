@@ -21,6 +21,9 @@ pub(crate) struct Authorization<'a> {
     pub mantle_project: &'a str,
     /// Condition keys the call carries, e.g. `bedrock-mantle:Model`.
     pub context: BTreeMap<&'static str, String>,
+    /// Sent with a short-term Bedrock API key: AWS also checks
+    /// `bedrock-mantle:CallWithBearerToken` (`BearerTokenType` `SHORT_TERM`) on `*`.
+    pub short_term_key: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +98,16 @@ impl MotoIam {
             ));
         };
         let policies = self.inline_policies(role).await?;
+        if call.short_term_key {
+            let bearer =
+                BTreeMap::from([("bedrock-mantle:BearerTokenType", "SHORT_TERM".to_owned())]);
+            let action = "bedrock-mantle:CallWithBearerToken";
+            if evaluate(&policies, action, "*", &bearer) != Decision::Allow {
+                return Err(format!(
+                    "User: {caller_arn} is not authorized to perform: {action} because no identity-based policy allows the {action} action"
+                ));
+            }
+        }
         match evaluate(&policies, call.action, &resource, &call.context) {
             Decision::Allow => Ok(()),
             Decision::ExplicitDeny => Err(denied(&format!(

@@ -138,22 +138,32 @@ impl World {
         let tagging = aws_sdk_resourcegroupstagging::Client::new(
             &strata_testkit::moto::moto_sdk_config().await,
         );
-        let out = tagging
-            .get_resources()
-            .resource_type_filters("s3")
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e:?}"));
-        out.resource_tag_mapping_list()
-            .iter()
-            .find(|m| m.resource_arn() == Some(arn))
-            .map(|m| {
-                m.tags()
+        // Every page: a moto that outlived many runs holds more buckets than one page.
+        let mut token: Option<String> = None;
+        loop {
+            let out = tagging
+                .get_resources()
+                .resource_type_filters("s3")
+                .set_pagination_token(token.clone())
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{e:?}"));
+            if let Some(m) = out
+                .resource_tag_mapping_list()
+                .iter()
+                .find(|m| m.resource_arn() == Some(arn))
+            {
+                return m
+                    .tags()
                     .iter()
                     .map(|t| (t.key().to_owned(), t.value().to_owned()))
-                    .collect()
-            })
-            .unwrap_or_default()
+                    .collect();
+            }
+            match out.pagination_token().filter(|t| !t.is_empty()) {
+                Some(next) => token = Some(next.to_owned()),
+                None => return BTreeMap::new(),
+            }
+        }
     }
 }
 
