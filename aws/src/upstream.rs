@@ -196,8 +196,9 @@ impl UpstreamAuth for AssumedRoles {
 /// new one is minted once it is within five minutes of expiry.
 pub struct ShortTermApiKeys {
     roles: AssumedRoles,
-    /// (role, region) → the key and what it was minted from.
-    keys: RwLock<HashMap<(String, String), MintedKey>>,
+    /// role → region → the key and what it was minted from (looked up by `&str`, so a
+    /// request with a valid key allocates nothing to find it).
+    keys: RwLock<HashMap<String, HashMap<String, MintedKey>>>,
 }
 
 #[derive(Clone)]
@@ -219,9 +220,9 @@ impl ShortTermApiKeys {
     async fn key(&self, role_arn: &str, region: &str) -> Result<String, AwsError> {
         let credentials = self.roles.credentials(role_arn).await?;
         let now = SystemTime::now();
-        let wanted = (role_arn.to_owned(), region.to_owned());
         let cached = self.keys.read().ok().and_then(|keys| {
-            keys.get(&wanted)
+            keys.get(role_arn)?
+                .get(region)
                 .filter(|k| {
                     k.access_key == credentials.access_key_id()
                         && k.expires
@@ -248,7 +249,9 @@ impl ShortTermApiKeys {
             expires: now + lifetime,
         };
         if let Ok(mut keys) = self.keys.write() {
-            keys.insert(wanted, minted.clone());
+            keys.entry(role_arn.to_owned())
+                .or_default()
+                .insert(region.to_owned(), minted.clone());
         }
         Ok(minted.header)
     }

@@ -26,7 +26,6 @@ use serde::Deserialize;
 use strata_core::domain::{
     DataRetention, ResponseRecord, SnapshotModel, SnapshotProject, validate_response_id,
 };
-use strata_core::keys::ApiKeyClaims;
 
 pub use follower::{Pending, follow_background, release_pending};
 pub use registry::{RegistryError, ResponseRegistry};
@@ -96,14 +95,6 @@ fn registry_unavailable() -> OpenAiError {
         "responses_unavailable",
         "The proxy cannot check this response's owner with the control plane now; retry shortly.",
     )
-}
-
-/// The key's project.
-fn responses_project<'a>(
-    claims: &ApiKeyClaims,
-    policy: &'a crate::Policy,
-) -> Result<&'a SnapshotProject, OpenAiError> {
-    authorize(claims, policy, None).map_err(|d| denial(d, None))
 }
 
 /// AWS's rule for a project whose Mantle data-retention mode is `none` (zdr): the
@@ -215,16 +206,17 @@ async fn create(
             )
         })?
         .to_owned();
-    let project = responses_project(&claims, &policy)?;
-    authorize(&claims, &policy, Some(&model_name)).map_err(|d| denial(d, Some(&model_name)))?;
+    let project =
+        authorize(&claims, &policy, Some(&model_name)).map_err(|d| denial(d, Some(&model_name)))?;
     let model = model_for_responses(&policy, &model_name)?;
     seen.model = Some(model_name.clone());
+    let stream = fields.stream.unwrap_or(false);
+    let background = fields.background.unwrap_or(false);
+    // Before the owner lookup: a refused request costs no call to the control plane.
+    check_retention(project, fields.store, background)?;
     if let Some(previous) = fields.previous_response_id.as_deref() {
         check_owner(state, project, previous, Some("previous_response_id")).await?;
     }
-    let stream = fields.stream.unwrap_or(false);
-    let background = fields.background.unwrap_or(false);
-    check_retention(project, fields.store, background)?;
     let limits = Limits::of(project, claims.sub, claims.rate_limits);
     let demand = Demand::priced(
         prices(model),
@@ -518,7 +510,7 @@ async fn on_response(
     let claims = state.authenticate(headers).await?;
     seen.project = Some(claims.project);
     let policy = state.policy()?;
-    let project = responses_project(&claims, &policy)?;
+    let project = authorize(&claims, &policy, None).map_err(|d| denial(d, None))?;
     let model = check_owner(state, project, id, None).await?;
     // Calls on a response go where its model is served.
     let prefix = policy
