@@ -18,6 +18,7 @@ mod m20261127_000011_cost_page_speed;
 mod m20261127_000012_limits;
 mod m20261127_000013_responses;
 mod m20261206_000014_mantle_fidelity;
+mod m20261206_000015_messages_api;
 
 pub struct Migrator;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000012_limits::Migration),
             Box::new(m20261127_000013_responses::Migration),
             Box::new(m20261206_000014_mantle_fidelity::Migration),
+            Box::new(m20261206_000015_messages_api::Migration),
         ]
     }
 }

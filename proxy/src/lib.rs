@@ -1,4 +1,4 @@
-//! strata's OpenAI-compatible routing proxy: verifies scoped keys offline against the
+//! strata's OpenAI-compatible routing proxy (and Anthropic's Messages API for Claude): verifies scoped keys offline against the
 //! control plane's JWKS, follows the control plane's policy snapshot (failing closed
 //! when it is too old), routes each request to its project's Mantle region signed
 //! with the project's role, smooths over Mantle's differences from OpenAI, and meters
@@ -10,6 +10,7 @@ mod error;
 mod front;
 mod keys;
 mod limits;
+mod messages;
 mod metering;
 mod metrics;
 mod normalize;

@@ -97,6 +97,7 @@ impl Meter {
                     input_tokens: 0,
                     output_tokens: 0,
                     cached_tokens: 0,
+                    cache_write_tokens: 0,
                     latency_ms_sum: 0,
                 });
                 records.len() - 1
@@ -108,6 +109,7 @@ impl Meter {
         r.input_tokens += m.usage.input_tokens;
         r.output_tokens += m.usage.output_tokens;
         r.cached_tokens += m.usage.cached_tokens;
+        r.cache_write_tokens += m.usage.cache_write_tokens;
         r.latency_ms_sum += u64::try_from(m.latency.as_millis()).unwrap_or(u64::MAX);
     }
 

@@ -11,12 +11,15 @@ use strata_core::domain::SnapshotModel;
 use crate::error::OpenAiError;
 use crate::peek;
 
-/// Token counts as Mantle reports them.
+/// Token counts as Mantle reports them, counted OpenAI's way: `input_tokens` include
+/// the ones read from (`cached_tokens`) and written to (`cache_write_tokens`) a
+/// prompt cache.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cached_tokens: u64,
+    pub cache_write_tokens: u64,
 }
 
 impl Usage {
@@ -37,6 +40,7 @@ impl Usage {
             input_tokens: input,
             output_tokens: output,
             cached_tokens: cached,
+            cache_write_tokens: 0,
         })
     }
 }
@@ -174,6 +178,32 @@ fn parse_chat_value(bytes: &[u8]) -> Result<ChatRequest, OpenAiError> {
     })
 }
 
+/// The model is not served through the API asked for: the answer names the APIs it is
+/// served through (Mantle serves Claude through the Messages API only, and most
+/// models not through the Responses API).
+pub(crate) fn unsupported_api(model: &SnapshotModel, asked: &str) -> OpenAiError {
+    let served: Vec<&str> = [
+        (
+            model.supports_chat,
+            "Chat Completions (POST /v1/chat/completions)",
+        ),
+        (model.supports_responses, "Responses (POST /v1/responses)"),
+        (model.supports_messages, "Messages (POST /v1/messages)"),
+    ]
+    .into_iter()
+    .filter_map(|(served, api)| served.then_some(api))
+    .collect();
+    OpenAiError::invalid(
+        "model",
+        "unsupported_api",
+        format!(
+            "The model `{}` is not served through the {asked} API; it is served through: {}.",
+            model.id.as_str(),
+            served.join(", ")
+        ),
+    )
+}
+
 /// Refuses what the catalog says the model cannot serve, with the parameter named,
 /// and returns the body to send upstream: content parts flattened for models that
 /// reject arrays, usage always requested from a stream (for metering).
@@ -184,13 +214,7 @@ pub fn prepare_chat(
     let name = &request.model;
     let facts = request.facts;
     if !model.supports_chat {
-        return Err(OpenAiError::invalid(
-            "model",
-            "unsupported_api",
-            format!(
-                "The model `{name}` is not served through Chat Completions; use the Responses API."
-            ),
-        ));
+        return Err(unsupported_api(model, "Chat Completions"));
     }
     if request.stream && !model.supports_streaming {
         return Err(OpenAiError::invalid(
@@ -507,6 +531,7 @@ mod tests {
             updated_at: 0,
             supports_chat: true,
             supports_responses: false,
+            supports_messages: false,
             supports_streaming: false,
             supports_multiple_choices: false,
             supports_logprobs: false,
@@ -514,6 +539,7 @@ mod tests {
             input_price_micros_per_mtok: 1,
             output_price_micros_per_mtok: 1,
             cached_input_price_micros_per_mtok: None,
+            cache_write_price_micros_per_mtok: None,
             mantle_path: Default::default(),
         }
     }
@@ -696,7 +722,8 @@ mod tests {
             Usage {
                 input_tokens: 5,
                 output_tokens: 2,
-                cached_tokens: 1
+                cached_tokens: 1,
+                cache_write_tokens: 0
             }
         );
         let float =
@@ -750,7 +777,8 @@ mod tests {
                 Some(Usage {
                     input_tokens: 7,
                     output_tokens: 3,
-                    cached_tokens: 4
+                    cached_tokens: 4,
+                    cache_write_tokens: 0
                 })
             );
             assert!(rw.saw_done);

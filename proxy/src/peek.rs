@@ -172,6 +172,7 @@ impl UsageFields {
             input_tokens: input,
             output_tokens: self.completion_tokens.or(self.output_tokens).unwrap_or(0),
             cached_tokens: details.and_then(|Obj(d)| d.cached_tokens).unwrap_or(0),
+            cache_write_tokens: 0,
         })
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
@@ -239,15 +239,17 @@ impl Proxy {
         &self,
         headers: &HeaderMap,
     ) -> Result<Arc<ApiKeyClaims>, OpenAiError> {
+        // Anthropic's SDKs send the key as `x-api-key`, OpenAI's as a bearer token.
         let secret = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
+            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| {
                 OpenAiError::invalid_key(
-                    "No API key given: send `Authorization: Bearer sk-strata-…` (the key from strata).",
+                    "No API key given: send `Authorization: Bearer sk-strata-…` or `x-api-key: sk-strata-…` (the key from strata).",
                 )
             })?;
         self.verifier
@@ -306,6 +308,7 @@ pub(crate) fn routes(state: ProxyState) -> Router {
             "/v1/responses/{id}/input_items",
             get(responses::list_input_items),
         )
+        .route("/v1/messages", post(crate::messages::create_message))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{*model}", get(get_model))
         .route(
@@ -412,7 +415,7 @@ async fn unknown_route(request: Request) -> OpenAiError {
         "invalid_request_error",
         "unknown_url",
         format!(
-            "Unknown request URL: {} {}. strata's proxy serves /v1/chat/completions, /v1/responses and /v1/models.",
+            "Unknown request URL: {} {}. strata's proxy serves /v1/chat/completions, /v1/responses, /v1/messages and /v1/models.",
             request.method(),
             request.uri().path()
         ),
@@ -554,18 +557,46 @@ impl Drop for Billing {
 }
 
 impl Billing {
+    /// Reserves `demand` against `limits` and opens the request's billing under
+    /// (route, model name, prices), its metric handles noted in `seen`; the answer's
+    /// `x-ratelimit-*` headers come back with it.
+    pub(crate) async fn admit(
+        state: &ProxyState,
+        limits: &Limits,
+        demand: Demand,
+        (route, model, prices): (&'static str, &str, Prices),
+        started: Instant,
+        seen: &mut Seen,
+    ) -> Result<(Self, Vec<(HeaderName, HeaderValue)>), OpenAiError> {
+        let admission = state
+            .limiter
+            .admit(limits, demand, Utc::now())
+            .await
+            .inspect_err(|e| state.metrics.refused(limits.project, e))?;
+        let handles = state.metrics.for_model(route, limits.project, model);
+        seen.handles = Some(handles.clone());
+        let billing = Self {
+            state: state.clone(),
+            project: limits.project,
+            key: limits.key,
+            model: model.to_owned(),
+            metrics: handles,
+            at: Utc::now(),
+            started,
+            recorded: false,
+            reservation: admission.reservation,
+            prices,
+        };
+        Ok((billing, admission.headers))
+    }
+
     pub fn record(&mut self, usage: Usage, error: bool) {
         if std::mem::replace(&mut self.recorded, true) {
             return;
         }
         let latency = self.started.elapsed();
         if let Some(reservation) = self.reservation.take() {
-            let used = Demand::used(
-                self.prices,
-                usage.input_tokens,
-                usage.cached_tokens,
-                usage.output_tokens,
-            );
+            let used = Demand::used(self.prices, &usage);
             self.state.limiter.settle(reservation, used);
         }
         let m = &self.metrics;
@@ -644,27 +675,15 @@ async fn chat(
     );
     // Unless forwarded as it came (then hyper drops it once written to Mantle).
     drop(bytes);
-    let admission = state
-        .limiter
-        .admit(&limits, demand, Utc::now())
-        .await
-        .inspect_err(|e| state.metrics.refused(project.id, e))?;
-    let handles = state
-        .metrics
-        .for_model(CHAT_ROUTE, project.id, &request.model);
-    seen.handles = Some(handles.clone());
-    let mut billing = Billing {
-        state: state.clone(),
-        project: project.id,
-        key: claims.sub,
-        model: request.model.clone(),
-        metrics: handles,
-        at: Utc::now(),
+    let (mut billing, limit_headers) = Billing::admit(
+        state,
+        &limits,
+        demand,
+        (CHAT_ROUTE, &request.model, prices(model)),
         started,
-        recorded: false,
-        reservation: admission.reservation,
-        prices: prices(model),
-    };
+        seen,
+    )
+    .await?;
     let sent_at = Instant::now();
     let call = UpstreamCall {
         method: reqwest::Method::POST,
@@ -672,6 +691,7 @@ async fn chat(
         path: UpstreamPath::Fixed("/chat/completions"),
         body: upstream_body,
         stream: request.stream,
+        headers: &[],
     };
     let response = match send_upstream(state, project, call).await {
         Ok(r) => r,
@@ -693,8 +713,9 @@ async fn chat(
     }
     if request.stream {
         state.metrics.overhead.observe(pre_upstream.as_secs_f64());
-        let mut response = relay_stream(response, request.client_wants_usage, billing);
-        response.headers_mut().extend(admission.headers);
+        let tap = SseRewriter::new(request.client_wants_usage);
+        let mut response = relay_stream(response, tap, billing);
+        response.headers_mut().extend(limit_headers);
         return Ok(response);
     }
     let body = match response.bytes().await {
@@ -721,7 +742,7 @@ async fn chat(
         .overhead
         .observe((pre_upstream + after.elapsed()).as_secs_f64());
     let mut response = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
-    response.headers_mut().extend(admission.headers);
+    response.headers_mut().extend(limit_headers);
     Ok(response)
 }
 
@@ -751,12 +772,14 @@ type UpstreamUrls =
 /// with its query) and the body (empty for GET and DELETE).
 pub(crate) struct UpstreamCall<'a> {
     pub method: reqwest::Method,
-    /// Where Mantle serves the call's model (`/v1`, `/openai/v1`).
+    /// Where Mantle serves the call's model (`/v1`, `/openai/v1`, `/anthropic/v1`).
     pub prefix: MantlePath,
     pub path: UpstreamPath<'a>,
     pub body: Bytes,
     /// A stream: no overall timeout (the idle timeout still applies).
     pub stream: bool,
+    /// Headers Mantle needs beyond the project and signature (`anthropic-version`).
+    pub headers: &'a [(&'static str, &'a str)],
 }
 
 pub(crate) enum UpstreamPath<'a> {
@@ -816,14 +839,26 @@ pub(crate) async fn send_upstream(
         );
         ("connect", upstream_unreachable())
     })?;
+    // Mantle's project is a "workspace" to its Anthropic-compatible API.
+    let project_header = match call.prefix {
+        MantlePath::AnthropicV1 => "anthropic-workspace",
+        MantlePath::V1 | MantlePath::OpenAiV1 => "openai-project",
+    };
     let with_body = [
         ("content-type", "application/json"),
-        ("openai-project", mantle_project),
+        (project_header, mantle_project),
     ];
-    let headers: &[(&str, &str)] = if call.body.is_empty() {
+    let ours: &[(&str, &str)] = if call.body.is_empty() {
         &with_body[1..]
     } else {
         &with_body
+    };
+    let all: Vec<(&str, &str)>;
+    let headers = if call.headers.is_empty() {
+        ours
+    } else {
+        all = ours.iter().chain(call.headers).copied().collect();
+        &all
     };
     let auth = state
         .upstream_auth
@@ -977,34 +1012,70 @@ pub(crate) async fn upstream_failure(response: UpstreamResponse) -> OpenAiError 
     e
 }
 
-/// The upstream stream, rewritten event by event; metered when it ends or when the
-/// client goes away (dropping it closes the upstream connection too).
-struct Relay {
+/// How a relayed event stream is read on its way to the client: complete events out
+/// (rewritten where the API needs it), and at the end what it used and whether it
+/// finished as it should.
+pub(crate) trait StreamTap: Send + 'static {
+    /// Bytes to send the client for this chunk of upstream bytes.
+    fn push(&mut self, chunk: &[u8]) -> Vec<u8>;
+    /// Whatever is left when the upstream closes.
+    fn finish(&mut self) -> Vec<u8>;
+    fn usage(&self) -> Usage;
+    /// The stream's end marker came and no error event did.
+    fn completed(&self) -> bool;
+    /// The event that tells the client the stream broke off.
+    fn broken_off(error: &OpenAiError) -> String;
+}
+
+impl StreamTap for SseRewriter {
+    fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        SseRewriter::push(self, chunk)
+    }
+
+    fn finish(&mut self) -> Vec<u8> {
+        SseRewriter::finish(self)
+    }
+
+    fn usage(&self) -> Usage {
+        self.usage.unwrap_or_default()
+    }
+
+    fn completed(&self) -> bool {
+        self.saw_done && !self.saw_error
+    }
+
+    fn broken_off(error: &OpenAiError) -> String {
+        format!("data: {}\n\n", error.body())
+    }
+}
+
+/// The upstream stream, read through its tap event by event; metered when it ends or
+/// when the client goes away (dropping it closes the upstream connection too).
+struct Relay<T: StreamTap> {
     upstream: futures_util::stream::BoxStream<'static, Result<Bytes, UpstreamError>>,
-    rewriter: SseRewriter,
+    tap: T,
     billing: Billing,
     failed: bool,
     ended: bool,
 }
 
-impl Drop for Relay {
+impl<T: StreamTap> Drop for Relay<T> {
     fn drop(&mut self) {
-        // Without `[DONE]` the stream did not finish (the client left, or Mantle broke
-        // off): metered with whatever usage arrived, as an error.
-        let error = self.failed || self.rewriter.saw_error || !self.rewriter.saw_done;
-        let usage = self.rewriter.usage.unwrap_or_default();
-        self.billing.record(usage, error);
+        // Without its end marker the stream did not finish (the client left, or Mantle
+        // broke off): metered with whatever usage arrived, as an error.
+        let error = self.failed || !self.tap.completed();
+        self.billing.record(self.tap.usage(), error);
     }
 }
 
-fn relay_stream(
+pub(crate) fn relay_stream<T: StreamTap>(
     response: UpstreamResponse,
-    client_wants_usage: bool,
+    tap: T,
     billing: Billing,
 ) -> Response {
     let relay = Relay {
         upstream: response.bytes_stream(),
-        rewriter: SseRewriter::new(client_wants_usage),
+        tap,
         billing,
         failed: false,
         ended: false,
@@ -1016,7 +1087,7 @@ fn relay_stream(
         loop {
             match relay.upstream.next().await {
                 Some(Ok(bytes)) => {
-                    let out = relay.rewriter.push(&bytes);
+                    let out = relay.tap.push(&bytes);
                     if !out.is_empty() {
                         return Some((Ok::<Bytes, std::io::Error>(Bytes::from(out)), relay));
                     }
@@ -1033,12 +1104,12 @@ fn relay_stream(
                         "upstream_stream_failed",
                         "The stream from Mantle broke off.",
                     );
-                    let event = format!("data: {}\n\n", error.body());
+                    let event = T::broken_off(&error);
                     return Some((Ok(Bytes::from(event)), relay));
                 }
                 None => {
                     relay.ended = true;
-                    let rest = relay.rewriter.finish();
+                    let rest = relay.tap.finish();
                     return (!rest.is_empty()).then(|| (Ok(Bytes::from(rest)), relay));
                 }
             }

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 pub use db::{Backend, TestDb};
 pub use fault::FaultProxy;
 pub use idp::FakeIdp;
-pub use mantle::{ChatCall, ChatStats, FakeMantle, FakeProject, ResponsesStats};
+pub use mantle::{ChatCall, ChatStats, FakeMantle, FakeProject, MessageCall, ResponsesStats};
 
 /// A running control plane on its own database.
 pub struct TestApp {

@@ -821,6 +821,7 @@ mod tests {
             input_tokens: 1_500_000,
             output_tokens: 250_000,
             cached_tokens: 0,
+            cache_write_tokens: 0,
             cost_usd: 0.375,
             avg_latency_ms: Some(120.0),
         };

@@ -20,6 +20,8 @@ pub struct CatalogModel {
     pub supports_chat: bool,
     /// Served through the Responses API (today only the GPT-OSS models).
     pub supports_responses: bool,
+    /// Served through Anthropic's Messages API (Claude, under `/anthropic/v1`).
+    pub supports_messages: bool,
     pub supports_streaming: bool,
     /// Serves `n > 1` (several choices per request).
     pub supports_multiple_choices: bool,
@@ -30,8 +32,8 @@ pub struct CatalogModel {
     pub accepts_content_parts: bool,
     /// Mantle regions that offer the model.
     pub regions: Vec<Region>,
-    /// Where Mantle serves the model (`/v1` or `/openai/v1`); the proxy sends its
-    /// calls there.
+    /// Where Mantle serves the model (`/v1`, `/openai/v1` or `/anthropic/v1`); the
+    /// proxy sends its calls there.
     pub mantle_path: MantlePath,
     /// The Mantle data-retention modes the model may be called under (a model that
     /// requires retention lacks `none`); a project whose mode is not listed may not
@@ -76,6 +78,9 @@ pub struct ModelUpsert {
     pub display_name: String,
     pub supports_chat: bool,
     pub supports_responses: bool,
+    /// Default false; true exactly for models under `/anthropic/v1`.
+    #[serde(default)]
+    pub supports_messages: bool,
     pub supports_streaming: bool,
     /// Default true.
     #[serde(default = "yes")]
@@ -114,6 +119,7 @@ pub struct ModelSpec {
     pub display_name: String,
     pub supports_chat: bool,
     pub supports_responses: bool,
+    pub supports_messages: bool,
     pub supports_streaming: bool,
     pub supports_multiple_choices: bool,
     pub supports_logprobs: bool,
@@ -162,10 +168,25 @@ impl ModelUpsert {
                 "must be 1 to 128 printable characters and not blank",
             ));
         }
-        if !self.supports_chat && !self.supports_responses {
+        if !self.supports_chat && !self.supports_responses && !self.supports_messages {
             errors.push(FieldError::new(
                 "supports_chat",
-                "a model must support Chat Completions, Responses or both",
+                "a model must support Chat Completions, Responses or Messages",
+            ));
+        }
+        // Mantle serves the Messages API only under `/anthropic/v1`, and nothing else
+        // there ("Claude on Mantle only supports the Messages API").
+        let anthropic = self.mantle_path == MantlePath::AnthropicV1;
+        if self.supports_messages != anthropic {
+            errors.push(FieldError::new(
+                "supports_messages",
+                "Mantle serves the Messages API under mantle_path '/anthropic/v1' only: set both or neither",
+            ));
+        }
+        if anthropic && (self.supports_chat || self.supports_responses) {
+            errors.push(FieldError::new(
+                "mantle_path",
+                "models under '/anthropic/v1' serve only the Messages API: supports_chat and supports_responses must be false",
             ));
         }
         let regions: BTreeSet<Region> = self.regions.iter().copied().collect();
@@ -215,6 +236,7 @@ impl ModelUpsert {
                 display_name: self.display_name.clone(),
                 supports_chat: self.supports_chat,
                 supports_responses: self.supports_responses,
+                supports_messages: self.supports_messages,
                 supports_streaming: self.supports_streaming,
                 supports_multiple_choices: self.supports_multiple_choices,
                 supports_logprobs: self.supports_logprobs,

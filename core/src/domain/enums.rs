@@ -169,8 +169,9 @@ impl RetentionMode {
 }
 
 /// The path prefix under which Mantle serves a model: most under `/v1`, some (OpenAI's
-/// frontier models) only under `/openai/v1`; a request on the wrong prefix is refused
-/// ("model … isn't supported on this route").
+/// frontier models) only under `/openai/v1`, Claude only under `/anthropic/v1` (the
+/// Messages API); a request on the wrong prefix is refused ("model … isn't supported
+/// on this route").
 #[derive(
     Debug,
     Clone,
@@ -191,9 +192,11 @@ pub enum MantlePath {
     V1,
     #[serde(rename = "/openai/v1")]
     OpenAiV1,
+    #[serde(rename = "/anthropic/v1")]
+    AnthropicV1,
 }
 
-string_enum!(MantlePath { V1 => "/v1", OpenAiV1 => "/openai/v1" });
+string_enum!(MantlePath { V1 => "/v1", OpenAiV1 => "/openai/v1", AnthropicV1 => "/anthropic/v1" });
 
 /// A member's role within one project. `owner` may manage the project's members.
 #[derive(

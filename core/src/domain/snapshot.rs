@@ -34,6 +34,9 @@ pub struct SnapshotModel {
     pub updated_at: i64,
     pub supports_chat: bool,
     pub supports_responses: bool,
+    /// Anthropic's Messages API (false in older snapshots).
+    #[serde(default)]
+    pub supports_messages: bool,
     pub supports_streaming: bool,
     pub supports_multiple_choices: bool,
     pub supports_logprobs: bool,
@@ -44,6 +47,9 @@ pub struct SnapshotModel {
     /// priced them as input.
     #[serde(default)]
     pub cached_input_price_micros_per_mtok: Option<i64>,
+    /// Cache writes' price; absent from older snapshots (priced as input).
+    #[serde(default)]
+    pub cache_write_price_micros_per_mtok: Option<i64>,
     /// Where Mantle serves the model (`/v1` in older snapshots).
     #[serde(default)]
     pub mantle_path: MantlePath,

@@ -28,6 +28,9 @@ pub struct UsageRecord {
     /// Input tokens served from a prompt cache (included in `input_tokens`).
     #[serde(default)]
     pub cached_tokens: u64,
+    /// Input tokens written to a prompt cache (included in `input_tokens`).
+    #[serde(default)]
+    pub cache_write_tokens: u64,
     #[serde(default)]
     pub latency_ms_sum: u64,
 }
@@ -57,6 +60,9 @@ pub struct UsageRow {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cached_tokens: u64,
+    /// Input tokens written to a prompt cache (Anthropic models), priced at the
+    /// catalog's cache-write price.
+    pub cache_write_tokens: u64,
     /// Estimated from the catalog prices when the usage was recorded.
     pub cost_usd: f64,
     /// Mean time the proxy took per request, upstream included.
@@ -76,7 +82,8 @@ pub struct UsageReport {
 
 impl UsageReport {
     /// The report as CSV, one row per group then the total:
-    /// `group,requests,errors,input_tokens,output_tokens,cached_tokens,cost_usd,avg_latency_ms`.
+    /// `group,requests,errors,input_tokens,output_tokens,cached_tokens,cost_usd,avg_latency_ms,cache_write_tokens`
+    /// (the newest column last, so scripts reading columns by position keep working).
     pub fn to_csv(&self) -> Result<Vec<u8>, String> {
         let mut out = csv::Writer::from_writer(Vec::new());
         out.write_record([
@@ -88,6 +95,7 @@ impl UsageReport {
             "cached_tokens",
             "cost_usd",
             "avg_latency_ms",
+            "cache_write_tokens",
         ])
         .map_err(|e| e.to_string())?;
         for row in self.items.iter().chain(std::iter::once(&self.total)) {
@@ -102,6 +110,7 @@ impl UsageReport {
                 row.avg_latency_ms
                     .map(|l| format!("{l:.1}"))
                     .unwrap_or_default(),
+                row.cache_write_tokens.to_string(),
             ])
             .map_err(|e| e.to_string())?;
         }

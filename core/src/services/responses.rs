@@ -185,6 +185,8 @@ impl Services {
             input_tokens: completion.input_tokens,
             output_tokens: completion.output_tokens,
             cached_tokens: Ord::min(completion.cached_tokens, completion.input_tokens),
+            // The Responses API reports no cache writes.
+            cache_write_tokens: 0,
             latency_ms_sum: completion.latency_ms,
         };
         self.record_usage(&UsageBatch {

@@ -91,6 +91,7 @@ impl Services {
                 updated_at: m.updated_at.timestamp(),
                 supports_chat: m.supports_chat,
                 supports_responses: m.supports_responses,
+                supports_messages: m.supports_messages,
                 supports_streaming: m.supports_streaming,
                 supports_multiple_choices: m.supports_multiple_choices,
                 supports_logprobs: m.supports_logprobs,
@@ -100,6 +101,7 @@ impl Services {
                 cached_input_price_micros_per_mtok: Some(
                     m.cached_input_price_per_mtok_usd.micros(),
                 ),
+                cache_write_price_micros_per_mtok: Some(m.cache_write_price_per_mtok_usd.micros()),
                 mantle_path: m.mantle_path,
             })
             .collect();

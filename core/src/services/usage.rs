@@ -40,6 +40,28 @@ fn cost_micros(tokens: i64, price_micros_per_mtok: i64) -> i64 {
     i64::try_from(micros).unwrap_or(i64::MAX)
 }
 
+/// A model's prices in micro-dollars per million tokens; cached input and cache
+/// writes without a price of their own cost what input does.
+#[derive(Debug, Clone, Copy, Default)]
+struct TokenPrices {
+    input: i64,
+    cached_input: i64,
+    cache_write: i64,
+    output: i64,
+}
+
+impl TokenPrices {
+    fn of(m: &models::Model) -> Self {
+        let input = m.input_price_micros_per_mtok;
+        Self {
+            input,
+            cached_input: m.cached_input_price_micros_per_mtok.unwrap_or(input),
+            cache_write: m.cache_write_price_micros_per_mtok.unwrap_or(input),
+            output: m.output_price_micros_per_mtok,
+        }
+    }
+}
+
 impl Services {
     /// Applies a batch of usage aggregates; returns false when this batch was
     /// already applied (a retry), in which case nothing changes.
@@ -60,10 +82,10 @@ impl Services {
             if r.errors > r.requests {
                 errors.push(FieldError::new(at("errors"), "cannot exceed requests"));
             }
-            if r.cached_tokens > r.input_tokens {
+            if r.cached_tokens.saturating_add(r.cache_write_tokens) > r.input_tokens {
                 errors.push(FieldError::new(
                     at("cached_tokens"),
-                    "cannot exceed input_tokens",
+                    "cached_tokens and cache_write_tokens together cannot exceed input_tokens",
                 ));
             }
             let minute = truncate_to_minute(r.minute);
@@ -77,6 +99,11 @@ impl Services {
                 input_tokens: to_i64(at("input_tokens"), r.input_tokens, &mut errors),
                 output_tokens: to_i64(at("output_tokens"), r.output_tokens, &mut errors),
                 cached_tokens: to_i64(at("cached_tokens"), r.cached_tokens, &mut errors),
+                cache_write_tokens: to_i64(
+                    at("cache_write_tokens"),
+                    r.cache_write_tokens,
+                    &mut errors,
+                ),
                 cost_micros: 0,
                 latency_ms_sum: to_i64(at("latency_ms_sum"), r.latency_ms_sum, &mut errors),
             };
@@ -89,6 +116,8 @@ impl Services {
                     m.input_tokens = m.input_tokens.saturating_add(row.input_tokens);
                     m.output_tokens = m.output_tokens.saturating_add(row.output_tokens);
                     m.cached_tokens = m.cached_tokens.saturating_add(row.cached_tokens);
+                    m.cache_write_tokens =
+                        m.cache_write_tokens.saturating_add(row.cache_write_tokens);
                     m.latency_ms_sum = m.latency_ms_sum.saturating_add(row.latency_ms_sum);
                 })
                 .or_insert(row);
@@ -114,33 +143,27 @@ impl Services {
             tx.commit().await?;
             return Ok(first_time);
         }
-        // (input, cached input, output); cached input without its own price is input.
-        let prices: BTreeMap<String, (i64, i64, i64)> = models::Entity::find()
+        let prices: BTreeMap<String, TokenPrices> = models::Entity::find()
             .all(&*tx)
             .await?
             .into_iter()
-            .map(|m| {
-                (
-                    m.id,
-                    (
-                        m.input_price_micros_per_mtok,
-                        m.cached_input_price_micros_per_mtok
-                            .unwrap_or(m.input_price_micros_per_mtok),
-                        m.output_price_micros_per_mtok,
-                    ),
-                )
-            })
+            .map(|m| (m.id.clone(), TokenPrices::of(&m)))
             .collect();
         let mut last_used: BTreeMap<Uuid, DateTime<Utc>> = BTreeMap::new();
         // The same usage per project and UTC day, for the cost pages.
         let mut daily: BTreeMap<(Uuid, NaiveDate), (i64, i64)> = BTreeMap::new();
         let rows = merged.into_values().map(|mut m| {
-            let (input, cached, output) = prices.get(&m.model).copied().unwrap_or((0, 0, 0));
-            // Input tokens include the cached ones (OpenAI's `prompt_tokens`).
-            let uncached = m.input_tokens.saturating_sub(m.cached_tokens);
-            m.cost_micros = cost_micros(uncached, input)
-                .saturating_add(cost_micros(m.cached_tokens, cached))
-                .saturating_add(cost_micros(m.output_tokens, output));
+            let p = prices.get(&m.model).copied().unwrap_or_default();
+            // Input tokens include the cached and cache-written ones (OpenAI's
+            // `prompt_tokens`; the proxy adds Anthropic's three input counts up).
+            let uncached = m
+                .input_tokens
+                .saturating_sub(m.cached_tokens)
+                .saturating_sub(m.cache_write_tokens);
+            m.cost_micros = cost_micros(uncached, p.input)
+                .saturating_add(cost_micros(m.cached_tokens, p.cached_input))
+                .saturating_add(cost_micros(m.cache_write_tokens, p.cache_write))
+                .saturating_add(cost_micros(m.output_tokens, p.output));
             let seen = last_used.entry(m.key_id).or_insert(m.minute);
             *seen = Ord::max(*seen, m.minute);
             let day = daily
@@ -162,13 +185,14 @@ impl Services {
             C::InputTokens,
             C::OutputTokens,
             C::CachedTokens,
+            C::CacheWriteTokens,
             C::CostMicros,
             C::LatencyMsSum,
         ] {
             on_conflict.value(c, add(c));
         }
         // Chunks keep each statement under the bind-parameter limits (SQLite 32,766,
-        // Postgres 65,535; 11 per row).
+        // Postgres 65,535; 12 per row).
         for chunk in rows.chunks(UPSERT_CHUNK) {
             usage_minutes::Entity::insert_many(chunk.to_vec())
                 .on_conflict(on_conflict.clone())
@@ -307,6 +331,7 @@ struct Totals {
     input_tokens: i64,
     output_tokens: i64,
     cached_tokens: i64,
+    cache_write_tokens: i64,
     cost_micros: i64,
     latency_ms_sum: i64,
 }
@@ -318,6 +343,7 @@ impl Totals {
         self.input_tokens = self.input_tokens.saturating_add(r.input_tokens);
         self.output_tokens = self.output_tokens.saturating_add(r.output_tokens);
         self.cached_tokens = self.cached_tokens.saturating_add(r.cached_tokens);
+        self.cache_write_tokens = self.cache_write_tokens.saturating_add(r.cache_write_tokens);
         self.cost_micros = self.cost_micros.saturating_add(r.cost_micros);
         self.latency_ms_sum = self.latency_ms_sum.saturating_add(r.latency_ms_sum);
     }
@@ -331,6 +357,7 @@ impl Totals {
             input_tokens: count(self.input_tokens),
             output_tokens: count(self.output_tokens),
             cached_tokens: count(self.cached_tokens),
+            cache_write_tokens: count(self.cache_write_tokens),
             cost_usd: self.cost_micros as f64 / 1e6,
             avg_latency_ms: (self.requests > 0)
                 .then(|| self.latency_ms_sum as f64 / self.requests as f64),

@@ -24,6 +24,7 @@ pub use local::LocalStore;
 pub use redis::RedisStore;
 
 use crate::error::OpenAiError;
+use crate::normalize::Usage;
 
 /// What the limits of one request are, from the key and the project.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,21 +77,29 @@ pub struct Demand {
 }
 
 impl Demand {
-    /// A request's worst case before it is sent: an input estimate (none of it taken
-    /// as cached) plus its `max_tokens`, at `prices`.
+    /// A request's worst case before it is sent: an input estimate (none of it read
+    /// from a cache, all of it written to one if that costs more) plus its
+    /// `max_tokens`, at `prices`.
     pub fn priced(prices: Prices, input_tokens: u64, output_tokens: u64) -> Self {
-        Self::used(prices, input_tokens, 0, output_tokens)
-    }
-
-    /// What a request used: `input_tokens` include the `cached_tokens` read from the
-    /// prompt cache (OpenAI's counting), which are priced as cached input.
-    pub fn used(prices: Prices, input_tokens: u64, cached_tokens: u64, output_tokens: u64) -> Self {
-        let cached = cached_tokens.min(input_tokens);
+        let worst_input = prices.input.max(prices.cache_write);
         Self {
             tokens: input_tokens.saturating_add(output_tokens),
-            cost_micros: price(input_tokens - cached, prices.input)
-                .saturating_add(price(cached, prices.cached_input))
+            cost_micros: price(input_tokens, worst_input)
                 .saturating_add(price(output_tokens, prices.output)),
+        }
+    }
+
+    /// What a request used: its input tokens include those read from the prompt cache
+    /// and those written to it, each priced at their own price.
+    pub fn used(prices: Prices, usage: &Usage) -> Self {
+        let cached = usage.cached_tokens.min(usage.input_tokens);
+        let written = usage.cache_write_tokens.min(usage.input_tokens - cached);
+        Self {
+            tokens: usage.input_tokens.saturating_add(usage.output_tokens),
+            cost_micros: price(usage.input_tokens - cached - written, prices.input)
+                .saturating_add(price(cached, prices.cached_input))
+                .saturating_add(price(written, prices.cache_write))
+                .saturating_add(price(usage.output_tokens, prices.output)),
         }
     }
 }
@@ -100,17 +109,18 @@ impl Demand {
 pub struct Prices {
     pub input: i64,
     pub cached_input: i64,
+    pub cache_write: i64,
     pub output: i64,
 }
 
-/// A model's prices from the catalog (cached input at the input price when the
-/// control plane's snapshot does not say).
+/// A model's prices from the catalog (cached input and cache writes at the input
+/// price when the control plane's snapshot does not say).
 pub fn prices(model: &SnapshotModel) -> Prices {
+    let input = model.input_price_micros_per_mtok;
     Prices {
-        input: model.input_price_micros_per_mtok,
-        cached_input: model
-            .cached_input_price_micros_per_mtok
-            .unwrap_or(model.input_price_micros_per_mtok),
+        input,
+        cached_input: model.cached_input_price_micros_per_mtok.unwrap_or(input),
+        cache_write: model.cache_write_price_micros_per_mtok.unwrap_or(input),
         output: model.output_price_micros_per_mtok,
     }
 }
@@ -578,17 +588,34 @@ mod tests {
         let p = Prices {
             input: 150_000,
             cached_input: 15_000,
+            cache_write: 150_000,
             output: 600_000,
         };
         let d = Demand::priced(p, 1_001, 10);
         assert_eq!(d.tokens, 1_011);
         assert_eq!(d.cost_micros, 151 + 6);
         assert_eq!(Demand::priced(Prices::default(), 5, 5).cost_micros, 0);
+        let usage = |input, cached, written, output| Usage {
+            input_tokens: input,
+            cached_tokens: cached,
+            cache_write_tokens: written,
+            output_tokens: output,
+        };
         // 1,000 of 2,000 input tokens from the cache: 150 + 15 + 6.
-        let used = Demand::used(p, 2_000, 1_000, 10);
+        let used = Demand::used(p, &usage(2_000, 1_000, 0, 10));
         assert_eq!((used.tokens, used.cost_micros), (2_010, 150 + 15 + 6));
         // More cached than input (a malformed answer) is taken as all cached.
-        assert_eq!(Demand::used(p, 10, 50, 0).cost_micros, 1);
+        assert_eq!(Demand::used(p, &usage(10, 50, 0, 0)).cost_micros, 1);
+        // Cache writes at their own price; the worst case takes the dearer one.
+        let claude = Prices {
+            input: 5_000_000,
+            cached_input: 500_000,
+            cache_write: 6_250_000,
+            output: 25_000_000,
+        };
+        let used = Demand::used(claude, &usage(3_000, 1_000, 1_000, 100));
+        assert_eq!(used.cost_micros, 5_000 + 500 + 6_250 + 2_500);
+        assert_eq!(Demand::priced(claude, 1_000, 0).cost_micros, 6_250);
         assert_eq!(estimate_input_tokens(0), 0);
         assert_eq!(estimate_input_tokens(9), 3);
     }

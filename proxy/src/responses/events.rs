@@ -157,7 +157,8 @@ mod tests {
             Some(Usage {
                 input_tokens: 5,
                 output_tokens: 2,
-                cached_tokens: 1
+                cached_tokens: 1,
+                cache_write_tokens: 0
             })
         );
         assert!(!sse.saw_error);

@@ -83,6 +83,7 @@ async fn follow_one(state: &ProxyState, record: &ResponseRecord) {
         path: UpstreamPath::Dynamic(&path),
         body: axum::body::Bytes::new(),
         stream: false,
+        headers: &[],
     };
     let completion = match send_upstream(state, project, call).await {
         Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => ResponseCompletion {
@@ -149,14 +150,13 @@ async fn follow_one(state: &ProxyState, record: &ResponseRecord) {
                     }
                 }
             }
-            let settle = |prices| {
-                Demand::used(
-                    prices,
-                    completion.input_tokens,
-                    completion.cached_tokens,
-                    completion.output_tokens,
-                )
+            let used = Usage {
+                input_tokens: completion.input_tokens,
+                output_tokens: completion.output_tokens,
+                cached_tokens: completion.cached_tokens,
+                cache_write_tokens: 0,
             };
+            let settle = |prices| Demand::used(prices, &used);
             match pending {
                 Some(p) => {
                     if let Some(r) = p.reservation {

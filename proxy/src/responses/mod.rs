@@ -34,7 +34,7 @@ use self::events::ResponsesSse;
 use crate::access::authorize;
 use crate::error::OpenAiError;
 use crate::limits::{Admission, Demand, Limits, Prices, estimate_input_tokens, prices};
-use crate::normalize::rewrite_response;
+use crate::normalize::{rewrite_response, unsupported_api};
 use crate::peek::Obj;
 use crate::server::{
     Billing, ProxyState, Seen, UpstreamCall, UpstreamPath, answer, denial, send_upstream,
@@ -162,13 +162,7 @@ fn model_for_responses<'a>(
         .get(name)
         .ok_or_else(|| OpenAiError::model_not_found(name))?;
     if !model.supports_responses {
-        return Err(OpenAiError::invalid(
-            "model",
-            "unsupported_api",
-            format!(
-                "The model `{name}` is served through the Chat Completions API only (POST /v1/chat/completions); the Responses API serves the GPT-OSS models."
-            ),
-        ));
+        return Err(unsupported_api(model, "Responses"));
     }
     Ok(model)
 }
@@ -255,6 +249,7 @@ async fn create(
         path: UpstreamPath::Fixed("/responses"),
         body: bytes,
         stream,
+        headers: &[],
     };
     let fail =
         |billing: &mut Option<Billing>, held: &mut Option<crate::limits::Reservation>, kind| {
@@ -547,6 +542,7 @@ async fn on_response(
             Bytes::new()
         },
         stream,
+        headers: &[],
     };
     let response = send_upstream(state, project, call)
         .await

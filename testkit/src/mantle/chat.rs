@@ -43,7 +43,7 @@ pub struct ChatStats {
 #[derive(Default)]
 pub(crate) struct ChatState {
     log: Vec<ChatCall>,
-    stats: ChatStats,
+    pub(crate) stats: ChatStats,
     /// Answer (or start a stream) only after this long.
     delay: Duration,
     /// Pause between streamed chunks.
@@ -92,13 +92,28 @@ pub(crate) fn words(s: &str) -> u64 {
     s.split_whitespace().count() as u64
 }
 
-/// Mantle serves OpenAI's frontier models (`openai.gpt-5…`) only under `/openai/v1`
-/// and every other model only under `/v1`; a call on the other prefix is refused as
-/// AWS documents ("model … isn't supported on this route").
+/// Mantle serves OpenAI's frontier models (`openai.gpt-5…`) only under `/openai/v1`,
+/// Claude (`anthropic.…`) only under `/anthropic/v1` and every other model only under
+/// `/v1`; a call on another prefix is refused as AWS documents ("model … isn't
+/// supported on this route").
 pub(crate) fn wrong_route(model: &str, uri: &Uri) -> Option<Response> {
-    let on_openai_prefix = uri.path().contains("/openai/v1/");
-    let served_there = model.starts_with("openai.gpt-5");
-    (on_openai_prefix != served_there).then(|| {
+    let prefix_of = |path: &str| {
+        if path.contains("/openai/v1/") {
+            "openai"
+        } else if path.contains("/anthropic/v1/") {
+            "anthropic"
+        } else {
+            "v1"
+        }
+    };
+    let served_under = if model.starts_with("openai.gpt-5") {
+        "openai"
+    } else if model.starts_with("anthropic.") {
+        "anthropic"
+    } else {
+        "v1"
+    };
+    (prefix_of(uri.path()) != served_under).then(|| {
         err(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
@@ -226,7 +241,6 @@ impl Drop for StreamGuard {
 }
 
 fn stream(f: FakeMantle, model: String, reply: String, usage: Option<Value>) -> Response {
-    let chunk_delay = f.lock().chat.chunk_delay;
     let with_usage = usage.is_some();
     let chunk = |delta: Value, finish: Value| {
         let mut c = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": CREATED,
@@ -255,6 +269,12 @@ fn stream(f: FakeMantle, model: String, reply: String, usage: Option<Value>) -> 
         events.push(format!("data: {last}\n\n"));
     }
     events.push("data: [DONE]\n\n".to_owned());
+    send_events(f, events)
+}
+
+/// Sends `events` as a stream, `chunk_delay` apart, counted as completed or cancelled.
+pub(crate) fn send_events(f: FakeMantle, events: Vec<String>) -> Response {
+    let chunk_delay = f.lock().chat.chunk_delay;
     let guard = StreamGuard {
         fake: f,
         finished: false,
@@ -288,6 +308,9 @@ pub(crate) struct Inference<'a> {
     pub action: &'static str,
     pub model: Option<&'a str>,
     pub service_tier: Option<&'a str>,
+    /// The header naming the Mantle project: `OpenAI-Project`, or `anthropic-workspace`
+    /// on the Messages API (AWS's "Workspaces" are projects).
+    pub project_header: &'static str,
 }
 
 impl<'a> Inference<'a> {
@@ -296,6 +319,14 @@ impl<'a> Inference<'a> {
             action: "bedrock-mantle:CreateInference",
             model: body["model"].as_str(),
             service_tier: body["service_tier"].as_str(),
+            project_header: "openai-project",
+        }
+    }
+
+    pub(crate) fn message(body: &'a Value) -> Self {
+        Self {
+            project_header: "anthropic-workspace",
+            ..Self::create(body)
         }
     }
 
@@ -304,6 +335,7 @@ impl<'a> Inference<'a> {
             action,
             model: None,
             service_tier: None,
+            project_header: "openai-project",
         }
     }
 }
@@ -388,7 +420,7 @@ impl FakeMantle {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         let project = headers
-            .get("openai-project")
+            .get(call.project_header)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         let long_term = self.lock().chat.bedrock_api_key.clone();
@@ -424,7 +456,10 @@ impl FakeMantle {
                 return Err(Box::new(err(
                     StatusCode::NOT_FOUND,
                     "project_not_found",
-                    "OpenAI-Project names no active project in this region",
+                    &format!(
+                        "{} names no active project in this region",
+                        call.project_header
+                    ),
                 )));
             }
             // A long-term key is its IAM user's; the fake models assumed roles only.

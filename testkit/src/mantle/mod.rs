@@ -1,14 +1,16 @@
 //! A fake of Mantle, per region, in memory: the Projects API
-//! (`/v1/organization/projects`), Chat Completions (`chat.rs`) and the Responses API
-//! (`responses.rs`). It insists on SigV4 for service `bedrock-mantle`, authorizes
+//! (`/v1/organization/projects`), Chat Completions (`chat.rs`), the Responses API
+//! (`responses.rs`) and Anthropic's Messages API (`messages.rs`). It insists on SigV4 for service `bedrock-mantle`, authorizes
 //! inference with the signer's IAM policies read from moto (`iam.rs`, when enforced),
 //! counts calls, and can fail or stall on demand — what no real part can do here.
 
 mod chat;
 mod iam;
+mod messages;
 mod responses;
 
 pub use chat::{ChatCall, ChatStats};
+pub use messages::MessageCall;
 pub use responses::ResponsesStats;
 
 use std::collections::BTreeMap;
@@ -61,6 +63,7 @@ pub(crate) struct Inner {
     max_in_flight: u64,
     chat: chat::ChatState,
     responses: responses::ResponsesState,
+    messages: messages::MessagesState,
     /// When set, inference calls are authorized against the signer's IAM policies.
     iam: Option<iam::MotoIam>,
 }
@@ -188,6 +191,8 @@ impl FakeMantle {
                 "/{region}/openai/v1/responses/{id}/input_items",
                 get(responses::list_input_items),
             )
+            // Claude, through Anthropic's Messages API only.
+            .route("/{region}/anthropic/v1/messages", post(messages::create))
             .route("/_fake/faults", post(chat::set_faults))
             .route("/_fake/stats", get(chat::stats))
             .route("/{region}/v1/organization/projects", get(list).post(create))

@@ -73,6 +73,7 @@ async fn meter(
             input_tokens: tokens,
             output_tokens: 0,
             cached_tokens: 0,
+            cache_write_tokens: 0,
             latency_ms_sum: 10,
         }],
     };

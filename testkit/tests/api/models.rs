@@ -110,6 +110,54 @@ async fn admins_edit_prices_and_add_models() {
 }
 
 #[tokio::test]
+async fn claude_is_seeded_for_the_messages_api_only_and_the_catalog_keeps_that_rule() {
+    let app = TestApp::spawn().await;
+    let claude = app
+        .get("/api/v1/models/anthropic.claude-opus-4-7", &app.admin)
+        .await;
+    assert_eq!(claude.status, StatusCode::OK, "{}", claude.body);
+    assert_eq!(claude.body["mantle_path"], "/anthropic/v1");
+    assert_eq!(
+        (
+            &claude.body["supports_messages"],
+            &claude.body["supports_chat"],
+            &claude.body["supports_responses"]
+        ),
+        (&json!(true), &json!(false), &json!(false))
+    );
+    assert_eq!(claude.body["cache_write_price_per_mtok_usd"], 6.25);
+    assert_eq!(claude.body["cached_input_price_per_mtok_usd"], 0.5);
+    let gpt = app
+        .get("/api/v1/models/openai.gpt-oss-20b", &app.admin)
+        .await;
+    assert_eq!(gpt.body["supports_messages"], false);
+
+    let entry = json!({
+        "provider": "anthropic", "display_name": "Claude Next", "supports_chat": false,
+        "supports_responses": false, "supports_messages": true, "supports_streaming": true,
+        "regions": ["us-east-1"], "mantle_path": "/anthropic/v1",
+        "input_price_per_mtok_usd": 3.0, "output_price_per_mtok_usd": 15.0
+    });
+    let ok = app
+        .put("/api/v1/models/anthropic.claude-next", &app.admin, &entry)
+        .await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.body);
+    // Mantle serves Claude through the Messages API only, and that API only there.
+    for (field, value, named) in [
+        ("supports_chat", json!(true), "mantle_path"),
+        ("mantle_path", json!("/v1"), "supports_messages"),
+    ] {
+        let mut bad = entry.clone();
+        bad[field] = value;
+        let r = app
+            .put("/api/v1/models/anthropic.claude-bad", &app.admin, &bad)
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        assert!(r.body.to_string().contains(named), "{}", r.body);
+    }
+}
+
+#[tokio::test]
 async fn a_model_is_refused_to_a_project_whose_retention_mode_it_does_not_allow() {
     let app = TestApp::spawn().await;
     // Some models require retention: Mantle refuses them under mode none.

@@ -126,7 +126,7 @@ async fn a_batch_counts_once_and_is_reported_by_model_key_and_day() {
 }
 
 #[tokio::test]
-async fn cached_input_is_priced_at_the_catalogs_cache_price() {
+async fn cached_input_and_cache_writes_are_priced_at_the_catalogs_cache_prices() {
     let app = TestApp::spawn().await;
     let proxy = app.state.proxy_token.expose().to_owned();
     let model = "acme.cached";
@@ -161,8 +161,9 @@ async fn cached_input_is_priced_at_the_catalogs_cache_price() {
     let p = app.create_project(&body).await;
     let pid = p["id"].as_str().unwrap_or_default().to_owned();
     let kid = uuid::Uuid::now_v7().to_string();
-    // 1,000,000 input tokens of which 400,000 read from the cache, 100,000 output:
-    // 0.6 M × $2 + 0.4 M × $0.5 + 0.1 M × $8 = $2.20.
+    // 1,000,000 input tokens of which 400,000 read from the cache and 200,000 written
+    // to it, 100,000 output: 0.4 M × $2 + 0.4 M × $0.5 + 0.2 M × $2.5 + 0.1 M × $8
+    // = $2.30.
     let mut r = record(
         &pid,
         &kid,
@@ -171,6 +172,7 @@ async fn cached_input_is_priced_at_the_catalogs_cache_price() {
         (1_000_000, 100_000),
     );
     r["cached_tokens"] = json!(400_000);
+    r["cache_write_tokens"] = json!(200_000);
     let batch = json!({"batch_id": uuid::Uuid::now_v7(), "records": [r]});
     let applied = app.post(USAGE, &proxy, &batch).await;
     assert_eq!(applied.status, StatusCode::OK, "{}", applied.body);
@@ -178,7 +180,20 @@ async fn cached_input_is_priced_at_the_catalogs_cache_price() {
         .get(&format!("/api/v1/projects/{pid}/usage?{RANGE}"), &app.admin)
         .await;
     let cost = usage.body["total"]["cost_usd"].as_f64().unwrap_or(-1.0);
-    assert!((cost - 2.2).abs() < 1e-6, "cost {cost}: {}", usage.body);
+    assert!((cost - 2.3).abs() < 1e-6, "cost {cost}: {}", usage.body);
+    assert_eq!(usage.body["total"]["cache_write_tokens"], 200_000);
+    // Reads and writes together cannot exceed the input they are part of.
+    let mut over = record(&pid, &kid, model, "2026-01-15T10:01:00Z", (10, 1));
+    over["cached_tokens"] = json!(6);
+    over["cache_write_tokens"] = json!(5);
+    let r = app
+        .post(
+            USAGE,
+            &proxy,
+            &json!({"batch_id": uuid::Uuid::now_v7(), "records": [over]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
 }
 
 #[tokio::test]

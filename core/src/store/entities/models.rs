@@ -24,6 +24,7 @@ pub struct Model {
     /// Null: the input price.
     pub cache_write_price_micros_per_mtok: Option<i64>,
     pub mantle_path: String,
+    pub supports_messages: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -17,6 +17,8 @@ pub struct Model {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cached_tokens: i64,
+    /// Input tokens written to a prompt cache (Anthropic's `cache_creation_input_tokens`).
+    pub cache_write_tokens: i64,
     /// Micro-dollars at the catalog prices when the usage arrived.
     pub cost_micros: i64,
     pub latency_ms_sum: i64,
