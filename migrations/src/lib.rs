@@ -19,6 +19,7 @@ mod m20261127_000012_limits;
 mod m20261127_000013_responses;
 mod m20261206_000014_mantle_fidelity;
 mod m20261206_000015_messages_api;
+mod m20261206_000016_service_tiers;
 
 pub struct Migrator;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000013_responses::Migration),
             Box::new(m20261206_000014_mantle_fidelity::Migration),
             Box::new(m20261206_000015_messages_api::Migration),
+            Box::new(m20261206_000016_service_tiers::Migration),
         ]
     }
 }

@@ -84,7 +84,11 @@ impl Meter {
         };
         let mut state = self.lock();
         let records = state.open.entry(slot).or_default();
-        let at = match records.iter().position(|r| r.model == m.model) {
+        let tier = m.usage.service_tier;
+        let at = match records
+            .iter()
+            .position(|r| r.model == m.model && r.service_tier == tier)
+        {
             Some(at) => at,
             None => {
                 records.push(UsageRecord {
@@ -99,6 +103,7 @@ impl Meter {
                     cached_tokens: 0,
                     cache_write_tokens: 0,
                     latency_ms_sum: 0,
+                    service_tier: tier,
                 });
                 records.len() - 1
             }

@@ -6,7 +6,7 @@
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use serde_json::{Map, Value};
-use strata_core::domain::SnapshotModel;
+use strata_core::domain::{ServiceTier, SnapshotModel};
 
 use crate::error::OpenAiError;
 use crate::peek;
@@ -20,6 +20,8 @@ pub struct Usage {
     pub output_tokens: u64,
     pub cached_tokens: u64,
     pub cache_write_tokens: u64,
+    /// The tier Mantle served the request in (the answer's `service_tier`).
+    pub service_tier: ServiceTier,
 }
 
 impl Usage {
@@ -41,6 +43,21 @@ impl Usage {
             output_tokens: output,
             cached_tokens: cached,
             cache_write_tokens: 0,
+            service_tier: ServiceTier::Default,
+        })
+    }
+
+    /// The usage of an OpenAI object (a completion, a chunk, a response): its `usage`
+    /// with the object's `service_tier`.
+    pub fn of_object(object: &Value) -> Option<Self> {
+        let usage = Self::from_json(object.get("usage")?)?;
+        Some(Self {
+            service_tier: object
+                .get("service_tier")
+                .and_then(Value::as_str)
+                .map(ServiceTier::reported)
+                .unwrap_or_default(),
+            ..usage
         })
     }
 }
@@ -345,10 +362,7 @@ pub fn rewrite_response(body: Bytes) -> Option<(Bytes, Usage)> {
         return Some((body, p.usage.flatten().unwrap_or_default()));
     }
     let mut value: Value = serde_json::from_slice(&body).ok()?;
-    let usage = value
-        .get("usage")
-        .and_then(Usage::from_json)
-        .unwrap_or_default();
+    let usage = Usage::of_object(&value).unwrap_or_default();
     let body = if integer_timestamps(&mut value) {
         Bytes::from(value.to_string())
     } else {
@@ -477,8 +491,8 @@ impl SseRewriter {
             self.saw_error = true;
         }
         let mut changed = integer_timestamps(&mut value);
-        if let Some(usage) = value.get("usage").filter(|u| !u.is_null()) {
-            self.usage = Usage::from_json(usage);
+        if value.get("usage").is_some_and(|u| !u.is_null()) {
+            self.usage = Usage::of_object(&value);
             let only_usage = value
                 .get("choices")
                 .and_then(Value::as_array)
@@ -539,6 +553,7 @@ mod tests {
             input_price_micros_per_mtok: 1,
             output_price_micros_per_mtok: 1,
             cached_input_price_micros_per_mtok: None,
+            service_tier_price_factors: Default::default(),
             cache_write_price_micros_per_mtok: None,
             mantle_path: Default::default(),
         }
@@ -723,7 +738,8 @@ mod tests {
                 input_tokens: 5,
                 output_tokens: 2,
                 cached_tokens: 1,
-                cache_write_tokens: 0
+                cache_write_tokens: 0,
+                service_tier: Default::default(),
             }
         );
         let float =
@@ -778,7 +794,8 @@ mod tests {
                     input_tokens: 7,
                     output_tokens: 3,
                     cached_tokens: 4,
-                    cache_write_tokens: 0
+                    cache_write_tokens: 0,
+                    service_tier: Default::default(),
                 })
             );
             assert!(rw.saw_done);

@@ -13,6 +13,8 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Number;
 use serde_json::value::RawValue;
 
+use strata_core::domain::ServiceTier;
+
 use crate::normalize::Usage;
 
 /// `T` read from a JSON object only. serde's derived structs also accept an array
@@ -114,7 +116,9 @@ pub fn chat(body: &[u8]) -> Option<ChatPeek> {
 }
 
 #[derive(Deserialize)]
-struct ResponseFields {
+struct ResponseFields<'a> {
+    #[serde(borrow)]
+    service_tier: Option<Cow<'a, str>>,
     created: Option<Number>,
     created_at: Option<Number>,
     completed_at: Option<Number>,
@@ -153,19 +157,24 @@ pub struct ResponsePeek {
 
 pub fn response(body: &[u8]) -> Option<ResponsePeek> {
     let Obj(f) = serde_json::from_slice::<Obj<ResponseFields>>(body).ok()?;
+    let tier = f
+        .service_tier
+        .as_deref()
+        .map(ServiceTier::reported)
+        .unwrap_or_default();
     let float_timestamp = [&f.created, &f.created_at, &f.completed_at]
         .into_iter()
         .any(|n| n.as_ref().is_some_and(Number::is_f64));
     Some(ResponsePeek {
         float_timestamp,
-        usage: f.usage.map(|Obj(u)| u.counts()),
+        usage: f.usage.map(|Obj(u)| u.counts(tier)),
         no_choices: f.choices.is_some_and(|c| c.is_empty()),
         error: f.error.is_some(),
     })
 }
 
 impl UsageFields {
-    fn counts(self) -> Option<Usage> {
+    fn counts(self, service_tier: ServiceTier) -> Option<Usage> {
         let input = self.prompt_tokens.or(self.input_tokens)?;
         let details = self.prompt_tokens_details.or(self.input_tokens_details);
         Some(Usage {
@@ -173,6 +182,7 @@ impl UsageFields {
             output_tokens: self.completion_tokens.or(self.output_tokens).unwrap_or(0),
             cached_tokens: details.and_then(|Obj(d)| d.cached_tokens).unwrap_or(0),
             cache_write_tokens: 0,
+            service_tier,
         })
     }
 }

@@ -717,14 +717,81 @@ async fn a_govcloud_project_runs_end_to_end_with_aws_us_gov_arns() {
 }
 
 #[tokio::test]
-async fn service_tier_is_passed_through_to_mantle() {
-    let w = world().await;
-    let (_, key) = w.project("tier", &[OSS]).await;
-    let mut body = hello(OSS);
+async fn service_tier_is_passed_through_recorded_and_priced_by_the_catalog() {
+    let mut w = world_with(ProxyConfig {
+        usage_flush_secs: 3600,
+        ..ProxyConfig::default()
+    })
+    .await;
+    // $100 / $200 per million tokens, priority at twice that, flex at half.
+    let model = json!({
+        "provider": "acme", "display_name": "Tiered", "supports_chat": true,
+        "supports_responses": false, "supports_streaming": true, "regions": ["us-east-1"],
+        "input_price_per_mtok_usd": 100.0, "output_price_per_mtok_usd": 200.0,
+        "service_tier_price_factors": {"priority": 2.0, "flex": 0.5}
+    });
+    let put = w
+        .app
+        .put("/api/v1/models/acme.tiered", &w.app.admin, &model)
+        .await;
+    assert_eq!(put.status, StatusCode::CREATED, "{}", put.body);
+    let (id, key) = w.project("tier", &["acme.tiered"]).await;
+    for tier in [None, Some("priority"), Some("flex")] {
+        let mut body = hello("acme.tiered");
+        if let Some(tier) = tier {
+            body["service_tier"] = json!(tier);
+        }
+        let a = w.chat(&key, &body).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        assert_eq!(a.body["service_tier"], tier.unwrap_or("default"));
+        assert_eq!(
+            w.last_chat_call()
+                .body
+                .get("service_tier")
+                .and_then(Value::as_str),
+            tier,
+            "passed through as given"
+        );
+    }
+    // A stream's tier comes from its chunks.
+    let mut body = hello("acme.tiered");
     body["service_tier"] = json!("priority");
-    let a = w.chat(&key, &body).await;
-    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
-    assert_eq!(w.last_chat_call().body["service_tier"], "priority");
+    body["stream"] = json!(true);
+    assert_eq!(w.chat(&key, &body).await.status, StatusCode::OK);
+    w.stop_proxy().await;
+
+    let usage = w
+        .app
+        .get(
+            &format!("/api/v1/projects/{id}/usage?group_by=service_tier"),
+            &w.app.admin,
+        )
+        .await;
+    let items = usage.body["items"].as_array().cloned().unwrap_or_default();
+    let row = |tier: &str| {
+        items
+            .iter()
+            .find(|i| i["group"] == tier)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {tier} row: {}", usage.body))
+    };
+    let (standard, priority, flex) = (row("default"), row("priority"), row("flex"));
+    assert_eq!(
+        (
+            &standard["requests"],
+            &priority["requests"],
+            &flex["requests"]
+        ),
+        (&json!(1), &json!(2), &json!(1)),
+        "{}",
+        usage.body
+    );
+    // The same request each time: the tiers' costs are the catalog's factors apart.
+    let cost = |row: &Value| row["cost_usd"].as_f64().unwrap_or_default() * 1e6;
+    let one = cost(&standard);
+    assert!(one > 0.0, "{}", usage.body);
+    assert!((cost(&priority) - 4.0 * one).abs() <= 2.0, "{}", usage.body);
+    assert!((cost(&flex) - 0.5 * one).abs() <= 1.0, "{}", usage.body);
 }
 
 #[tokio::test]

@@ -431,7 +431,8 @@ pub struct UsageCsvQuery {
     group_by: Option<UsageGroupBy>,
 }
 
-/// This month's usage table as CSV (`group_by=model`, `key` or `day`); by key only
+/// This month's usage table as CSV (`group_by=model`, `key`, `day` or
+/// `service_tier`); by key only
 /// for who may see the project's keys.
 pub async fn usage_csv(
     State(state): State<AppState>,
@@ -463,6 +464,7 @@ pub async fn usage_csv(
             UsageGroupBy::Model => "model",
             UsageGroupBy::Key => "key",
             UsageGroupBy::Day => "day",
+            UsageGroupBy::ServiceTier => "service-tier",
         };
         Ok::<_, UiError>(csv_attachment(
             &format!("usage-{project}-{group}-{}.csv", report.from.date_naive()),

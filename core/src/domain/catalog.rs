@@ -1,12 +1,12 @@
 //! The model catalog: which Mantle models exist, where, with which APIs, at what price.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{MantlePath, ModelId, Price, Region, RetentionMode};
+use super::{MantlePath, ModelId, Price, Region, RetentionMode, ServiceTier};
 use crate::FieldError;
 
 /// A model as the catalog describes it.
@@ -53,6 +53,9 @@ pub struct CatalogModel {
     /// price unless the catalog says otherwise).
     #[schema(value_type = f64)]
     pub cache_write_price_per_mtok_usd: Price,
+    /// What a service tier costs as a factor of the prices above (e.g. `{"priority":
+    /// 1.75, "flex": 0.5}`); a tier not listed costs the standard prices.
+    pub service_tier_price_factors: BTreeMap<ServiceTier, f64>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -110,6 +113,10 @@ pub struct ModelUpsert {
     #[serde(default)]
     #[schema(example = 0.1875)]
     pub cache_write_price_per_mtok_usd: Option<f64>,
+    /// Default: none (every tier at the standard prices). Factors of 0 to 10; `default`
+    /// is the standard tier itself and cannot be given.
+    #[serde(default)]
+    pub service_tier_price_factors: BTreeMap<ServiceTier, f64>,
 }
 
 /// A validated catalog entry without its timestamps.
@@ -133,6 +140,7 @@ pub struct ModelSpec {
     pub cached_input_price: Option<Price>,
     /// `None`: the input price.
     pub cache_write_price: Option<Price>,
+    pub service_tier_price_factors: BTreeMap<ServiceTier, f64>,
 }
 
 fn yes() -> bool {
@@ -209,6 +217,20 @@ impl ModelUpsert {
                 "'inherit' is a project's or account's setting, not a mode a model is called under",
             ));
         }
+        for (tier, factor) in &self.service_tier_price_factors {
+            if *tier == ServiceTier::Default {
+                errors.push(FieldError::new(
+                    "service_tier_price_factors",
+                    "'default' is the standard tier, priced by the prices themselves",
+                ));
+            }
+            if !(0.0..=10.0).contains(factor) {
+                errors.push(FieldError::new(
+                    "service_tier_price_factors",
+                    format!("the factor for '{tier}' must be from 0 to 10"),
+                ));
+            }
+        }
         let input_price = Price::from_usd_per_mtok(self.input_price_per_mtok_usd)
             .map_err(|e| errors.push(FieldError::new("input_price_per_mtok_usd", e)))
             .ok();
@@ -248,6 +270,7 @@ impl ModelUpsert {
                 output_price,
                 cached_input_price,
                 cache_write_price,
+                service_tier_price_factors: self.service_tier_price_factors.clone(),
             }),
             _ => Err(errors),
         }

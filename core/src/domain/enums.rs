@@ -198,6 +198,45 @@ pub enum MantlePath {
 
 string_enum!(MantlePath { V1 => "/v1", OpenAiV1 => "/openai/v1", AnthropicV1 => "/anthropic/v1" });
 
+/// The Bedrock service tier a request was served in (AWS's `ServiceTier`: `priority`,
+/// `default`, `flex`, `reserved`), as Mantle reports it; billed at different rates.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    ToSchema,
+)]
+pub enum ServiceTier {
+    #[default]
+    #[serde(rename = "default")]
+    Default,
+    #[serde(rename = "priority")]
+    Priority,
+    #[serde(rename = "flex")]
+    Flex,
+    #[serde(rename = "reserved")]
+    Reserved,
+}
+
+string_enum!(ServiceTier { Default => "default", Priority => "priority", Flex => "flex", Reserved => "reserved" });
+
+impl ServiceTier {
+    /// The tier an answer reports: AWS's names, and the names the OpenAI (`auto`,
+    /// `default`) and Anthropic (`standard`) APIs use for the standard tier; anything
+    /// else is taken as the standard tier.
+    pub fn reported(name: &str) -> Self {
+        Self::parse(name).unwrap_or_default()
+    }
+}
+
 /// A member's role within one project. `owner` may manage the project's members.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,

@@ -31,6 +31,7 @@ pub use costs::{
 };
 pub use enums::{
     DataRetention, Environment, MantlePath, ProjectRole, ProjectStatus, Region, RetentionMode,
+    ServiceTier,
 };
 pub use keys::{
     ApiKey, ApiKeyDraft, CreatedApiKey, KeyCreation, KeyStatus, MAX_KEY_NAME,

@@ -103,4 +103,7 @@ pub struct ResponseCompletion {
     /// Milliseconds from creation to completion, for the latency figures.
     #[serde(default)]
     pub latency_ms: u64,
+    /// The service tier Mantle says it served the response in.
+    #[serde(default)]
+    pub service_tier: super::ServiceTier,
 }

@@ -50,6 +50,10 @@ pub struct SnapshotModel {
     /// Cache writes' price; absent from older snapshots (priced as input).
     #[serde(default)]
     pub cache_write_price_micros_per_mtok: Option<i64>,
+    /// A service tier's price as a factor of the prices above (none in older
+    /// snapshots: every tier at the standard prices).
+    #[serde(default)]
+    pub service_tier_price_factors: std::collections::BTreeMap<super::ServiceTier, f64>,
     /// Where Mantle serves the model (`/v1` in older snapshots).
     #[serde(default)]
     pub mantle_path: MantlePath,

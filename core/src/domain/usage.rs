@@ -33,6 +33,9 @@ pub struct UsageRecord {
     pub cache_write_tokens: u64,
     #[serde(default)]
     pub latency_ms_sum: u64,
+    /// The service tier Mantle served the requests in.
+    #[serde(default)]
+    pub service_tier: super::ServiceTier,
 }
 
 /// The body of `POST /internal/v1/proxy/usage`. `batch_id` makes a retry harmless.
@@ -49,9 +52,11 @@ pub enum UsageGroupBy {
     Model,
     Key,
     Day,
+    ServiceTier,
 }
 
-/// Totals for one group (a model, a key id, or a UTC day `YYYY-MM-DD`).
+/// Totals for one group (a model, a key id, a UTC day `YYYY-MM-DD`, or a service
+/// tier).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct UsageRow {
     pub group: String,

@@ -51,6 +51,8 @@ pub(crate) fn to_domain(row: models::Model) -> Result<CatalogModel, CoreError> {
             row.cache_write_price_micros_per_mtok
                 .unwrap_or(row.input_price_micros_per_mtok),
         ),
+        service_tier_price_factors: serde_json::from_value(row.service_tier_price_factors)
+            .map_err(|e| corrupt("model service tier price factors", e))?,
         updated_at: row.updated_at,
     })
 }
@@ -129,6 +131,7 @@ impl Services {
             output_price_micros_per_mtok: Set(spec.output_price.micros()),
             cached_input_price_micros_per_mtok: Set(spec.cached_input_price.map(Price::micros)),
             cache_write_price_micros_per_mtok: Set(spec.cache_write_price.map(Price::micros)),
+            service_tier_price_factors: Set(serde_json::json!(spec.service_tier_price_factors)),
             updated_at: Set(self.clock.now()),
             revision: Set(existing.as_ref().map_or(1, |e| e.revision + 1)),
         };

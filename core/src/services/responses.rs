@@ -188,6 +188,7 @@ impl Services {
             // The Responses API reports no cache writes.
             cache_write_tokens: 0,
             latency_ms_sum: completion.latency_ms,
+            service_tier: completion.service_tier,
         };
         self.record_usage(&UsageBatch {
             batch_id: completion_batch(id),

@@ -102,6 +102,7 @@ impl Services {
                     m.cached_input_price_per_mtok_usd.micros(),
                 ),
                 cache_write_price_micros_per_mtok: Some(m.cache_write_price_per_mtok_usd.micros()),
+                service_tier_price_factors: m.service_tier_price_factors,
                 mantle_path: m.mantle_path,
             })
             .collect();

@@ -9,7 +9,9 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
 use uuid::Uuid;
 
 use super::Services;
-use crate::domain::{MAX_USAGE_RECORDS, ModelId, UsageBatch, UsageGroupBy, UsageReport, UsageRow};
+use crate::domain::{
+    MAX_USAGE_RECORDS, ModelId, ServiceTier, UsageBatch, UsageGroupBy, UsageReport, UsageRow,
+};
 use crate::store::entities::{api_keys, models, usage_batches, usage_daily, usage_minutes};
 use crate::{CoreError, FieldError};
 
@@ -19,7 +21,7 @@ const UPSERT_CHUNK: usize = 500;
 /// Longest range a report covers.
 const MAX_REPORT_DAYS: i64 = 366;
 
-type MinuteKey = (Uuid, DateTime<Utc>, Uuid, String);
+type MinuteKey = (Uuid, DateTime<Utc>, Uuid, String, ServiceTier);
 
 fn truncate_to_minute(t: DateTime<Utc>) -> DateTime<Utc> {
     t.with_second(0)
@@ -42,22 +44,38 @@ fn cost_micros(tokens: i64, price_micros_per_mtok: i64) -> i64 {
 
 /// A model's prices in micro-dollars per million tokens; cached input and cache
 /// writes without a price of their own cost what input does.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct TokenPrices {
     input: i64,
     cached_input: i64,
     cache_write: i64,
     output: i64,
+    tier_factors: BTreeMap<ServiceTier, f64>,
 }
 
 impl TokenPrices {
-    fn of(m: &models::Model) -> Self {
+    fn of(m: &models::Model) -> Result<Self, CoreError> {
         let input = m.input_price_micros_per_mtok;
-        Self {
+        Ok(Self {
             input,
             cached_input: m.cached_input_price_micros_per_mtok.unwrap_or(input),
             cache_write: m.cache_write_price_micros_per_mtok.unwrap_or(input),
             output: m.output_price_micros_per_mtok,
+            tier_factors: serde_json::from_value(m.service_tier_price_factors.clone())
+                .map_err(|e| super::corrupt("model service tier price factors", e))?,
+        })
+    }
+
+    /// The prices in `tier` (its factor, if the catalog gives one, times each).
+    fn in_tier(&self, tier: ServiceTier) -> Self {
+        let factor = self.tier_factors.get(&tier).copied().unwrap_or(1.0);
+        let scale = |micros: i64| (micros as f64 * factor).round() as i64;
+        Self {
+            input: scale(self.input),
+            cached_input: scale(self.cached_input),
+            cache_write: scale(self.cache_write),
+            output: scale(self.output),
+            tier_factors: BTreeMap::new(),
         }
     }
 }
@@ -94,6 +112,7 @@ impl Services {
                 minute,
                 key_id: r.key_id,
                 model: r.model.clone(),
+                service_tier: r.service_tier.as_str().to_owned(),
                 requests: to_i64(at("requests"), r.requests, &mut errors),
                 errors: to_i64(at("errors"), r.errors, &mut errors),
                 input_tokens: to_i64(at("input_tokens"), r.input_tokens, &mut errors),
@@ -107,7 +126,13 @@ impl Services {
                 cost_micros: 0,
                 latency_ms_sum: to_i64(at("latency_ms_sum"), r.latency_ms_sum, &mut errors),
             };
-            let key = (r.project_id, minute, r.key_id, r.model.clone());
+            let key = (
+                r.project_id,
+                minute,
+                r.key_id,
+                r.model.clone(),
+                r.service_tier,
+            );
             merged
                 .entry(key)
                 .and_modify(|m| {
@@ -147,13 +172,16 @@ impl Services {
             .all(&*tx)
             .await?
             .into_iter()
-            .map(|m| (m.id.clone(), TokenPrices::of(&m)))
-            .collect();
+            .map(|m| Ok((m.id.clone(), TokenPrices::of(&m)?)))
+            .collect::<Result<_, CoreError>>()?;
         let mut last_used: BTreeMap<Uuid, DateTime<Utc>> = BTreeMap::new();
         // The same usage per project and UTC day, for the cost pages.
         let mut daily: BTreeMap<(Uuid, NaiveDate), (i64, i64)> = BTreeMap::new();
-        let rows = merged.into_values().map(|mut m| {
-            let p = prices.get(&m.model).copied().unwrap_or_default();
+        let rows = merged.into_iter().map(|((.., tier), mut m)| {
+            let p = prices
+                .get(&m.model)
+                .map(|p| p.in_tier(tier))
+                .unwrap_or_default();
             // Input tokens include the cached and cache-written ones (OpenAI's
             // `prompt_tokens`; the proxy adds Anthropic's three input counts up).
             let uncached = m
@@ -178,7 +206,8 @@ impl Services {
             Expr::col((usage_minutes::Entity, c)).add(Expr::col((Alias::new("excluded"), c)))
         };
         use usage_minutes::Column as C;
-        let mut on_conflict = OnConflict::columns([C::ProjectId, C::Minute, C::KeyId, C::Model]);
+        let mut on_conflict =
+            OnConflict::columns([C::ProjectId, C::Minute, C::KeyId, C::Model, C::ServiceTier]);
         for c in [
             C::Requests,
             C::Errors,
@@ -192,7 +221,7 @@ impl Services {
             on_conflict.value(c, add(c));
         }
         // Chunks keep each statement under the bind-parameter limits (SQLite 32,766,
-        // Postgres 65,535; 12 per row).
+        // Postgres 65,535; 13 per row).
         for chunk in rows.chunks(UPSERT_CHUNK) {
             usage_minutes::Entity::insert_many(chunk.to_vec())
                 .on_conflict(on_conflict.clone())
@@ -309,6 +338,7 @@ impl Services {
                 UsageGroupBy::Model => r.model.clone(),
                 UsageGroupBy::Key => r.key_id.to_string(),
                 UsageGroupBy::Day => r.minute.format("%Y-%m-%d").to_string(),
+                UsageGroupBy::ServiceTier => r.service_tier.clone(),
             };
             groups.entry(group).or_default().add(r);
             total.add(r);

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
-use strata_core::domain::{RateLimits, SnapshotModel, SnapshotProject};
+use strata_core::domain::{RateLimits, ServiceTier, SnapshotModel, SnapshotProject};
 use uuid::Uuid;
 
 pub use baseline::SpendBaselines;
@@ -82,10 +82,11 @@ impl Demand {
     /// `max_tokens`, at `prices`.
     pub fn priced(prices: Prices, input_tokens: u64, output_tokens: u64) -> Self {
         let worst_input = prices.input.max(prices.cache_write);
+        let cost =
+            price(input_tokens, worst_input).saturating_add(price(output_tokens, prices.output));
         Self {
             tokens: input_tokens.saturating_add(output_tokens),
-            cost_micros: price(input_tokens, worst_input)
-                .saturating_add(price(output_tokens, prices.output)),
+            cost_micros: scaled(cost, prices.worst_factor()),
         }
     }
 
@@ -94,23 +95,61 @@ impl Demand {
     pub fn used(prices: Prices, usage: &Usage) -> Self {
         let cached = usage.cached_tokens.min(usage.input_tokens);
         let written = usage.cache_write_tokens.min(usage.input_tokens - cached);
+        let cost = price(usage.input_tokens - cached - written, prices.input)
+            .saturating_add(price(cached, prices.cached_input))
+            .saturating_add(price(written, prices.cache_write))
+            .saturating_add(price(usage.output_tokens, prices.output));
         Self {
             tokens: usage.input_tokens.saturating_add(usage.output_tokens),
-            cost_micros: price(usage.input_tokens - cached - written, prices.input)
-                .saturating_add(price(cached, prices.cached_input))
-                .saturating_add(price(written, prices.cache_write))
-                .saturating_add(price(usage.output_tokens, prices.output)),
+            cost_micros: scaled(cost, prices.factor(usage.service_tier)),
         }
     }
 }
 
-/// A model's prices in micro-dollars per million tokens.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// A model's prices in micro-dollars per million tokens, and what each service tier
+/// costs as a factor of them.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Prices {
     pub input: i64,
     pub cached_input: i64,
     pub cache_write: i64,
     pub output: i64,
+    /// By tier, in the order of [`TIERS`].
+    pub tier_factors: [f64; 4],
+}
+
+const TIERS: [ServiceTier; 4] = [
+    ServiceTier::Default,
+    ServiceTier::Priority,
+    ServiceTier::Flex,
+    ServiceTier::Reserved,
+];
+
+impl Default for Prices {
+    fn default() -> Self {
+        Self {
+            input: 0,
+            cached_input: 0,
+            cache_write: 0,
+            output: 0,
+            tier_factors: [1.0; 4],
+        }
+    }
+}
+
+impl Prices {
+    fn factor(&self, tier: ServiceTier) -> f64 {
+        TIERS
+            .iter()
+            .position(|t| *t == tier)
+            .map_or(1.0, |i| self.tier_factors[i])
+    }
+
+    /// The dearest tier's factor, at least 1 (a request's tier is known from the answer
+    /// only).
+    fn worst_factor(&self) -> f64 {
+        self.tier_factors.iter().copied().fold(1.0, f64::max)
+    }
 }
 
 /// A model's prices from the catalog (cached input and cache writes at the input
@@ -122,7 +161,19 @@ pub fn prices(model: &SnapshotModel) -> Prices {
         cached_input: model.cached_input_price_micros_per_mtok.unwrap_or(input),
         cache_write: model.cache_write_price_micros_per_mtok.unwrap_or(input),
         output: model.output_price_micros_per_mtok,
+        tier_factors: TIERS.map(|tier| {
+            model
+                .service_tier_price_factors
+                .get(&tier)
+                .copied()
+                .unwrap_or(1.0)
+        }),
     }
+}
+
+/// `micros` at `factor`, rounded up like [`price`].
+fn scaled(micros: i64, factor: f64) -> i64 {
+    (micros as f64 * factor).ceil() as i64
 }
 
 /// Micro-dollars for `tokens` at `per_mtok` micro-dollars per million, rounded up (a
@@ -590,6 +641,7 @@ mod tests {
             cached_input: 15_000,
             cache_write: 150_000,
             output: 600_000,
+            tier_factors: [1.0; 4],
         };
         let d = Demand::priced(p, 1_001, 10);
         assert_eq!(d.tokens, 1_011);
@@ -600,6 +652,7 @@ mod tests {
             cached_tokens: cached,
             cache_write_tokens: written,
             output_tokens: output,
+            service_tier: ServiceTier::Default,
         };
         // 1,000 of 2,000 input tokens from the cache: 150 + 15 + 6.
         let used = Demand::used(p, &usage(2_000, 1_000, 0, 10));
@@ -612,10 +665,23 @@ mod tests {
             cached_input: 500_000,
             cache_write: 6_250_000,
             output: 25_000_000,
+            tier_factors: [1.0; 4],
         };
         let used = Demand::used(claude, &usage(3_000, 1_000, 1_000, 100));
         assert_eq!(used.cost_micros, 5_000 + 500 + 6_250 + 2_500);
         assert_eq!(Demand::priced(claude, 1_000, 0).cost_micros, 6_250);
+        // A tier's factor applies to what was used in it; the worst case takes the
+        // dearest tier.
+        let tiered = Prices {
+            tier_factors: [1.0, 1.75, 0.5, 1.0],
+            ..claude
+        };
+        let flex = Usage {
+            service_tier: ServiceTier::Flex,
+            ..usage(1_000, 0, 0, 0)
+        };
+        assert_eq!(Demand::used(tiered, &flex).cost_micros, 2_500);
+        assert_eq!(Demand::priced(tiered, 1_000, 0).cost_micros, 10_938);
         assert_eq!(estimate_input_tokens(0), 0);
         assert_eq!(estimate_input_tokens(9), 3);
     }

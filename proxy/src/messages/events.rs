@@ -4,6 +4,7 @@
 //! input counts), whether `message_stop` came, and whether an `error` event did.
 
 use serde::Deserialize;
+use strata_core::domain::ServiceTier;
 
 use crate::error::OpenAiError;
 use crate::normalize::{Usage, find_event_end};
@@ -11,12 +12,14 @@ use crate::server::StreamTap;
 
 /// Anthropic's `usage` object. Its `input_tokens` exclude the tokens read from and
 /// written to the prompt cache, which it counts apart.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct AnthropicUsage {
     pub input_tokens: Option<u64>,
     pub output_tokens: Option<u64>,
     pub cache_creation_input_tokens: Option<u64>,
     pub cache_read_input_tokens: Option<u64>,
+    /// `standard` or `priority` in Anthropic's naming.
+    pub service_tier: Option<String>,
 }
 
 impl AnthropicUsage {
@@ -33,6 +36,11 @@ impl AnthropicUsage {
             output_tokens: self.output_tokens.unwrap_or(0),
             cached_tokens: read,
             cache_write_tokens: written,
+            service_tier: self
+                .service_tier
+                .as_deref()
+                .map(ServiceTier::reported)
+                .unwrap_or_default(),
         }
     }
 
@@ -53,6 +61,9 @@ impl AnthropicUsage {
             &mut self.cache_read_input_tokens,
             later.cache_read_input_tokens,
         );
+        if later.service_tier.is_some() {
+            self.service_tier.clone_from(&later.service_tier);
+        }
     }
 }
 
@@ -155,7 +166,7 @@ mod tests {
 
     const STREAM: &str = concat!(
         "event: message_start\n",
-        r#"data: {"type":"message_start","message":{"id":"msg_1","usage":{"input_tokens":10,"cache_creation_input_tokens":100,"cache_read_input_tokens":20,"output_tokens":1}}}"#,
+        r#"data: {"type":"message_start","message":{"id":"msg_1","usage":{"input_tokens":10,"cache_creation_input_tokens":100,"cache_read_input_tokens":20,"output_tokens":1,"service_tier":"priority"}}}"#,
         "\n\n",
         "event: content_block_delta\n",
         r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}"#,
@@ -187,6 +198,7 @@ mod tests {
                     output_tokens: 7,
                     cached_tokens: 20,
                     cache_write_tokens: 100,
+                    service_tier: ServiceTier::Priority,
                 }
             );
         }

@@ -88,7 +88,7 @@ impl ResponsesSse {
                     .and_then(Value::as_str)
                     .map(str::to_owned)
                     .or_else(|| Some(kind.trim_start_matches("response.").to_owned()));
-                self.usage = response.get("usage").and_then(Usage::from_json);
+                self.usage = Usage::of_object(response);
             }
         }
         if !changed {
@@ -158,7 +158,8 @@ mod tests {
                 input_tokens: 5,
                 output_tokens: 2,
                 cached_tokens: 1,
-                cache_write_tokens: 0
+                cache_write_tokens: 0,
+                service_tier: Default::default(),
             })
         );
         assert!(!sse.saw_error);

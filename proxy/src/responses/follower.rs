@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use strata_core::domain::{ResponseClaim, ResponseCompletion, ResponseRecord};
+use strata_core::domain::{ResponseClaim, ResponseCompletion, ResponseRecord, ServiceTier};
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::{Demand, Limits, Prices, Reservation};
@@ -32,6 +32,7 @@ pub struct Pending {
 struct Polled {
     status: Option<String>,
     usage: Option<serde_json::Value>,
+    service_tier: Option<String>,
 }
 
 /// Statuses after which a response changes no more.
@@ -115,6 +116,11 @@ async fn follow_one(state: &ProxyState, record: &ResponseRecord) {
                 output_tokens: usage.output_tokens,
                 cached_tokens: usage.cached_tokens,
                 latency_ms: 0,
+                service_tier: polled
+                    .service_tier
+                    .as_deref()
+                    .map(ServiceTier::reported)
+                    .unwrap_or_default(),
             }
         }
         Ok(r) => {
@@ -155,6 +161,7 @@ async fn follow_one(state: &ProxyState, record: &ResponseRecord) {
                 output_tokens: completion.output_tokens,
                 cached_tokens: completion.cached_tokens,
                 cache_write_tokens: 0,
+                service_tier: completion.service_tier,
             };
             let settle = |prices| Demand::used(prices, &used);
             match pending {

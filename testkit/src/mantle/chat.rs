@@ -203,18 +203,30 @@ pub(crate) async fn completions(
         inner.chat.stats.completion_tokens += completion_tokens;
     }
     let n = body["n"].as_u64().unwrap_or(1).max(1);
+    let tier = served_tier(&body);
     if body["stream"].as_bool() != Some(true) {
         let choices: Vec<Value> = (0..n)
             .map(|i| json!({"index": i, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop", "logprobs": null}))
             .collect();
         return Json(
             json!({"id": "chatcmpl-fake", "object": "chat.completion", "created": CREATED,
-            "model": model, "choices": choices, "usage": usage}),
+            "model": model, "choices": choices, "usage": usage, "service_tier": tier}),
         )
         .into_response();
     }
     let include_usage = body["stream_options"]["include_usage"].as_bool() == Some(true);
-    stream(f, model, reply, include_usage.then_some(usage))
+    stream(f, model, reply, tier, include_usage.then_some(usage))
+}
+
+/// The tier Mantle serves a request in, as OpenAI's API names it: the one asked for
+/// (`priority`, `flex`, `reserved`), else the standard tier.
+pub(crate) fn served_tier(body: &Value) -> &'static str {
+    match body["service_tier"].as_str() {
+        Some("priority") => "priority",
+        Some("flex") => "flex",
+        Some("reserved") => "reserved",
+        _ => "default",
+    }
 }
 
 /// Counts a stream as completed or cancelled when it is dropped.
@@ -240,11 +252,17 @@ impl Drop for StreamGuard {
     }
 }
 
-fn stream(f: FakeMantle, model: String, reply: String, usage: Option<Value>) -> Response {
+fn stream(
+    f: FakeMantle,
+    model: String,
+    reply: String,
+    tier: &str,
+    usage: Option<Value>,
+) -> Response {
     let with_usage = usage.is_some();
     let chunk = |delta: Value, finish: Value| {
         let mut c = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": CREATED,
-            "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+            "model": model, "service_tier": tier, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
         if with_usage {
             c["usage"] = Value::Null;
         }
@@ -265,7 +283,7 @@ fn stream(f: FakeMantle, model: String, reply: String, usage: Option<Value>) -> 
     events.push(chunk(json!({}), json!("stop")));
     if let Some(usage) = usage {
         let last = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": CREATED,
-            "model": model, "choices": [], "usage": usage});
+            "model": model, "service_tier": tier, "choices": [], "usage": usage});
         events.push(format!("data: {last}\n\n"));
     }
     events.push("data: [DONE]\n\n".to_owned());

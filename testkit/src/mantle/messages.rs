@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::FakeMantle;
-use super::chat::{Inference, send_events, text_of, words, wrong_route};
+use super::chat::{Inference, send_events, served_tier, text_of, words, wrong_route};
 
 /// One Messages call as the fake saw it.
 #[derive(Debug, Clone)]
@@ -204,11 +204,17 @@ pub(crate) async fn create(
             }
         }
     };
+    // Anthropic names the standard tier `standard`.
+    let tier = match served_tier(&body) {
+        "default" => "standard",
+        other => other,
+    };
     let usage = json!({
         "input_tokens": total - written - read,
         "cache_creation_input_tokens": written,
         "cache_read_input_tokens": read,
         "output_tokens": output_tokens,
+        "service_tier": tier,
     });
     {
         let mut inner = f.lock();

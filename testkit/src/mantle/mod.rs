@@ -96,6 +96,30 @@ fn view(p: &FakeProject) -> Value {
            "created_at": 1_764_000_000, "tags": p.tags, "data_retention": {"mode": p.data_retention}})
 }
 
+/// A project name as AWS constrains it (CloudFormation `AWS::BedrockMantle::Project`:
+/// 1 to 64 characters, `^([0-9a-zA-Z][ _-]?)+$`, i.e. letters and digits, each
+/// followed by at most one space, `_` or `-`).
+fn check_name(name: &str) -> Option<Response> {
+    let mut after_separator = true;
+    let mut valid = (1..=64).contains(&name.len());
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            after_separator = false;
+        } else if matches!(c, ' ' | '_' | '-') && !after_separator {
+            after_separator = true;
+        } else {
+            valid = false;
+        }
+    }
+    (!valid).then(|| {
+        err(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "name must be 1 to 64 letters or digits, each followed by at most one space, '_' or '-'",
+        )
+    })
+}
+
 #[derive(Deserialize)]
 struct ListQuery {
     limit: Option<usize>,
@@ -367,7 +391,9 @@ async fn create(
     if let Some(r) = f.enter("CreateProject", &headers, &region) {
         return r;
     }
-    if let Some(refusal) = check_mode(body.data_retention.as_ref()) {
+    if let Some(refusal) =
+        check_mode(body.data_retention.as_ref()).or_else(|| check_name(&body.name))
+    {
         f.leave();
         return refusal;
     }
@@ -404,7 +430,8 @@ async fn update(
     if let Some(r) = f.enter("UpdateProject", &headers, &region) {
         return r;
     }
-    if let Some(refusal) = check_mode(body.data_retention.as_ref()) {
+    let bad_name = body.name.as_deref().and_then(check_name);
+    if let Some(refusal) = check_mode(body.data_retention.as_ref()).or(bad_name) {
         f.leave();
         return refusal;
     }
@@ -468,5 +495,21 @@ async fn archive(
     match result {
         Some(p) => Json(view(&p)).into_response(),
         None => err(StatusCode::NOT_FOUND, "not_found", "no such project"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_name;
+
+    #[test]
+    fn project_names_follow_aws_pattern() {
+        for good in ["strata-prod-checkout-api", "a", "Team 1_x-"] {
+            assert!(check_name(good).is_none(), "{good}");
+        }
+        let long = "a".repeat(65);
+        for bad in ["", "-a", "a--b", "a_ b", "ä", long.as_str()] {
+            assert!(check_name(bad).is_some(), "{bad}");
+        }
     }
 }

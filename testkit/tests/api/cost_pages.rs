@@ -75,6 +75,7 @@ async fn meter(
             cached_tokens: 0,
             cache_write_tokens: 0,
             latency_ms_sum: 10,
+            service_tier: Default::default(),
         }],
     };
     app.state

@@ -169,6 +169,7 @@ async fn the_daily_usage_rollup_is_backfilled_from_stored_minutes() {
             cached_tokens: Set(0),
             // Not a column yet at this point of the history.
             cache_write_tokens: sea_orm::ActiveValue::NotSet,
+            service_tier: sea_orm::ActiveValue::NotSet,
             cost_micros: Set(cost),
             latency_ms_sum: Set(3),
         };
@@ -194,6 +195,23 @@ async fn the_daily_usage_rollup_is_backfilled_from_stored_minutes() {
         [
             ("2026-11-26".to_owned(), 2, 5),
             ("2026-11-27".to_owned(), 4, 18)
+        ]
+    );
+    // The minutes themselves survive the rebuild that keys them by service tier too.
+    let minutes: Vec<(String, i64)> = usage_minutes::Entity::find()
+        .order_by_asc(usage_minutes::Column::Minute)
+        .all(&conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .map(|m| (m.service_tier, m.cost_micros))
+        .collect();
+    assert_eq!(
+        minutes,
+        [
+            ("default".to_owned(), 5),
+            ("default".to_owned(), 7),
+            ("default".to_owned(), 11)
         ]
     );
 }

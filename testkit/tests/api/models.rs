@@ -81,6 +81,27 @@ async fn admins_edit_prices_and_add_models() {
         StatusCode::UNPROCESSABLE_ENTITY
     );
 
+    // Service tiers priced as factors of the standard prices; `default` is those.
+    let mut tiered = entry.clone();
+    tiered["service_tier_price_factors"] = json!({"priority": 1.75, "flex": 0.5});
+    let r = app
+        .put("/api/v1/models/acme.model-1", &app.admin, &tiered)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["service_tier_price_factors"]["priority"], 1.75);
+    for factors in [
+        json!({"default": 2.0}),
+        json!({"flex": 11.0}),
+        json!({"scale": 1.0}),
+    ] {
+        let mut bad = entry.clone();
+        bad["service_tier_price_factors"] = factors;
+        let r = app
+            .put("/api/v1/models/acme.model-2", &app.admin, &bad)
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    }
+
     let mut bad = entry.clone();
     bad["input_price_per_mtok_usd"] = json!(-1);
     bad["supports_chat"] = json!(false);
@@ -106,7 +127,7 @@ async fn admins_edit_prices_and_add_models() {
         (StatusCode::NOT_FOUND, "model_not_found")
     );
     let audit = app.get("/api/v1/audit?action=model.put", &app.admin).await;
-    assert_eq!(audit.body["items"].as_array().map(Vec::len), Some(2));
+    assert_eq!(audit.body["items"].as_array().map(Vec::len), Some(3));
 }
 
 #[tokio::test]

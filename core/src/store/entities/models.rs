@@ -25,6 +25,8 @@ pub struct Model {
     pub cache_write_price_micros_per_mtok: Option<i64>,
     pub mantle_path: String,
     pub supports_messages: bool,
+    /// `{"priority": 1.75, …}`: a tier's price as a factor of the standard prices.
+    pub service_tier_price_factors: Json,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -12,6 +12,9 @@ pub struct Model {
     pub key_id: Uuid,
     #[sea_orm(primary_key, auto_increment = false)]
     pub model: String,
+    /// `default`, `priority`, `flex` or `reserved`.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub service_tier: String,
     pub requests: i64,
     pub errors: i64,
     pub input_tokens: i64,
