@@ -456,34 +456,83 @@ fn model_entry(model: &strata_core::domain::SnapshotModel) -> Value {
     json!({"id": model.id.as_str(), "object": "model", "created": model.updated_at, "owned_by": model.provider})
 }
 
-async fn list_models(
-    State(state): State<ProxyState>,
-    headers: HeaderMap,
-) -> Result<Response, OpenAiError> {
-    let claims = state.authenticate(&headers).await?;
-    let policy = state.policy()?;
-    let project = authorize(&claims, &policy, None).map_err(|d| denial(d, None))?;
-    let data: Vec<Value> = allowed_models(&claims, project)
-        .into_iter()
-        .filter_map(|m| policy.models.get(m.as_str()))
-        .map(model_entry)
-        .collect();
-    Ok(axum::Json(json!({"object": "list", "data": data})).into_response())
+/// A client of Anthropic's API (its SDKs send `anthropic-version` on every call): it
+/// reads `/v1/models` in Anthropic's shape, listing the Messages API's models.
+fn anthropic_client(headers: &HeaderMap) -> bool {
+    headers.contains_key("anthropic-version")
+}
+
+/// A model as Anthropic's models API lists it.
+fn anthropic_model_entry(model: &strata_core::domain::SnapshotModel) -> Value {
+    let created = chrono::DateTime::from_timestamp(model.updated_at, 0).unwrap_or_default();
+    // Every model in strata's catalog is callable: `active`.
+    json!({"type": "model", "id": model.id.as_str(), "display_name": model.id.as_str(),
+        "created_at": created.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "lifecycle": "active"})
+}
+
+async fn list_models(State(state): State<ProxyState>, headers: HeaderMap) -> Response {
+    let anthropic = anthropic_client(&headers);
+    let listed =
+        async {
+            let claims = state.authenticate(&headers).await?;
+            let policy = state.policy()?;
+            let project = authorize(&claims, &policy, None).map_err(|d| denial(d, None))?;
+            let models = allowed_models(&claims, project)
+                .into_iter()
+                .filter_map(|m| policy.models.get(m.as_str()));
+            if !anthropic {
+                let data: Vec<Value> = models.map(model_entry).collect();
+                return Ok(axum::Json(json!({"object": "list", "data": data})).into_response());
+            }
+            let data: Vec<Value> = models
+                .filter(|m| m.supports_messages)
+                .map(anthropic_model_entry)
+                .collect();
+            let (first, last) = (
+                data.first().map(|m| &m["id"]),
+                data.last().map(|m| &m["id"]),
+            );
+            Ok(axum::Json(
+                json!({"data": data, "has_more": false, "first_id": first, "last_id": last}),
+            )
+            .into_response())
+        };
+    in_callers_shape(anthropic, listed.await)
 }
 
 async fn get_model(
     State(state): State<ProxyState>,
     Path(model): Path<String>,
     headers: HeaderMap,
-) -> Result<Response, OpenAiError> {
-    let claims = state.authenticate(&headers).await?;
-    let policy = state.policy()?;
-    authorize(&claims, &policy, Some(&model)).map_err(|d| denial(d, Some(&model)))?;
-    let entry = policy
-        .models
-        .get(&model)
-        .ok_or_else(|| OpenAiError::model_not_found(&model))?;
-    Ok(axum::Json(model_entry(entry)).into_response())
+) -> Response {
+    let anthropic = anthropic_client(&headers);
+    let found = async {
+        let claims = state.authenticate(&headers).await?;
+        let policy = state.policy()?;
+        authorize(&claims, &policy, Some(&model)).map_err(|d| denial(d, Some(&model)))?;
+        let entry = policy
+            .models
+            .get(&model)
+            .filter(|m| !anthropic || m.supports_messages)
+            .ok_or_else(|| OpenAiError::model_not_found(&model))?;
+        Ok(axum::Json(if anthropic {
+            anthropic_model_entry(entry)
+        } else {
+            model_entry(entry)
+        })
+        .into_response())
+    };
+    in_callers_shape(anthropic, found.await)
+}
+
+/// The answer, its error in Anthropic's envelope for Anthropic's clients.
+fn in_callers_shape(anthropic: bool, result: Result<Response, OpenAiError>) -> Response {
+    match result {
+        Ok(r) => r,
+        Err(e) if anthropic => crate::messages::anthropic_error(e),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// What is known so far about a request, for its metrics.

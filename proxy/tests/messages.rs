@@ -233,6 +233,48 @@ async fn refusals_come_in_anthropics_shape_before_mantle() {
 }
 
 #[tokio::test]
+async fn models_are_listed_in_anthropics_shape_to_anthropics_clients() {
+    let w = world().await;
+    let (_, key) = w.project("claude-models", &[CLAUDE, OSS]).await;
+    let get = |path: String, anthropic: bool| {
+        let mut request = w.client.get(format!("{}{path}", w.base)).bearer_auth(&key);
+        if anthropic {
+            request = request.header("anthropic-version", "2023-06-01");
+        }
+        w.send(request)
+    };
+    let listed = get("/v1/models".into(), true).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    assert_eq!(listed.body["data"][0]["type"], "model");
+    assert_eq!(listed.body["data"][0]["lifecycle"], "active");
+    let ids: Vec<&str> = listed.body["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [CLAUDE],
+        "the Messages API's models only: {}",
+        listed.body
+    );
+    assert_eq!(listed.body["has_more"], false);
+    assert_eq!(listed.body["first_id"], CLAUDE);
+    // OpenAI's clients see both models, in OpenAI's shape.
+    let openai = get("/v1/models".into(), false).await;
+    assert_eq!(openai.body["object"], "list");
+    assert_eq!(openai.body["data"].as_array().map(Vec::len), Some(2));
+    let one = get(format!("/v1/models/{CLAUDE}"), true).await;
+    assert_eq!(
+        (one.status, &one.body["id"]),
+        (StatusCode::OK, &json!(CLAUDE))
+    );
+    let not_messages = get(format!("/v1/models/{OSS}"), true).await;
+    assert_anthropic_error(&not_messages, 404, "not_found_error", "model_not_found");
+}
+
+#[tokio::test]
 async fn a_keys_rate_limit_applies_to_messages_too() {
     let w = world().await;
     let (id, _) = w.project("claude-rpm", &[CLAUDE]).await;
@@ -274,17 +316,8 @@ async fn prompt_cache_reads_and_writes_are_metered_and_priced_apart() {
     assert_eq!(first.body["usage"]["cache_creation_input_tokens"], 250);
     let second = w.message(&key, &cached("second question", false)).await;
     assert_eq!(second.body["usage"]["cache_read_input_tokens"], 250);
-    let r = w
-        .client
-        .post(format!("{}/v1/messages", w.base))
-        .header("x-api-key", &key)
-        .header("anthropic-version", "2023-06-01")
-        .json(&cached("third question", true))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(r.status(), StatusCode::OK);
-    let _ = r.text().await;
+    let streamed = w.message(&key, &cached("third question", true)).await;
+    assert_eq!(streamed.status, StatusCode::OK);
     w.stop_proxy().await;
 
     let fake = w.mantle.chat_stats();

@@ -52,6 +52,13 @@ def test_message_stream(sdk, stack):
     assert final.usage.output_tokens == 3
 
 
+def test_models_list_the_messages_apis_models(sdk):
+    assert [m.id for m in sdk.models.list()] == [CLAUDE]
+    assert sdk.models.retrieve(CLAUDE).type == "model"
+    with pytest.raises(anthropic.NotFoundError):
+        sdk.models.retrieve(OSS)
+
+
 def test_prompt_cache_written_then_read(sdk):
     system = [{"type": "text", "text": "a long shared preamble " * 40,
                "cache_control": {"type": "ephemeral"}}]

@@ -224,7 +224,7 @@ pub(crate) fn anthropic_error_body(e: &OpenAiError) -> serde_json::Value {
     }})
 }
 
-fn anthropic_error(e: OpenAiError) -> Response {
+pub(crate) fn anthropic_error(e: OpenAiError) -> Response {
     let body = anthropic_error_body(&e);
     let mut response = e.into_response();
     *response.body_mut() = axum::body::Body::from(body.to_string());
