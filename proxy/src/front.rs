@@ -1,7 +1,7 @@
 //! The proxy's front door: the service every client connection is served by.
 //!
 //! `POST /v1/chat/completions` — nearly all of the proxy's traffic — goes straight to
-//! its handler; everything else through axum's router (`server::routes`). The router's
+//! its handler; everything else through axum's router (`routes::routes`). The router's
 //! per-request work (path matching, a boxed clone of the route, extensions for the
 //! matched and original path) and tower-http's request-id layers were ~5 % of a chat
 //! request's instructions under callgrind (BENCHMARKS.md "Sixth pass"). The two routes
@@ -20,8 +20,10 @@ use axum::response::Response;
 use hyper::body::Incoming;
 use tower::ServiceExt;
 
+use crate::chat::chat_completions;
 use crate::request_id::{ProcessRequestIds, REQUEST_ID};
-use crate::server::{ProxyState, chat_completions, routes};
+use crate::routes::routes;
+use crate::state::ProxyState;
 
 const CHAT_PATH: &str = "/v1/chat/completions";
 

@@ -5,8 +5,12 @@
 //! usage per minute.
 
 mod access;
+mod auth;
+mod billing;
+mod chat;
 mod config;
 mod error;
+mod forward;
 mod front;
 mod keys;
 mod limits;
@@ -15,10 +19,12 @@ mod metering;
 mod metrics;
 mod normalize;
 mod peek;
+mod registry;
 mod request_id;
 mod responses;
-mod server;
+mod routes;
 mod snapshot;
+mod state;
 mod upstream;
 mod workers;
 
@@ -32,5 +38,6 @@ pub use limits::{
 };
 pub use metering::{Meter, Metered};
 pub use normalize::{SseRewriter, Usage};
-pub use server::{Proxy, ProxyState, listen, serve};
+pub use routes::{listen, serve};
 pub use snapshot::{Policy, SnapshotFollower};
+pub use state::{Proxy, ProxyState};

@@ -6,9 +6,9 @@
 use serde::Deserialize;
 use strata_core::domain::ServiceTier;
 
+use crate::billing::StreamTap;
 use crate::error::OpenAiError;
 use crate::normalize::{Usage, find_event_end};
-use crate::server::StreamTap;
 
 /// Anthropic's `usage` object. Its `input_tokens` exclude the tokens read from and
 /// written to the prompt cache, which it counts apart.

@@ -20,14 +20,16 @@ use serde_json::json;
 
 use self::events::{AnthropicUsage, MessagesSse};
 use crate::access::authorize;
+use crate::auth::denial;
+use crate::billing::{Billing, Seen, answer, relay_stream};
 use crate::error::OpenAiError;
+use crate::forward::{
+    UpstreamCall, UpstreamPath, send_upstream, transport_failure, upstream_failure,
+};
 use crate::limits::{Demand, Limits, estimate_input_tokens, prices};
 use crate::normalize::unsupported_api;
 use crate::peek::Obj;
-use crate::server::{
-    Billing, ProxyState, Seen, UpstreamCall, UpstreamPath, answer, denial, relay_stream,
-    send_upstream, transport_failure, upstream_failure,
-};
+use crate::state::ProxyState;
 
 pub(crate) const MESSAGES_ROUTE: &str = "messages";
 

@@ -4,15 +4,16 @@
 //! meters it exactly once. The replica that created a response holds its reservation
 //! against the limits and settles it then; on shutdown it releases what it holds.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 use strata_core::domain::{ResponseClaim, ResponseCompletion, ResponseRecord, ServiceTier};
 use tokio_util::sync::CancellationToken;
 
-use crate::limits::{Demand, Limits, Prices, Reservation};
+use crate::forward::{UpstreamCall, UpstreamPath, send_upstream};
+use crate::limits::{Demand, Limits, Prices};
 use crate::normalize::Usage;
-use crate::server::{ProxyState, UpstreamCall, UpstreamPath, send_upstream};
+use crate::state::ProxyState;
 
 /// How often the follower asks after the responses it follows.
 const POLL_EVERY: Duration = Duration::from_secs(1);
@@ -20,13 +21,6 @@ const POLL_EVERY: Duration = Duration::from_secs(1);
 const CLAIM_SECS: u64 = 30;
 /// Responses followed per round.
 const CLAIM_LIMIT: u64 = 50;
-
-/// A background response this replica created, until it is metered.
-pub struct Pending {
-    pub reservation: Option<Reservation>,
-    pub prices: Prices,
-    pub started: Instant,
-}
 
 #[derive(Deserialize)]
 struct Polled {

@@ -10,7 +10,6 @@
 
 mod events;
 mod follower;
-mod registry;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -27,19 +26,21 @@ use strata_core::domain::{
     DataRetention, ResponseRecord, SnapshotModel, SnapshotProject, validate_response_id,
 };
 
-pub use follower::{Pending, follow_background, release_pending};
-pub use registry::{RegistryError, ResponseRegistry};
+pub use follower::{follow_background, release_pending};
 
 use self::events::ResponsesSse;
 use crate::access::authorize;
+use crate::auth::denial;
+use crate::billing::{Billing, Seen, answer};
 use crate::error::OpenAiError;
+use crate::forward::{
+    UpstreamCall, UpstreamPath, send_upstream, transport_failure, upstream_failure,
+};
 use crate::limits::{Admission, Demand, Limits, Prices, estimate_input_tokens, prices};
 use crate::normalize::{rewrite_response, unsupported_api};
 use crate::peek::Obj;
-use crate::server::{
-    Billing, ProxyState, Seen, UpstreamCall, UpstreamPath, answer, denial, send_upstream,
-    transport_failure, upstream_failure,
-};
+use crate::registry::RegistryError;
+use crate::state::{Pending, ProxyState};
 use crate::upstream::{UpstreamError, UpstreamResponse};
 
 pub(crate) const CREATE_ROUTE: &str = "responses";
