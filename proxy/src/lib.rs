@@ -9,6 +9,7 @@ mod auth;
 mod billing;
 mod chat;
 mod config;
+mod control;
 mod error;
 mod forward;
 mod front;
@@ -30,6 +31,7 @@ mod workers;
 
 pub use access::{Denial, allowed_models, authorize};
 pub use config::{ProxyConfig, ProxySettings};
+pub use control::{ControlPlaneError, StartError};
 pub use error::OpenAiError;
 pub use keys::{KeyError, KeyVerifier};
 pub use limits::{

@@ -13,6 +13,7 @@ use strata_core::domain::{UsageBatch, UsageRecord};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::control::ControlPlaneError;
 use crate::normalize::Usage;
 
 /// Records per batch: about 250 bytes each, well inside the control plane's 1 MiB
@@ -127,7 +128,7 @@ impl Meter {
 
     /// Sends everything aggregated so far. Returns how many records were accepted;
     /// on failure the rest stays queued.
-    pub async fn flush(&self) -> Result<usize, String> {
+    pub async fn flush(&self) -> Result<usize, ControlPlaneError> {
         {
             let mut state = self.lock();
             let records: Vec<UsageRecord> = state.open.drain().flat_map(|(_, r)| r).collect();
@@ -151,7 +152,7 @@ impl Meter {
                 .json(&batch)
                 .send()
                 .await
-                .map_err(|e| e.without_url().to_string())?;
+                .map_err(ControlPlaneError::unreachable)?;
             let status = response.status();
             if status.is_client_error() {
                 // The control plane will never take it (a bug, or records it finds
@@ -159,7 +160,7 @@ impl Meter {
                 let body = response.text().await.unwrap_or_default();
                 tracing::error!(http.status = status.as_u16(), usage.records = batch.records.len(), error.body = %body, "the control plane refused a usage batch; dropped");
             } else if !status.is_success() {
-                return Err(format!("the control plane answered {status}"));
+                return Err(ControlPlaneError::Status(status));
             } else {
                 sent += batch.records.len();
             }

@@ -6,6 +6,7 @@ use foldhash::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::control::ControlPlaneError;
 use strata_core::config::Secret;
 use strata_core::domain::{PolicySnapshot, SnapshotModel, SnapshotProject};
 use tokio_util::sync::CancellationToken;
@@ -93,7 +94,7 @@ impl SnapshotFollower {
     }
 
     /// One poll: waits up to `wait` seconds for a version newer than the one held.
-    pub async fn poll_once(&self, wait: u64) -> Result<(), String> {
+    pub async fn poll_once(&self, wait: u64) -> Result<(), ControlPlaneError> {
         // Versions are made of letters, digits, '.' and '-': no escaping needed.
         let url = match self.version() {
             Some(v) => format!("{}?wait={wait}&after={v}", self.url),
@@ -106,7 +107,7 @@ impl SnapshotFollower {
             .timeout(Duration::from_secs(wait + 10))
             .send()
             .await
-            .map_err(|e| e.without_url().to_string())?;
+            .map_err(ControlPlaneError::unreachable)?;
         match resp.status() {
             reqwest::StatusCode::NOT_MODIFIED => {
                 if let Ok(mut held) = self.held.write()
@@ -118,7 +119,7 @@ impl SnapshotFollower {
             }
             s if s.is_success() => {
                 let snapshot: PolicySnapshot =
-                    resp.json().await.map_err(|e| e.without_url().to_string())?;
+                    resp.json().await.map_err(ControlPlaneError::body)?;
                 if let Ok(mut held) = self.held.write() {
                     *held = Some(Held {
                         policy: Arc::new(snapshot.into()),
@@ -127,7 +128,7 @@ impl SnapshotFollower {
                 }
                 Ok(())
             }
-            s => Err(format!("the control plane answered {s}")),
+            s => Err(ControlPlaneError::Status(s)),
         }
     }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use strata_aws::UpstreamAuth;
 
 use crate::config::ProxySettings;
+use crate::control::StartError;
 use crate::error::OpenAiError;
 use crate::forward::UpstreamUrls;
 use crate::limits::{LimitStore, Limiter, LocalStore, RedisStore, SpendBaselines};
@@ -54,7 +55,7 @@ impl Proxy {
         settings: ProxySettings,
         control: reqwest::Client,
         upstream_auth: Arc<dyn UpstreamAuth>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, StartError> {
         let upstream = UpstreamClient::new(
             crate::workers::default_workers(),
             Duration::from_secs(10),

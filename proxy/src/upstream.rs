@@ -17,6 +17,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::control::StartError;
 use axum::body::Bytes;
 use axum::http::uri::{Authority, Scheme};
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, Uri, header};
@@ -272,7 +273,7 @@ impl UpstreamClient {
         connect: Duration,
         timeout: Duration,
         idle: Duration,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, StartError> {
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))
@@ -280,7 +281,7 @@ impl UpstreamClient {
         .and_then(|builder| {
             rustls_platform_verifier::BuilderVerifierExt::with_platform_verifier(builder)
         })
-        .map_err(|e| format!("cannot set up TLS for Mantle: {e}"))?
+        .map_err(StartError::Tls)?
         .with_no_client_auth();
         Ok(Self::with_tls(workers, tls, connect, timeout, idle))
     }

@@ -70,9 +70,7 @@ pub(super) async fn build(
         audience: audience.to_owned(),
         mantle_url: mantle_url.to_owned(),
     };
-    Ok(Arc::new(
-        Proxy::new(settings, control, upstream).map_err(anyhow::Error::msg)?,
-    ))
+    Ok(Arc::new(Proxy::new(settings, control, upstream)?))
 }
 
 pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::control::ControlPlaneError;
 use chrono::NaiveDate;
 use serde::Deserialize;
 use strata_core::config::Secret;
@@ -44,7 +45,7 @@ impl SpendBaselines {
     }
 
     /// The project's metered spend in the month starting `month`, in micro-dollars.
-    pub async fn get(&self, project: Uuid, month: NaiveDate) -> Result<i64, String> {
+    pub async fn get(&self, project: Uuid, month: NaiveDate) -> Result<i64, ControlPlaneError> {
         let cell = {
             let mut recent = self
                 .recent
@@ -62,7 +63,7 @@ impl SpendBaselines {
             .copied()
     }
 
-    async fn fetch(&self, project: Uuid, month: NaiveDate) -> Result<i64, String> {
+    async fn fetch(&self, project: Uuid, month: NaiveDate) -> Result<i64, ControlPlaneError> {
         // A UUID and a date need no escaping.
         let url = format!("{}?project={project}&month={month}", self.url);
         let response = self
@@ -72,17 +73,14 @@ impl SpendBaselines {
             .timeout(Duration::from_secs(5))
             .send()
             .await
-            .map_err(|e| e.without_url().to_string())?;
+            .map_err(ControlPlaneError::unreachable)?;
         if !response.status().is_success() {
-            return Err(format!(
-                "the control plane answered HTTP {}",
-                response.status().as_u16()
-            ));
+            return Err(ControlPlaneError::Status(response.status()));
         }
         response
             .json::<MonthSpend>()
             .await
             .map(|s| s.spent_micros)
-            .map_err(|e| e.without_url().to_string())
+            .map_err(ControlPlaneError::body)
     }
 }

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::control::StartError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::{Counters, Demand, Limit, LimitStore, Limits, Reserved, StoreError, Window};
@@ -78,16 +79,15 @@ pub struct RedisStore {
 impl RedisStore {
     /// Connects lazily (the first request connects; a broken connection reconnects).
     /// `prefix` keeps several strata installations apart on one Redis.
-    pub fn new(url: &str, prefix: &str) -> Result<Self, String> {
-        let client = redis::Client::open(url)
-            .map_err(|e| format!("STRATA_REDIS_URL is not a Redis URL: {}", e.category()))?;
+    pub fn new(url: &str, prefix: &str) -> Result<Self, StartError> {
+        let client = redis::Client::open(url).map_err(StartError::RedisUrl)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_secs(1)))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| format!("cannot set up the Redis connection: {}", e.category()))?;
+        let connection =
+            ConnectionManager::new_lazy_with_config(client, config).map_err(StartError::Redis)?;
         Ok(Self {
             connection,
             reserve: redis::Script::new(RESERVE),
