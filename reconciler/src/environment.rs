@@ -18,6 +18,7 @@ use utoipa::ToSchema;
 
 use crate::Reconciler;
 use crate::desired::{ENVIRONMENT_TAG, PROJECT_TAG};
+use crate::error::ReconcileError;
 
 pub const COST_TAGS_REPORT: &str = "cost-allocation-tags";
 
@@ -76,7 +77,7 @@ pub struct EnvironmentPass {
     pub coverage: Vec<CoverageReport>,
 }
 
-async fn active_projects(r: &Reconciler) -> Result<Vec<Project>, String> {
+async fn active_projects(r: &Reconciler) -> Result<Vec<Project>, ReconcileError> {
     let services = Services::new(r.store.clone(), r.clock.clone());
     let filter = ProjectFilter {
         status: Some(ProjectStatus::Active),
@@ -87,8 +88,7 @@ async fn active_projects(r: &Reconciler) -> Result<Vec<Project>, String> {
     loop {
         let page = services
             .list_projects(&filter, cursor.as_deref(), Some(200))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         out.extend(page.items);
         match page.next_cursor {
             Some(c) => cursor = Some(c),
@@ -159,7 +159,7 @@ impl Reconciler {
         report
     }
 
-    async fn coverage_pass(&self) -> Result<Vec<CoverageReport>, String> {
+    async fn coverage_pass(&self) -> Result<Vec<CoverageReport>, ReconcileError> {
         let now = self.clock.now();
         let projects = active_projects(self).await?;
         let by_id: BTreeMap<String, &Project> =
@@ -261,7 +261,7 @@ impl Reconciler {
     }
 
     /// Runs the environment-wide pass and stores its reports.
-    pub async fn environment_pass(&self) -> Result<EnvironmentPass, String> {
+    pub async fn environment_pass(&self) -> Result<EnvironmentPass, ReconcileError> {
         let cost_tags = self.cost_tags_pass().await;
         let coverage = self.coverage_pass().await?;
         let now = self.clock.now();
@@ -276,13 +276,13 @@ impl Reconciler {
             ));
         }
         for (name, body) in rows {
-            let body = body.map_err(|e| e.to_string())?;
+            let body = body?;
             let row = reconcile_reports::ActiveModel {
                 name: Set(name),
                 body: Set(body),
                 generated_at: Set(now),
             };
-            let tx = self.store.begin_write().await.map_err(|e| e.to_string())?;
+            let tx = self.store.begin_write().await?;
             reconcile_reports::Entity::insert(row)
                 .on_conflict(
                     OnConflict::column(reconcile_reports::Column::Name)
@@ -293,9 +293,8 @@ impl Reconciler {
                         .to_owned(),
                 )
                 .exec_without_returning(&*tx)
-                .await
-                .map_err(|e| e.to_string())?;
-            tx.commit().await.map_err(|e| e.to_string())?;
+                .await?;
+            tx.commit().await?;
         }
         Ok(EnvironmentPass {
             cost_tags,
@@ -308,11 +307,10 @@ impl Reconciler {
 pub async fn stored_report<T: serde::de::DeserializeOwned>(
     store: &strata_core::store::Store,
     name: &str,
-) -> Result<Option<T>, String> {
+) -> Result<Option<T>, ReconcileError> {
     let row = reconcile_reports::Entity::find_by_id(name.to_owned())
         .one(store.db())
-        .await
-        .map_err(|e| e.to_string())?;
-    row.map(|r| serde_json::from_value(r.body).map_err(|e| e.to_string()))
+        .await?;
+    row.map(|r| serde_json::from_value(r.body).map_err(ReconcileError::from))
         .transpose()
 }

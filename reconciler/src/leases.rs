@@ -6,21 +6,22 @@ use std::time::Duration;
 use strata_core::services::Services;
 
 use crate::Reconciler;
+use crate::error::ReconcileError;
 
 fn services(r: &Reconciler) -> Services {
     Services::new(r.store.clone(), r.clock.clone())
 }
 
-pub async fn claim(r: &Reconciler, name: &str, ttl: Duration) -> Result<bool, String> {
+pub async fn claim(r: &Reconciler, name: &str, ttl: Duration) -> Result<bool, ReconcileError> {
     services(r)
         .claim_lease(name, &r.owner, ttl)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(ReconcileError::from)
 }
 
-pub async fn release(r: &Reconciler, name: &str) -> Result<(), String> {
+pub async fn release(r: &Reconciler, name: &str) -> Result<(), ReconcileError> {
     services(r)
         .release_lease(name, &r.owner)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(ReconcileError::from)
 }

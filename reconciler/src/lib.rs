@@ -11,6 +11,7 @@
 mod config;
 mod desired;
 mod environment;
+mod error;
 mod leases;
 mod metrics;
 mod plan;
@@ -29,6 +30,7 @@ pub use environment::{
     COST_TAGS_REPORT, CostTagKeyState, CostTagsReport, CoverageReport, EnvironmentPass,
     MissingCostTags, OrphanedResource, coverage_report_name, stored_report,
 };
+pub use error::ReconcileError;
 pub use metrics::ReconcilerMetrics;
 pub use plan::{Change, ChangeAction, Plan};
 pub use project::ProjectOutcome;

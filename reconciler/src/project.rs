@@ -133,7 +133,7 @@ impl Pass<'_> {
             if !self.dry_run {
                 state::mark_mantle_pending(self.r, self.project.id)
                     .await
-                    .map_err(internal)?;
+                    .map_err(|e| internal(e.to_string()))?;
             }
             let change = Change::new(
                 "mantle_project",

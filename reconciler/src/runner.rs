@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::environment::COST_TAGS_REPORT;
+use crate::error::ReconcileError;
 use crate::plan::{Change, Plan};
 use crate::project::ProjectOutcome;
 use crate::{Reconciler, leases, state};
@@ -76,7 +77,7 @@ impl Reconciler {
 
     /// Claims the project, reconciles it and records the outcome. `only_if_due`
     /// skips a project another replica has just handled.
-    pub async fn visit(&self, id: Uuid, only_if_due: bool) -> Result<Visit, String> {
+    pub async fn visit(&self, id: Uuid, only_if_due: bool) -> Result<Visit, ReconcileError> {
         let lease = project_lease(id);
         if !leases::claim(self, &lease, Duration::from_secs(self.config.lease_secs)).await? {
             return Ok(Visit::Skipped);
@@ -88,7 +89,7 @@ impl Reconciler {
         result
     }
 
-    async fn visit_claimed(&self, id: Uuid, only_if_due: bool) -> Result<Visit, String> {
+    async fn visit_claimed(&self, id: Uuid, only_if_due: bool) -> Result<Visit, ReconcileError> {
         let Some(claimed) = state::load(self, id).await? else {
             return Ok(Visit::Skipped);
         };
@@ -196,12 +197,9 @@ impl Reconciler {
 
     /// One pass over every live project (and the environment-wide pass), then
     /// return: `strata reconcile`.
-    pub async fn run_once(&self) -> Result<PassSummary, String> {
+    pub async fn run_once(&self) -> Result<PassSummary, ReconcileError> {
         let services = strata_core::services::Services::new(self.store.clone(), self.clock.clone());
-        let ids = services
-            .live_project_ids()
-            .await
-            .map_err(|e| e.to_string())?;
+        let ids = services.live_project_ids().await?;
         let summary = self.run_for(&ids).await?;
         if self.aws.unavailable.is_none()
             && leases::claim(
@@ -219,13 +217,13 @@ impl Reconciler {
     }
 
     /// One pass over the given projects.
-    pub async fn run_for(&self, ids: &[Uuid]) -> Result<PassSummary, String> {
+    pub async fn run_for(&self, ids: &[Uuid]) -> Result<PassSummary, ReconcileError> {
         let ids = ids.to_vec();
         let mut summary = PassSummary {
             projects: ids.len(),
             ..PassSummary::default()
         };
-        let visits: Vec<(Uuid, Result<Visit, String>)> = futures::stream::iter(ids)
+        let visits: Vec<(Uuid, Result<Visit, ReconcileError>)> = futures::stream::iter(ids)
             .map(|id| async move { (id, self.visit(id, false).await) })
             .buffer_unordered(self.config.concurrency.max(1))
             .collect()
@@ -244,7 +242,7 @@ impl Reconciler {
                         .changes
                         .extend(o.changes.into_iter().map(|c| (id, c)));
                 }
-                Err(e) => summary.failed.push((id, e)),
+                Err(e) => summary.failed.push((id, e.to_string())),
             }
         }
         Ok(summary)

@@ -13,6 +13,7 @@ use strata_core::store::entities::{project_sync, projects};
 use uuid::Uuid;
 
 use crate::Reconciler;
+use crate::error::ReconcileError;
 use crate::project::ProjectOutcome;
 
 /// A project with the reconciler's bookkeeping.
@@ -23,12 +24,8 @@ pub struct Claimed {
     pub next_attempt_at: DateTime<Utc>,
 }
 
-fn db_err(e: impl std::fmt::Display) -> String {
-    format!("database: {e}")
-}
-
 /// Projects whose next look is due, oldest first.
-pub async fn due(r: &Reconciler, limit: u64) -> Result<Vec<Uuid>, String> {
+pub async fn due(r: &Reconciler, limit: u64) -> Result<Vec<Uuid>, ReconcileError> {
     let now = r.clock.now();
     project_sync::Entity::find()
         .select_only()
@@ -40,29 +37,28 @@ pub async fn due(r: &Reconciler, limit: u64) -> Result<Vec<Uuid>, String> {
         .into_tuple()
         .all(r.store.db())
         .await
-        .map_err(db_err)
+        .map_err(ReconcileError::from)
 }
 
 /// How many projects are due now (the queue depth).
-pub async fn due_count(r: &Reconciler) -> Result<u64, String> {
+pub async fn due_count(r: &Reconciler) -> Result<u64, ReconcileError> {
     project_sync::Entity::find()
         .filter(project_sync::Column::NextAttemptAt.lte(r.clock.now()))
         .filter(project_sync::Column::CleanedUp.eq(false))
         .count(r.store.db())
         .await
-        .map_err(db_err)
+        .map_err(ReconcileError::from)
 }
 
-pub async fn load(r: &Reconciler, id: Uuid) -> Result<Option<Claimed>, String> {
+pub async fn load(r: &Reconciler, id: Uuid) -> Result<Option<Claimed>, ReconcileError> {
     let Some(sync) = project_sync::Entity::find_by_id(id)
         .one(r.store.db())
-        .await
-        .map_err(db_err)?
+        .await?
     else {
         return Ok(None);
     };
     let services = Services::new(r.store.clone(), r.clock.clone());
-    let project = services.get_project(id).await.map_err(|e| e.to_string())?;
+    let project = services.get_project(id).await?;
     Ok(Some(Claimed {
         project,
         pending: sync.mantle_pending,
@@ -71,14 +67,14 @@ pub async fn load(r: &Reconciler, id: Uuid) -> Result<Option<Claimed>, String> {
     }))
 }
 
-pub async fn mark_mantle_pending(r: &Reconciler, id: Uuid) -> Result<(), String> {
+pub async fn mark_mantle_pending(r: &Reconciler, id: Uuid) -> Result<(), ReconcileError> {
     project_sync::Entity::update_many()
         .col_expr(project_sync::Column::MantlePending, Expr::value(true))
         .filter(project_sync::Column::ProjectId.eq(id))
         .exec(r.store.db())
         .await
         .map(|_| ())
-        .map_err(db_err)
+        .map_err(ReconcileError::from)
 }
 
 /// Exponential backoff with ±20 % jitter: 2 s, 4 s, 8 s … up to `max`.
@@ -101,14 +97,11 @@ pub async fn record(
     r: &Reconciler,
     claimed: &Claimed,
     outcome: &ProjectOutcome,
-) -> Result<DateTime<Utc>, String> {
+) -> Result<DateTime<Utc>, ReconcileError> {
     let now = r.clock.now();
     let project = &claimed.project;
-    let tx = r.store.begin_write().await.map_err(db_err)?;
-    let current = projects::Entity::find_by_id(project.id)
-        .one(&*tx)
-        .await
-        .map_err(db_err)?;
+    let tx = r.store.begin_write().await?;
+    let current = projects::Entity::find_by_id(project.id).one(&*tx).await?;
     let changed_meanwhile = current
         .as_ref()
         .is_some_and(|p| p.generation != project.generation);
@@ -155,7 +148,7 @@ pub async fn record(
             },
         );
     }
-    let conditions = serde_json::to_value(&conditions).map_err(|e| e.to_string())?;
+    let conditions = serde_json::to_value(&conditions)?;
     // The marker set before a Mantle create stays until an id is recorded: a create
     // that failed may still have made the project.
     let pending = if outcome.aws.mantle_project_id.is_some() {
@@ -187,8 +180,7 @@ pub async fn record(
         .col_expr(project_sync::Column::UpdatedAt, Expr::value(now))
         .filter(project_sync::Column::ProjectId.eq(project.id))
         .exec(&*tx)
-        .await
-        .map_err(db_err)?;
+        .await?;
     if outcome.failure.is_none() {
         projects::Entity::update_many()
             .col_expr(
@@ -198,24 +190,22 @@ pub async fn record(
             .filter(projects::Column::Id.eq(project.id))
             .filter(projects::Column::ObservedGeneration.lt(project.generation))
             .exec(&*tx)
-            .await
-            .map_err(db_err)?;
+            .await?;
     }
-    tx.commit().await.map_err(db_err)?;
+    tx.commit().await?;
     Ok(next)
 }
 
 /// Live projects by the status of their `Ready` condition ("None" before the
 /// first pass), for the `projects_by_condition` gauge.
-pub async fn ready_counts(r: &Reconciler) -> Result<BTreeMap<String, i64>, String> {
+pub async fn ready_counts(r: &Reconciler) -> Result<BTreeMap<String, i64>, ReconcileError> {
     let rows: Vec<serde_json::Value> = project_sync::Entity::find()
         .select_only()
         .column(project_sync::Column::Conditions)
         .filter(project_sync::Column::CleanedUp.eq(false))
         .into_tuple()
         .all(r.store.db())
-        .await
-        .map_err(db_err)?;
+        .await?;
     let mut counts: BTreeMap<String, i64> = ["True", "False", "Unknown", "None"]
         .iter()
         .map(|s| ((*s).to_owned(), 0))

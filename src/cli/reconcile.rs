@@ -103,8 +103,7 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<()> {
         let summary = match args.project {
             Some(id) => reconciler.run_for(&[id]).await,
             None => reconciler.run_once().await,
-        }
-        .map_err(anyhow::Error::msg)?;
+        }?;
         for (id, c) in &summary.changes {
             println!(
                 "{id}  {:<6} {:<40} {}",

@@ -50,11 +50,13 @@ fn not_ready(what: &str) -> ApiError {
     )
 }
 
-fn report_error(e: String) -> ApiError {
+/// The store's details go to the log, not to the client.
+fn report_error(e: strata_reconciler::ReconcileError) -> ApiError {
+    tracing::warn!(error.cause = %e, "cannot read a stored reconcile report");
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "report_unavailable",
-        format!("cannot read the report: {e}"),
+        "The stored report cannot be read right now; retry shortly.",
     )
 }
 
