@@ -2,6 +2,10 @@
 //! platform-admin token (and writes it 0600), `strata token mint` makes more, a project
 //! created with the printed token is listed, and SIGTERM stops the server cleanly.
 
+// A test crate: its helpers may unwrap as its tests do (clippy.toml covers only
+// `#[test]` functions and `#[cfg(test)]` modules).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
@@ -19,7 +23,7 @@ fn strata_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
         .current_dir(dir)
         .env_remove("STRATA_DATABASE_URL")
         .output()
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
 }
 
 /// `strata serve` in `dir` on the embedded database, listening on `port`, stdout piped,
@@ -35,10 +39,10 @@ fn spawn_serve(dir: &std::path::Path, port: u16, env: &[(&str, &str)]) -> std::p
         .stderr(
             std::fs::File::create(dir.join("serve.log"))
                 .map(Stdio::from)
-                .unwrap_or_else(|e| panic!("{e}")),
+                .unwrap(),
         )
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
 }
 
 async fn get_json(client: &reqwest::Client, url: String, token: Option<&str>) -> Value {
@@ -46,17 +50,12 @@ async fn get_json(client: &reqwest::Client, url: String, token: Option<&str>) ->
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
-    req.send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_default()
+    req.send().await.unwrap().json().await.unwrap_or_default()
 }
 
 #[tokio::test]
 async fn first_start_prints_a_working_admin_token() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let proxy_port = free_port();
     let mut server = spawn_serve(
@@ -114,7 +113,7 @@ async fn first_start_prints_a_working_admin_token() {
         .json(&body)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(created.status(), 201);
     let list: Value = get_json(&client, format!("{base}/api/v1/projects"), Some(&printed)).await;
     assert_eq!(list["items"][0]["name"], "hello");
@@ -128,10 +127,10 @@ async fn first_start_prints_a_working_admin_token() {
         .json(&json!({"name": "first"}))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .json()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let secret = key["secret"].as_str().unwrap_or_default();
     let proxy = format!("http://127.0.0.1:{proxy_port}");
     let started = Instant::now();
@@ -181,7 +180,7 @@ async fn first_start_prints_a_working_admin_token() {
         .args(["token", "mint", "--subject", "x", "--role", "emperor"])
         .current_dir(dir.path())
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown role 'emperor'"));
 
@@ -301,12 +300,12 @@ async fn first_start_prints_a_working_admin_token() {
     let killed = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(killed.success());
     let status = tokio::task::spawn_blocking(move || server.wait())
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap()
+        .unwrap();
     assert!(status.success(), "serve exited with {status} after SIGTERM");
 
     // `strata migrate status` lists what the first start applied.
@@ -345,12 +344,12 @@ fn strata_with_aws(
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing");
     }
-    cmd.output().unwrap_or_else(|e| panic!("{e}"))
+    cmd.output().unwrap()
 }
 
 #[tokio::test]
 async fn costs_refresh_stores_cost_explorer_figures_and_says_so_without_aws() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let migrated = strata_in(dir.path(), &["migrate"]);
     assert!(
         migrated.status.success(),
@@ -421,7 +420,7 @@ async fn costs_refresh_stores_cost_explorer_figures_and_says_so_without_aws() {
 /// pipe (this made `first_start_prints_a_working_admin_token` flaky).
 #[tokio::test]
 async fn serve_survives_a_closed_stdout() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut server = spawn_serve(
         dir.path(),
@@ -441,7 +440,7 @@ async fn serve_survives_a_closed_stdout() {
         if ready {
             break;
         }
-        let exited = server.try_wait().unwrap_or_else(|e| panic!("{e}"));
+        let exited = server.try_wait().unwrap();
         assert!(
             exited.is_none() && started.elapsed() < Duration::from_secs(30),
             "serve {} before it was ready: {}",

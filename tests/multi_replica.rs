@@ -6,6 +6,10 @@
 //! control planes are each provisioned once, also when one control plane is killed
 //! (SIGKILL) mid-reconcile and the other takes its leases over when they expire.
 
+// A test crate: its helpers may unwrap as its tests do (clippy.toml covers only
+// `#[test]` functions and `#[cfg(test)]` modules).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;
@@ -39,7 +43,7 @@ async fn proxy(
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     ready(child, port, "strata proxy").await
 }
 
@@ -63,10 +67,10 @@ async fn key(control_plane: &str, token: &str, project: &str) -> (String, String
         .json(&json!({"name": "multi"}))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .json()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     (
         r["id"].as_str().unwrap_or_default().to_owned(),
         r["secret"].as_str().unwrap_or_default().to_owned(),
@@ -94,9 +98,7 @@ async fn answers(proxy: &str, key: &str, status: u16, within: Duration) -> Durat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_control_planes_and_two_proxies_on_one_database_and_redis() {
     let db = TestDb::of(Backend::Postgres).await;
-    let dirs: Vec<_> = (0..4)
-        .map(|_| tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")))
-        .collect();
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let mantle = FakeMantle::start().await;
     mantle.enforce_iam(&strata_testkit::moto::moto_url());
     let a = serve(dirs[0].path(), &db.url, &mantle, LEASE_SECS).await;
@@ -128,7 +130,7 @@ async fn two_control_planes_and_two_proxies_on_one_database_and_redis() {
         .json(&json!({}))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(r.status(), 200);
     let revoked = Instant::now();
     for p in [&p1.base, &p2.base] {
@@ -150,9 +152,7 @@ async fn two_control_planes_and_two_proxies_on_one_database_and_redis() {
         .map(|_| {
             let (base, secret, started) = (p1.base.clone(), secret.clone(), started.clone());
             tokio::spawn(async move {
-                let r = chat(&base, &secret, true)
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
+                let r = chat(&base, &secret, true).await.unwrap();
                 started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let status = r.status().as_u16();
                 (status, r.text().await.unwrap_or_default())
@@ -169,7 +169,7 @@ async fn two_control_planes_and_two_proxies_on_one_database_and_redis() {
     let signalled = std::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(signalled.success());
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
@@ -185,7 +185,7 @@ async fn two_control_planes_and_two_proxies_on_one_database_and_redis() {
         "the other proxy serves"
     );
     for stream in streams {
-        let (status, body) = stream.await.unwrap_or_else(|e| panic!("{e}"));
+        let (status, body) = stream.await.unwrap();
         assert_eq!(status, 200);
         assert!(
             body.trim_end().ends_with("data: [DONE]"),
@@ -194,8 +194,8 @@ async fn two_control_planes_and_two_proxies_on_one_database_and_redis() {
     }
     let exit = tokio::task::spawn_blocking(move || p1.child.wait())
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap()
+        .unwrap();
     assert!(exit.success(), "proxy 1 exited {exit}");
     mantle.delay_chunks(Duration::ZERO);
 

@@ -2,6 +2,10 @@
 //! moto and the fake Mantle: killed mid-pass (SIGKILL) it converges on the next run
 //! with no orphan and no duplicate; two replicas never reconcile one project twice.
 
+// A test crate: its helpers may unwrap as its tests do (clippy.toml covers only
+// `#[test]` functions and `#[cfg(test)]` modules).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};
@@ -14,7 +18,7 @@ use strata_testkit::{Backend, FakeMantle, TestDb, project_body};
 async fn a_reconciler_killed_mid_pass_converges_on_the_next_run() {
     for kill_after_creates in [1, 5, 9] {
         let db = TestDb::of(Backend::Postgres).await;
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let mantle = FakeMantle::start().await;
         mantle.delay_creates(Duration::from_millis(150));
         let server = serve(dir.path(), &db.url, &mantle, 5).await;
@@ -75,8 +79,8 @@ async fn a_reconciler_killed_mid_pass_converges_on_the_next_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_reconcile_each_project_once() {
     let db = TestDb::of(Backend::Postgres).await;
-    let dir_a = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let dir_b = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
     let mantle = FakeMantle::start().await;
     mantle.delay_creates(Duration::from_millis(50));
     let a = serve(dir_a.path(), &db.url, &mantle, 30).await;
@@ -105,7 +109,7 @@ async fn two_replicas_reconcile_each_project_once() {
         .json(&json!({"tags": {"CostCenter": "cc-2"}}))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(r.status(), 200);
     let deadline = Instant::now() + Duration::from_secs(10);
     while observed(&a.base, &token, &ids[0]).await["observed_generation"] != 2 {

@@ -3,6 +3,10 @@
 //! error in OpenAI's envelope, the catalog's limits, streams passed through as they
 //! come, cancellation, and usage metered and flushed on shutdown.
 
+// A test crate: its helpers may unwrap as its tests do (clippy.toml covers only
+// `#[test]` functions and `#[cfg(test)]` modules).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};
@@ -383,7 +387,7 @@ async fn streams_flow_through_as_they_come_with_the_usage_chunk_only_when_asked(
             .json(&body)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert!(response.headers().contains_key("x-request-id"));
         assert_eq!(
@@ -452,7 +456,7 @@ async fn a_client_that_goes_away_cancels_the_upstream_stream() {
         .json(&json!({"model": OSS, "stream": true, "messages": [{"role": "user", "content": "a b c d e f g h"}]}))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let mut stream = response.bytes_stream();
     use futures_util::StreamExt;
     assert!(stream.next().await.is_some_and(|c| c.is_ok()));
@@ -530,7 +534,7 @@ async fn usage_is_metered_per_minute_and_flushed_on_shutdown() {
             .json(&body)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         let _ = r.bytes().await;
     }
@@ -571,7 +575,7 @@ async fn without_a_control_plane_the_proxy_is_not_ready_and_refuses() {
     // A port nobody listens on.
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let mantle = FakeMantle::start().await;
     let (_proxy, base, shutdown, _served) = start_proxy(
         &format!("http://{dead}"),
@@ -581,25 +585,13 @@ async fn without_a_control_plane_the_proxy_is_not_ready_and_refuses() {
     )
     .await;
     let client = reqwest::Client::new();
-    let ready = client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = ready.json().await.unwrap_or_default();
     assert_eq!(body["status"], "not_ready", "{body}");
-    let health = client
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK, "alive, though not ready");
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap();
     let text = metrics.text().await.unwrap_or_default();
     assert!(text.contains("strata_proxy_snapshot_fresh 0"), "{text}");
     let a = client
@@ -608,7 +600,7 @@ async fn without_a_control_plane_the_proxy_is_not_ready_and_refuses() {
         .json(&hello(OSS))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(a.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(a.headers().contains_key("retry-after"));
     shutdown.cancel();

@@ -2,6 +2,10 @@
 //! API verify offline, revocations and model changes arrive within a second, and the
 //! proxy fails closed once the snapshot is older than its limit.
 
+// A test crate: its helpers may unwrap as its tests do (clippy.toml covers only
+// `#[test]` functions and `#[cfg(test)]` modules).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -86,10 +90,7 @@ async fn keys_verify_offline_once_and_forgeries_do_not() {
         "strata-proxy",
     );
 
-    let claims = verifier
-        .verify(&secret, now())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let claims = verifier.verify(&secret, now()).await.unwrap();
     assert_eq!(claims.project.to_string(), pid);
     for _ in 0..100 {
         assert!(verifier.verify(&secret, now()).await.is_ok());
@@ -135,7 +136,7 @@ async fn keys_verify_offline_once_and_forgeries_do_not() {
         .key_issuer
         .rotate(&app.state.services.store, &strata_core::clock::SystemClock)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let fresh = key(&app, &pid, json!({"name": "after-rotation"})).await;
     let later = KeyVerifier::new(
         reqwest::Client::new(),
@@ -168,14 +169,8 @@ async fn the_snapshot_brings_revocations_and_model_changes_within_a_second() {
         "strata",
         "strata-proxy",
     );
-    let all = verifier
-        .verify(&all, now())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let scoped = verifier
-        .verify(&scoped, now())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let all = verifier.verify(&all, now()).await.unwrap();
+    let scoped = verifier.verify(&scoped, now()).await.unwrap();
 
     let follower = follower(&app, Duration::from_secs(60));
     let stop = CancellationToken::new();
@@ -250,10 +245,7 @@ async fn without_the_control_plane_the_policy_goes_stale_and_the_proxy_fails_clo
         follower.current().is_none(),
         "nothing before the first snapshot"
     );
-    follower
-        .poll_once(0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    follower.poll_once(0).await.unwrap();
     assert!(follower.current().is_some());
     // A wrong credential is refused by the control plane.
     let impostor = SnapshotFollower::new(

@@ -3,6 +3,10 @@
 //! fails the test with how to start one). Two `RedisStore`s on one Redis stand for two
 //! proxy replicas.
 
+// A test crate: its helpers may unwrap as its tests do (clippy.toml covers only
+// `#[test]` functions and `#[cfg(test)]` modules).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
@@ -18,7 +22,7 @@ fn redis_url() -> String {
 /// Redis answers.
 async fn redis_store(prefix: &str) -> RedisStore {
     let url = redis_url();
-    let client = redis::Client::open(url.as_str()).unwrap_or_else(|e| panic!("{e}"));
+    let client = redis::Client::open(url.as_str()).unwrap();
     let ping = async {
         let mut c = client.get_multiplexed_async_connection().await?;
         redis::cmd("PING").query_async::<String>(&mut c).await
@@ -31,7 +35,7 @@ async fn redis_store(prefix: &str) -> RedisStore {
             "no Redis at {url} ({e}): start one (redis-server --port 6379 --save '') or set STRATA_TEST_REDIS_URL; scripts/test does this"
         );
     }
-    RedisStore::new(&url, prefix).unwrap_or_else(|e| panic!("{e}"))
+    RedisStore::new(&url, prefix).unwrap()
 }
 
 /// Two handles on one store: the same `LocalStore` twice, or two Redis clients.
@@ -81,10 +85,7 @@ fn demand(tokens: u64, cost_micros: i64) -> Demand {
 }
 
 async fn reserve(store: &Arc<dyn LimitStore>, w: &Window, l: &Limits, d: Demand) -> Reserved {
-    store
-        .reserve(w, l, d, Some(0))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
+    store.reserve(w, l, d, Some(0)).await.unwrap()
 }
 
 fn refused_by(r: &Reserved) -> Option<Limit> {
@@ -141,9 +142,7 @@ async fn tokens_are_reserved_then_settled(kind: &str) {
         _ => unreachable!(),
     }
     // The first request used 100 of its 600: the rest is free again.
-    a.settle(&w, &l, -500, 0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    a.settle(&w, &l, -500, 0).await.unwrap();
     match reserve(&b, &w, &l, demand(600, 0)).await {
         Reserved::Admitted(c) => assert_eq!(c.rates[1], 700, "{kind}"),
         r => panic!("{kind}: {r:?}"),
@@ -155,33 +154,25 @@ async fn budgets_start_from_a_baseline_and_never_overshoot(kind: &str) {
     let w = window(4);
     let l = limits(RateLimits::default(), RateLimits::default(), Some(10_000));
     // No counter for the month yet: the store asks for the control plane's figure.
-    let first = a
-        .reserve(&w, &l, demand(1, 100), None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let first = a.reserve(&w, &l, demand(1, 100), None).await.unwrap();
     assert_eq!(first, Reserved::NeedsBaseline, "{kind}");
     let started = a
         .reserve(&w, &l, demand(1, 1_000), Some(8_000))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     match started {
         Reserved::Admitted(c) => assert_eq!(c.spent_micros, 9_000, "{kind}"),
         r => panic!("{kind}: {r:?}"),
     }
     // The other replica sees the counter, and a later baseline does not reset it.
-    let over = b
-        .reserve(&w, &l, demand(1, 1_001), Some(0))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let over = b.reserve(&w, &l, demand(1, 1_001), Some(0)).await.unwrap();
     assert_eq!(refused_by(&over), Some(Limit::Budget), "{kind}");
     assert!(matches!(
         reserve(&b, &w, &l, demand(1, 1_000)).await,
         Reserved::Admitted(_)
     ));
     // Settling a request that cost less than reserved frees the difference.
-    b.settle(&w, &l, 0, -400)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    b.settle(&w, &l, 0, -400).await.unwrap();
     match reserve(&a, &w, &l, demand(1, 400)).await {
         Reserved::Admitted(c) => assert_eq!(c.spent_micros, 10_000, "{kind}"),
         r => panic!("{kind}: {r:?}"),
@@ -193,9 +184,7 @@ async fn budgets_start_from_a_baseline_and_never_overshoot(kind: &str) {
             .unwrap_or_else(|| panic!("a valid time")),
     );
     assert_eq!(
-        a.reserve(&december, &l, demand(1, 1), None)
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
+        a.reserve(&december, &l, demand(1, 1), None).await.unwrap(),
         Reserved::NeedsBaseline,
         "{kind}"
     );
@@ -216,7 +205,7 @@ async fn concurrent_reservations_are_atomic(kind: &str) {
     let mut admitted = 0;
     let mut by_budget = 0;
     for t in tasks {
-        match t.await.unwrap_or_else(|e| panic!("{e}")) {
+        match t.await.unwrap() {
             Ok(Reserved::Admitted(_)) => admitted += 1,
             Ok(Reserved::Refused(Limit::Budget, _)) => by_budget += 1,
             other => panic!("{kind}: {other:?}"),

@@ -2,6 +2,10 @@
 //! reservation until it finishes (then settles to what it used), and a proxy that
 //! shuts down gives back what it held, on the Redis the replicas share.
 
+// A test crate: its helpers may unwrap as its tests do (clippy.toml covers only
+// `#[test]` functions and `#[cfg(test)]` modules).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};
@@ -53,7 +57,7 @@ impl World {
             .json(body)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(r.status(), 200);
         let remaining = r
             .headers()
@@ -107,7 +111,7 @@ async fn a_background_response_holds_its_reservation_until_it_finishes() {
             .bearer_auth(w.app.state.proxy_token.expose())
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
             .json::<Value>()
             .await
             .unwrap_or_default();
@@ -158,17 +162,14 @@ async fn a_proxy_that_stops_gives_back_the_background_reservations_it_held() {
             .json(&json!({"model": OSS, "input": "long job", "background": true, "max_output_tokens": 100000}))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert_eq!(r.status(), 200);
         ((), r.json::<Value>().await.unwrap_or_default())
     };
     assert_eq!(queued["status"], "queued");
     let budget_key = format!("{prefix}:{{{id}}}:budget:{}", Utc::now().format("%Y-%m"));
-    let client = redis::Client::open(redis_url.as_str()).unwrap_or_else(|e| panic!("{e}"));
-    let mut redis = client
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let client = redis::Client::open(redis_url.as_str()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
     let held: i64 = redis::cmd("GET")
         .arg(&budget_key)
         .query_async(&mut redis)
@@ -181,7 +182,7 @@ async fn a_proxy_that_stops_gives_back_the_background_reservations_it_held() {
         .arg(&budget_key)
         .query_async(&mut redis)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(
         after, 0,
         "released on shutdown (the next follower meters the response)"

@@ -73,7 +73,7 @@ pub async fn serve(dir: &Path, db: &str, mantle: &FakeMantle, lease_secs: u32) -
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     ready(child, port, "strata serve").await
 }
 
@@ -107,8 +107,8 @@ pub async fn run_to_end(
     let mut cmd = strata(args, dir, db, mantle, 5);
     tokio::task::spawn_blocking(move || cmd.output())
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
+        .unwrap()
 }
 
 pub fn admin_token(dir: &Path) -> String {
@@ -125,9 +125,9 @@ pub async fn create(base: &str, token: &str, body: &Value) -> String {
         .json(body)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(r.status(), 201);
-    let v: Value = r.json().await.unwrap_or_else(|e| panic!("{e}"));
+    let v: Value = r.json().await.unwrap();
     v["id"].as_str().unwrap_or_default().to_owned()
 }
 
@@ -137,10 +137,10 @@ pub async fn observed(base: &str, token: &str, id: &str) -> Value {
         .bearer_auth(token)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .json()
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
 }
 
 pub async fn wait_all_observed(base: &str, token: &str, ids: &[String], within: Duration) {

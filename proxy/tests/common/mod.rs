@@ -55,16 +55,9 @@ pub async fn start_proxy(
         audience: keys.proxy_audience,
         mantle_url: mantle.url(),
     };
-    let proxy = Arc::new(
-        Proxy::new(settings, reqwest::Client::new(), upstream).unwrap_or_else(|e| panic!("{e}")),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let base = format!(
-        "http://{}",
-        listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
-    );
+    let proxy = Arc::new(Proxy::new(settings, reqwest::Client::new(), upstream).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
     let served = tokio::spawn(strata_proxy::serve(
         listener,
@@ -124,8 +117,7 @@ impl World {
         body["allowed_models"] = json!(models);
         body["region"] = json!(region);
         let p = self.app.create_project(&body).await;
-        let id =
-            Uuid::parse_str(p["id"].as_str().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+        let id = Uuid::parse_str(p["id"].as_str().unwrap_or_default()).unwrap();
         self.reconcile(id).await;
         let secret = self.key(id, json!({"name": "k"})).await;
         // The proxy sees the project's Mantle id once its snapshot catches up.
@@ -172,9 +164,8 @@ impl World {
             .policy_name("strata-inference")
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let policy = strata_core::policy::parse_policy(doc.policy_document())
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
+        let policy = strata_core::policy::parse_policy(doc.policy_document()).unwrap();
         (role, policy)
     }
 
@@ -206,7 +197,7 @@ impl World {
             .policy_document(policy.to_string())
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
     }
 
     /// The last chat call the fake Mantle received.
@@ -232,7 +223,7 @@ impl World {
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
-        let r = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+        let r = request.send().await.unwrap();
         let status = r.status();
         let request_id = r
             .headers()

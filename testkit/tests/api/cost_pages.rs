@@ -50,7 +50,7 @@ async fn seed_project_costs(
     services
         .replace_costs("strata:project", from, to, &figures)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
 }
 
 /// Metered usage of `tokens` input tokens on `model` at `minute`.
@@ -78,11 +78,7 @@ async fn meter(
             service_tier: Default::default(),
         }],
     };
-    app.state
-        .services
-        .record_usage(&batch)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    app.state.services.record_usage(&batch).await.unwrap();
 }
 
 async fn key_for(app: &TestApp, project: &str) -> String {
@@ -172,7 +168,7 @@ async fn the_dashboard_sums_the_month_budgets_trend_estimates_and_forecast() {
             ],
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     // Metered usage: today (not reported by Cost Explorer yet) and yesterday (reported).
     let key = key_for(&app, &cid).await;
     let at = |d: NaiveDate, h: u32| d.and_hms_opt(h, 0, 0).unwrap_or_default().and_utc();
@@ -191,7 +187,7 @@ async fn the_dashboard_sums_the_month_budgets_trend_estimates_and_forecast() {
     let board = services
         .cost_dashboard(Environment::Prod, &tag, None, None)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(
         (board.from, board.to),
         (day(2026, 11, 1), day(2026, 11, 21))
@@ -270,11 +266,11 @@ async fn the_dashboard_sums_the_month_budgets_trend_estimates_and_forecast() {
             Ok((1_000_000_000, "USD".into())),
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let board = services
         .cost_dashboard(Environment::Prod, &CostGroupBy::Project, None, None)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(
         board.month_end,
         MonthEnd::Forecast {
@@ -290,7 +286,7 @@ async fn the_dashboard_sums_the_month_budgets_trend_estimates_and_forecast() {
             Err("DataUnavailableException: too little history".into()),
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let board = services
         .cost_dashboard(
             Environment::Prod,
@@ -299,7 +295,7 @@ async fn the_dashboard_sums_the_month_budgets_trend_estimates_and_forecast() {
             Some(day(2026, 11, 20)),
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     match &board.month_end {
         MonthEnd::Linear { reason, .. } => {
             assert!(reason.contains("too little history"), "{reason}")
@@ -836,12 +832,12 @@ async fn sign_in_through_the_identity_provider() {
     let hop = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     // The provider's authorization endpoint answers with a redirect back to strata.
     let via_provider = |url: String| {
         let hop = hop.clone();
         async move {
-            let r = hop.get(&url).send().await.unwrap_or_else(|e| panic!("{e}"));
+            let r = hop.get(&url).send().await.unwrap();
             assert!(r.status().is_redirection(), "{}", r.status());
             r.headers()
                 .get("location")

@@ -233,9 +233,7 @@ async fn a_refresh_fetches_history_once_then_only_the_restated_days() {
 
     // First run: the whole history for both keys, every page, untagged cost kept.
     let ce = Scripted::new(2, "2.5");
-    let report = refresh(&services, &ce, &settings)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let report = refresh(&services, &ce, &settings).await.unwrap();
     // Two keys × two pages, then prod's month-end forecast (prod had cost).
     assert_eq!(report.calls, 5, "{report:?}");
     assert_eq!(report.refreshed, ["strata:project", "CostCenter"]);
@@ -283,7 +281,7 @@ async fn a_refresh_fetches_history_once_then_only_the_restated_days() {
     let stored = services
         .costs("CostCenter", day(2026, 11, 1), day(2026, 12, 1))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     // 11 days × (team-0, team-1, untagged).
     assert_eq!(stored.len(), 33);
     let untagged: Vec<_> = stored.iter().filter(|f| f.tag_value.is_empty()).collect();
@@ -304,7 +302,7 @@ async fn a_refresh_fetches_history_once_then_only_the_restated_days() {
     let forecast = services
         .cost_forecast("prod")
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .unwrap_or_else(|| panic!("prod's forecast was not stored"));
     assert_eq!(
         (forecast.period_start, forecast.period_end, forecast.outcome),
@@ -313,7 +311,7 @@ async fn a_refresh_fetches_history_once_then_only_the_restated_days() {
     // Later the same day (the same answers) the forecast is not asked for again.
     let report = refresh(&services, &Scripted::new(2, "2.5"), &settings)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!((report.calls, report.forecasts.len()), (4, 0), "{report:?}");
 
     // A day later Cost Explorer restates recent days: only those are asked again, and
@@ -321,9 +319,7 @@ async fn a_refresh_fetches_history_once_then_only_the_restated_days() {
     let tomorrow = today + chrono::Duration::days(1);
     let services = Services::new(app.state.services.store.clone(), noon(tomorrow));
     let ce = Scripted::new(1, "4");
-    let report = refresh(&services, &ce, &settings)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let report = refresh(&services, &ce, &settings).await.unwrap();
     // One page per key, and a new day's forecast.
     assert_eq!(report.calls, 3, "{report:?}");
     assert!(
@@ -336,7 +332,7 @@ async fn a_refresh_fetches_history_once_then_only_the_restated_days() {
     let stored = services
         .costs("strata:project", day(2026, 11, 1), day(2026, 12, 1))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let on = |d: NaiveDate, value: &str| {
         stored
             .iter()
@@ -378,9 +374,7 @@ async fn the_daily_call_budget_is_never_exceeded() {
     let services = Services::new(app.state.services.store.clone(), noon(today));
     // Three pages per key: 9 calls wanted, 5 allowed.
     let ce = Scripted::new(3, "1");
-    let report = refresh(&services, &ce, &settings)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let report = refresh(&services, &ce, &settings).await.unwrap();
     assert!(report.budget_exhausted);
     assert_eq!(report.calls, 5);
     assert_eq!(ce.asked().len(), 5);
@@ -399,18 +393,14 @@ async fn the_daily_call_budget_is_never_exceeded() {
         "a key cut off mid-way keeps what it had"
     );
     // The same day, nothing more is spent; the next day the budget is fresh.
-    let again = refresh(&services, &ce, &settings)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let again = refresh(&services, &ce, &settings).await.unwrap();
     assert_eq!((again.calls, again.budget_exhausted), (0, true));
     assert_eq!(ce.asked().len(), 5);
     let next_day = Services::new(
         app.state.services.store.clone(),
         noon(today + chrono::Duration::days(1)),
     );
-    let later = refresh(&next_day, &ce, &settings)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let later = refresh(&next_day, &ce, &settings).await.unwrap();
     assert_eq!(later.calls, 5);
 }
 
@@ -451,7 +441,7 @@ async fn the_cost_api_groups_stored_figures_by_project_environment_or_tag() {
             ],
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     services
         .replace_costs(
             "CostCenter",
@@ -463,7 +453,7 @@ async fn the_cost_api_groups_stored_figures_by_project_environment_or_tag() {
             ],
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let finance = app.token("fiona", &["finance"]);
     let range = "from=2026-10-01&to=2026-10-03";
 

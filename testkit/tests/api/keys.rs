@@ -64,9 +64,7 @@ async fn a_developer_gets_a_secret_once_that_verifies_against_the_jwks() {
     assert_eq!(r.body["models"], json!(["openai.gpt-oss-20b"]));
     assert_eq!(r.body["revoked_at"], Value::Null);
 
-    let (kid, claims) = verify(&app, &secret)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (kid, claims) = verify(&app, &secret).await.unwrap();
     assert_eq!(kid, "api-keys-1");
     assert_eq!(claims.sub.to_string(), key_id);
     assert_eq!(claims.project.to_string(), pid);
@@ -154,7 +152,7 @@ async fn a_key_asks_only_for_what_the_project_and_environment_allow() {
     );
     let (_, claims) = verify(&app, r.body["secret"].as_str().unwrap_or_default())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(claims.exp - claims.iat, 90 * 86_400);
     assert_eq!(claims.models, None);
 
@@ -293,7 +291,7 @@ async fn rotation_keeps_the_old_key_verifying_only_while_it_signed_a_live_key() 
         .key_issuer
         .rotate(&app.state.services.store, &SystemClock)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(rotation.retired.len(), 1);
     assert_eq!(rotation.retired[0].kid, "api-keys-1");
     let old_expiry =
@@ -308,7 +306,7 @@ async fn rotation_keeps_the_old_key_verifying_only_while_it_signed_a_live_key() 
     let new = app.post(&base, &app.admin, &json!({"name": "new"})).await;
     let (new_kid, _) = verify(&app, new.body["secret"].as_str().unwrap_or_default())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(
         new_kid, rotation.active_kid,
         "new keys are signed by the new key"
@@ -384,12 +382,10 @@ async fn a_local_issuer_key_stored_in_plain_text_is_encrypted_at_the_next_start(
     let db = TestDb::new().await;
     let store = Store::connect(&DatabaseConfig::new(db.url.clone()))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    strata_migrations::up(store.db())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
+    strata_migrations::up(store.db()).await.unwrap();
     let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
-    let der = key.to_pkcs8_der().unwrap_or_else(|e| panic!("{e}"));
+    let der = key.to_pkcs8_der().unwrap();
     let engine = base64::engine::general_purpose::STANDARD;
     signing_keys::ActiveModel {
         kid: Set("strata-local-1".into()),
@@ -404,7 +400,7 @@ async fn a_local_issuer_key_stored_in_plain_text_is_encrypted_at_the_next_start(
     }
     .insert(store.db())
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
 
     let app = TestApp::builder().db(db).spawn().await;
     let row = signing_keys::Entity::find_by_id("strata-local-1")

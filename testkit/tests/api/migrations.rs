@@ -7,15 +7,11 @@ use strata_testkit::TestDb;
 #[tokio::test]
 async fn migrations_go_down_and_up_again() {
     let db = TestDb::new().await;
-    let conn = Database::connect(&db.url)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let conn = Database::connect(&db.url).await.unwrap();
     Migrator::up(&conn, None)
         .await
         .unwrap_or_else(|e| panic!("up: {e}"));
-    let applied = Migrator::get_applied_migrations(&conn)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let applied = Migrator::get_applied_migrations(&conn).await.unwrap();
     assert_eq!(applied.len(), Migrator::migrations().len());
     Migrator::down(&conn, None)
         .await
@@ -41,7 +37,7 @@ async fn migrations_go_down_and_up_again() {
             "SELECT COUNT(*) AS n FROM models",
         ))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let n: i64 = row
         .and_then(|r| r.try_get("", "n").ok())
         .unwrap_or_default();
@@ -55,22 +51,18 @@ async fn concurrent_migrations_on_postgres_do_not_collide() {
     let runs = (0..4).map(|_| {
         let url = db.url.clone();
         tokio::spawn(async move {
-            let conn = Database::connect(&url)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
+            let conn = Database::connect(&url).await.unwrap();
             strata_migrations::up(&conn).await
         })
     });
     for result in futures::future::join_all(runs).await {
-        let outcome = result.unwrap_or_else(|e| panic!("{e}"));
+        let outcome = result.unwrap();
         assert!(
             outcome.is_ok(),
             "a concurrent migration failed: {outcome:?}"
         );
     }
-    let conn = Database::connect(&db.url)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let conn = Database::connect(&db.url).await.unwrap();
     let applied = Migrator::get_applied_migrations(&conn)
         .await
         .unwrap_or_default();
@@ -91,13 +83,11 @@ async fn a_write_transaction_in_another_process_waits_instead_of_failing() {
     let open = || async {
         Store::connect(&DatabaseConfig::new(db.url.clone()))
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
     };
     let (a, b) = (open().await, open().await);
-    strata_migrations::up(a.db())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let tx = b.begin_write().await.unwrap_or_else(|e| panic!("{e}"));
+    strata_migrations::up(a.db()).await.unwrap();
+    let tx = b.begin_write().await.unwrap();
     let backend = a.db().get_database_backend();
     tx.query_one_raw(Statement::from_string(
         backend,
@@ -116,10 +106,10 @@ async fn a_write_transaction_in_another_process_waits_instead_of_failing() {
     tx.execute_unprepared("UPDATE models SET revision = revision + 1")
         .await
         .unwrap_or_else(|e| panic!("the write after a read failed: {e}"));
-    tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    tx.commit().await.unwrap();
     other
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .unwrap_or_else(|e| panic!("the other process's write failed: {e}"));
 }
 
@@ -130,9 +120,7 @@ async fn the_daily_usage_rollup_is_backfilled_from_stored_minutes() {
     use sea_orm::{EntityTrait, QueryOrder, Set};
     use strata_core::store::entities::{usage_daily, usage_minutes};
     let db = TestDb::new().await;
-    let conn = Database::connect(&db.url)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let conn = Database::connect(&db.url).await.unwrap();
     Migrator::up(&conn, None)
         .await
         .unwrap_or_else(|e| panic!("up: {e}"));
@@ -177,7 +165,7 @@ async fn the_daily_usage_rollup_is_backfilled_from_stored_minutes() {
         usage_minutes::Entity::insert(row)
             .exec_without_returning(&conn)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
     }
     Migrator::up(&conn, None)
         .await
@@ -186,7 +174,7 @@ async fn the_daily_usage_rollup_is_backfilled_from_stored_minutes() {
         .order_by_asc(usage_daily::Column::Day)
         .all(&conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .into_iter()
         .map(|d| (d.day.to_string(), d.requests, d.cost_micros))
         .collect();
@@ -202,7 +190,7 @@ async fn the_daily_usage_rollup_is_backfilled_from_stored_minutes() {
         .order_by_asc(usage_minutes::Column::Minute)
         .all(&conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap()
         .into_iter()
         .map(|m| (m.service_tier, m.cost_micros))
         .collect();

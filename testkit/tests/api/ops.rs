@@ -13,12 +13,7 @@ async fn health_readiness_metrics_and_request_ids() {
     );
 
     app.get("/api/v1/projects", &app.admin).await;
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert!(
         metrics.headers()["content-type"]
             .to_str()
@@ -87,13 +82,7 @@ async fn slow_requests_time_out_with_the_envelope() {
         ..Default::default()
     };
     let app = TestApp::builder().http(http).spawn().await;
-    let hold = app
-        .state
-        .services
-        .store
-        .begin_write()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let hold = app.state.services.store.begin_write().await.unwrap();
     let r = if app.db.backend == strata_testkit::Backend::Sqlite {
         // SQLite writers queue on strata's in-process writer lock.
         app.post(
@@ -106,7 +95,7 @@ async fn slow_requests_time_out_with_the_envelope() {
         use sea_orm::ConnectionTrait;
         hold.execute_unprepared("LOCK TABLE projects IN ACCESS EXCLUSIVE MODE")
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         app.get("/api/v1/projects", &app.admin).await
     };
     drop(hold);
@@ -137,7 +126,7 @@ async fn openapi_document_is_stable_and_documented() {
         .get(app.url("/api/v1/docs"))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap_or_default();
     for op in [

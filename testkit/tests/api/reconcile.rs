@@ -59,8 +59,7 @@ impl World {
 
     async fn create(&self, body: Value) -> (Uuid, Value) {
         let p = self.app.create_project(&body).await;
-        let id =
-            Uuid::parse_str(p["id"].as_str().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+        let id = Uuid::parse_str(p["id"].as_str().unwrap_or_default()).unwrap();
         (id, p)
     }
 
@@ -80,12 +79,9 @@ impl World {
     }
 
     fn role(&self, project: &Value) -> String {
-        let slug = ProjectSlug::parse(project["name"].as_str().unwrap_or_default())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let env = Environment::parse(project["environment"].as_str().unwrap_or_default())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let id = Uuid::parse_str(project["id"].as_str().unwrap_or_default())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let slug = ProjectSlug::parse(project["name"].as_str().unwrap_or_default()).unwrap();
+        let env = Environment::parse(project["environment"].as_str().unwrap_or_default()).unwrap();
+        let id = Uuid::parse_str(project["id"].as_str().unwrap_or_default()).unwrap();
         role_name(env, &slug, id)
     }
 
@@ -98,7 +94,7 @@ impl World {
             .send()
             .await
             .unwrap_or_else(|e| panic!("GetRolePolicy: {e:?}"));
-        let policy = parse_policy(doc.policy_document()).unwrap_or_else(|e| panic!("{e}"));
+        let policy = parse_policy(doc.policy_document()).unwrap();
         let statements = policy["Statement"].as_array().cloned().unwrap_or_default();
         let Some(scoped) = statements.iter().find(|s| s["Sid"] == "MantleInference") else {
             panic!("no MantleInference statement in {policy}");
@@ -551,7 +547,7 @@ async fn a_foreign_role_with_the_same_name_is_reported_and_left_alone() {
                 .key("team")
                 .value("someone-else")
                 .build()
-                .unwrap_or_else(|e| panic!("{e}")),
+                .unwrap(),
         )
         .send()
         .await
@@ -703,15 +699,9 @@ async fn a_throttling_storm_backs_off_then_succeeds() {
 async fn without_aws_credentials_projects_say_so_and_plans_still_work() {
     let app = TestApp::spawn().await;
     let p = app.create_project(&project_body("laptop")).await;
-    let id =
-        Uuid::parse_str(p["id"].as_str().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+    let id = Uuid::parse_str(p["id"].as_str().unwrap_or_default()).unwrap();
     let before = app.state.reconciler.aws().calls.snapshot();
-    let pass = app
-        .state
-        .reconciler
-        .run_for(&[id])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let pass = app.state.reconciler.run_for(&[id]).await.unwrap();
     assert_eq!(pass.failed.len(), 1);
     assert_eq!(
         app.state
@@ -1012,8 +1002,7 @@ async fn the_environment_pass_activates_cost_tags_and_reports_coverage() {
     let mut body = project_body("coverage");
     body["resources"] = json!([owned]);
     let p = app.create_project(&body).await;
-    let id =
-        Uuid::parse_str(p["id"].as_str().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+    let id = Uuid::parse_str(p["id"].as_str().unwrap_or_default()).unwrap();
     // A bucket tagged for a project that does not exist.
     let tagging =
         aws_sdk_resourcegroupstagging::Client::new(&strata_testkit::moto::moto_sdk_config().await);
@@ -1026,12 +1015,7 @@ async fn the_environment_pass_activates_cost_tags_and_reports_coverage() {
         .await
         .unwrap_or_else(|e| panic!("{e:?}"));
     // Before the project's pass its bucket lacks the cost tags.
-    let pass = app
-        .state
-        .reconciler
-        .environment_pass()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let pass = app.state.reconciler.environment_pass().await.unwrap();
     let prod = pass
         .coverage
         .iter()
@@ -1053,16 +1037,8 @@ async fn the_environment_pass_activates_cost_tags_and_reports_coverage() {
         ["CostCenter", "strata:project"]
     );
 
-    app.state
-        .reconciler
-        .run_for(&[id])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    app.state
-        .reconciler
-        .environment_pass()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    app.state.reconciler.run_for(&[id]).await.unwrap();
+    app.state.reconciler.environment_pass().await.unwrap();
     let report = app
         .get("/api/v1/environments/prod/tag-coverage", &finance)
         .await;
@@ -1173,16 +1149,10 @@ async fn the_trust_policy_follows_the_configured_principals() {
         .spawn()
         .await;
     let p = app.create_project(&project_body("trusting")).await;
-    let id =
-        Uuid::parse_str(p["id"].as_str().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
-    let pass = app
-        .state
-        .reconciler
-        .run_for(&[id])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let id = Uuid::parse_str(p["id"].as_str().unwrap_or_default()).unwrap();
+    let pass = app.state.reconciler.run_for(&[id]).await.unwrap();
     assert_eq!(pass.ready, 1, "{:?}", pass.failed);
-    let slug = ProjectSlug::parse("trusting").unwrap_or_else(|e| panic!("{e}"));
+    let slug = ProjectSlug::parse("trusting").unwrap();
     let role = role_name(Environment::Prod, &slug, id);
     let got = moto_iam()
         .await
@@ -1196,7 +1166,7 @@ async fn the_trust_policy_follows_the_configured_principals() {
             .and_then(|r| r.assume_role_policy_document())
             .unwrap_or_default(),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let text = trust.to_string();
     assert!(
         text.contains(&format!("arn:aws:iam::{MOTO_ACCOUNT}:role/strata-proxy")),

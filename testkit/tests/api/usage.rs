@@ -335,7 +335,7 @@ async fn old_usage_minutes_and_batch_ids_are_purged_and_daily_totals_kept() {
     let purged = services
         .purge_usage_minutes(chrono::Duration::days(400))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(
         (purged, count_minutes().await),
         (1, 1),

@@ -296,7 +296,7 @@ async fn malformed_requests_get_the_envelope() {
             req = req.header("content-type", ct);
         }
         async move {
-            let resp = req.send().await.unwrap_or_else(|e| panic!("{e}"));
+            let resp = req.send().await.unwrap();
             let status = resp.status();
             let body: Value = resp.json().await.unwrap_or(Value::Null);
             (status, body)
