@@ -195,6 +195,33 @@ fn parse_chat_value(bytes: &[u8]) -> Result<ChatRequest, OpenAiError> {
     })
 }
 
+/// A create request's fields, read from a JSON object (what the Responses and Messages
+/// handlers read before forwarding the body as it came).
+pub(crate) fn request_fields<'a, T: serde::Deserialize<'a>>(
+    bytes: &'a [u8],
+) -> Result<T, OpenAiError> {
+    serde_json::from_slice::<peek::Obj<T>>(bytes)
+        .map(|peek::Obj(fields)| fields)
+        .map_err(|e| {
+            OpenAiError::invalid(
+                "body",
+                "invalid_json",
+                format!(
+                    "We could not parse the JSON body of your request ({e}). Send a JSON object."
+                ),
+            )
+        })
+}
+
+/// The request's `model`, which must be a non-empty string; `missing` words the refusal
+/// in the API's own terms.
+pub(crate) fn required_model(model: Option<&str>, missing: &str) -> Result<String, OpenAiError> {
+    model
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| OpenAiError::invalid("model", "missing_required_parameter", missing))
+}
+
 /// The model is not served through the API asked for: the answer names the APIs it is
 /// served through (Mantle serves Claude through the Messages API only, and most
 /// models not through the Responses API).

@@ -124,15 +124,16 @@ impl MessagesSse {
 
 impl StreamTap for MessagesSse {
     fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
-        self.pending.extend_from_slice(chunk);
+        // Events are read in place; the complete ones go out, the rest waits.
+        let mut buf = std::mem::take(&mut self.pending);
+        buf.extend_from_slice(chunk);
         let mut complete = 0;
-        while let Some((end, sep)) = find_event_end(&self.pending[complete..]) {
-            let event = self.pending[complete..complete + end].to_vec();
-            self.read(&event);
+        while let Some((end, sep)) = find_event_end(&buf[complete..]) {
+            self.read(&buf[complete..complete + end]);
             complete += end + sep;
         }
-        let rest = self.pending.split_off(complete);
-        std::mem::replace(&mut self.pending, rest)
+        self.pending = buf.split_off(complete);
+        buf
     }
 
     fn finish(&mut self) -> Vec<u8> {

@@ -27,8 +27,7 @@ use crate::forward::{
     UpstreamCall, UpstreamPath, send_upstream, transport_failure, upstream_failure,
 };
 use crate::limits::{Demand, Limits, estimate_input_tokens, prices};
-use crate::normalize::unsupported_api;
-use crate::peek::Obj;
+use crate::normalize::{request_fields, required_model, unsupported_api};
 use crate::state::ProxyState;
 
 pub(crate) const MESSAGES_ROUTE: &str = "messages";
@@ -80,25 +79,8 @@ async fn create(
         })
         .collect();
     let (claims, policy, bytes) = state.begin(client, seen).await?;
-    let Obj(fields) = serde_json::from_slice::<Obj<MessageFields>>(&bytes).map_err(|e| {
-        OpenAiError::invalid(
-            "body",
-            "invalid_json",
-            format!("We could not parse the JSON body of your request ({e}). Send a JSON object."),
-        )
-    })?;
-    let model_name = fields
-        .model
-        .as_deref()
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| {
-            OpenAiError::invalid(
-                "model",
-                "missing_required_parameter",
-                "model: Field required (a string).",
-            )
-        })?
-        .to_owned();
+    let fields: MessageFields = request_fields(&bytes)?;
+    let model_name = required_model(fields.model.as_deref(), "model: Field required (a string).")?;
     let max_tokens = fields
         .max_tokens
         .as_ref()

@@ -37,8 +37,7 @@ use crate::forward::{
     UpstreamCall, UpstreamPath, send_upstream, transport_failure, upstream_failure,
 };
 use crate::limits::{Admission, Demand, Limits, Prices, estimate_input_tokens, prices};
-use crate::normalize::{rewrite_response, unsupported_api};
-use crate::peek::Obj;
+use crate::normalize::{request_fields, required_model, rewrite_response, unsupported_api};
 use crate::registry::RegistryError;
 use crate::state::{Pending, ProxyState};
 use crate::upstream::{UpstreamError, UpstreamResponse};
@@ -182,25 +181,11 @@ async fn create(
     seen: &mut Seen,
 ) -> Result<Response, OpenAiError> {
     let (claims, policy, bytes) = state.begin(client, seen).await?;
-    let Obj(fields) = serde_json::from_slice::<Obj<CreateFields>>(&bytes).map_err(|e| {
-        OpenAiError::invalid(
-            "body",
-            "invalid_json",
-            format!("We could not parse the JSON body of your request ({e}). Send a JSON object."),
-        )
-    })?;
-    let model_name = fields
-        .model
-        .as_deref()
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| {
-            OpenAiError::invalid(
-                "model",
-                "missing_required_parameter",
-                "You must provide a model parameter (a string).",
-            )
-        })?
-        .to_owned();
+    let fields: CreateFields = request_fields(&bytes)?;
+    let model_name = required_model(
+        fields.model.as_deref(),
+        "You must provide a model parameter (a string).",
+    )?;
     let project =
         authorize(&claims, &policy, Some(&model_name)).map_err(|d| denial(d, Some(&model_name)))?;
     let model = model_for_responses(&policy, &model_name)?;
