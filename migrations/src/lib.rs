@@ -20,6 +20,7 @@ mod m20261127_000013_responses;
 mod m20261206_000014_mantle_fidelity;
 mod m20261206_000015_messages_api;
 mod m20261206_000016_service_tiers;
+mod m20261206_000017_mantle_model_ids;
 
 pub struct Migrator;
 
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000014_mantle_fidelity::Migration),
             Box::new(m20261206_000015_messages_api::Migration),
             Box::new(m20261206_000016_service_tiers::Migration),
+            Box::new(m20261206_000017_mantle_model_ids::Migration),
         ]
     }
 }

@@ -66,7 +66,7 @@ impl TeamName {
 }
 
 /// A model id as Mantle names it, e.g. `openai.gpt-oss-120b` or
-/// `mistral.mistral-large-2411-v1:0`.
+/// `mistral.mistral-large-3-675b-instruct` (Bedrock Runtime's `-v1:0` form parses too).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema)]
 #[serde(transparent)]
 #[schema(value_type = String, pattern = "^[a-z0-9][a-z0-9._:-]*$", min_length = 3, max_length = 128, example = "openai.gpt-oss-120b")]
@@ -189,8 +189,9 @@ mod tests {
     fn model_ids() {
         for ok in [
             "openai.gpt-oss-120b",
-            "mistral.mistral-large-2411-v1:0",
-            "deepseek.v3-v1:0",
+            "mistral.mistral-large-3-675b-instruct",
+            "deepseek.v3.1",
+            "qwen.qwen3-32b-v1:0",
         ] {
             assert!(ModelId::parse(ok).is_ok(), "{ok}");
         }

@@ -156,7 +156,10 @@ mod tests {
 
     #[test]
     fn inference_policy_allows_exactly_the_projects_models() {
-        let models = models(&["openai.gpt-oss-120b", "mistral.mistral-large-2411-v1:0"]);
+        let models = models(&[
+            "openai.gpt-oss-120b",
+            "mistral.mistral-large-3-675b-instruct",
+        ]);
         let scope = InferenceScope {
             account_id: "123456789012",
             region: Region::EuWest1,

@@ -203,3 +203,107 @@ async fn the_daily_usage_rollup_is_backfilled_from_stored_minutes() {
         ]
     );
 }
+
+/// Seeded ids Mantle does not know give way to its own; projects that allowed an old
+/// id allow the new one and get a new generation (so their IAM policy is rewritten),
+/// and going down restores both.
+#[tokio::test]
+async fn seeded_model_ids_are_renamed_to_mantles_in_the_catalog_and_projects() {
+    use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+    use strata_core::store::entities::{models, projects};
+    let db = TestDb::new().await;
+    let conn = Database::connect(&db.url).await.unwrap();
+    Migrator::up(&conn, None).await.unwrap();
+    Migrator::down(&conn, Some(1)).await.unwrap();
+    let old = "mistral.mistral-large-2411-v1:0";
+    let new = "mistral.mistral-large-3-675b-instruct";
+    let now = chrono::Utc::now();
+    let id = uuid::Uuid::now_v7();
+    let allowed = serde_json::json!([old, "openai.gpt-oss-120b", new]);
+    projects::ActiveModel {
+        id: Set(id),
+        name: Set("renamed".into()),
+        display_name: Set("Renamed".into()),
+        environment: Set("dev".into()),
+        team: Set("ml".into()),
+        region: Set("us-east-1".into()),
+        allowed_models: Set(allowed.clone()),
+        resources: Set(serde_json::json!([])),
+        data_retention: Set("default".into()),
+        monthly_budget_cents: Set(None),
+        rate_limit_rpm: Set(None),
+        rate_limit_tpm: Set(None),
+        status: Set("active".into()),
+        generation: Set(3),
+        observed_generation: Set(3),
+        resource_version: Set(5),
+        created_at: Set(now),
+        updated_at: Set(now),
+        archived_at: Set(None),
+    }
+    .insert(&conn)
+    .await
+    .unwrap();
+
+    Migrator::up(&conn, None).await.unwrap();
+    let project = projects::Entity::find_by_id(id)
+        .one(&conn)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        project.allowed_models,
+        serde_json::json!([new, "openai.gpt-oss-120b"]),
+        "renamed in place and not listed twice"
+    );
+    assert_eq!((project.generation, project.resource_version), (4, 6));
+    let catalog = models::Entity::find().all(&conn).await.unwrap();
+    let ids: Vec<&str> = catalog.iter().map(|m| m.id.as_str()).collect();
+    for gone in [
+        old,
+        "deepseek.v3-v1:0",
+        "moonshot.kimi-k2-thinking",
+        "qwen.qwen3-32b-v1:0",
+    ] {
+        assert!(!ids.contains(&gone), "{gone} still in {ids:?}");
+    }
+    for seeded in [
+        new,
+        "deepseek.v3.1",
+        "moonshotai.kimi-k2-thinking",
+        "qwen.qwen3-32b",
+    ] {
+        assert!(ids.contains(&seeded), "{seeded} missing from {ids:?}");
+    }
+    let mistral = catalog.iter().find(|m| m.id == new).unwrap();
+    assert_eq!(
+        (
+            mistral.input_price_micros_per_mtok,
+            mistral.output_price_micros_per_mtok
+        ),
+        (500_000, 1_500_000)
+    );
+    let safeguard = catalog
+        .iter()
+        .find(|m| m.id == "openai.gpt-oss-safeguard-120b")
+        .unwrap();
+    assert!(!safeguard.supports_responses);
+
+    Migrator::down(&conn, Some(1)).await.unwrap();
+    let project = projects::Entity::find_by_id(id)
+        .one(&conn)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        project.allowed_models,
+        serde_json::json!([old, "openai.gpt-oss-120b"])
+    );
+    assert!(
+        models::Entity::find_by_id(old)
+            .one(&conn)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}

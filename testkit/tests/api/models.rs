@@ -12,11 +12,11 @@ async fn the_catalog_is_seeded_with_mantle_models() {
     for required in [
         "openai.gpt-oss-120b",
         "openai.gpt-oss-20b",
-        "mistral.mistral-large-2411-v1:0",
+        "mistral.mistral-large-3-675b-instruct",
     ] {
         assert!(ids.contains(&required), "{required} missing from {ids:?}");
     }
-    for provider in ["deepseek", "google", "moonshot", "minimax", "nvidia"] {
+    for provider in ["deepseek", "google", "moonshotai", "minimax", "nvidia"] {
         assert!(
             items.iter().any(|m| m["provider"] == provider),
             "no {provider} model"

@@ -270,7 +270,7 @@ async fn edits_change_only_what_differs() {
     let (id, created) = w.create(project_body("edits")).await;
     w.pass(id).await;
     let role = w.role(&created);
-    let patch = json!({"allowed_models": ["openai.gpt-oss-20b", "mistral.mistral-large-2411-v1:0"], "tags": {"Owner": null, "CostCenter": "cc-9"}});
+    let patch = json!({"allowed_models": ["openai.gpt-oss-20b", "mistral.mistral-large-3-675b-instruct"], "tags": {"Owner": null, "CostCenter": "cc-9"}});
     let r = w
         .app
         .patch(&format!("/api/v1/projects/{id}"), &w.app.admin, &patch)
@@ -297,7 +297,7 @@ async fn edits_change_only_what_differs() {
     assert!(
         change["after"]
             .to_string()
-            .contains("mistral.mistral-large-2411-v1:0")
+            .contains("mistral.mistral-large-3-675b-instruct")
     );
     assert_eq!(
         w.policy_models(&role).await,
@@ -322,7 +322,10 @@ async fn edits_change_only_what_differs() {
     );
     assert_eq!(
         w.policy_models(&role).await,
-        ["mistral.mistral-large-2411-v1:0", "openai.gpt-oss-20b"]
+        [
+            "mistral.mistral-large-3-675b-instruct",
+            "openai.gpt-oss-20b"
+        ]
     );
     let tags = w.role_tags(&role).await;
     assert_eq!(tags["CostCenter"], "cc-9");
