@@ -127,6 +127,8 @@ pub struct App {
     pub http: HttpConfig,
     /// For plans; `strata serve` also runs its loop.
     pub reconciler: strata_reconciler::Reconciler,
+    /// What `strata login` signs in with, when an identity provider is set up for it.
+    pub cli_login: Option<crate::routes::CliLogin>,
     /// The OpenAPI document, generated once, and its JSON.
     pub openapi: utoipa::openapi::OpenApi,
     pub openapi_json: String,
@@ -206,6 +208,15 @@ impl App {
             metrics,
             http,
             reconciler,
+            cli_login: match (&auth.oidc_issuer, &auth.oidc_cli_client_id) {
+                (Some(issuer), Some(client_id)) => Some(crate::routes::CliLogin {
+                    issuer: issuer.clone(),
+                    client_id: client_id.clone(),
+                    scopes: auth.oidc_cli_scopes.clone(),
+                    token: auth.oidc_cli_token.clone(),
+                }),
+                _ => None,
+            },
             openapi,
             openapi_json,
         };

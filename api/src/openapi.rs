@@ -19,7 +19,7 @@ use utoipa::{Modify, OpenApi};
         (name = "models", description = "The model catalog: regions, APIs, prices"),
         (name = "audit", description = "Every change, who made it and when"),
         (name = "costs", description = "Cost by environment and tag from Cost Explorer (read from strata's store), cost-allocation tags and tag coverage"),
-        (name = "auth", description = "The caller's identity"),
+        (name = "auth", description = "The caller's identity, and how the command-line client signs in"),
     )
 )]
 pub struct ApiDoc;

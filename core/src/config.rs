@@ -168,6 +168,30 @@ pub struct AuthConfig {
         default_value = "groups"
     )]
     pub oidc_groups_claim: String,
+    /// OAuth client id (a public client) that `strata login` signs in with, by the
+    /// device authorization grant at STRATA_OIDC_ISSUER; unset: `login` asks for a token.
+    #[arg(
+        long = "oidc-cli-client-id",
+        env = "STRATA_OIDC_CLI_CLIENT_ID",
+        requires = "oidc_issuer"
+    )]
+    pub oidc_cli_client_id: Option<String>,
+    /// Scopes `strata login` asks for.
+    #[arg(
+        long = "oidc-cli-scopes",
+        env = "STRATA_OIDC_CLI_SCOPES",
+        default_value = "openid profile email"
+    )]
+    pub oidc_cli_scopes: String,
+    /// Which token of the identity provider's answer `strata login` keeps: the one
+    /// whose `aud` is STRATA_OIDC_AUDIENCE (`access_token` or `id_token`).
+    #[arg(
+        long = "oidc-cli-token",
+        env = "STRATA_OIDC_CLI_TOKEN",
+        default_value = "access_token",
+        value_parser = ["access_token", "id_token"]
+    )]
+    pub oidc_cli_token: String,
     /// RBAC table (roles → permissions, IdP groups → roles); defaults to the built-in
     /// copy of `policies/rbac.toml`.
     #[arg(long = "rbac-file", env = "STRATA_RBAC_FILE")]
@@ -184,6 +208,9 @@ impl Default for AuthConfig {
             oidc_jwks_url: None,
             oidc_audience: None,
             oidc_groups_claim: "groups".into(),
+            oidc_cli_client_id: None,
+            oidc_cli_scopes: "openid profile email".into(),
+            oidc_cli_token: "access_token".into(),
             rbac_file: None,
         }
     }

@@ -1,7 +1,8 @@
 //! A fake OIDC identity provider: an Ed25519 key, its JWKS served on a loopback port,
 //! and tokens with any subject, groups, issuer and audience; also an authorization
-//! endpoint that signs in whoever `sign_in_as` names, and a token endpoint that trades
-//! its codes (PKCE checked) for an ID token.
+//! endpoint that signs in whoever `sign_in_as` names, a token endpoint that trades its
+//! codes (PKCE checked) for an ID token, and the device authorization grant (RFC 8628:
+//! a discovery document naming its endpoint; codes approved or denied by the test).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,7 @@ use sha2::Digest;
 
 pub struct FakeIdp {
     pub issuer: String,
+    pub device_url: String,
     pub jwks_url: String,
     pub authorization_url: String,
     pub token_url: String,
@@ -37,6 +39,17 @@ struct Flows {
     /// code → (code challenge, redirect URI, client id, ID token to give).
     codes: HashMap<String, (String, String, String, String)>,
     issued: u64,
+    /// device code → the device sign-in it started.
+    devices: HashMap<String, DeviceSignIn>,
+    /// How often the token endpoint was asked about a device code.
+    device_polls: u64,
+}
+
+struct DeviceSignIn {
+    user_code: String,
+    client_id: String,
+    /// `None` while pending; then the user's (subject, groups), or `Err` when denied.
+    decision: Option<Result<(String, Vec<String>), ()>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -51,10 +64,71 @@ struct AuthorizeQuery {
 #[derive(serde::Deserialize)]
 struct TokenForm {
     grant_type: String,
+    #[serde(default)]
     code: String,
+    #[serde(default)]
     redirect_uri: String,
     client_id: String,
+    #[serde(default)]
     code_verifier: String,
+    #[serde(default)]
+    device_code: String,
+}
+
+#[derive(serde::Deserialize)]
+struct DeviceForm {
+    client_id: String,
+}
+
+const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+fn signed(key: &EncodingKey, kid: &str, claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, claims, key).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The token endpoint's answer to a device code: pending, denied, or the tokens
+/// (an access token for strata's API, an ID token for the client).
+fn device_token(
+    flows: &mut Flows,
+    form: &TokenForm,
+    key: &EncodingKey,
+    kid: &str,
+    issuer: &str,
+) -> axum::response::Response {
+    let error = |code: &str| {
+        (
+            axum::http::StatusCode::BAD_REQUEST,
+            Json(json!({"error": code})),
+        )
+            .into_response()
+    };
+    flows.device_polls += 1;
+    let Some(device) = flows.devices.get(&form.device_code) else {
+        return error("invalid_grant");
+    };
+    if device.client_id != form.client_id {
+        return error("invalid_client");
+    }
+    match &device.decision {
+        None => error("authorization_pending"),
+        Some(Err(())) => {
+            flows.devices.remove(&form.device_code);
+            error("access_denied")
+        }
+        Some(Ok((subject, groups))) => {
+            let now = jsonwebtoken::get_current_timestamp() as i64;
+            let access = json!({"iss": issuer, "aud": "strata-api", "sub": subject,
+                "groups": groups, "iat": now, "exp": now + 600});
+            let id = json!({"iss": issuer, "aud": form.client_id, "sub": subject,
+                "groups": groups, "iat": now, "exp": now + 600});
+            let answer = json!({"access_token": signed(key, kid, &access),
+                "id_token": signed(key, kid, &id), "token_type": "Bearer", "expires_in": 600});
+            flows.devices.remove(&form.device_code);
+            Json(answer).into_response()
+        }
+    }
 }
 
 impl FakeIdp {
@@ -77,7 +151,49 @@ impl FakeIdp {
         let (signer, signing_kid, issuing) = (key.clone(), kid.clone(), issuer.clone());
         let authorize_flows = flows.clone();
         let token_flows = flows.clone();
+        let device_flows = flows.clone();
+        let (device_key, device_kid, device_issuer) = (key.clone(), kid.clone(), issuer.clone());
+        let discovery = json!({
+            "issuer": issuer,
+            "jwks_uri": format!("http://{addr}/jwks.json"),
+            "authorization_endpoint": format!("http://{addr}/authorize"),
+            "token_endpoint": format!("http://{addr}/token"),
+            "device_authorization_endpoint": format!("http://{addr}/device"),
+        });
         let router = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                get(move || {
+                    let d = discovery.clone();
+                    async move { Json(d) }
+                }),
+            )
+            .route(
+                "/device",
+                post(move |Form(f): Form<DeviceForm>| {
+                    let flows = device_flows.clone();
+                    async move {
+                        let mut flows = flows.lock().unwrap_or_else(|e| e.into_inner());
+                        flows.issued += 1;
+                        let n = flows.issued;
+                        let (device_code, user_code) = (format!("device-{n}"), format!("WDJB-{n:04}"));
+                        flows.devices.insert(
+                            device_code.clone(),
+                            DeviceSignIn {
+                                user_code: user_code.clone(),
+                                client_id: f.client_id,
+                                decision: None,
+                            },
+                        );
+                        Json(json!({
+                            "device_code": device_code, "user_code": user_code,
+                            "verification_uri": format!("http://{addr}/activate"),
+                            "verification_uri_complete": format!("http://{addr}/activate?user_code={user_code}"),
+                            "expires_in": 60, "interval": 1,
+                        }))
+                    }
+                }),
+            )
             .route(
                 "/jwks.json",
                 get(move || {
@@ -135,6 +251,15 @@ impl FakeIdp {
                     let flows = token_flows.clone();
                     async move {
                         let mut flows = flows.lock().unwrap_or_else(|e| e.into_inner());
+                        if f.grant_type == DEVICE_GRANT {
+                            return device_token(
+                                &mut flows,
+                                &f,
+                                &device_key,
+                                &device_kid,
+                                &device_issuer,
+                            );
+                        }
                         let bad = (
                             axum::http::StatusCode::BAD_REQUEST,
                             Json(json!({"error": "invalid_grant"})),
@@ -167,6 +292,7 @@ impl FakeIdp {
         });
         Self {
             issuer,
+            device_url: format!("http://{addr}/device"),
             jwks_url: format!("http://{addr}/jwks.json"),
             authorization_url: format!("http://{addr}/authorize"),
             token_url: format!("http://{addr}/token"),
@@ -180,6 +306,32 @@ impl FakeIdp {
     pub fn sign_in_as(&self, user: Option<(&str, &[&str])>) {
         let mut flows = self.flows.lock().unwrap_or_else(|e| e.into_inner());
         flows.user = user.map(|(s, g)| (s.to_owned(), g.iter().map(|g| (*g).to_owned()).collect()));
+    }
+
+    /// The user approves (`Some((subject, groups))`) or denies (`None`) the device
+    /// sign-in showing `user_code`; `false` when no sign-in shows it.
+    pub fn decide_device(&self, user_code: &str, user: Option<(&str, &[&str])>) -> bool {
+        let mut flows = self.flows.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(device) = flows
+            .devices
+            .values_mut()
+            .find(|d| d.user_code == user_code)
+        else {
+            return false;
+        };
+        device.decision = Some(
+            user.map(|(s, g)| (s.to_owned(), g.iter().map(|g| (*g).to_owned()).collect()))
+                .ok_or(()),
+        );
+        true
+    }
+
+    /// How often the token endpoint was asked about device codes so far.
+    pub fn device_polls(&self) -> u64 {
+        self.flows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .device_polls
     }
 
     /// A token with the given claims merged over sensible defaults.

@@ -5,7 +5,7 @@ use strata_core::auth::Action;
 use utoipa::ToSchema;
 
 use crate::app::AppState;
-use crate::error::{ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::Caller;
 
 /// The caller as strata sees it.
@@ -35,4 +35,37 @@ pub async fn whoami(State(state): State<AppState>, caller: Caller) -> ApiResult<
         roles: caller.principal.roles.clone(),
         actions,
     }))
+}
+
+/// How `strata login` signs in: the OAuth 2.0 device authorization grant (RFC 8628) at
+/// this identity provider, as this public client.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CliLogin {
+    /// The identity provider (its discovery document is under
+    /// `/.well-known/openid-configuration`).
+    pub issuer: String,
+    pub client_id: String,
+    /// Space-separated scopes to ask for.
+    pub scopes: String,
+    /// Which token of the provider's answer strata accepts: `access_token` or `id_token`.
+    pub token: String,
+}
+
+/// How the command-line client signs in (no token needed).
+#[utoipa::path(
+    get, path = "/auth/cli", tag = "auth",
+    responses(
+        (status = 200, body = CliLogin),
+        (status = 404, description = "No identity provider is set up for the CLI: sign in with a token", body = ErrorBody),
+    ),
+)]
+pub async fn cli_login(State(state): State<AppState>) -> ApiResult<Json<CliLogin>> {
+    state.cli_login.clone().map(Json).ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "device_login_not_configured",
+            "this strata has no identity provider set up for `strata login` \
+             (STRATA_OIDC_CLI_CLIENT_ID): sign in with a token instead",
+        )
+    })
 }

@@ -22,6 +22,8 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::openapi::ApiDoc;
 
+pub use me::CliLogin;
+
 /// The documented API, mounted under `/api/v1`.
 pub fn api_router() -> OpenApiRouter<AppState> {
     use utoipa::OpenApi;
@@ -49,7 +51,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(costs::cost_report))
         .routes(routes!(costs::cost_report_csv))
         .routes(routes!(costs::environment_costs))
-        .routes(routes!(me::whoami));
+        .routes(routes!(me::whoami))
+        .routes(routes!(me::cli_login));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
 }
 

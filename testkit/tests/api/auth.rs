@@ -121,3 +121,30 @@ async fn oidc_tokens_map_groups_to_roles() {
         StatusCode::OK
     );
 }
+
+/// `GET /api/v1/auth/cli` tells `strata login` how to sign in, without a token; without
+/// a CLI client it says so (404), and the CLI falls back to a pasted token.
+#[tokio::test]
+async fn the_cli_sign_in_is_published_when_configured() {
+    let app = TestApp::spawn().await;
+    let r = app.get("/api/v1/auth/cli", "").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.body["error"]["code"], "device_login_not_configured");
+
+    let idp = FakeIdp::start().await;
+    let auth = AuthConfig {
+        oidc_issuer: Some(idp.issuer.clone()),
+        oidc_jwks_url: Some(idp.jwks_url.clone()),
+        oidc_cli_client_id: Some("strata-cli".into()),
+        oidc_cli_token: "id_token".into(),
+        ..AuthConfig::default()
+    };
+    let app = TestApp::builder().auth(auth).spawn().await;
+    let r = app.get("/api/v1/auth/cli", "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.body,
+        json!({"issuer": idp.issuer, "client_id": "strata-cli",
+               "scopes": "openid profile email", "token": "id_token"})
+    );
+}
