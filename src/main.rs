@@ -2,6 +2,7 @@
 //! over the library crates.
 
 mod cli;
+mod client;
 
 use clap::Parser;
 
@@ -17,10 +18,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     cli::init_logging(&cli.log);
+    let service = cli.command.is_service();
     match cli.run().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
-            tracing::error!(error.cause = %format!("{err:#}"), "strata stopped with an error");
+            // A service's end is also a log event; a command's error is for its user.
+            if service {
+                tracing::error!(error.cause = %format!("{err:#}"), "strata stopped with an error");
+            }
             eprintln!("error: {err:#}");
             std::process::ExitCode::FAILURE
         }

@@ -184,7 +184,7 @@ async fn first_start_prints_a_working_admin_token() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown role 'emperor'"));
 
-    // `strata keys create` signs a key with the key in the database, encrypted with
+    // `strata keys sign` signs a key with the key in the database, encrypted with
     // the key file the first start created; `strata keys rotate` adds a signing key.
     let kek = dir.path().join("strata-secret.key");
     let mode = std::fs::metadata(&kek)
@@ -199,7 +199,7 @@ async fn first_start_prints_a_working_admin_token() {
         dir.path(),
         &[
             "keys",
-            "create",
+            "sign",
             "--project",
             &project_id,
             "--name",
@@ -242,7 +242,7 @@ async fn first_start_prints_a_working_admin_token() {
         dir.path(),
         &[
             "keys",
-            "create",
+            "sign",
             "--project",
             &project_id,
             "--name",

@@ -4,13 +4,17 @@
 //! built: the proxy's own image (deploy/Dockerfile, `--target proxy`), which carries
 //! none of the control plane's code — database drivers, IAM administration, the UI.
 
+mod apply;
 #[cfg(feature = "control-plane")]
 mod costs;
 mod health;
 #[cfg(feature = "control-plane")]
 mod keys;
+mod login;
 #[cfg(feature = "control-plane")]
 mod migrate;
+mod output;
+mod projects;
 mod proxy;
 #[cfg(feature = "control-plane")]
 mod reconcile;
@@ -53,16 +57,44 @@ pub enum Command {
     /// Run one reconcile pass over every project and exit (`--dry-run`: print the plan).
     #[cfg(feature = "control-plane")]
     Reconcile(reconcile::ReconcileArgs),
-    /// Cost Explorer ingestion: refresh the stored daily cost by tag now.
+    /// Cost by project or tag from a remote strata; `costs refresh`: Cost Explorer
+    /// ingestion now, on the server.
     #[cfg(feature = "control-plane")]
     Costs(costs::CostsArgs),
-    /// Scoped API keys: create one, rotate the signing key.
+    /// Scoped API keys: create, list and revoke them on a remote strata; sign one or
+    /// rotate the signing key on the server.
     #[cfg(feature = "control-plane")]
     Keys(keys::KeysArgs),
+    /// Sign in to a remote strata (the identity provider's device flow, or a token).
+    Login(login::LoginArgs),
+    /// Forget the stored sign-in.
+    Logout,
+    /// Who the stored sign-in (or STRATA_TOKEN) is, and where.
+    Whoami(login::WhoamiArgs),
+    /// Compare project files with a remote strata and print what `apply` would change.
+    Plan(apply::PlanArgs),
+    /// Make a remote strata's projects match the project files (or a saved plan).
+    Apply(apply::ApplyArgs),
+    /// Read projects on a remote strata.
+    Projects(projects::ProjectsArgs),
+    /// A project's usage through the proxy: requests, tokens, estimated cost.
+    Usage(projects::UsageArgs),
     /// Run the OpenAI-compatible routing proxy, following a control plane.
     Proxy(Box<proxy::ProxyArgs>),
     /// Ask a running strata's /healthz; exit 0 when healthy (the container's healthcheck).
     Health(health::HealthArgs),
+}
+
+impl Command {
+    /// The long-running servers, whose logs are collected.
+    pub fn is_service(&self) -> bool {
+        match self {
+            #[cfg(feature = "control-plane")]
+            Self::Serve(_) => true,
+            Self::Proxy(_) => true,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -113,22 +145,32 @@ pub fn init_logging(config: &LogConfig) {
 }
 
 impl Cli {
-    pub async fn run(self) -> anyhow::Result<()> {
+    /// Runs the command; its exit code is 0 unless it says otherwise (`plan
+    /// --detailed-exitcode`), and 1 on an error.
+    pub async fn run(self) -> anyhow::Result<std::process::ExitCode> {
+        let done = |()| std::process::ExitCode::SUCCESS;
         match self.command {
+            Command::Plan(args) => apply::plan(args).await,
+            Command::Apply(args) => apply::apply(args).await,
+            Command::Login(args) => login::login(args).await.map(done),
+            Command::Logout => login::logout().await.map(done),
+            Command::Whoami(args) => login::whoami(args).await.map(done),
+            Command::Projects(args) => projects::run(args).await.map(done),
+            Command::Usage(args) => projects::usage(args).await.map(done),
             #[cfg(feature = "control-plane")]
-            Command::Serve(args) => serve::run(*args).await,
+            Command::Serve(args) => serve::run(*args).await.map(done),
             #[cfg(feature = "control-plane")]
-            Command::Migrate(args) => migrate::run(args).await,
+            Command::Migrate(args) => migrate::run(args).await.map(done),
             #[cfg(feature = "control-plane")]
-            Command::Token(args) => token::run(args).await,
+            Command::Token(args) => token::run(args).await.map(done),
             #[cfg(feature = "control-plane")]
-            Command::Reconcile(args) => reconcile::run(args).await,
+            Command::Reconcile(args) => reconcile::run(args).await.map(done),
             #[cfg(feature = "control-plane")]
-            Command::Costs(args) => costs::run(args).await,
+            Command::Costs(args) => costs::run(args).await.map(done),
             #[cfg(feature = "control-plane")]
-            Command::Keys(args) => keys::run(args).await,
-            Command::Proxy(args) => proxy::run(*args).await,
-            Command::Health(args) => health::run(args).await,
+            Command::Keys(args) => keys::run(args).await.map(done),
+            Command::Proxy(args) => proxy::run(*args).await.map(done),
+            Command::Health(args) => health::run(args).await.map(done),
         }
     }
 }
