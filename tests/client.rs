@@ -714,6 +714,60 @@ async fn login_with_the_identity_providers_device_flow() {
         "{:?}",
         text(&out)
     );
+    assert_eq!(idp.refreshes(), 0, "a fresh token is used as it is");
+
+    // A token about to expire is renewed with the refresh token before the call: trade
+    // the stored refresh token by hand for a short-lived token, as if time had passed.
+    idp.set_token_lifetime(30);
+    let stored = home.join("strata/credentials.toml");
+    let creds = std::fs::read_to_string(&stored).unwrap();
+    let line = |prefix: &str| {
+        creds
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap()
+            .to_owned()
+    };
+    let (token_line, refresh_line) = (line("token = "), line("refresh_token = "));
+    let renewed: Value = reqwest::Client::new()
+        .post(format!("{}token", idp.issuer))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", "strata-cli"),
+            ("refresh_token", refresh_line.split('"').nth(1).unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let short_lived = creds
+        .replace(
+            &token_line,
+            &format!("token = \"{}\"", renewed["access_token"].as_str().unwrap()),
+        )
+        .replace(
+            &refresh_line,
+            &format!(
+                "refresh_token = \"{}\"",
+                renewed["refresh_token"].as_str().unwrap()
+            ),
+        );
+    std::fs::write(&stored, &short_lived).unwrap();
+    let out = cli(home, &server.base, None, &["whoami"]).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(idp.refreshes(), 2, "renewed before the call");
+    let after = std::fs::read_to_string(&stored).unwrap();
+    assert_ne!(
+        after, short_lived,
+        "the renewed token and rotated refresh token are stored"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&stored).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 }
 
 /// `deploy/examples/projects-repo` applies as its README says, with the very arguments

@@ -54,7 +54,7 @@ pub struct ApplyArgs {
 }
 
 pub async fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
-    let client = args.target.client()?;
+    let client = args.target.client().await?;
     let plan = make_plan(&client, &args.files, args.prune).await?;
     print!("{}", plan::render(&plan));
     if let Some(out) = &args.out {
@@ -74,7 +74,7 @@ pub async fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
-    let client = args.target.client()?;
+    let client = args.target.client().await?;
     let plan = match &args.plan {
         Some(path) => {
             let text = std::fs::read_to_string(path)

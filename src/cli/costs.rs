@@ -54,7 +54,7 @@ struct ShowArgs {
 }
 
 async fn show(args: ShowArgs) -> anyhow::Result<()> {
-    let client = args.target.client()?;
+    let client = args.target.client().await?;
     let mut query = Vec::new();
     for (name, value) in [
         ("environment", &args.env),

@@ -136,7 +136,7 @@ fn lifetime(expires_in: Option<&str>) -> anyhow::Result<Option<u64>> {
 }
 
 async fn create(args: CreateArgs) -> anyhow::Result<()> {
-    let client = args.target.client()?;
+    let client = args.target.client().await?;
     let project = client.find_project(&args.project).await?;
     let id = project["id"].as_str().unwrap_or_default();
     let body = NewApiKey {
@@ -164,7 +164,7 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
 }
 
 async fn list(args: ListArgs) -> anyhow::Result<()> {
-    let client = args.target.client()?;
+    let client = args.target.client().await?;
     let project = client.find_project(&args.project).await?;
     let id = project["id"].as_str().unwrap_or_default();
     let keys = client.list_all(&format!("/projects/{id}/keys")).await?;
@@ -204,7 +204,7 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
 }
 
 async fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
-    let client = args.target.client()?;
+    let client = args.target.client().await?;
     let project = client.find_project(&args.project).await?;
     let id = project["id"].as_str().unwrap_or_default();
     let key = client

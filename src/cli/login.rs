@@ -32,20 +32,20 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
         .timeout(std::time::Duration::from_secs(30))
         .build()
         .context("cannot start an HTTP client")?;
-    let (token, method) = if args.token_stdin {
-        (read_token(false)?, "token")
+    let (token, refresh, method) = if args.token_stdin {
+        (read_token(false)?, None, "token")
     } else {
         match cli_login(&http, &url).await? {
             Some(login) => {
-                let token = device::sign_in(&http, &login, |text| eprintln!("{text}")).await?;
-                (token, "device")
+                let signed_in = device::sign_in(&http, &login, |text| eprintln!("{text}")).await?;
+                (signed_in.token, signed_in.refresh, "device")
             }
             None => {
                 eprintln!(
                     "{url} has no identity provider set up for the CLI; paste a token \
                      (from your identity provider or `strata token mint`):"
                 );
-                (read_token(true)?, "token")
+                (read_token(true)?, None, "token")
             }
         }
     };
@@ -60,6 +60,7 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
         url: url.clone(),
         token,
         method: method.into(),
+        refresh,
     })?;
     eprintln!(
         "Logged in to {url} as {} ({}); credentials in {}",
@@ -115,7 +116,7 @@ pub async fn logout() -> anyhow::Result<()> {
 }
 
 pub async fn whoami(args: WhoamiArgs) -> anyhow::Result<()> {
-    let client = args.target.client()?;
+    let client = args.target.client().await?;
     let me = client.get("/me").await?;
     println!(
         "{} ({}) at {}",

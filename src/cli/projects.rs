@@ -55,7 +55,7 @@ pub async fn run(args: ProjectsArgs) -> anyhow::Result<()> {
 }
 
 async fn list(args: ListArgs) -> anyhow::Result<()> {
-    let client = args.target.client()?;
+    let client = args.target.client().await?;
     let mut query = Vec::new();
     if !args.all {
         query.push("status=active".to_owned());
@@ -107,7 +107,7 @@ fn ready(project: &Value) -> String {
 }
 
 async fn get(args: GetArgs) -> anyhow::Result<()> {
-    let client = args.target.client()?;
+    let client = args.target.client().await?;
     let project = client.find_project(&args.project).await?;
     let fields = [
         "id",
@@ -159,7 +159,7 @@ pub struct UsageArgs {
 }
 
 pub async fn usage(args: UsageArgs) -> anyhow::Result<()> {
-    let client = args.target.client()?;
+    let client = args.target.client().await?;
     let project = client.find_project(&args.project).await?;
     let id = project["id"].as_str().unwrap_or_default();
     let mut query = Vec::new();

@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use super::ApiClient;
+use super::device::Refresh;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Credentials {
@@ -17,7 +18,13 @@ pub struct Credentials {
     pub token: String,
     /// How the token was obtained: `device` (the identity provider) or `token`.
     pub method: String,
+    /// With the device flow: how to renew the token before it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<Refresh>,
 }
+
+/// Renew a token this close to its expiry (clocks differ a little).
+const RENEW_BEFORE_SECS: i64 = 60;
 
 /// `--url` / `--token` (also `STRATA_URL` / `STRATA_TOKEN`) on every client command.
 #[derive(Debug, Clone, clap::Args)]
@@ -37,9 +44,15 @@ pub struct Target {
 }
 
 impl Target {
-    /// A client for the flags' strata, else the stored login's.
-    pub fn client(&self) -> anyhow::Result<ApiClient> {
-        let stored = load()?;
+    /// A client for the flags' strata, else the stored login's (renewed first when it
+    /// is about to expire and the identity provider gave a refresh token).
+    pub async fn client(&self) -> anyhow::Result<ApiClient> {
+        let mut stored = load()?;
+        if self.token.is_none()
+            && let Some(credentials) = stored.as_mut()
+        {
+            renew_if_expiring(credentials).await?;
+        }
         let url = self
             .url
             .clone()
@@ -58,6 +71,51 @@ impl Target {
             }
         }
     }
+}
+
+/// `exp` of a JWT, read without verifying it (strata verifies; this only decides
+/// whether to renew).
+fn expires_at(token: &str) -> Option<i64> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice::<serde_json::Value>(&bytes).ok()?["exp"].as_i64()
+}
+
+async fn renew_if_expiring(credentials: &mut Credentials) -> anyhow::Result<()> {
+    let Some(exp) = expires_at(&credentials.token) else {
+        return Ok(());
+    };
+    let now = chrono::Utc::now().timestamp();
+    if exp - now > RENEW_BEFORE_SECS {
+        return Ok(());
+    }
+    let Some(refresh) = &credentials.refresh else {
+        if exp <= now {
+            bail!(
+                "your sign-in to {} expired: run `strata login --url {}` again",
+                credentials.url,
+                credentials.url
+            );
+        }
+        return Ok(());
+    };
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .context("cannot start an HTTP client")?;
+    let renewed = refresh.renew(&http).await.with_context(|| {
+        format!(
+            "your sign-in to {} expired and could not be renewed: run `strata login --url {}` again",
+            credentials.url, credentials.url
+        )
+    })?;
+    credentials.token = renewed.token;
+    credentials.refresh = renewed.refresh;
+    store(credentials)?;
+    Ok(())
 }
 
 pub fn path() -> anyhow::Result<PathBuf> {

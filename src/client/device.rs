@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// What strata publishes for the CLI's sign-in.
 #[derive(Debug, Clone, Deserialize)]
@@ -48,12 +48,83 @@ struct TokenError {
 #[error("{0}")]
 pub struct Unsupported(pub String);
 
-/// Runs the grant; `tell` shows the user where to go. Returns the token for strata.
+/// What a sign-in leaves: the token for strata and, when the provider gave one, how to
+/// get a new one when it expires.
+#[derive(Debug)]
+pub struct SignedIn {
+    pub token: String,
+    pub refresh: Option<Refresh>,
+}
+
+/// A refresh token and where to trade it (RFC 6749 §6), as the credentials file keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refresh {
+    pub refresh_token: String,
+    pub token_endpoint: String,
+    pub client_id: String,
+    /// Which token of the answer is strata's (`access_token` or `id_token`).
+    pub token: String,
+}
+
+impl Refresh {
+    /// New tokens for the refresh token (providers may rotate it: the new one is kept).
+    pub async fn renew(&self, http: &reqwest::Client) -> anyhow::Result<SignedIn> {
+        let response = http
+            .post(&self.token_endpoint)
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", self.refresh_token.as_str()),
+                ("client_id", self.client_id.as_str()),
+            ])
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.token_endpoint))?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let error: Option<TokenError> = response.json().await.ok();
+            bail!(
+                "the identity provider refused to renew the sign-in ({status}{})",
+                describe(error.as_ref())
+            );
+        }
+        let tokens: serde_json::Value = response
+            .json()
+            .await
+            .context("the identity provider's token answer is not JSON")?;
+        let mut renewed = signed_in(&tokens, &self.token, &self.token_endpoint, &self.client_id)?;
+        // A provider that does not rotate refresh tokens sends none back.
+        if renewed.refresh.is_none() {
+            renewed.refresh = Some(self.clone());
+        }
+        Ok(renewed)
+    }
+}
+
+fn signed_in(
+    tokens: &serde_json::Value,
+    which: &str,
+    token_endpoint: &str,
+    client_id: &str,
+) -> anyhow::Result<SignedIn> {
+    let token = tokens[which]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("the identity provider's answer has no {which}"))?;
+    let refresh = tokens["refresh_token"].as_str().map(|r| Refresh {
+        refresh_token: r.to_owned(),
+        token_endpoint: token_endpoint.to_owned(),
+        client_id: client_id.to_owned(),
+        token: which.to_owned(),
+    });
+    Ok(SignedIn { token, refresh })
+}
+
+/// Runs the grant; `tell` shows the user where to go.
 pub async fn sign_in(
     http: &reqwest::Client,
     login: &CliLogin,
     tell: impl Fn(&str),
-) -> anyhow::Result<String> {
+) -> anyhow::Result<SignedIn> {
     let discovery_url = format!(
         "{}/.well-known/openid-configuration",
         login.issuer.trim_end_matches('/')
@@ -128,10 +199,12 @@ pub async fn sign_in(
                 .json()
                 .await
                 .context("the identity provider's token answer is not JSON")?;
-            return tokens[login.token.as_str()]
-                .as_str()
-                .map(str::to_owned)
-                .with_context(|| format!("the identity provider's answer has no {}", login.token));
+            return signed_in(
+                &tokens,
+                &login.token,
+                &discovery.token_endpoint,
+                &login.client_id,
+            );
         }
         let status = response.status();
         let error: Option<TokenError> = response.json().await.ok();

@@ -43,6 +43,11 @@ struct Flows {
     devices: HashMap<String, DeviceSignIn>,
     /// How often the token endpoint was asked about a device code.
     device_polls: u64,
+    /// refresh token → (client id, subject, groups); each works once (rotated).
+    refresh_tokens: HashMap<String, (String, String, Vec<String>)>,
+    refreshes: u64,
+    /// Lifetime of the tokens the device grant and refreshes issue (600 s unless set).
+    token_lifetime: Option<i64>,
 }
 
 struct DeviceSignIn {
@@ -73,6 +78,8 @@ struct TokenForm {
     code_verifier: String,
     #[serde(default)]
     device_code: String,
+    #[serde(default)]
+    refresh_token: String,
 }
 
 #[derive(serde::Deserialize)]
@@ -118,16 +125,69 @@ fn device_token(
             error("access_denied")
         }
         Some(Ok((subject, groups))) => {
-            let now = jsonwebtoken::get_current_timestamp() as i64;
-            let access = json!({"iss": issuer, "aud": "strata-api", "sub": subject,
-                "groups": groups, "iat": now, "exp": now + 600});
-            let id = json!({"iss": issuer, "aud": form.client_id, "sub": subject,
-                "groups": groups, "iat": now, "exp": now + 600});
-            let answer = json!({"access_token": signed(key, kid, &access),
-                "id_token": signed(key, kid, &id), "token_type": "Bearer", "expires_in": 600});
+            let (subject, groups) = (subject.clone(), groups.clone());
             flows.devices.remove(&form.device_code);
-            Json(answer).into_response()
+            Json(tokens(
+                flows,
+                &form.client_id,
+                &subject,
+                &groups,
+                key,
+                kid,
+                issuer,
+            ))
+            .into_response()
         }
+    }
+}
+
+/// An access token for strata's API, an ID token for the client, and a new refresh token.
+fn tokens(
+    flows: &mut Flows,
+    client_id: &str,
+    subject: &str,
+    groups: &[String],
+    key: &EncodingKey,
+    kid: &str,
+    issuer: &str,
+) -> Value {
+    let now = jsonwebtoken::get_current_timestamp() as i64;
+    let lifetime = flows.token_lifetime.unwrap_or(600);
+    let access = json!({"iss": issuer, "aud": "strata-api", "sub": subject,
+        "groups": groups, "iat": now, "exp": now + lifetime});
+    let id = json!({"iss": issuer, "aud": client_id, "sub": subject,
+        "groups": groups, "iat": now, "exp": now + lifetime});
+    flows.issued += 1;
+    let refresh = format!("refresh-{}", flows.issued);
+    flows.refresh_tokens.insert(
+        refresh.clone(),
+        (client_id.to_owned(), subject.to_owned(), groups.to_vec()),
+    );
+    json!({"access_token": signed(key, kid, &access), "id_token": signed(key, kid, &id),
+        "refresh_token": refresh, "token_type": "Bearer", "expires_in": lifetime})
+}
+
+/// `grant_type=refresh_token`: new tokens for a refresh token (which then stops working).
+fn refreshed(
+    flows: &mut Flows,
+    form: &TokenForm,
+    key: &EncodingKey,
+    kid: &str,
+    issuer: &str,
+) -> axum::response::Response {
+    match flows.refresh_tokens.remove(&form.refresh_token) {
+        Some((client_id, subject, groups)) if client_id == form.client_id => {
+            flows.refreshes += 1;
+            Json(tokens(
+                flows, &client_id, &subject, &groups, key, kid, issuer,
+            ))
+            .into_response()
+        }
+        _ => (
+            axum::http::StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_grant"})),
+        )
+            .into_response(),
     }
 }
 
@@ -251,6 +311,15 @@ impl FakeIdp {
                     let flows = token_flows.clone();
                     async move {
                         let mut flows = flows.lock().unwrap_or_else(|e| e.into_inner());
+                        if f.grant_type == "refresh_token" {
+                            return refreshed(
+                                &mut flows,
+                                &f,
+                                &device_key,
+                                &device_kid,
+                                &device_issuer,
+                            );
+                        }
                         if f.grant_type == DEVICE_GRANT {
                             return device_token(
                                 &mut flows,
@@ -324,6 +393,22 @@ impl FakeIdp {
                 .ok_or(()),
         );
         true
+    }
+
+    /// Lifetime of the tokens the device grant and refreshes issue from now on.
+    pub fn set_token_lifetime(&self, secs: i64) {
+        self.flows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .token_lifetime = Some(secs);
+    }
+
+    /// How many refresh tokens were traded for new tokens so far.
+    pub fn refreshes(&self) -> u64 {
+        self.flows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .refreshes
     }
 
     /// How often the token endpoint was asked about device codes so far.
