@@ -162,6 +162,43 @@ pub fn parse_file(
     specs: &mut Vec<ProjectSpec>,
     errors: &mut Vec<FileError>,
 ) {
+    for document in documents(text) {
+        parse_document(file, index, &document, specs, errors);
+    }
+}
+
+/// The file's YAML documents (split at `---`), each padded with the blank lines before
+/// it so that lines count from the top of the file. The YAML loader reads one document
+/// only: without the split, projects after a `---` would be silently left out.
+fn documents(text: &str) -> Vec<String> {
+    let mut documents = vec![String::new()];
+    for (n, line) in text.lines().enumerate() {
+        let separator = line.trim_end() == "---" || line.starts_with("--- #");
+        if separator || line.trim_end() == "..." {
+            documents.push("\n".repeat(n + 1));
+            continue;
+        }
+        if let Some(current) = documents.last_mut() {
+            current.push_str(line);
+            current.push('\n');
+        }
+    }
+    documents
+        .into_iter()
+        .filter(|d| {
+            d.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
+        .collect()
+}
+
+fn parse_document(
+    file: &Path,
+    index: usize,
+    text: &str,
+    specs: &mut Vec<ProjectSpec>,
+    errors: &mut Vec<FileError>,
+) {
     // `prevent_coercion` keeps quoted scalars text ("1234" stays a string).
     let options = LoaderOptions::default()
         .error_on_duplicate_keys(true)
@@ -592,6 +629,23 @@ projects:
             errors[0].starts_with("p.yaml:11: members.alice@example.com: must be owner"),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn every_document_of_a_file_counts_and_lines_stay_the_files() {
+        let second = ONE
+            .replace("checkout-api", "search")
+            .replace("members:\n  alice@example.com: owner\n", "");
+        let text = format!("---\n# first\n{ONE}---\n{second}...\n");
+        let (specs, errors) = parse(&text);
+        assert_eq!(errors, Vec::<String>::new());
+        let keys: Vec<String> = specs.iter().map(ProjectSpec::key).collect();
+        assert_eq!(keys, ["prod/checkout-api", "prod/search"]);
+        let (_, errors) = parse(&format!(
+            "{ONE}---\n{}",
+            second.replace("us-east-1", "mars-1")
+        ));
+        assert!(errors[0].starts_with("p.yaml:16: region: "), "{errors:?}");
     }
 
     #[test]
