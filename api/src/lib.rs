@@ -6,6 +6,7 @@ mod error;
 mod extract;
 mod metrics;
 mod middleware;
+mod openai_admin;
 pub mod openapi;
 mod routes;
 mod ui;

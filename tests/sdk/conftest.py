@@ -144,6 +144,15 @@ class Stack:
         )
         return p["id"], self.key(p["id"])
 
+    def token(self, subject, role):
+        """A token from strata's own issuer (`strata token mint` on serve's database)."""
+        out = subprocess.run(
+            [STRATA, "token", "mint", "--subject", subject, "--role", role],
+            cwd=self.workdir, capture_output=True, text=True, check=True,
+            env={**os.environ, **self.env, "STRATA_DATABASE_URL": f"sqlite://{self.workdir}/strata.db?mode=rwc"},
+        )
+        return out.stdout.strip()
+
     def key(self, project_id, **body):
         status, k = self.api("POST", f"/projects/{project_id}/keys", {"name": "sdk", **body})
         assert status == 201, k

@@ -58,7 +58,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
 
 pub fn router() -> Router<AppState> {
     let (api, _) = api_router().split_for_parts();
-    api.route("/api/v1/openapi.json", get(docs::openapi_json))
+    api.merge(crate::openai_admin::router())
+        .route("/api/v1/openapi.json", get(docs::openapi_json))
         .route("/api/v1/docs", get(docs::docs_page))
         .route("/.well-known/jwks.json", get(keys::jwks))
         .route("/internal/v1/proxy/snapshot", get(proxy_link::snapshot))

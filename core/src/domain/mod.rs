@@ -48,4 +48,7 @@ pub use responses::{
 };
 pub use snapshot::{PolicySnapshot, SnapshotModel, SnapshotProject};
 pub use tags::{MAX_PROJECT_TAGS, Tags, validate_tag_key, validate_tag_value, validate_tags};
-pub use usage::{MAX_USAGE_RECORDS, UsageBatch, UsageGroupBy, UsageRecord, UsageReport, UsageRow};
+pub use usage::{
+    BucketQuery, BucketWidth, MAX_USAGE_RECORDS, UsageBatch, UsageBucket, UsageDimension,
+    UsageGroup, UsageGroupBy, UsageRecord, UsageReport, UsageRow, UsageTotals,
+};

@@ -14,6 +14,7 @@ mod projects;
 mod responses;
 mod snapshot;
 mod usage;
+mod usage_buckets;
 
 use std::sync::Arc;
 
