@@ -375,7 +375,7 @@ async fn costs_refresh_stores_cost_explorer_figures_and_says_so_without_aws() {
         "ResultsByTime": [{
             "TimePeriod": {"Start": day.to_string(), "End": (day + chrono::Duration::days(1)).to_string()},
             "Total": {},
-            "Groups": [group("prod", "checkout", "3.5"), group("", "", "0.25")],
+            "Groups": [group("prod", "checkout", "3.5"), group("", "", "0.25"), group("prod", "search", "1,5")],
             "Estimated": true
         }],
         "DimensionValueAttributes": []
@@ -413,6 +413,19 @@ async fn costs_refresh_stores_cost_explorer_figures_and_says_so_without_aws() {
         "{out}"
     );
     assert!(out.contains("month-end forecast asked for: prod"), "{out}");
+    // The row it could not read is named on the terminal; the others were stored. The
+    // project `checkout` is none strata has: stored, counted as unattributed.
+    let err = String::from_utf8_lossy(&refreshed.stderr);
+    assert!(
+        err.contains(&format!(
+            "left out: GetCostAndUsage: the row of {day} for [strata:environment$prod, strata:project$search]: Metrics.UnblendedCost.Amount: not a number: \"1,5\""
+        )),
+        "{err}"
+    );
+    assert!(
+        out.contains("1 row(s), $3.50, name an environment or project strata does not know"),
+        "{out}"
+    );
 }
 
 /// A supervisor (or test) that stops reading serve's stdout must not kill it: the

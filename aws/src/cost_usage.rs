@@ -13,6 +13,7 @@ use chrono::NaiveDate;
 use crate::error::AwsError;
 use crate::{
     AwsCalls, CostForecast, CostPage, CostQuery, CostRow, CostUsage, ErrorKind, ForecastQuery,
+    SkippedRow,
 };
 
 const SERVICE: &str = "ce";
@@ -60,14 +61,28 @@ impl CostUsage for SdkCostUsage {
         };
         let out = self.calls.track(SERVICE, OPERATION, call).await?;
         let mut rows = Vec::new();
+        let mut skipped = Vec::new();
         for period in out.results_by_time() {
-            let Some(day) = period
-                .time_period()
-                .and_then(|p| NaiveDate::parse_from_str(p.start(), "%Y-%m-%d").ok())
-            else {
-                return Err(invalid(
-                    "a result without a readable TimePeriod.Start".into(),
-                ));
+            let start = period.time_period().map(|p| p.start()).unwrap_or_default();
+            let skip = |group: &[String], field: &str, message: String| SkippedRow {
+                operation: OPERATION.into(),
+                period: start.to_owned(),
+                group: group.to_vec(),
+                field: field.into(),
+                message,
+            };
+            let Ok(day) = NaiveDate::parse_from_str(start, "%Y-%m-%d") else {
+                let message = format!("not a day: {start:?}");
+                skipped.extend(
+                    period
+                        .groups()
+                        .iter()
+                        .map(|g| skip(g.keys(), "TimePeriod.Start", message.clone())),
+                );
+                if period.groups().is_empty() {
+                    skipped.push(skip(&[], "TimePeriod.Start", message));
+                }
+                continue;
             };
             for group in period.groups() {
                 let Some(metric) = group.metrics().and_then(|m| m.get(&query.metric)) else {
@@ -75,9 +90,12 @@ impl CostUsage for SdkCostUsage {
                 };
                 let amount = metric.amount().unwrap_or("0");
                 let Some(amount_micros) = micros(amount) else {
-                    return Err(invalid(format!(
-                        "an amount that is not a number: {amount:?}"
-                    )));
+                    skipped.push(skip(
+                        group.keys(),
+                        &format!("Metrics.{}.Amount", query.metric),
+                        format!("not a number: {amount:?}"),
+                    ));
+                    continue;
                 };
                 rows.push(CostRow {
                     day,
@@ -90,6 +108,7 @@ impl CostUsage for SdkCostUsage {
         }
         Ok(CostPage {
             rows,
+            skipped,
             next_token: out
                 .next_page_token()
                 .filter(|t| !t.is_empty())

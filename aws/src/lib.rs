@@ -208,6 +208,36 @@ pub struct CostPage {
     pub rows: Vec<CostRow>,
     /// More pages follow (each one another billed request).
     pub next_token: Option<String>,
+    /// Rows of the answer that could not be read, each said precisely; the others
+    /// are kept.
+    pub skipped: Vec<SkippedRow>,
+}
+
+/// A row of a Cost Explorer answer strata could not use: which call, which row, which
+/// field, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedRow {
+    pub operation: String,
+    /// The row's day (`TimePeriod.Start`) as Cost Explorer wrote it.
+    pub period: String,
+    /// The row's group keys (`strata:environment$prod`, …).
+    pub group: Vec<String>,
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for SkippedRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: the row of {} for [{}]: {}: {}",
+            self.operation,
+            self.period,
+            self.group.join(", "),
+            self.field,
+            self.message
+        )
+    }
 }
 
 /// A month-end forecast request: one environment's cost on `[start, end)`.

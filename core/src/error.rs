@@ -24,7 +24,7 @@ impl FieldError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
-    #[error("the request is invalid")]
+    #[error("the request is invalid: {}", fields(.0))]
     Validation(Vec<FieldError>),
     #[error("{kind} '{id}' was not found")]
     NotFound { kind: &'static str, id: String },
@@ -63,4 +63,13 @@ impl From<sea_orm::DbErr> for CoreError {
             CoreError::Internal(format!("database error: {err}"))
         }
     }
+}
+
+/// `field: message; …` — a validation error's details, for terminals and logs.
+fn fields(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
 }

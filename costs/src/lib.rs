@@ -13,10 +13,12 @@ use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate};
 use clap::Args;
-use strata_aws::{CostQuery, CostRow, CostUsage, ForecastQuery};
+use strata_aws::{CostQuery, CostRow, CostUsage, ForecastQuery, SkippedRow};
 use strata_core::CoreError;
 use strata_core::config::clean_list;
-use strata_core::domain::{CostFigure, ENVIRONMENT_TAG, PROJECT_TAG, next_month_start};
+use strata_core::domain::{
+    CostFigure, ENVIRONMENT_TAG, Environment, PROJECT_TAG, next_month_start,
+};
 use strata_core::services::{Services, lease_owner};
 use tokio_util::sync::CancellationToken;
 
@@ -129,14 +131,21 @@ pub async fn run(
         match services.claim_lease(LEASE, &owner, ttl).await {
             Ok(true) => {
                 match refresh(&services, cost_explorer.as_ref(), &settings).await {
-                    Ok(report) => tracing::info!(
-                        cost.calls = report.calls,
-                        cost.rows = report.rows,
-                        cost.refreshed = ?report.refreshed,
-                        cost.failed = report.failed.len(),
-                        cost.budget_exhausted = report.budget_exhausted,
-                        "cost refresh finished"
-                    ),
+                    Ok(report) => {
+                        for row in &report.skipped {
+                            tracing::warn!(cost.row = %row, "a Cost Explorer row was left out");
+                        }
+                        tracing::info!(
+                            cost.calls = report.calls,
+                            cost.rows = report.rows,
+                            cost.refreshed = ?report.refreshed,
+                            cost.failed = report.failed.len(),
+                            cost.skipped = report.skipped.len(),
+                            cost.unattributed_rows = report.unattributed_rows,
+                            cost.budget_exhausted = report.budget_exhausted,
+                            "cost refresh finished"
+                        )
+                    }
                     Err(e) => tracing::warn!(error.cause = %e, "cost refresh failed"),
                 }
                 if let Err(e) = services.release_lease(LEASE, &owner).await {
@@ -203,6 +212,14 @@ pub struct RefreshReport {
     pub budget_exhausted: bool,
     /// Keys whose fetch failed, with why (their stored figures are unchanged).
     pub failed: Vec<(String, String)>,
+    /// Rows of Cost Explorer's answers that could not be read or fall outside the days
+    /// asked, each naming the call, the row and the field; the rest was stored.
+    pub skipped: Vec<SkippedRow>,
+    /// Rows stored as reported whose environment or project strata does not know (a
+    /// tag value that is not `dev`/`staging`/`prod`, or not one of its projects), and
+    /// their amount in millionths of a dollar.
+    pub unattributed_rows: usize,
+    pub unattributed_micros: i64,
     /// Environments whose month-end forecast was asked for (and stored, or its
     /// refusal stored).
     pub forecasts: Vec<String>,
@@ -227,6 +244,7 @@ pub async fn refresh(
             .cloned(),
     );
     let mut report = RefreshReport::default();
+    let known_projects = services.known_project_ids().await?;
     'keys: for key in keys {
         let start = match services.cost_coverage(&key).await? {
             // History is missing (a first run, or a longer history configured).
@@ -261,6 +279,7 @@ pub async fn refresh(
             match page {
                 Ok(page) => {
                     rows.extend(page.rows);
+                    report.skipped.extend(page.skipped);
                     match page.next_token {
                         Some(next) => token = Some(next),
                         None => break,
@@ -273,7 +292,34 @@ pub async fn refresh(
                 }
             }
         }
+        // A day outside the range asked would make the replacement refuse the whole key.
+        let (rows, outside): (Vec<CostRow>, Vec<CostRow>) = rows
+            .into_iter()
+            .partition(|r| r.day >= start && r.day < end);
+        report
+            .skipped
+            .extend(outside.into_iter().map(|r| SkippedRow {
+                operation: OPERATION.into(),
+                period: r.day.to_string(),
+                group: r.tags.iter().map(|(k, v)| format!("{k}${v}")).collect(),
+                field: "TimePeriod.Start".into(),
+                message: format!("outside the days asked, {start} to {end}"),
+            }));
         let figures = figures(rows);
+        for figure in &figures {
+            let unknown_environment =
+                !figure.environment.is_empty() && Environment::parse(&figure.environment).is_err();
+            let unknown_project = key == PROJECT_TAG
+                && !figure.tag_value.is_empty()
+                && !uuid::Uuid::parse_str(&figure.tag_value)
+                    .is_ok_and(|id| known_projects.contains(&id));
+            if unknown_environment || unknown_project {
+                report.unattributed_rows += 1;
+                report.unattributed_micros = report
+                    .unattributed_micros
+                    .saturating_add(figure.amount_micros);
+            }
+        }
         report.rows += figures.len();
         services.replace_costs(&key, start, end, &figures).await?;
         report.refreshed.push(key);

@@ -173,6 +173,16 @@ async fn refresh(args: RefreshArgs) -> anyhow::Result<()> {
             args.costs.daily_call_budget
         );
     }
+    if report.unattributed_rows > 0 {
+        println!(
+            "{} row(s), ${:.2}, name an environment or project strata does not know: stored as reported, counted as unattributed",
+            report.unattributed_rows,
+            report.unattributed_micros as f64 / 1e6
+        );
+    }
+    for row in &report.skipped {
+        eprintln!("left out: {row}");
+    }
     for (key, why) in &report.failed {
         eprintln!("{key}: {why}");
     }

@@ -264,7 +264,7 @@ async fn sign(args: SignArgs) -> anyhow::Result<()> {
     let created = services
         .create_api_key(&actor, &issuer, project, &input)
         .await
-        .map_err(describe)?;
+        .map_err(anyhow::Error::from)?;
     eprintln!(
         "key {} for project {project}, expires {} — the secret is printed once:",
         created.key.id, created.key.expires_at
@@ -278,7 +278,7 @@ async fn rotate(args: RotateArgs) -> anyhow::Result<()> {
     let rotation = issuer
         .rotate(&services.store, &SystemClock)
         .await
-        .map_err(describe)?;
+        .map_err(anyhow::Error::from)?;
     println!("active signing key: {}", rotation.active_kid);
     for old in rotation.retired {
         match old.verifies_until {
@@ -293,19 +293,4 @@ async fn rotate(args: RotateArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// A validation error names its fields, as the API would.
-fn describe(err: strata_core::CoreError) -> anyhow::Error {
-    match err {
-        strata_core::CoreError::Validation(fields) => anyhow::anyhow!(
-            "{}",
-            fields
-                .iter()
-                .map(|f| format!("{}: {}", f.field, f.message))
-                .collect::<Vec<_>>()
-                .join("; ")
-        ),
-        other => anyhow::anyhow!("{other}"),
-    }
 }

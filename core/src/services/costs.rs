@@ -72,6 +72,20 @@ impl Services {
             .map(|c| (c.fetched_from, c.fetched_to)))
     }
 
+    /// Every project id strata has ever had (archived ones too): what a cost row's
+    /// `strata:project` value must name to be attributed.
+    pub async fn known_project_ids(&self) -> Result<std::collections::BTreeSet<Uuid>, CoreError> {
+        use sea_orm::QuerySelect;
+        Ok(projects::Entity::find()
+            .select_only()
+            .column(projects::Column::Id)
+            .into_tuple::<Uuid>()
+            .all(self.store.db())
+            .await?
+            .into_iter()
+            .collect())
+    }
+
     /// Replaces what is stored for `tag_key` on the days `[from, to)` with `figures`
     /// (one transaction) and widens the key's coverage to include those days.
     pub async fn replace_costs(

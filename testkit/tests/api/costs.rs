@@ -180,6 +180,7 @@ impl CostUsage for Scripted {
         }
         Ok(CostPage {
             rows,
+            skipped: Vec::new(),
             next_token: (index + 1 < self.pages).then(|| (index + 1).to_string()),
         })
     }
@@ -581,4 +582,128 @@ async fn the_cost_api_groups_stored_figures_by_project_environment_or_tag() {
         let r = app.get(&format!("/api/v1/costs?{query}"), &finance).await;
         assert_eq!(r.status.as_u16(), 400, "{query}: {}", r.body);
     }
+}
+
+/// A row Cost Explorer wrote that cannot be read is left out and named (call, row,
+/// field); the rest of the page is kept.
+#[tokio::test]
+async fn an_unreadable_row_is_named_and_the_rest_of_the_page_kept() {
+    let group = |keys: [&str; 2], amount: &str| json!({"Keys": keys, "Metrics": {"UnblendedCost": {"Amount": amount, "Unit": "USD"}}});
+    let _lock = lock_cost_results().await;
+    seed_cost_results(json!([{
+        "GroupDefinitions": [
+            {"Type": "TAG", "Key": "strata:environment"},
+            {"Type": "TAG", "Key": "strata:project"}
+        ],
+        "ResultsByTime": [
+            {
+                "TimePeriod": {"Start": "2026-10-30", "End": "2026-10-31"},
+                "Total": {},
+                "Groups": [
+                    group(["strata:environment$prod", "strata:project$checkout"], "1.5"),
+                    group(["strata:environment$prod", "strata:project$search"], "n/a")
+                ],
+                "Estimated": false
+            },
+            {
+                "TimePeriod": {"Start": "30/10/2026", "End": "2026-11-01"},
+                "Total": {},
+                "Groups": [group(["strata:environment$dev", "strata:project$x"], "2")],
+                "Estimated": false
+            }
+        ],
+        "DimensionValueAttributes": []
+    }]))
+    .await;
+    let aws = moto_clients("http://127.0.0.1:9/{region}/v1").await;
+    let query = CostQuery {
+        start: day(2026, 10, 30),
+        end: day(2026, 11, 1),
+        group_by: vec!["strata:environment".into(), "strata:project".into()],
+        services: vec![format!("strata-test-{}", uuid::Uuid::now_v7())],
+        metric: "UnblendedCost".into(),
+    };
+    let page = aws.cost_usage.page(&query, None).await.unwrap();
+    assert_eq!(page.rows.len(), 1);
+    assert_eq!(page.rows[0].amount_micros, 1_500_000);
+    let skipped: Vec<String> = page.skipped.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        skipped,
+        [
+            "GetCostAndUsage: the row of 2026-10-30 for [strata:environment$prod, strata:project$search]: Metrics.UnblendedCost.Amount: not a number: \"n/a\"",
+            "GetCostAndUsage: the row of 30/10/2026 for [strata:environment$dev, strata:project$x]: TimePeriod.Start: not a day: \"30/10/2026\"",
+        ]
+    );
+}
+
+/// Rows strata cannot attribute (an unknown environment, a project it never had) are
+/// stored as reported and counted; a row outside the days asked is left out and named;
+/// the refresh as a whole succeeds.
+#[tokio::test]
+async fn a_refresh_keeps_and_counts_what_it_cannot_attribute() {
+    struct Messy(String);
+    #[async_trait]
+    impl CostUsage for Messy {
+        async fn page(&self, query: &CostQuery, _: Option<&str>) -> Result<CostPage, AwsError> {
+            let row = |day: NaiveDate, env: &str, value: &str, usd: i64| CostRow {
+                day,
+                tags: vec![
+                    ("strata:environment".into(), env.into()),
+                    (query.group_by[1].clone(), value.into()),
+                ],
+                amount_micros: usd * 1_000_000,
+                unit: "USD".into(),
+                estimated: false,
+            };
+            Ok(CostPage {
+                rows: vec![
+                    row(query.start, "prod", &self.0, 5),
+                    row(query.start, "qa", &self.0, 7),
+                    row(query.start, "prod", "not-a-project", 11),
+                    row(query.start, "", "", 13),
+                    row(query.end, "prod", &self.0, 17),
+                ],
+                next_token: None,
+                skipped: Vec::new(),
+            })
+        }
+
+        async fn forecast(&self, _: &ForecastQuery) -> Result<CostForecast, AwsError> {
+            Err(AwsError::new(
+                "ce",
+                "GetCostForecast",
+                ErrorKind::Invalid,
+                None,
+                "none",
+            ))
+        }
+    }
+    let app = TestApp::spawn().await;
+    let created = app
+        .post("/api/v1/projects", &app.admin, &project_body("billed"))
+        .await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let today = day(2026, 11, 20);
+    let services = Services::new(app.state.services.store.clone(), noon(today));
+    let settings = CostSettings {
+        history_days: 2,
+        ..CostSettings::default()
+    };
+    let report = refresh(&services, &Messy(id.clone()), &settings)
+        .await
+        .unwrap();
+    assert_eq!(report.refreshed, ["strata:project"]);
+    assert_eq!(
+        (report.unattributed_rows, report.unattributed_micros),
+        (2, 18_000_000)
+    );
+    assert_eq!(report.rows, 4, "the unattributed rows are stored too");
+    let skipped: Vec<String> = report.skipped.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        skipped,
+        [format!(
+            "GetCostAndUsage: the row of 2026-11-21 for [strata:environment$prod, strata:project${id}]: \
+             TimePeriod.Start: outside the days asked, 2026-11-18 to 2026-11-21"
+        )]
+    );
 }
