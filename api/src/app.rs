@@ -47,8 +47,24 @@ pub struct HttpConfig {
         default_value_t = false
     )]
     pub ui_secure_cookies: bool,
+    /// Percent by which the proxy's metered estimate of a project's day may differ
+    /// from Cost Explorer's bill before it is flagged (API and pages).
+    #[arg(
+        long = "cost-drift-pct",
+        env = "STRATA_COST_DRIFT_PCT",
+        default_value_t = 5.0,
+        value_parser = drift_percent
+    )]
+    pub cost_drift_pct: f64,
     #[command(flatten)]
     pub sso: SsoConfig,
+}
+
+fn drift_percent(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|p| (0.0..=1000.0).contains(p))
+        .ok_or_else(|| format!("'{text}': a percentage from 0 to 1000"))
 }
 
 /// Signing in to the pages through the identity provider (OIDC authorization code
@@ -107,6 +123,7 @@ impl Default for HttpConfig {
             request_timeout_secs: 30,
             body_limit_bytes: 1_048_576,
             ui_secure_cookies: false,
+            cost_drift_pct: 5.0,
             sso: SsoConfig::default(),
         }
     }

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use strata_core::CoreError;
 use strata_core::auth::Action;
-use strata_core::domain::{CostDashboard, CostGroupBy, CostReport, Environment};
+use strata_core::domain::{CostDashboard, CostGroupBy, CostReport, Environment, EstimateVsBill};
 use utoipa::IntoParams;
 
 use super::authorize;
@@ -180,6 +180,60 @@ pub async fn environment_costs(
             .cost_dashboard(environment, &group_by, q.from, q.to)
             .await?,
     ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DriftQuery {
+    /// First day (`YYYY-MM-DD`, inclusive); default: 30 days ago (UTC).
+    pub from: Option<NaiveDate>,
+    /// Last day (exclusive); default: tomorrow. At most 366 days after `from`.
+    pub to: Option<NaiveDate>,
+}
+
+/// The proxy's metered estimate next to Cost Explorer's bill, per project and day: the
+/// difference in percent, flagged above `STRATA_COST_DRIFT_PCT` (not on days Cost
+/// Explorer may still restate); billed spend on a day the proxy metered nothing is
+/// flagged as having bypassed the proxy.
+#[utoipa::path(
+    get, path = "/environments/{environment}/estimate-vs-bill", tag = "costs",
+    params(("environment" = String, Path, description = "`dev`, `staging` or `prod`"), DriftQuery),
+    responses(
+        (status = 200, body = EstimateVsBill),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "No such environment", body = ErrorBody),
+        (status = 422, description = "A bad range", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn estimate_vs_bill(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(environment): Path<String>,
+    ApiQuery(q): ApiQuery<DriftQuery>,
+) -> ApiResult<Json<EstimateVsBill>> {
+    authorize(&state, &caller, Action::CostsRead)?;
+    let environment = Environment::parse(&environment)
+        .map_err(|_| ApiError::not_found("environment", &environment))?;
+    let (from, to) = drift_range(&state, q.from, q.to);
+    Ok(Json(
+        state
+            .services
+            .estimate_vs_bill(environment, from, to, state.http.cost_drift_pct)
+            .await?,
+    ))
+}
+
+/// The range a comparison covers when the caller names none: the last 30 days.
+pub(crate) fn drift_range(
+    state: &AppState,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+) -> (NaiveDate, NaiveDate) {
+    let today = state.services.clock.now().date_naive();
+    let to = to.unwrap_or(today + chrono::Duration::days(1));
+    (from.unwrap_or(to - chrono::Duration::days(30)), to)
 }
 
 async fn report(state: &AppState, caller: &Caller, q: CostQuery) -> ApiResult<CostReport> {

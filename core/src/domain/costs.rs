@@ -1,6 +1,7 @@
 //! Cost Explorer actuals as strata keeps them.
 
 use chrono::NaiveDate;
+use uuid::Uuid;
 
 /// The tag every strata-managed resource carries with its project's slug.
 pub const PROJECT_TAG: &str = "strata:project";
@@ -211,5 +212,76 @@ mod tests {
              2026-10-01,\"eng, \"\"core\"\"\",false,'-rm,1.000000,false\n\
              2026-10-01,,true,,0.250000,false\n"
         );
+    }
+}
+
+/// One project's day: the proxy's metered estimate next to Cost Explorer's actual.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct ProjectDayDrift {
+    pub project_id: Uuid,
+    pub project_name: String,
+    pub day: NaiveDate,
+    /// What the proxy metered (tokens × catalog prices), in US dollars.
+    pub metered_usd: f64,
+    /// What Cost Explorer reports; `null` while it has not reported the day.
+    pub billed_usd: Option<f64>,
+    /// Cost Explorer may still restate the day: no drift is flagged on it yet.
+    pub billed_estimated: bool,
+    /// `(metered − billed) / billed`, in percent; `null` without a bill or when the
+    /// bill is zero.
+    pub difference_percent: Option<f64>,
+    /// The difference exceeds the threshold (either way) on a day Cost Explorer will
+    /// not restate; spend that bypassed the proxy is flagged as that instead.
+    pub drift: bool,
+    /// Cost Explorer billed the project on a day the proxy metered nothing: traffic
+    /// that did not go through strata.
+    pub bypassed_proxy: bool,
+}
+
+/// `GET /api/v1/environments/{environment}/estimate-vs-bill`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct EstimateVsBill {
+    pub environment: String,
+    /// First day (inclusive).
+    pub from: NaiveDate,
+    /// Last day (exclusive).
+    pub to: NaiveDate,
+    /// `STRATA_COST_DRIFT_PCT`: a difference above it (either way) is flagged.
+    pub threshold_percent: f64,
+    /// Every project and day with a metered or a billed cost, oldest first.
+    pub days: Vec<ProjectDayDrift>,
+    pub drifted: usize,
+    pub bypassed: usize,
+}
+
+impl ProjectDayDrift {
+    /// Compares a project's day; amounts in millionths of a dollar.
+    pub fn compare(
+        (project_id, project_name): (Uuid, String),
+        day: NaiveDate,
+        metered_micros: i64,
+        billed: Option<(i64, bool)>,
+        threshold_percent: f64,
+    ) -> Self {
+        let billed_micros = billed.map(|(micros, _)| micros);
+        let billed_estimated = billed.is_some_and(|(_, estimated)| estimated);
+        let difference_percent = billed_micros
+            .filter(|b| *b != 0)
+            .map(|b| (metered_micros - b) as f64 * 100.0 / b as f64);
+        // Spend the proxy never saw is its own finding, not a drift of its metering.
+        let bypassed_proxy = metered_micros == 0 && billed_micros.is_some_and(|b| b > 0);
+        Self {
+            project_id,
+            project_name,
+            day,
+            metered_usd: micros_to_usd(metered_micros),
+            billed_usd: billed_micros.map(micros_to_usd),
+            billed_estimated,
+            difference_percent,
+            drift: !billed_estimated
+                && !bypassed_proxy
+                && difference_percent.is_some_and(|d| d.abs() > threshold_percent),
+            bypassed_proxy,
+        }
     }
 }

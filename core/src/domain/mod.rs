@@ -26,8 +26,8 @@ pub use cost_dashboard::{
     StoredForecast, TagBreakdown, TagSpend, linear_month_end, month_start, next_month_start,
 };
 pub use costs::{
-    CostDay, CostFigure, CostGroup, CostGroupBy, CostReport, ENVIRONMENT_TAG, PROJECT_TAG,
-    micros_to_usd,
+    CostDay, CostFigure, CostGroup, CostGroupBy, CostReport, ENVIRONMENT_TAG, EstimateVsBill,
+    PROJECT_TAG, ProjectDayDrift, micros_to_usd,
 };
 pub use enums::{
     DataRetention, Environment, MantlePath, ProjectRole, ProjectStatus, Region, RetentionMode,

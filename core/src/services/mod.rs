@@ -7,6 +7,7 @@ mod budgets;
 mod catalog;
 mod cost_dashboard;
 mod costs;
+mod estimate_vs_bill;
 mod keys;
 mod leases;
 mod members;

@@ -707,3 +707,126 @@ async fn a_refresh_keeps_and_counts_what_it_cannot_attribute() {
         )]
     );
 }
+
+/// Per project and day: the proxy's estimate beside the bill, drift above the threshold
+/// flagged (not on days Cost Explorer may restate), billed spend without metered
+/// traffic flagged as having bypassed the proxy.
+#[tokio::test]
+async fn estimate_vs_bill_flags_drift_and_spend_that_bypassed_the_proxy() {
+    let app = TestApp::spawn().await;
+    let proxy = app.state.proxy_token.expose().to_owned();
+    let metered = app.create_project(&project_body("metered")).await;
+    let silent = app.create_project(&project_body("silent")).await;
+    let (m, s) = (
+        metered["id"].as_str().unwrap().to_owned(),
+        silent["id"].as_str().unwrap().to_owned(),
+    );
+    let key = app
+        .post(
+            &format!("/api/v1/projects/{m}/keys"),
+            &app.admin,
+            &json!({"name": "k"}),
+        )
+        .await;
+    let kid = key.body["id"].as_str().unwrap().to_owned();
+    let record = |minute: &str| {
+        json!({"project_id": m, "key_id": kid, "model": "openai.gpt-oss-120b", "minute": minute,
+               "requests": 10, "errors": 0, "input_tokens": 1_000_000, "output_tokens": 100_000,
+               "cached_tokens": 0, "latency_ms_sum": 10})
+    };
+    let batch = json!({"batch_id": uuid::Uuid::now_v7(), "records": [
+        record("2026-11-10T10:00:00Z"), record("2026-11-11T10:00:00Z"), record("2026-11-12T10:00:00Z")]});
+    assert_eq!(
+        app.post("/internal/v1/proxy/usage", &proxy, &batch)
+            .await
+            .status,
+        200
+    );
+    let url = "/api/v1/environments/prod/estimate-vs-bill?from=2026-11-10&to=2026-11-14";
+    let before = app.get(url, &app.admin).await;
+    assert_eq!(before.status, 200, "{}", before.body);
+    let metered_usd = before.body["days"][0]["metered_usd"].as_f64().unwrap();
+    assert!(metered_usd > 0.0);
+    assert_eq!(
+        before.body["days"][0]["billed_usd"],
+        serde_json::Value::Null,
+        "not reported yet"
+    );
+
+    // The bill: day 10 as metered, day 11 10 % higher (drift), day 12 higher still but
+    // estimated (no flag yet), and `silent` billed on day 13 without any traffic.
+    let micros = (metered_usd * 1e6).round() as i64;
+    let figure = |d: u32, project: &str, amount: i64, estimated: bool| CostFigure {
+        day: day(2026, 11, d),
+        environment: "prod".into(),
+        tag_value: project.to_owned(),
+        amount_micros: amount,
+        unit: "USD".into(),
+        estimated,
+    };
+    app.state
+        .services
+        .replace_costs(
+            "strata:project",
+            day(2026, 11, 10),
+            day(2026, 11, 14),
+            &[
+                figure(10, &m, micros, false),
+                figure(11, &m, micros * 11 / 10, false),
+                figure(12, &m, micros * 2, true),
+                figure(13, &s, 3_000_000, false),
+            ],
+        )
+        .await
+        .unwrap();
+    let r = app.get(url, &app.admin).await;
+    let days = r.body["days"].as_array().unwrap();
+    let row = |d: &str, p: &str| {
+        days.iter()
+            .find(|r| r["day"] == d && r["project_id"] == p)
+            .unwrap_or_else(|| panic!("{d} {p} missing: {days:?}"))
+            .clone()
+    };
+    assert_eq!(r.body["threshold_percent"], 5.0);
+    let exact = row("2026-11-10", &m);
+    assert_eq!(
+        (exact["difference_percent"].as_f64(), &exact["drift"]),
+        (Some(0.0), &json!(false))
+    );
+    let drifted = row("2026-11-11", &m);
+    let diff = drifted["difference_percent"].as_f64().unwrap();
+    assert!((diff + 9.0909).abs() < 0.01, "{drifted}");
+    assert_eq!(drifted["drift"], true);
+    let restated = row("2026-11-12", &m);
+    assert_eq!(
+        (&restated["billed_estimated"], &restated["drift"]),
+        (&json!(true), &json!(false))
+    );
+    let bypass = row("2026-11-13", &s);
+    assert_eq!(
+        (&bypass["bypassed_proxy"], &bypass["project_name"]),
+        (&json!(true), &json!("silent"))
+    );
+    assert_eq!(bypass["metered_usd"], 0.0);
+    assert_eq!(
+        (r.body["drifted"].as_u64(), r.body["bypassed"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    // Finance reads it; a developer may not; a bad range is a 422.
+    let dev = app.token("dev@example.com", &["developer"]);
+    assert_eq!(app.get(url, &dev).await.status, 403);
+    let bad = app
+        .get(
+            "/api/v1/environments/prod/estimate-vs-bill?from=2026-11-14&to=2026-11-10",
+            &app.admin,
+        )
+        .await;
+    assert_eq!(bad.status, 422);
+    assert_eq!(
+        app.get("/api/v1/environments/moon/estimate-vs-bill", &app.admin)
+            .await
+            .status,
+        404
+    );
+}
