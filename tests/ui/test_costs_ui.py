@@ -75,6 +75,15 @@ def test_finance_reads_costs_switches_tag_key_and_downloads_csv(site, seeded, br
     expect(chart).to_be_visible()
     assert page.locator("svg.chart rect").count() == 9  # 3 days × (checkout, search, untagged)
 
+    # No traffic went through the proxy for the billed days: estimate vs bill flags
+    # each project's billed day as having bypassed it.
+    flagged = page.get_by_role("table", name=re.compile("Flagged project-days"))
+    checkout_days = flagged.get_by_role("row", name=re.compile("checkout"))
+    expect(checkout_days).to_have_count(3)
+    expect(checkout_days.first).to_contain_text("Bypassed the proxy")
+    expect(checkout_days.first).to_contain_text("$12.50")
+    expect(flagged.get_by_role("row", name=re.compile("search"))).to_have_count(3)
+
     # Switch the breakdown to the CostCenter tag key.
     page.get_by_label("Break down by tag").select_option("tag:CostCenter")
     page.get_by_role("button", name="Show").click()

@@ -5,7 +5,8 @@ use askama::Template;
 use askama_web::WebTemplate;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use strata_core::domain::{
-    ApiKey, ConditionStatus, CostDashboard, KeyStatus, MonthEnd, Project, UsageReport, UsageRow,
+    ApiKey, ConditionStatus, CostDashboard, EstimateVsBill, KeyStatus, MonthEnd, Project,
+    UsageReport, UsageRow,
 };
 
 use crate::chart::StackedChart;
@@ -328,6 +329,68 @@ pub struct EnvCostsPage {
     pub nav: Option<Nav>,
     pub view: EnvCostsView,
     pub chart: StackedChart,
+    pub drift: DriftView,
+}
+
+/// The estimate-vs-bill section: the flagged project-days only (the rest agree).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriftView {
+    pub threshold: String,
+    /// Project-days with both a metered estimate and a bill, and no flag.
+    pub agreeing: usize,
+    pub flagged: Vec<DriftRow>,
+    /// The API's request for the same comparison.
+    pub api_path: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriftRow {
+    pub href: String,
+    pub project: String,
+    pub day: String,
+    pub billed: String,
+    pub metered: String,
+    pub difference: String,
+    /// `Bypassed the proxy` or `Drift`.
+    pub finding: String,
+}
+
+impl DriftView {
+    pub fn new(report: &EstimateVsBill) -> Self {
+        let money = |usd: f64| format::usd((usd * 1e6).round() as i64);
+        let flagged: Vec<DriftRow> = report
+            .days
+            .iter()
+            .filter(|d| d.drift || d.bypassed_proxy)
+            .map(|d| DriftRow {
+                href: format!("/ui/projects/{}", d.project_id),
+                project: d.project_name.clone(),
+                day: d.day.to_string(),
+                billed: d.billed_usd.map_or("—".into(), money),
+                metered: money(d.metered_usd),
+                difference: d.difference_percent.map_or("—".into(), format::change),
+                finding: if d.bypassed_proxy {
+                    "Bypassed the proxy: billed, nothing metered".into()
+                } else {
+                    "Estimate and bill differ".into()
+                },
+            })
+            .collect();
+        let agreeing = report
+            .days
+            .iter()
+            .filter(|d| d.billed_usd.is_some() && !d.drift && !d.bypassed_proxy)
+            .count();
+        Self {
+            threshold: format::percent(report.threshold_percent),
+            agreeing,
+            flagged,
+            api_path: format!(
+                "/api/v1/environments/{}/estimate-vs-bill?from={}&to={}",
+                report.environment, report.from, report.to
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -609,9 +672,10 @@ mod tests {
     use strata_core::domain::{Budget, ModelId, ProjectSlug, Region, TeamName};
     use strata_core::domain::{
         ChartSeries, Condition, ConditionStatus, ConditionType, CostDashboard, DataRetention,
-        DayCost, Environment, MonthEnd, ProjectAws, ProjectCost, ProjectStatus, RateLimits,
-        SeriesKind, TagBreakdown, TagSpend, UsageGroupBy,
+        DayCost, Environment, MonthEnd, ProjectAws, ProjectCost, ProjectDayDrift, ProjectStatus,
+        RateLimits, SeriesKind, TagBreakdown, TagSpend, UsageGroupBy,
     };
+    use uuid::Uuid;
 
     use super::*;
 
@@ -748,6 +812,37 @@ mod tests {
             nav: nav(),
             chart: StackedChart::daily(&costs),
             view: EnvCostsView::new(&costs, "tag:CostCenter", true),
+            drift: DriftView::new(&EstimateVsBill {
+                environment: "prod".into(),
+                from: costs.from,
+                to: costs.to,
+                threshold_percent: 5.0,
+                days: vec![
+                    ProjectDayDrift::compare(
+                        (Uuid::nil(), "checkout".into()),
+                        costs.from,
+                        1_100_000,
+                        Some((1_000_000, false)),
+                        5.0,
+                    ),
+                    ProjectDayDrift::compare(
+                        (Uuid::nil(), "<retired>".into()),
+                        costs.from,
+                        0,
+                        Some((2_500_000, false)),
+                        5.0,
+                    ),
+                    ProjectDayDrift::compare(
+                        (Uuid::nil(), "search".into()),
+                        costs.from,
+                        1_000_000,
+                        Some((1_010_000, false)),
+                        5.0,
+                    ),
+                ],
+                drifted: 1,
+                bypassed: 1,
+            }),
         };
         let html = render(&page);
         assert!(

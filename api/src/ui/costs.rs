@@ -10,7 +10,7 @@ use strata_core::CoreError;
 use strata_core::auth::Action;
 use strata_core::domain::{CostDashboard, CostGroupBy, Environment};
 use strata_web::chart::StackedChart;
-use strata_web::pages::{EnvCostsPage, EnvCostsView};
+use strata_web::pages::{DriftView, EnvCostsPage, EnvCostsView};
 
 use super::session::UiCaller;
 use super::{UiError, UiResult};
@@ -138,10 +138,21 @@ pub async fn env_costs(
         let (req, _) = parse(&state, &ui, &environment, query, false)?;
         let costs = dashboard(&state, &req).await?;
         let can_open_projects = state.rbac.allows(ui.principal(), Action::ProjectsRead);
+        let drift = state
+            .services
+            .estimate_vs_bill(
+                req.environment,
+                costs.from,
+                costs.to,
+                state.http.cost_drift_pct,
+            )
+            .await
+            .map_err(range_error)?;
         Ok::<_, UiError>(EnvCostsPage {
             nav: Some(nav.clone()),
             chart: StackedChart::daily(&costs),
             view: EnvCostsView::new(&costs, &req.group_by.as_param(), can_open_projects),
+            drift: DriftView::new(&drift),
         })
     };
     match page.await {
