@@ -104,6 +104,18 @@ def test_finance_reads_costs_switches_tag_key_and_downloads_csv(site, seeded, br
     assert f"{first},cc-1234,false" in text, text
     assert sum(1 for line in text.splitlines() if ",true," in line) == 3, "untagged kept per day"
 
+    # The same range as FinOps FOCUS 1.0: Cost Explorer's actuals, marked as such.
+    with page.expect_download() as focus:
+        page.get_by_role("link", name=re.compile("FinOps FOCUS 1.0")).click()
+    saved = tmp_path / focus.value.suggested_filename
+    focus.value.save_as(saved)
+    import csv as csvlib
+    rows = list(csvlib.DictReader(saved.open()))
+    assert saved.name.startswith("focus-1.0-prod-")
+    checkout_rows = [r for r in rows if r["ResourceName"] == "checkout"]
+    assert len(checkout_rows) == 3 and all(r["BilledCost"] == "12.500000" for r in checkout_rows), rows
+    assert all(r["x_Source"] == "aws-cost-explorer" and r["ServiceName"] == "Amazon Bedrock" for r in rows)
+
     # Finance sees a project but no keys.
     page.get_by_role("link", name="Projects").first.click()
     page.get_by_role("link", name=re.compile("checkout")).first.click()

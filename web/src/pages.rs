@@ -166,6 +166,8 @@ pub struct EnvCostsView {
     pub group_choices: Vec<Choice>,
     pub csv_projects_href: String,
     pub csv_days_href: String,
+    /// The range as a FinOps FOCUS 1.0 dataset.
+    pub focus_href: String,
 }
 
 fn share(part: i64, whole: i64) -> String {
@@ -319,6 +321,7 @@ impl EnvCostsView {
             group_choices,
             csv_projects_href: csv("project"),
             csv_days_href: csv("day"),
+            focus_href: format!("/ui/env/{env}/focus.csv?from={from}&through={through_s}"),
         }
     }
 }

@@ -52,6 +52,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(costs::cost_report_csv))
         .routes(routes!(costs::environment_costs))
         .routes(routes!(costs::estimate_vs_bill))
+        .routes(routes!(costs::focus_csv))
         .routes(routes!(me::whoami))
         .routes(routes!(me::cli_login));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)

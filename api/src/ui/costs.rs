@@ -15,7 +15,7 @@ use strata_web::pages::{DriftView, EnvCostsPage, EnvCostsView};
 use super::session::UiCaller;
 use super::{UiError, UiResult};
 use crate::app::AppState;
-use crate::routes::costs::{csv_attachment, csv_download, csv_failed};
+use crate::routes::costs::{csv_attachment, csv_download, csv_failed, focus_download};
 
 /// The page's query: an inclusive range (date pickers) and the tag key to break
 /// down (`project` or `tag:<key>`; the CSV also takes `day`).
@@ -189,6 +189,25 @@ pub async fn env_costs_csv(
             .await
             .map_err(range_error)?;
         Ok(csv_download(&report)?)
+    };
+    match csv.await {
+        Ok(r) => r,
+        Err(e) => e.with_nav(nav).into_response(),
+    }
+}
+
+/// The page's range as a FinOps FOCUS 1.0 dataset (the API's `focus.csv`).
+pub async fn env_focus_csv(
+    State(state): State<AppState>,
+    ui: UiCaller,
+    Path(environment): Path<String>,
+    query: Result<Query<CostsPageQuery>, QueryRejection>,
+) -> Response {
+    let nav = ui.nav(&state);
+    let csv = async {
+        let (req, _) = parse(&state, &ui, &environment, query, false)?;
+        let costs = dashboard(&state, &req).await?;
+        Ok::<_, UiError>(focus_download(&state, req.environment, costs.from, costs.to).await?)
     };
     match csv.await {
         Ok(r) => r,

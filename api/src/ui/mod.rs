@@ -30,6 +30,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/signout", post(projects::sign_out))
         .route("/ui/env/{environment}/costs", get(costs::env_costs))
         .route("/ui/env/{environment}/costs.csv", get(costs::env_costs_csv))
+        .route("/ui/env/{environment}/focus.csv", get(costs::env_focus_csv))
         .route("/ui/projects/{id}", get(projects::project_page))
         .route("/ui/projects/{id}/usage.csv", get(projects::usage_csv))
         .route("/ui/projects/{id}/keys", post(projects::create_key))

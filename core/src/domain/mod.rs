@@ -8,6 +8,7 @@ mod conditions;
 mod cost_dashboard;
 mod costs;
 mod enums;
+mod focus;
 mod keys;
 mod money;
 mod names;
@@ -33,6 +34,7 @@ pub use enums::{
     DataRetention, Environment, MantlePath, ProjectRole, ProjectStatus, Region, RetentionMode,
     ServiceTier,
 };
+pub use focus::{FOCUS_COLUMNS, FocusRow, FocusSource, STRATA_COLUMNS, focus_csv};
 pub use keys::{
     ApiKey, ApiKeyDraft, CreatedApiKey, KeyCreation, KeyStatus, MAX_KEY_NAME,
     MIN_KEY_LIFETIME_SECS, NewApiKey,

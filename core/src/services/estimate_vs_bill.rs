@@ -1,5 +1,5 @@
 //! The proxy's metered estimate against Cost Explorer's bill, per project and day:
-//! drift above a threshold, and billed spend the proxy never saw.
+//! drift above a threshold, billed spend the proxy never saw, and both as FOCUS rows.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +9,10 @@ use uuid::Uuid;
 
 use super::Services;
 use crate::CoreError;
-use crate::domain::{Environment, EstimateVsBill, PROJECT_TAG, ProjectDayDrift};
+use crate::domain::{
+    ENVIRONMENT_TAG, Environment, EstimateVsBill, FocusRow, FocusSource, PROJECT_TAG,
+    ProjectDayDrift,
+};
 use crate::store::entities::{cost_coverage, cost_daily, projects, usage_daily};
 
 /// Longest range one comparison covers.
@@ -124,5 +127,128 @@ impl Services {
             bypassed: days.iter().filter(|d| d.bypassed_proxy).count(),
             days,
         })
+    }
+}
+
+impl Services {
+    /// An environment's cost on `[from, to)` as FOCUS rows, per project and day: Cost
+    /// Explorer's actuals, and for the days it has not reported yet, the proxy's
+    /// metered estimates (marked).
+    pub async fn focus_rows(
+        &self,
+        environment: Environment,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<FocusRow>, CoreError> {
+        if to <= from || (to - from).num_days() > MAX_DAYS {
+            return Err(CoreError::invalid(
+                "to",
+                format!("must be after from, and at most {MAX_DAYS} days later"),
+            ));
+        }
+        let db = self.store.db();
+        let filter = super::ProjectFilter {
+            environment: Some(environment),
+            ..super::ProjectFilter::default()
+        };
+        let mut projects: BTreeMap<Uuid, crate::domain::Project> = BTreeMap::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self
+                .list_projects(&filter, cursor.as_deref(), Some(200))
+                .await?;
+            projects.extend(page.items.into_iter().map(|p| (p.id, p)));
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let row =
+            |day: NaiveDate, value: &str, micros: i64, currency: String, source, estimated| {
+                let project = Uuid::parse_str(value).ok().and_then(|id| projects.get(&id));
+                let mut tags: BTreeMap<String, String> = project
+                    .map(|p| p.tags.clone().into_iter().collect())
+                    .unwrap_or_default();
+                tags.insert(PROJECT_TAG.to_owned(), value.to_owned());
+                tags.insert(ENVIRONMENT_TAG.to_owned(), environment.as_str().to_owned());
+                FocusRow {
+                    day,
+                    environment: environment.as_str().to_owned(),
+                    project_id: project.map(|p| p.id),
+                    project_name: project
+                        .map_or_else(|| value.to_owned(), |p| p.name.as_str().to_owned()),
+                    region: project.map(|p| p.region.as_str().to_owned()),
+                    account_id: project
+                        .and_then(|p| p.aws.role_arn.as_deref())
+                        .and_then(|arn| arn.split(':').nth(4))
+                        .filter(|a| !a.is_empty())
+                        .map(str::to_owned),
+                    resource_arn: project.and_then(|p| p.aws.mantle_project_arn.clone()),
+                    tags,
+                    amount_micros: micros,
+                    currency,
+                    source,
+                    estimated,
+                }
+            };
+        let mut rows = Vec::new();
+        let actuals: Vec<(String, NaiveDate, i64, String, bool)> = cost_daily::Entity::find()
+            .select_only()
+            .columns([
+                cost_daily::Column::TagValue,
+                cost_daily::Column::Day,
+                cost_daily::Column::AmountMicros,
+                cost_daily::Column::Unit,
+                cost_daily::Column::Estimated,
+            ])
+            .filter(cost_daily::Column::TagKey.eq(PROJECT_TAG))
+            .filter(cost_daily::Column::Environment.eq(environment.as_str()))
+            .filter(cost_daily::Column::Day.gte(from))
+            .filter(cost_daily::Column::Day.lt(to))
+            .into_tuple()
+            .all(db)
+            .await?;
+        for (value, day, micros, unit, estimated) in actuals {
+            rows.push(row(
+                day,
+                &value,
+                micros,
+                unit,
+                FocusSource::CostExplorer,
+                estimated,
+            ));
+        }
+        // After the days Cost Explorer has been asked about, the proxy's metering.
+        let reported_until = cost_coverage::Entity::find_by_id(PROJECT_TAG.to_owned())
+            .one(db)
+            .await?
+            .map_or(from, |c| c.fetched_to.max(from));
+        if reported_until < to {
+            let metered: Vec<(Uuid, NaiveDate, i64)> = usage_daily::Entity::find()
+                .select_only()
+                .columns([
+                    usage_daily::Column::ProjectId,
+                    usage_daily::Column::Day,
+                    usage_daily::Column::CostMicros,
+                ])
+                .filter(usage_daily::Column::ProjectId.is_in(projects.keys().copied()))
+                .filter(usage_daily::Column::Day.gte(reported_until))
+                .filter(usage_daily::Column::Day.lt(to))
+                .into_tuple()
+                .all(db)
+                .await?;
+            for (project, day, micros) in metered {
+                rows.push(row(
+                    day,
+                    &project.to_string(),
+                    micros,
+                    "USD".into(),
+                    FocusSource::ProxyEstimate,
+                    true,
+                ));
+            }
+        }
+        rows.sort_by(|a, b| (a.day, &a.project_name).cmp(&(b.day, &b.project_name)));
+        Ok(rows)
     }
 }

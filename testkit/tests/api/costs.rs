@@ -830,3 +830,136 @@ async fn estimate_vs_bill_flags_drift_and_spend_that_bypassed_the_proxy() {
         404
     );
 }
+
+/// An environment's cost as FOCUS 1.0: the 43 columns then strata's, Cost Explorer's
+/// actuals, and the proxy's estimates (marked) for the days it has not reported.
+#[tokio::test]
+async fn focus_export_has_focus_columns_actuals_and_marked_estimates() {
+    let app = TestApp::spawn().await;
+    let proxy = app.state.proxy_token.expose().to_owned();
+    let project = app.create_project(&project_body("focused")).await;
+    let id = project["id"].as_str().unwrap().to_owned();
+    let key = app
+        .post(
+            &format!("/api/v1/projects/{id}/keys"),
+            &app.admin,
+            &json!({"name": "k"}),
+        )
+        .await;
+    let kid = key.body["id"].as_str().unwrap().to_owned();
+    let batch = json!({"batch_id": uuid::Uuid::now_v7(), "records": [
+        {"project_id": id, "key_id": kid, "model": "openai.gpt-oss-120b", "minute": "2026-11-12T09:00:00Z",
+         "requests": 1, "errors": 0, "input_tokens": 1_000_000, "output_tokens": 0, "cached_tokens": 0,
+         "latency_ms_sum": 1}]});
+    assert_eq!(
+        app.post("/internal/v1/proxy/usage", &proxy, &batch)
+            .await
+            .status,
+        200
+    );
+    let figure = |d: u32, value: &str, amount: i64, estimated: bool| CostFigure {
+        day: day(2026, 11, d),
+        environment: "prod".into(),
+        tag_value: value.to_owned(),
+        amount_micros: amount,
+        unit: "USD".into(),
+        estimated,
+    };
+    app.state
+        .services
+        .replace_costs(
+            "strata:project",
+            day(2026, 11, 10),
+            day(2026, 11, 12),
+            &[
+                figure(10, &id, 4_250_000, false),
+                figure(11, "=HYPERLINK(1)", 1_000_000, true),
+            ],
+        )
+        .await
+        .unwrap();
+    let r = app
+        .client
+        .get(app.url("/api/v1/environments/prod/focus.csv?from=2026-11-10&to=2026-11-13"))
+        .bearer_auth(&app.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("focus-1.0-prod-2026-11-10-2026-11-13.csv")
+    );
+    let text = r.text().await.unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(header.len(), 47);
+    assert_eq!(&header[..43], strata_core::domain::FOCUS_COLUMNS);
+    let rows: Vec<std::collections::HashMap<String, String>> = reader
+        .records()
+        .map(|r| {
+            header
+                .iter()
+                .cloned()
+                .zip(r.unwrap().iter().map(str::to_owned))
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    let actual = &rows[0];
+    assert_eq!(actual["ChargePeriodStart"], "2026-11-10T00:00:00Z");
+    assert_eq!(actual["ChargePeriodEnd"], "2026-11-11T00:00:00Z");
+    assert_eq!(actual["BillingPeriodStart"], "2026-11-01T00:00:00Z");
+    assert_eq!(actual["BilledCost"], "4.250000");
+    assert_eq!(actual["EffectiveCost"], "4.250000");
+    assert_eq!(
+        (
+            actual["ServiceName"].as_str(),
+            actual["ChargeCategory"].as_str()
+        ),
+        ("Amazon Bedrock", "Usage")
+    );
+    assert_eq!(
+        (actual["ResourceName"].as_str(), actual["RegionId"].as_str()),
+        ("focused", "us-east-1")
+    );
+    assert_eq!(
+        (actual["x_Source"].as_str(), actual["x_Estimated"].as_str()),
+        ("aws-cost-explorer", "false")
+    );
+    let tags: serde_json::Value = serde_json::from_str(&actual["Tags"]).unwrap();
+    assert_eq!(tags["CostCenter"], "cc-1234");
+    assert_eq!(tags["strata:project"], id.as_str());
+    // A tag value strata does not know is kept, named as it is, never as a formula.
+    let unknown = &rows[1];
+    assert_eq!(unknown["ResourceName"], "'=HYPERLINK(1)");
+    assert_eq!(
+        (
+            unknown["x_StrataProjectId"].as_str(),
+            unknown["x_Estimated"].as_str()
+        ),
+        ("", "true")
+    );
+    // Day 12: Cost Explorer was not asked yet, the proxy's metering stands in.
+    let estimate = &rows[2];
+    assert_eq!(estimate["ChargePeriodStart"], "2026-11-12T00:00:00Z");
+    assert_eq!(
+        (
+            estimate["x_Source"].as_str(),
+            estimate["x_Estimated"].as_str()
+        ),
+        ("strata-proxy-estimate", "true")
+    );
+    assert!(estimate["BilledCost"].parse::<f64>().unwrap() > 0.0);
+
+    let dev = app.token("dev@example.com", &["developer"]);
+    let refused = app.get("/api/v1/environments/prod/focus.csv", &dev).await;
+    assert_eq!(refused.status, 403);
+}
