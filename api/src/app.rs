@@ -144,6 +144,10 @@ pub struct App {
     pub http: HttpConfig,
     /// For plans; `strata serve` also runs its loop.
     pub reconciler: strata_reconciler::Reconciler,
+    /// Seals and opens secrets at rest (webhook signing secrets).
+    pub kek: strata_core::keys::KeyEncryptionKey,
+    /// For test sends to notification destinations.
+    pub notify_http: reqwest::Client,
     /// What `strata login` signs in with, when an identity provider is set up for it.
     pub cli_login: Option<crate::routes::CliLogin>,
     /// The OpenAPI document, generated once, and its JSON.
@@ -225,6 +229,10 @@ impl App {
             metrics,
             http,
             reconciler,
+            kek: kek.clone(),
+            notify_http: reqwest::Client::builder()
+                .build()
+                .map_err(|e| format!("cannot start the notifications' HTTP client: {e}"))?,
             cli_login: match (&auth.oidc_issuer, &auth.oidc_cli_client_id) {
                 (Some(issuer), Some(client_id)) => Some(crate::routes::CliLogin {
                     issuer: issuer.clone(),

@@ -21,6 +21,7 @@ mod m20261206_000014_mantle_fidelity;
 mod m20261206_000015_messages_api;
 mod m20261206_000016_service_tiers;
 mod m20261206_000017_mantle_model_ids;
+mod m20261206_000018_notifications;
 
 pub struct Migrator;
 
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000015_messages_api::Migration),
             Box::new(m20261206_000016_service_tiers::Migration),
             Box::new(m20261206_000017_mantle_model_ids::Migration),
+            Box::new(m20261206_000018_notifications::Migration),
         ]
     }
 }

@@ -55,6 +55,22 @@ pub struct ServeArgs {
         default_value_t = 400
     )]
     usage_minutes_retention_days: u32,
+    /// Seconds between notification delivery passes (every replica runs them; each
+    /// delivery is leased to one); 0 turns delivery off on this replica.
+    #[arg(
+        long = "notify-interval-secs",
+        env = "STRATA_NOTIFY_INTERVAL_SECS",
+        default_value_t = 5
+    )]
+    notify_interval_secs: u64,
+    /// Seconds before a refused notification is retried; each retry doubles it, up to
+    /// an hour, for 10 attempts.
+    #[arg(
+        long = "notify-retry-base-secs",
+        env = "STRATA_NOTIFY_RETRY_BASE_SECS",
+        default_value_t = 30
+    )]
+    notify_retry_base_secs: u64,
 }
 
 fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
@@ -146,6 +162,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             shutdown.clone(),
         ))),
     };
+    if args.notify_interval_secs > 0 {
+        let policy = strata_core::services::DeliveryPolicy {
+            retry_base: Duration::from_secs(args.notify_retry_base_secs),
+            ..strata_core::services::DeliveryPolicy::default()
+        };
+        tokio::spawn(deliver_notifications(
+            state.clone(),
+            policy,
+            Duration::from_secs(args.notify_interval_secs),
+            shutdown.clone(),
+        ));
+    }
     let reconcile_loop = run_loop.then(|| tokio::spawn(reconciler.run(shutdown.clone())));
 
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -218,6 +246,39 @@ fn loopback_url(addr: SocketAddr) -> String {
         addr.ip()
     };
     format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// Every `interval`: new notifications fanned out to their destinations, due
+/// deliveries sent (leased, so replicas never send one twice).
+async fn deliver_notifications(
+    state: strata_api::AppState,
+    policy: strata_core::services::DeliveryPolicy,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match state
+            .services
+            .deliver_notifications(&state.kek, &state.notify_http, &policy)
+            .await
+        {
+            Ok(r) if r.delivered + r.retrying + r.failed > 0 => tracing::info!(
+                notifications.delivered = r.delivered,
+                notifications.retrying = r.retrying,
+                notifications.failed = r.failed,
+                "notification deliveries sent"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error.cause = %e, "a notification delivery pass failed; will retry")
+            }
+        }
+    }
 }
 
 /// Hourly: idempotency keys are forgotten after 24 hours, the proxy's usage batch ids

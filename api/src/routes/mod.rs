@@ -9,6 +9,7 @@ mod keys;
 mod me;
 mod members;
 mod models;
+mod notifications;
 mod projects;
 mod proxy_link;
 mod reconcile;
@@ -53,6 +54,13 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(costs::environment_costs))
         .routes(routes!(costs::estimate_vs_bill))
         .routes(routes!(costs::focus_csv))
+        .routes(routes!(
+            notifications::create_destination,
+            notifications::list_destinations
+        ))
+        .routes(routes!(notifications::delete_destination))
+        .routes(routes!(notifications::list_deliveries))
+        .routes(routes!(notifications::test_destination))
         .routes(routes!(me::whoami))
         .routes(routes!(me::cli_login));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)

@@ -43,6 +43,8 @@ actions! {
     KeysRead => "keys:read",
     KeysCreate => "keys:create",
     KeysRevoke => "keys:revoke",
+    NotificationsRead => "notifications:read",
+    NotificationsWrite => "notifications:write",
 }
 
 #[derive(Debug, Deserialize)]

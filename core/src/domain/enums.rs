@@ -308,3 +308,16 @@ mod tests {
         assert_eq!(Region::UsEast1.partition(), "aws");
     }
 }
+
+/// How a destination is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum DestinationKind {
+    /// A JSON POST signed with HMAC-SHA256 (`Strata-Signature`).
+    #[serde(rename = "webhook")]
+    Webhook,
+    /// A Slack incoming webhook (`{"text": …}`).
+    #[serde(rename = "slack")]
+    Slack,
+}
+
+string_enum!(DestinationKind { Webhook => "webhook", Slack => "slack" });

@@ -12,6 +12,7 @@ mod focus;
 mod keys;
 mod money;
 mod names;
+mod notifications;
 mod project;
 mod responses;
 mod snapshot;
@@ -31,8 +32,8 @@ pub use costs::{
     PROJECT_TAG, ProjectDayDrift, micros_to_usd,
 };
 pub use enums::{
-    DataRetention, Environment, MantlePath, ProjectRole, ProjectStatus, Region, RetentionMode,
-    ServiceTier,
+    DataRetention, DestinationKind, Environment, MantlePath, ProjectRole, ProjectStatus, Region,
+    RetentionMode, ServiceTier,
 };
 pub use focus::{FOCUS_COLUMNS, FocusRow, FocusSource, STRATA_COLUMNS, focus_csv};
 pub use keys::{
@@ -41,6 +42,9 @@ pub use keys::{
 };
 pub use money::{Budget, Price};
 pub use names::{ModelId, ProjectSlug, Subject, TeamName};
+pub use notifications::{
+    CreatedDestination, Delivery, Destination, NOTIFICATION_KINDS, NewDestination,
+};
 pub use project::{
     Member, NewProject, Project, ProjectDraft, ProjectPatch, RateLimits, RateLimitsPatch,
 };

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::Services;
 use super::cost_dashboard::sum;
+use super::notifications::{Event, record_notification};
 use crate::CoreError;
 use crate::domain::{
     BudgetEvent, BudgetStatus, micros_to_usd, month_start, next_month_start, thresholds_reached,
@@ -144,6 +145,56 @@ impl Services {
         }
         if events.is_empty() {
             return Ok(());
+        }
+        // Each crossing is also a notification (recorded once by its key).
+        let names: HashMap<Uuid, (String, String)> = projects::Entity::find()
+            .select_only()
+            .columns([
+                projects::Column::Id,
+                projects::Column::Name,
+                projects::Column::Environment,
+            ])
+            .filter(
+                projects::Column::Id.is_in(
+                    events
+                        .iter()
+                        .filter_map(|e| e.project_id.try_as_ref().copied()),
+                ),
+            )
+            .into_tuple::<(Uuid, String, String)>()
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|(id, name, env)| (id, (name, env)))
+            .collect();
+        for event in &events {
+            let (Some(project), Some(month), Some(threshold), Some(spent), Some(budget)) = (
+                event.project_id.try_as_ref().copied(),
+                event.month.try_as_ref().copied(),
+                event.threshold_percent.try_as_ref().copied(),
+                event.spent_micros.try_as_ref().copied(),
+                event.budget_micros.try_as_ref().copied(),
+            ) else {
+                continue;
+            };
+            let (name, environment) = names.get(&project).cloned().unwrap_or_default();
+            let notification = Event {
+                kind: "budget.threshold",
+                dedupe_key: format!("budget.threshold:{project}:{month}:{threshold}"),
+                environment: Some(environment.clone()),
+                summary: format!(
+                    "{name} ({environment}) has used {threshold} % of its monthly budget: ${:.2} of ${:.2} in {}",
+                    micros_to_usd(spent),
+                    micros_to_usd(budget),
+                    month.format("%B %Y")
+                ),
+                payload: serde_json::json!({
+                    "project_id": project, "project_name": name, "environment": environment,
+                    "month": month, "threshold_percent": threshold,
+                    "spent_usd": micros_to_usd(spent), "budget_usd": micros_to_usd(budget),
+                }),
+            };
+            record_notification(db, notification, now).await?;
         }
         budget_events::Entity::insert_many(events)
             .on_conflict(

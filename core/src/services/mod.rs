@@ -11,6 +11,7 @@ mod estimate_vs_bill;
 mod keys;
 mod leases;
 mod members;
+mod notifications;
 mod projects;
 mod responses;
 mod snapshot;
@@ -25,6 +26,7 @@ use uuid::Uuid;
 
 pub use audit::{AuditEvent, AuditFilter};
 pub use leases::lease_owner;
+pub use notifications::{DeliveryPolicy, PassReport, signature};
 pub use projects::{CreateOutcome, IdempotencyKey, ProjectFilter};
 
 use crate::CoreError;

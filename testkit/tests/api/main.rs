@@ -14,6 +14,7 @@ mod keys;
 mod members;
 mod migrations;
 mod models;
+mod notifications;
 mod ops;
 mod outage;
 mod projects;

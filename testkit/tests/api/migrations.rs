@@ -214,7 +214,17 @@ async fn seeded_model_ids_are_renamed_to_mantles_in_the_catalog_and_projects() {
     let db = TestDb::new().await;
     let conn = Database::connect(&db.url).await.unwrap();
     Migrator::up(&conn, None).await.unwrap();
-    Migrator::down(&conn, Some(1)).await.unwrap();
+    // Back to just before the renames (and what came after them).
+    let names: Vec<String> = Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    let renames = names
+        .iter()
+        .position(|n| n == "m20261206_000017_mantle_model_ids")
+        .unwrap();
+    let steps = (names.len() - renames) as u32;
+    Migrator::down(&conn, Some(steps)).await.unwrap();
     let old = "mistral.mistral-large-2411-v1:0";
     let new = "mistral.mistral-large-3-675b-instruct";
     let now = chrono::Utc::now();
@@ -289,7 +299,7 @@ async fn seeded_model_ids_are_renamed_to_mantles_in_the_catalog_and_projects() {
         .unwrap();
     assert!(!safeguard.supports_responses);
 
-    Migrator::down(&conn, Some(1)).await.unwrap();
+    Migrator::down(&conn, Some(steps)).await.unwrap();
     let project = projects::Entity::find_by_id(id)
         .one(&conn)
         .await

@@ -1,0 +1,385 @@
+//! Notifications delivered to a real local HTTP receiver: signed webhooks and Slack's
+//! format, budget thresholds sent once per destination (also with two replicas
+//! delivering at once), refusals retried with backoff and logged with their error.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+use strata_core::services::{DeliveryPolicy, Services, signature};
+use strata_testkit::{TestApp, project_body};
+
+/// What the receiver got: headers and body per request; and the statuses it answers
+/// with, in order (then 200).
+#[derive(Default)]
+struct Inbox {
+    got: Vec<(HeaderMap, Bytes)>,
+    answers: Vec<u16>,
+}
+
+struct Receiver {
+    url: String,
+    inbox: Arc<Mutex<Inbox>>,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        let inbox: Arc<Mutex<Inbox>> = Arc::default();
+        let shared = inbox.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                let inbox = shared.clone();
+                async move {
+                    let mut inbox = inbox.lock().unwrap();
+                    inbox.got.push((headers, body));
+                    let status = if inbox.answers.is_empty() {
+                        200
+                    } else {
+                        inbox.answers.remove(0)
+                    };
+                    (StatusCode::from_u16(status).unwrap(), "receiver says so")
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, inbox }
+    }
+
+    fn bodies(&self) -> Vec<Value> {
+        let inbox = self.inbox.lock().unwrap();
+        inbox
+            .got
+            .iter()
+            .map(|(_, b)| serde_json::from_slice(b).unwrap())
+            .collect()
+    }
+
+    fn answer_with(&self, statuses: &[u16]) {
+        self.inbox.lock().unwrap().answers = statuses.to_vec();
+    }
+}
+
+/// A clock pinned to one instant.
+struct At(chrono::DateTime<chrono::Utc>);
+
+impl strata_core::clock::Clock for At {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.0
+    }
+}
+
+fn quick() -> DeliveryPolicy {
+    DeliveryPolicy {
+        retry_base: Duration::ZERO,
+        ..DeliveryPolicy::default()
+    }
+}
+
+async fn pass(app: &TestApp, policy: &DeliveryPolicy) -> strata_core::services::PassReport {
+    app.state
+        .services
+        .deliver_notifications(&app.state.kek, &app.state.notify_http, policy)
+        .await
+        .unwrap()
+}
+
+/// A project with a $1 budget and usage that crosses all three thresholds.
+async fn overspend(app: &TestApp, name: &str) -> String {
+    let mut body = project_body(name);
+    body["monthly_budget_usd"] = json!(1.0);
+    let project = app.create_project(&body).await;
+    let id = project["id"].as_str().unwrap().to_owned();
+    let key = app
+        .post(
+            &format!("/api/v1/projects/{id}/keys"),
+            &app.admin,
+            &json!({"name": "k"}),
+        )
+        .await;
+    let kid = key.body["id"].as_str().unwrap().to_owned();
+    let minute = chrono::Utc::now().format("%Y-%m-%dT%H:%M:00Z").to_string();
+    let batch = json!({"batch_id": uuid::Uuid::now_v7(), "records": [
+        {"project_id": id, "key_id": kid, "model": "openai.gpt-oss-120b", "minute": minute,
+         "requests": 1, "errors": 0, "input_tokens": 20_000_000, "output_tokens": 0,
+         "cached_tokens": 0, "latency_ms_sum": 1}]});
+    let proxy = app.state.proxy_token.expose().to_owned();
+    assert_eq!(
+        app.post("/internal/v1/proxy/usage", &proxy, &batch)
+            .await
+            .status,
+        200
+    );
+    id
+}
+
+#[tokio::test]
+async fn a_signed_webhook_gets_each_budget_threshold_once_and_a_test_send() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let created = app
+        .post(
+            "/api/v1/notification-destinations",
+            &app.admin,
+            &json!({"name": "finance", "kind": "webhook", "url": receiver.url,
+                    "events": ["budget.threshold", "test"], "environment": "prod"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let secret = created.body["signing_secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let listed = app
+        .get("/api/v1/notification-destinations", &app.admin)
+        .await;
+    assert!(
+        !listed.body.to_string().contains(&secret),
+        "the secret is shown once"
+    );
+
+    // The test send: delivered, signed with the secret, in the log.
+    let test = app
+        .post(
+            &format!("/api/v1/notification-destinations/{id}/test"),
+            &app.admin,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        (test.status, test.body["status"].as_str()),
+        (reqwest::StatusCode::OK, Some("delivered")),
+        "{}",
+        test.body
+    );
+    let (headers, body) = receiver.inbox.lock().unwrap().got[0].clone();
+    let sig = headers["strata-signature"].to_str().unwrap().to_owned();
+    let t: i64 = sig
+        .split(',')
+        .next()
+        .unwrap()
+        .trim_start_matches("t=")
+        .parse()
+        .unwrap();
+    assert_eq!(
+        sig,
+        signature(secret.as_bytes(), t, &body).unwrap(),
+        "HMAC over t.body"
+    );
+    assert_eq!(headers["strata-event"], "test");
+
+    // A project crosses 50, 80 and 100 %: three events, each delivered once.
+    let project = overspend(&app, "spender").await;
+    let report = pass(&app, &quick()).await;
+    assert_eq!(report.delivered, 3, "{report:?}");
+    assert_eq!(pass(&app, &quick()).await.delivered, 0, "nothing twice");
+    let bodies = receiver.bodies();
+    let thresholds: Vec<i64> = bodies[1..]
+        .iter()
+        .map(|b| b["data"]["threshold_percent"].as_i64().unwrap())
+        .collect();
+    assert_eq!(thresholds, [50, 80, 100]);
+    assert_eq!(bodies[1]["type"], "budget.threshold");
+    assert_eq!(bodies[1]["data"]["project_id"], project.as_str());
+    assert!(
+        bodies[3]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("spender (prod) has used 100 % of its monthly budget")
+    );
+    let log = app
+        .get(
+            &format!("/api/v1/notification-destinations/{id}/deliveries"),
+            &app.admin,
+        )
+        .await;
+    let statuses: Vec<&str> = log.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["delivered"; 4]);
+
+    // Finance reads destinations but may not add one; a bad URL is a 422 naming it.
+    let finance = app.token("fin@example.com", &["finance"]);
+    assert_eq!(
+        app.get("/api/v1/notification-destinations", &finance)
+            .await
+            .status,
+        200
+    );
+    let refused = app
+        .post(
+            "/api/v1/notification-destinations",
+            &finance,
+            &json!({"name": "x", "kind": "slack", "url": "https://x"}),
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    let bad = app
+        .post(
+            "/api/v1/notification-destinations",
+            &app.admin,
+            &json!({"name": "y", "kind": "slack", "url": "ftp://x", "events": ["nope"]}),
+        )
+        .await;
+    assert_eq!(bad.status, 422);
+    let fields: Vec<&str> = bad.body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["url", "events[0]"]);
+}
+
+#[tokio::test]
+async fn refusals_are_retried_and_logged_and_slack_gets_its_format() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let created = app
+        .post(
+            "/api/v1/notification-destinations",
+            &app.admin,
+            &json!({"name": "slack", "kind": "slack", "url": receiver.url}),
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    assert!(created.body["signing_secret"].is_null());
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    receiver.answer_with(&[500, 500, 500]);
+    overspend(&app, "retried").await;
+    // With a long backoff, a refused delivery waits: the next pass sends nothing.
+    let slow = DeliveryPolicy::default();
+    let first = pass(&app, &slow).await;
+    assert_eq!((first.delivered, first.retrying), (0, 3), "{first:?}");
+    assert_eq!(pass(&app, &slow).await.retrying, 0, "backing off");
+    let log = app
+        .get(
+            &format!("/api/v1/notification-destinations/{id}/deliveries"),
+            &app.admin,
+        )
+        .await;
+    let d = &log.body["items"][0];
+    assert_eq!(
+        (
+            d["status"].as_str(),
+            d["attempts"].as_i64(),
+            d["last_status"].as_i64()
+        ),
+        (Some("pending"), Some(1), Some(500))
+    );
+    assert_eq!(d["last_error"], "HTTP 500: receiver says so");
+    let listed = app
+        .get("/api/v1/notification-destinations", &app.admin)
+        .await;
+    assert_eq!(
+        listed.body["items"][0]["last_error"],
+        "HTTP 500: receiver says so"
+    );
+    // Retried when due (a replica two minutes later): delivered.
+    let later = Services::new(
+        app.state.services.store.clone(),
+        Arc::new(At(chrono::Utc::now() + chrono::Duration::minutes(2))),
+    );
+    let retried = later
+        .deliver_notifications(&app.state.kek, &app.state.notify_http, &slow)
+        .await
+        .unwrap();
+    assert_eq!(retried.delivered, 3, "{retried:?}");
+    let bodies = receiver.bodies();
+    assert_eq!(bodies.len(), 6);
+    assert!(
+        bodies[5]["text"]
+            .as_str()
+            .unwrap()
+            .contains("retried (prod) has used"),
+        "{}",
+        bodies[5]
+    );
+    assert_eq!(
+        bodies[5].as_object().unwrap().len(),
+        1,
+        "Slack's format: text only"
+    );
+
+    // Attempts run out: failed, and not tried again.
+    receiver.answer_with(&[503; 20]);
+    let test = app
+        .post(
+            &format!("/api/v1/notification-destinations/{id}/test"),
+            &app.admin,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(test.body["status"], "pending");
+    let tight = DeliveryPolicy {
+        retry_base: Duration::ZERO,
+        max_attempts: 3,
+        ..DeliveryPolicy::default()
+    };
+    let later_pass = || later.deliver_notifications(&app.state.kek, &app.state.notify_http, &tight);
+    assert_eq!(later_pass().await.unwrap().retrying, 1, "attempt 2 of 3");
+    assert_eq!(
+        later_pass().await.unwrap().failed,
+        1,
+        "attempt 3 of 3: given up"
+    );
+    assert_eq!(
+        later_pass().await.unwrap(),
+        strata_core::services::PassReport::default()
+    );
+    let log = app
+        .get(
+            &format!("/api/v1/notification-destinations/{id}/deliveries"),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(
+        (
+            log.body["items"][0]["status"].as_str(),
+            log.body["items"][0]["attempts"].as_i64()
+        ),
+        (Some("failed"), Some(3))
+    );
+}
+
+#[tokio::test]
+async fn two_replicas_delivering_at_once_send_each_notification_once() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    for name in ["a", "b"] {
+        let r = app
+            .post(
+                "/api/v1/notification-destinations",
+                &app.admin,
+                &json!({"name": name, "kind": "webhook", "url": receiver.url}),
+            )
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    overspend(&app, "raced").await;
+    // A second replica: its own services on the same database.
+    let other = Services::new(
+        app.state.services.store.clone(),
+        app.state.services.clock.clone(),
+    );
+    let policy = quick();
+    let (a, b) = tokio::join!(
+        app.state
+            .services
+            .deliver_notifications(&app.state.kek, &app.state.notify_http, &policy),
+        other.deliver_notifications(&app.state.kek, &app.state.notify_http, &policy),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.delivered + b.delivered, 6, "{a:?} {b:?}");
+    assert_eq!(
+        receiver.bodies().len(),
+        6,
+        "3 thresholds × 2 destinations, once each"
+    );
+}
