@@ -181,6 +181,34 @@ pub async fn record(
         .filter(project_sync::Column::ProjectId.eq(project.id))
         .exec(&*tx)
         .await?;
+    // Changes made to a project AWS had in sync with its specification: someone
+    // changed it outside strata, and the pass put it back.
+    let was_in_sync = current
+        .as_ref()
+        .is_some_and(|p| p.observed_generation == project.generation);
+    if was_in_sync && !outcome.changes.is_empty() && project.status != ProjectStatus::Archived {
+        let what: Vec<String> = outcome
+            .changes
+            .iter()
+            .map(|c| format!("{} ({})", c.resource, c.summary))
+            .collect();
+        let event = strata_core::services::Event {
+            kind: "drift.repaired",
+            dedupe_key: format!("drift.repaired:{}:{}", project.id, now.timestamp_millis()),
+            environment: Some(project.environment.as_str().to_owned()),
+            summary: format!(
+                "{} ({}): changes made on AWS outside strata were put back: {}",
+                project.name.as_str(),
+                project.environment.as_str(),
+                what.join("; ")
+            ),
+            payload: serde_json::json!({
+                "project_id": project.id, "project_name": project.name.as_str(),
+                "environment": project.environment.as_str(), "changes": outcome.changes,
+            }),
+        };
+        strata_core::services::record_notification(&*tx, event, now).await?;
+    }
     if outcome.failure.is_none() {
         projects::Entity::update_many()
             .col_expr(

@@ -71,6 +71,20 @@ pub struct ServeArgs {
         default_value_t = 30
     )]
     notify_retry_base_secs: u64,
+    /// Announce a key this many days before it expires.
+    #[arg(
+        long = "notify-key-expiry-days",
+        env = "STRATA_NOTIFY_KEY_EXPIRY_DAYS",
+        default_value_t = 7
+    )]
+    notify_key_expiry_days: u32,
+    /// Announce a project whose reconcile has failed for this many minutes.
+    #[arg(
+        long = "notify-reconcile-failing-minutes",
+        env = "STRATA_NOTIFY_RECONCILE_FAILING_MINUTES",
+        default_value_t = 30
+    )]
+    notify_reconcile_failing_minutes: u32,
 }
 
 fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
@@ -165,6 +179,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.notify_interval_secs > 0 {
         let policy = strata_core::services::DeliveryPolicy {
             retry_base: Duration::from_secs(args.notify_retry_base_secs),
+            key_expiry_days: i64::from(args.notify_key_expiry_days),
+            reconcile_failing_minutes: i64::from(args.notify_reconcile_failing_minutes),
             ..strata_core::services::DeliveryPolicy::default()
         };
         tokio::spawn(deliver_notifications(

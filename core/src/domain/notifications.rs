@@ -10,7 +10,14 @@ use super::{DestinationKind, Environment};
 use crate::FieldError;
 
 /// The kinds of event strata tells people about.
-pub const NOTIFICATION_KINDS: &[&str] = &["budget.threshold", "test"];
+pub const NOTIFICATION_KINDS: &[&str] = &[
+    "budget.threshold",
+    "budget.forecast",
+    "key.expiring",
+    "reconcile.failing",
+    "drift.repaired",
+    "test",
+];
 
 /// The body of `POST /api/v1/notification-destinations`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

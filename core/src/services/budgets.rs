@@ -23,7 +23,7 @@ use crate::store::entities::{budget_events, projects, usage_daily};
 const MICROS_PER_CENT: i64 = 10_000;
 
 /// Metered spend of each of `projects` in the UTC month that starts on `month`.
-async fn month_spends<C: ConnectionTrait>(
+pub(super) async fn month_spends<C: ConnectionTrait>(
     db: &C,
     projects: &[Uuid],
     month: NaiveDate,

@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 pub use audit::{AuditEvent, AuditFilter};
 pub use leases::lease_owner;
-pub use notifications::{DeliveryPolicy, PassReport, signature};
+pub use notifications::{DeliveryPolicy, Event, PassReport, record_notification, signature};
 pub use projects::{CreateOutcome, IdempotencyKey, ProjectFilter};
 
 use crate::CoreError;

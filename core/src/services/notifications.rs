@@ -1,7 +1,8 @@
 //! Notifications delivered: destinations, the events recorded for them (once, by a
-//! unique key, in the transaction that noticed them), and a delivery pass any replica
-//! may run — deliveries are leased, so each goes out once per destination, retried
-//! with backoff until it is accepted or its attempts run out.
+//! unique key, in the transaction that noticed them, or by the pass that watches for
+//! expiring keys, failing reconciles and budgets forecast to be exceeded), and a
+//! delivery pass any replica may run — deliveries are leased, so each goes out once
+//! per destination, retried with backoff until it is accepted or its attempts run out.
 
 use std::time::Duration as StdDuration;
 
@@ -20,9 +21,15 @@ use super::Services;
 use super::audit::{Change, record, snapshot};
 use crate::CoreError;
 use crate::auth::Actor;
-use crate::domain::{CreatedDestination, Delivery, Destination, DestinationKind, NewDestination};
+use crate::domain::{
+    Condition, ConditionStatus, ConditionType, CreatedDestination, Delivery, Destination,
+    DestinationKind, NewDestination, micros_to_usd, month_start, next_month_start,
+};
 use crate::keys::KeyEncryptionKey;
-use crate::store::entities::{notification_deliveries, notification_destinations, notifications};
+use crate::store::entities::{
+    api_keys, notification_deliveries, notification_destinations, notifications, project_sync,
+    projects,
+};
 
 /// How deliveries are retried.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +42,11 @@ pub struct DeliveryPolicy {
     pub lease: StdDuration,
     /// How long one attempt may take.
     pub timeout: StdDuration,
+    /// A key expiring within this many days is announced (once per key).
+    pub key_expiry_days: i64,
+    /// A project whose reconcile has failed for this long is announced (once per
+    /// failure).
+    pub reconcile_failing_minutes: i64,
 }
 
 impl Default for DeliveryPolicy {
@@ -44,6 +56,8 @@ impl Default for DeliveryPolicy {
             max_attempts: 10,
             lease: StdDuration::from_secs(60),
             timeout: StdDuration::from_secs(10),
+            key_expiry_days: 7,
+            reconcile_failing_minutes: 30,
         }
     }
 }
@@ -58,7 +72,7 @@ pub struct PassReport {
 }
 
 /// An event to record; see [`record_notification`].
-pub(crate) struct Event {
+pub struct Event {
     pub kind: &'static str,
     /// What makes it one event: recording it again changes nothing.
     pub dedupe_key: String,
@@ -69,7 +83,7 @@ pub(crate) struct Event {
 
 /// Records `event` once (a second record with its key is ignored); called inside the
 /// transaction that noticed it.
-pub(crate) async fn record_notification(
+pub async fn record_notification(
     db: &impl ConnectionTrait,
     event: Event,
     now: DateTime<Utc>,
@@ -446,6 +460,7 @@ impl Services {
         let db = self.store.db();
         let mut report = PassReport::default();
         let now = self.clock.now();
+        self.watch(policy, now).await?;
         let destinations = notification_destinations::Entity::find().all(db).await?;
         let fresh = notifications::Entity::find()
             .filter(notifications::Column::FannedOut.eq(false))
@@ -513,6 +528,128 @@ impl Services {
             }
         }
         Ok(report)
+    }
+
+    /// Records what the pass watches for (each once, by its key): keys about to
+    /// expire, reconciles failing for too long, months forecast to exceed a budget.
+    async fn watch(&self, policy: &DeliveryPolicy, now: DateTime<Utc>) -> Result<(), CoreError> {
+        let db = self.store.db();
+        let live: std::collections::HashMap<Uuid, (String, String, Option<i64>)> =
+            projects::Entity::find()
+                .filter(projects::Column::Status.eq("active"))
+                .all(db)
+                .await?
+                .into_iter()
+                .map(|p| (p.id, (p.name, p.environment, p.monthly_budget_cents)))
+                .collect();
+        let label = |id: &Uuid| {
+            live.get(id)
+                .map(|(n, e, _)| (n.clone(), e.clone()))
+                .unwrap_or_default()
+        };
+        let soon = now + Duration::days(policy.key_expiry_days);
+        for key in api_keys::Entity::find()
+            .filter(api_keys::Column::RevokedAt.is_null())
+            .filter(api_keys::Column::ExpiresAt.gt(now))
+            .filter(api_keys::Column::ExpiresAt.lte(soon))
+            .all(db)
+            .await?
+        {
+            if !live.contains_key(&key.project_id) {
+                continue;
+            }
+            let (name, environment) = label(&key.project_id);
+            let event = Event {
+                kind: "key.expiring",
+                dedupe_key: format!("key.expiring:{}", key.id),
+                environment: Some(environment.clone()),
+                summary: format!(
+                    "Key '{}' of {name} ({environment}), owned by {}, expires {}",
+                    key.name,
+                    key.owner,
+                    key.expires_at.format("%Y-%m-%d %H:%M UTC")
+                ),
+                payload: json!({"key_id": key.id, "key_name": key.name, "owner": key.owner,
+                    "project_id": key.project_id, "project_name": name,
+                    "environment": environment, "expires_at": key.expires_at}),
+            };
+            record_notification(db, event, now).await?;
+        }
+        let failing_since = now - Duration::minutes(policy.reconcile_failing_minutes);
+        for sync in project_sync::Entity::find().all(db).await? {
+            if !live.contains_key(&sync.project_id) {
+                continue;
+            }
+            let conditions: Vec<Condition> =
+                serde_json::from_value(sync.conditions.clone()).unwrap_or_default();
+            let Some(ready) = conditions.iter().find(|c| c.kind == ConditionType::Ready) else {
+                continue;
+            };
+            if ready.status != ConditionStatus::False || ready.last_transition_time > failing_since
+            {
+                continue;
+            }
+            let (name, environment) = label(&sync.project_id);
+            let event = Event {
+                kind: "reconcile.failing",
+                dedupe_key: format!(
+                    "reconcile.failing:{}:{}",
+                    sync.project_id,
+                    ready.last_transition_time.timestamp()
+                ),
+                environment: Some(environment.clone()),
+                summary: format!(
+                    "{name} ({environment}) has not been in sync with AWS since {}: {} — {}",
+                    ready.last_transition_time.format("%Y-%m-%d %H:%M UTC"),
+                    ready.reason,
+                    ready.message
+                ),
+                payload: json!({"project_id": sync.project_id, "project_name": name,
+                    "environment": environment, "since": ready.last_transition_time,
+                    "reason": ready.reason, "message": ready.message}),
+            };
+            record_notification(db, event, now).await?;
+        }
+        // A month's spend so far, projected linearly to its end (after its first day).
+        let month = month_start(now.date_naive());
+        let elapsed = (now - month.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()).num_seconds()
+            as f64
+            / 86_400.0;
+        if elapsed >= 1.0 {
+            let days = (next_month_start(month) - month).num_days() as f64;
+            let budgeted: Vec<Uuid> = live
+                .iter()
+                .filter(|(_, (_, _, b))| b.is_some_and(|c| c > 0))
+                .map(|(id, _)| *id)
+                .collect();
+            let spends = super::budgets::month_spends(db, &budgeted, month).await?;
+            for id in budgeted {
+                let (name, environment, cents) = live.get(&id).cloned().unwrap_or_default();
+                let budget = cents.unwrap_or(0).saturating_mul(10_000);
+                let spent = spends.get(&id).copied().unwrap_or(0);
+                let forecast = (spent as f64 * days / elapsed) as i64;
+                if spent >= budget || forecast <= budget {
+                    continue;
+                }
+                let event = Event {
+                    kind: "budget.forecast",
+                    dedupe_key: format!("budget.forecast:{id}:{month}"),
+                    environment: Some(environment.clone()),
+                    summary: format!(
+                        "{name} ({environment}) is on course to exceed its monthly budget: ${:.2} spent, ${:.2} forecast, ${:.2} budget for {}",
+                        micros_to_usd(spent),
+                        micros_to_usd(forecast),
+                        micros_to_usd(budget),
+                        month.format("%B %Y")
+                    ),
+                    payload: json!({"project_id": id, "project_name": name, "environment": environment,
+                        "month": month, "spent_usd": micros_to_usd(spent),
+                        "forecast_usd": micros_to_usd(forecast), "budget_usd": micros_to_usd(budget)}),
+                };
+                record_notification(db, event, now).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Sends one leased delivery and records how it went.

@@ -383,3 +383,123 @@ async fn two_replicas_delivering_at_once_send_each_notification_once() {
         "3 thresholds × 2 destinations, once each"
     );
 }
+
+/// What the delivery pass watches for, each announced once: a key about to expire, a
+/// reconcile failing for too long, a month on course to exceed its budget.
+#[tokio::test]
+async fn expiring_keys_failing_reconciles_and_budget_forecasts_are_announced_once() {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+    use strata_core::store::entities::project_sync;
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let r = app
+        .post(
+            "/api/v1/notification-destinations",
+            &app.admin,
+            &json!({"name": "ops", "kind": "webhook", "url": receiver.url,
+                    "events": ["key.expiring", "reconcile.failing", "budget.forecast"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    // A key that expires in two days; another in sixty (not yet).
+    let mut body = project_body("watched");
+    body["monthly_budget_usd"] = json!(100.0);
+    let project = app.create_project(&body).await;
+    let id = project["id"].as_str().unwrap().to_owned();
+    for (name, secs) in [("soon", 2 * 86_400), ("later", 60 * 86_400)] {
+        let k = app
+            .post(
+                &format!("/api/v1/projects/{id}/keys"),
+                &app.admin,
+                &json!({"name": name, "expires_in": secs}),
+            )
+            .await;
+        assert_eq!(k.status, 201);
+    }
+    // The reconcile has failed for an hour.
+    let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    let conditions = json!([{"type": "Ready", "status": "False", "reason": "AccessDenied",
+        "message": "iam:CreateRole was refused", "last_transition_time": hour_ago, "observed_generation": 1}]);
+    project_sync::Entity::update_many()
+        .col_expr(project_sync::Column::Conditions, Expr::value(conditions))
+        .filter(project_sync::Column::ProjectId.eq(uuid::Uuid::parse_str(&id).unwrap()))
+        .exec(app.state.services.store.db())
+        .await
+        .unwrap();
+    // $40 spent in the first 9 days of a 30-day month: $133.33 forecast against $100.
+    let key = app
+        .post(
+            &format!("/api/v1/projects/{id}/keys"),
+            &app.admin,
+            &json!({"name": "usage"}),
+        )
+        .await;
+    let kid = key.body["id"].as_str().unwrap().to_owned();
+    let price = app
+        .get("/api/v1/models/openai.gpt-oss-120b", &app.admin)
+        .await
+        .body["input_price_per_mtok_usd"]
+        .as_f64()
+        .unwrap();
+    let tokens = (40.0 / price * 1e6).round() as u64;
+    let batch = json!({"batch_id": uuid::Uuid::now_v7(), "records": [
+        {"project_id": id, "key_id": kid, "model": "openai.gpt-oss-120b", "minute": "2026-11-05T10:00:00Z",
+         "requests": 1, "errors": 0, "input_tokens": tokens, "output_tokens": 0, "cached_tokens": 0,
+         "latency_ms_sum": 1}]});
+    let proxy = app.state.proxy_token.expose().to_owned();
+    assert_eq!(
+        app.post("/internal/v1/proxy/usage", &proxy, &batch)
+            .await
+            .status,
+        200
+    );
+
+    let tenth = Services::new(
+        app.state.services.store.clone(),
+        Arc::new(At("2026-11-10T00:00:00Z".parse().unwrap())),
+    );
+    let policy = quick();
+    // On the 10th for the forecast; now for the key and the reconcile (they date from now).
+    tenth
+        .deliver_notifications(&app.state.kek, &app.state.notify_http, &policy)
+        .await
+        .unwrap();
+    pass(&app, &policy).await;
+    pass(&app, &policy).await;
+    let kinds: Vec<(String, String)> = receiver
+        .bodies()
+        .iter()
+        .map(|b| {
+            (
+                b["type"].as_str().unwrap().to_owned(),
+                b["summary"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let of = |kind: &str| {
+        kinds
+            .iter()
+            .filter(|(k, _)| k == kind)
+            .map(|(_, s)| s.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(of("budget.forecast").len(), 1, "{kinds:?}");
+    assert!(
+        of("budget.forecast")[0]
+            .contains("$40.00 spent, $133.33 forecast, $100.00 budget for November 2026"),
+        "{kinds:?}"
+    );
+    let expiring = of("key.expiring");
+    assert_eq!(expiring.len(), 1, "only the key within 7 days: {kinds:?}");
+    assert!(
+        expiring[0].starts_with("Key 'soon' of watched (prod)"),
+        "{expiring:?}"
+    );
+    let failing = of("reconcile.failing");
+    assert_eq!(failing.len(), 1, "{kinds:?}");
+    assert!(
+        failing[0].contains("AccessDenied — iam:CreateRole was refused"),
+        "{failing:?}"
+    );
+    assert_eq!(kinds.len(), 3, "nothing else, nothing twice: {kinds:?}");
+}

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use sea_orm::EntityTrait;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 use strata_aws::{
     AwsClients, AwsError, CostAllocationTags, CostTagStatus, ErrorKind, Iam, NewRole, Role, TagMap,
@@ -452,6 +452,27 @@ async fn drift_made_outside_strata_is_repaired() {
     assert_eq!(policies.policy_names(), ["strata-inference"]);
     assert_eq!(w.role_tags(&role).await["CostCenter"], "cc-1234");
     assert!(w.mantle.projects()[0].name.starts_with("strata-prod-drift"));
+    // The repair is an event for the notification destinations, naming what changed.
+    let drift = strata_core::store::entities::notifications::Entity::find()
+        .filter(strata_core::store::entities::notifications::Column::Kind.eq("drift.repaired"))
+        .all(w.app.state.services.store.db())
+        .await
+        .unwrap();
+    assert_eq!(drift.len(), 1, "{drift:?}");
+    assert!(
+        drift[0]
+            .summary
+            .starts_with("drift (prod): changes made on AWS outside strata were put back"),
+        "{}",
+        drift[0].summary
+    );
+    assert!(
+        drift[0]
+            .summary
+            .contains("iam_role_policy/strata-inference"),
+        "{}",
+        drift[0].summary
+    );
 
     // Someone deletes the role: it comes back.
     w.iam
