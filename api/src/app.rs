@@ -58,6 +58,8 @@ pub struct HttpConfig {
     pub cost_drift_pct: f64,
     #[command(flatten)]
     pub sso: SsoConfig,
+    #[command(flatten)]
+    pub notify: strata_core::config::NotifyConfig,
 }
 
 fn drift_percent(text: &str) -> Result<f64, String> {
@@ -125,6 +127,7 @@ impl Default for HttpConfig {
             ui_secure_cookies: false,
             cost_drift_pct: 5.0,
             sso: SsoConfig::default(),
+            notify: strata_core::config::NotifyConfig::default(),
         }
     }
 }

@@ -412,3 +412,64 @@ mod tests {
         assert_eq!(redact_url("postgres://db/strata"), "postgres://db/strata");
     }
 }
+
+/// Notification delivery: how often, how refusals are retried, what is watched for,
+/// and the SMTP server e-mail destinations are sent through.
+#[derive(Clone, Debug, Args)]
+pub struct NotifyConfig {
+    /// Seconds between notification delivery passes (every replica runs them; each
+    /// delivery is leased to one); 0 turns delivery off on this replica.
+    #[arg(
+        long = "notify-interval-secs",
+        env = "STRATA_NOTIFY_INTERVAL_SECS",
+        default_value_t = 5
+    )]
+    pub interval_secs: u64,
+    /// Seconds before a refused notification is retried; each retry doubles it, up to
+    /// an hour, for 10 attempts.
+    #[arg(
+        long = "notify-retry-base-secs",
+        env = "STRATA_NOTIFY_RETRY_BASE_SECS",
+        default_value_t = 30
+    )]
+    pub retry_base_secs: u64,
+    /// Announce a key this many days before it expires.
+    #[arg(
+        long = "notify-key-expiry-days",
+        env = "STRATA_NOTIFY_KEY_EXPIRY_DAYS",
+        default_value_t = 7
+    )]
+    pub key_expiry_days: u32,
+    /// Announce a project whose reconcile has failed for this many minutes.
+    #[arg(
+        long = "notify-reconcile-failing-minutes",
+        env = "STRATA_NOTIFY_RECONCILE_FAILING_MINUTES",
+        default_value_t = 30
+    )]
+    pub reconcile_failing_minutes: u32,
+    /// SMTP server for e-mail destinations: `smtp://user:pass@host:587?tls=required`
+    /// (STARTTLS), `smtps://user:pass@host:465` (TLS), or `smtp://host:25` (no TLS: a
+    /// relay on a private network).
+    #[arg(long = "smtp-url", env = "STRATA_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<Secret>,
+    /// The sender of notification e-mails.
+    #[arg(
+        long = "smtp-from",
+        env = "STRATA_SMTP_FROM",
+        default_value = "strata <strata@localhost>"
+    )]
+    pub smtp_from: String,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            interval_secs: 5,
+            retry_base_secs: 30,
+            key_expiry_days: 7,
+            reconcile_failing_minutes: 30,
+            smtp_url: None,
+            smtp_from: "strata <strata@localhost>".into(),
+        }
+    }
+}

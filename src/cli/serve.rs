@@ -55,36 +55,6 @@ pub struct ServeArgs {
         default_value_t = 400
     )]
     usage_minutes_retention_days: u32,
-    /// Seconds between notification delivery passes (every replica runs them; each
-    /// delivery is leased to one); 0 turns delivery off on this replica.
-    #[arg(
-        long = "notify-interval-secs",
-        env = "STRATA_NOTIFY_INTERVAL_SECS",
-        default_value_t = 5
-    )]
-    notify_interval_secs: u64,
-    /// Seconds before a refused notification is retried; each retry doubles it, up to
-    /// an hour, for 10 attempts.
-    #[arg(
-        long = "notify-retry-base-secs",
-        env = "STRATA_NOTIFY_RETRY_BASE_SECS",
-        default_value_t = 30
-    )]
-    notify_retry_base_secs: u64,
-    /// Announce a key this many days before it expires.
-    #[arg(
-        long = "notify-key-expiry-days",
-        env = "STRATA_NOTIFY_KEY_EXPIRY_DAYS",
-        default_value_t = 7
-    )]
-    notify_key_expiry_days: u32,
-    /// Announce a project whose reconcile has failed for this many minutes.
-    #[arg(
-        long = "notify-reconcile-failing-minutes",
-        env = "STRATA_NOTIFY_RECONCILE_FAILING_MINUTES",
-        default_value_t = 30
-    )]
-    notify_reconcile_failing_minutes: u32,
 }
 
 fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
@@ -176,17 +146,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             shutdown.clone(),
         ))),
     };
-    if args.notify_interval_secs > 0 {
-        let policy = strata_core::services::DeliveryPolicy {
-            retry_base: Duration::from_secs(args.notify_retry_base_secs),
-            key_expiry_days: i64::from(args.notify_key_expiry_days),
-            reconcile_failing_minutes: i64::from(args.notify_reconcile_failing_minutes),
-            ..strata_core::services::DeliveryPolicy::default()
-        };
+    if args.http.notify.interval_secs > 0 {
         tokio::spawn(deliver_notifications(
             state.clone(),
-            policy,
-            Duration::from_secs(args.notify_interval_secs),
+            strata_core::services::DeliveryPolicy::from_config(&args.http.notify),
+            Duration::from_secs(args.http.notify.interval_secs),
             shutdown.clone(),
         ));
     }

@@ -318,6 +318,9 @@ pub enum DestinationKind {
     /// A Slack incoming webhook (`{"text": …}`).
     #[serde(rename = "slack")]
     Slack,
+    /// E-mail through `STRATA_SMTP_URL`; the URL is `mailto:a@example.com,b@example.com`.
+    #[serde(rename = "email")]
+    Email,
 }
 
-string_enum!(DestinationKind { Webhook => "webhook", Slack => "slack" });
+string_enum!(DestinationKind { Webhook => "webhook", Slack => "slack", Email => "email" });

@@ -48,13 +48,32 @@ impl NewDestination {
                 "must be 1 to 100 characters, no control characters",
             ));
         }
-        match reqwest::Url::parse(&self.url) {
-            Ok(u) if matches!(u.scheme(), "https" | "http") && u.host().is_some() => {
-                if !u.username().is_empty() || u.password().is_some() {
-                    errors.push(FieldError::new("url", "must not carry credentials"));
-                }
+        if self.kind == DestinationKind::Email {
+            let addresses: Vec<&str> = self
+                .url
+                .strip_prefix("mailto:")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .collect();
+            if addresses
+                .iter()
+                .any(|a| a.parse::<lettre::Address>().is_err())
+            {
+                errors.push(FieldError::new(
+                    "url",
+                    "must be mailto: with one or more addresses, e.g. mailto:finance@example.com",
+                ));
             }
-            _ => errors.push(FieldError::new("url", "must be an http(s) URL with a host")),
+        } else {
+            match reqwest::Url::parse(&self.url) {
+                Ok(u) if matches!(u.scheme(), "https" | "http") && u.host().is_some() => {
+                    if !u.username().is_empty() || u.password().is_some() {
+                        errors.push(FieldError::new("url", "must not carry credentials"));
+                    }
+                }
+                _ => errors.push(FieldError::new("url", "must be an http(s) URL with a host")),
+            }
         }
         if self.url.len() > 2048 {
             errors.push(FieldError::new("url", "at most 2048 characters"));

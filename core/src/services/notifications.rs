@@ -21,6 +21,7 @@ use super::Services;
 use super::audit::{Change, record, snapshot};
 use crate::CoreError;
 use crate::auth::Actor;
+use crate::config::{NotifyConfig, Secret};
 use crate::domain::{
     Condition, ConditionStatus, ConditionType, CreatedDestination, Delivery, Destination,
     DestinationKind, NewDestination, micros_to_usd, month_start, next_month_start,
@@ -31,8 +32,8 @@ use crate::store::entities::{
     projects,
 };
 
-/// How deliveries are retried.
-#[derive(Debug, Clone, Copy)]
+/// How deliveries are made and retried, and what the pass watches for.
+#[derive(Debug, Clone)]
 pub struct DeliveryPolicy {
     /// The first retry's wait; each later one doubles it, up to an hour.
     pub retry_base: StdDuration,
@@ -47,6 +48,23 @@ pub struct DeliveryPolicy {
     /// A project whose reconcile has failed for this long is announced (once per
     /// failure).
     pub reconcile_failing_minutes: i64,
+    /// The SMTP server's URL (it may hold a password) and the sender, for e-mail.
+    pub smtp: Option<(Secret, String)>,
+}
+
+impl DeliveryPolicy {
+    pub fn from_config(config: &NotifyConfig) -> Self {
+        Self {
+            retry_base: StdDuration::from_secs(config.retry_base_secs),
+            key_expiry_days: i64::from(config.key_expiry_days),
+            reconcile_failing_minutes: i64::from(config.reconcile_failing_minutes),
+            smtp: config
+                .smtp_url
+                .clone()
+                .map(|url| (url, config.smtp_from.clone())),
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for DeliveryPolicy {
@@ -58,6 +76,7 @@ impl Default for DeliveryPolicy {
             timeout: StdDuration::from_secs(10),
             key_expiry_days: 7,
             reconcile_failing_minutes: 30,
+            smtp: None,
         }
     }
 }
@@ -171,8 +190,11 @@ async fn send(
     now: DateTime<Utc>,
 ) -> Attempt {
     let kind = DestinationKind::parse(&destination.kind).map_err(|e| (None, e))?;
+    if kind == DestinationKind::Email {
+        return send_email(policy, destination, event).await;
+    }
     let body = match kind {
-        DestinationKind::Slack => json!({"text": event.summary}),
+        DestinationKind::Email | DestinationKind::Slack => json!({"text": event.summary}),
         DestinationKind::Webhook => json!({
             "id": event.id, "type": event.kind, "created_at": event.created_at,
             "environment": event.environment, "summary": event.summary, "data": event.payload,
@@ -217,6 +239,63 @@ async fn send(
     }
 }
 
+/// Sends an e-mail destination's message through the configured SMTP server.
+async fn send_email(
+    policy: &DeliveryPolicy,
+    destination: &notification_destinations::Model,
+    event: &notifications::Model,
+) -> Attempt {
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+    let Some((url, from)) = &policy.smtp else {
+        return Err((
+            None,
+            "no SMTP server is configured (STRATA_SMTP_URL)".into(),
+        ));
+    };
+    let from = from
+        .parse()
+        .map_err(|e| (None, format!("STRATA_SMTP_FROM is not an address: {e}")))?;
+    let mut message = Message::builder().from(from).subject(format!(
+        "[strata] {}",
+        event.summary.chars().take(150).collect::<String>()
+    ));
+    for address in email_addresses(&destination.url) {
+        let to = address
+            .parse()
+            .map_err(|e| (None, format!("'{address}' is not an address: {e}")))?;
+        message = message.to(to);
+    }
+    let details = serde_json::to_string_pretty(&event.payload).unwrap_or_default();
+    let message = message
+        .body(format!(
+            "{}\n\nEvent: {} ({})\n\n{details}\n",
+            event.summary, event.kind, event.id
+        ))
+        .map_err(|e| (None, format!("cannot write the e-mail: {e}")))?;
+    // The URL may carry the server's password: errors never quote it.
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
+        .map_err(|e| (None, format!("STRATA_SMTP_URL is not a usable SMTP URL: {e}")))?
+        .timeout(Some(policy.timeout))
+        .build();
+    match transport.send(message).await {
+        Ok(response) => Ok(response.code().into()),
+        Err(e) => Err((e.status().map(u16::from), format!("SMTP: {e}"))),
+    }
+}
+
+/// The addresses of a `mailto:a@example.com,b@example.com` destination.
+fn email_addresses(url: &str) -> Vec<String> {
+    url.strip_prefix("mailto:")
+        .unwrap_or(url)
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .split(',')
+        .map(|a| a.trim().to_owned())
+        .filter(|a| !a.is_empty())
+        .collect()
+}
+
 impl Services {
     pub async fn create_destination(
         &self,
@@ -235,7 +314,7 @@ impl Services {
                 let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
                 Some(format!("whsec_{hex}"))
             }
-            DestinationKind::Slack => None,
+            DestinationKind::Slack | DestinationKind::Email => None,
         };
         let sealed = secret
             .as_deref()

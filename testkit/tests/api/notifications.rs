@@ -503,3 +503,143 @@ async fn expiring_keys_failing_reconciles_and_budget_forecasts_are_announced_onc
     );
     assert_eq!(kinds.len(), 3, "nothing else, nothing twice: {kinds:?}");
 }
+
+/// aiosmtpd (a real SMTP server, from the test venv) writing what it receives to a
+/// maildir; killed on drop.
+struct SmtpServer {
+    url: String,
+    maildir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl SmtpServer {
+    async fn start() -> Self {
+        let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+        assert!(
+            python.exists(),
+            "{} is missing: run scripts/test (it makes the venv with aiosmtpd)",
+            python.display()
+        );
+        let maildir = tempfile::tempdir().unwrap();
+        let port = strata_testkit::free_port();
+        let child = std::process::Command::new(python)
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
+            .arg(maildir.path().join("mail"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self {
+            url: format!("smtp://127.0.0.1:{port}"),
+            maildir,
+            child,
+        }
+    }
+
+    fn messages(&self) -> Vec<String> {
+        let new = self.maildir.path().join("mail/new");
+        let mut out: Vec<String> = std::fs::read_dir(new)
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn e_mail_goes_out_through_a_real_smtp_server() {
+    let smtp = SmtpServer::start().await;
+    let app = TestApp::spawn().await;
+    let created = app
+        .post(
+            "/api/v1/notification-destinations",
+            &app.admin,
+            &json!({"name": "mail", "kind": "email", "url": "mailto:finance@example.com, cfo@example.com",
+                    "events": ["budget.threshold"]}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let bad = app
+        .post(
+            "/api/v1/notification-destinations",
+            &app.admin,
+            &json!({"name": "nope", "kind": "email", "url": "mailto:not an address"}),
+        )
+        .await;
+    assert_eq!(bad.status, 422);
+    overspend(&app, "mailed").await;
+    let policy = DeliveryPolicy {
+        smtp: Some((
+            strata_core::config::Secret::new(smtp.url.clone()),
+            "strata <strata@example.com>".into(),
+        )),
+        ..quick()
+    };
+    let report = pass(&app, &policy).await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let log = app
+        .get(
+            &format!("/api/v1/notification-destinations/{id}/deliveries"),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(report.delivered, 3, "{report:?} {}", log.body);
+    let mail = smtp.messages();
+    assert_eq!(mail.len(), 3, "one message per threshold");
+    let first = mail.iter().find(|m| m.contains("has used 50 %")).unwrap();
+    assert!(
+        first.contains("From: strata <strata@example.com>"),
+        "{first}"
+    );
+    assert!(
+        first.contains("To: finance@example.com, cfo@example.com"),
+        "{first}"
+    );
+    assert!(
+        first.contains("Subject: [strata] mailed (prod) has used 50 %"),
+        "{first}"
+    );
+    assert!(first.contains("\"threshold_percent\": 50"), "{first}");
+
+    // Without a server configured, the delivery says so and waits.
+    overspend(&app, "unmailed").await;
+    let report = pass(&app, &quick()).await;
+    assert_eq!(report.retrying, 3, "{report:?}");
+    let log = app
+        .get(
+            &format!("/api/v1/notification-destinations/{id}/deliveries"),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(
+        log.body["items"][0]["last_error"],
+        "no SMTP server is configured (STRATA_SMTP_URL)"
+    );
+}
