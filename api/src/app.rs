@@ -280,6 +280,7 @@ pub fn build_router(state: AppState) -> Router {
                     middleware::record_metrics,
                 ))
                 .layer(axum::middleware::from_fn(middleware::envelope_bare_errors))
+                .layer(axum::middleware::from_fn(middleware::refuse_nul_queries))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::SERVICE_UNAVAILABLE,
                     timeout,

@@ -68,11 +68,33 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 "the body must be a JSON object",
             ));
         }
+        if contains_nul(&bytes) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "strings in the body must not contain NUL characters (\\u0000)",
+            ));
+        }
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Self(v)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
+}
+
+/// Whether a JSON string in `body` holds NUL (`\u0000`), which Postgres cannot store.
+fn contains_nul(body: &[u8]) -> bool {
+    fn walk(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().any(walk),
+            serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || walk(v)),
+            _ => false,
+        }
+    }
+    // Only a body that spells the escape can hold one; most are not parsed twice.
+    body.windows(5).any(|w| w.eq_ignore_ascii_case(b"u0000"))
+        && serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| walk(&v))
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {

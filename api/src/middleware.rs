@@ -45,6 +45,23 @@ pub async fn record_metrics(
     response
 }
 
+/// Refuses a path or query string holding NUL (`%00`) on every route (API, pages, the
+/// OpenAI shapes): Postgres cannot store or compare NUL in text, so it must never get
+/// that far.
+pub async fn refuse_nul_queries(request: Request, next: Next) -> Response {
+    let has_nul = |text: &str| text.to_ascii_lowercase().contains("%00");
+    let nul = has_nul(request.uri().path()) || request.uri().query().is_some_and(has_nul);
+    if nul {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "the path and query parameters must not contain NUL characters (%00)",
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
 /// Gives error responses that carry no JSON body (axum's 405, tower-http's timeout)
 /// the envelope, so every error a client sees has the same shape.
 pub async fn envelope_bare_errors(request: Request, next: Next) -> Response {

@@ -274,7 +274,12 @@ async fn send_email(
         .map_err(|e| (None, format!("cannot write the e-mail: {e}")))?;
     // The URL may carry the server's password: errors never quote it.
     let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
-        .map_err(|e| (None, format!("STRATA_SMTP_URL is not a usable SMTP URL: {e}")))?
+        .map_err(|e| {
+            (
+                None,
+                format!("STRATA_SMTP_URL is not a usable SMTP URL: {e}"),
+            )
+        })?
         .timeout(Some(policy.timeout))
         .build();
     match transport.send(message).await {
