@@ -173,6 +173,7 @@ def test_pages_pass_axe_accessibility_checks(site, seeded, browser):
         ("projects", "/ui"),
         ("costs", f"/ui/env/prod/costs?from={first}&group_by=tag:CostCenter"),
         ("project", f"/ui/projects/{seeded['checkout']['id']}"),
+        ("notifications", "/ui/notifications"),
     ]:
         response = page.goto(f"{site.url}{path}")
         assert response.status == 200, name
@@ -183,4 +184,51 @@ def test_pages_pass_axe_accessibility_checks(site, seeded, browser):
         if r.violations_count
     }
     assert not problems, problems
+    context.close()
+
+
+def test_admin_sends_a_test_notification_and_reads_the_delivery_log(site, browser):
+    """A receiver on loopback takes one test; a dead port refuses the other: the page
+    says how each went, and the delivery log keeps it."""
+    import http.server
+    import socket
+    import threading
+
+    got = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            got.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    for name, url in (("ops-hook", f"http://127.0.0.1:{server.server_port}/hook"), ("dead-hook", f"http://127.0.0.1:{dead}/x")):
+        status, body = site.api("POST", "/notification-destinations", {"name": name, "kind": "webhook", "url": url})
+        assert status == 201, body
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{site.url}/ui/notifications")
+    page.get_by_label("Bearer token").fill(site.admin)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Notifications")
+    table = page.get_by_role("table", name="Notification destinations")
+    expect(table.get_by_role("row", name=re.compile("ops-hook"))).to_contain_text("/…")
+    page.get_by_role("button", name="Send a test to ops-hook").click()
+    expect(page.get_by_role("status")).to_have_text("Test sent to ops-hook: delivered")
+    assert len(got) == 1 and b'"type":"test"' in got[0]
+    page.get_by_role("button", name="Send a test to dead-hook").click()
+    expect(page.get_by_role("status")).to_contain_text("Test sent to dead-hook: not accepted: could not connect")
+    expect(table.get_by_role("row", name=re.compile("dead-hook"))).to_contain_text("could not connect")
+    page.get_by_role("link", name="ops-hook").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Deliveries: ops-hook")
+    expect(page.get_by_role("row", name=re.compile("test"))).to_contain_text("delivered")
+    server.shutdown()
     context.close()

@@ -21,6 +21,8 @@ pub struct Nav {
     pub csrf: String,
     /// Environments whose costs the caller may read (empty: none).
     pub cost_environments: Vec<String>,
+    /// The caller may see the notification destinations.
+    pub notifications: bool,
 }
 
 #[derive(Debug, Template, WebTemplate)]
@@ -698,6 +700,7 @@ mod tests {
             roles: "finance".into(),
             csrf: "csrf-token".into(),
             cost_environments: vec!["dev".into(), "staging".into(), "prod".into()],
+            notifications: true,
         })
     }
 
@@ -1003,5 +1006,86 @@ mod tests {
         let html = render(&page);
         assert!(!html.contains("Keys") && !html.contains("Usage by key"));
         insta::assert_snapshot!(html);
+    }
+}
+
+/// `/ui/notifications`: where alerts go, how each destination's last delivery went,
+/// and a test send for those who may change them.
+#[derive(Debug, Template, WebTemplate)]
+#[template(path = "notifications.html")]
+pub struct NotificationsPage {
+    pub nav: Option<Nav>,
+    pub can_test: bool,
+    pub destinations: Vec<DestinationRow>,
+    /// The test send just made: the destination's name and how it went.
+    pub tested: Option<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DestinationRow {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub target: String,
+    pub events: String,
+    pub environment: String,
+    pub last_delivery: String,
+    pub last_error: String,
+}
+
+impl DestinationRow {
+    pub fn new(d: &strata_core::domain::Destination) -> Self {
+        Self {
+            id: d.id.to_string(),
+            name: d.name.clone(),
+            kind: d.kind.as_str().to_owned(),
+            target: d.url.clone(),
+            events: if d.events.is_empty() {
+                "all".into()
+            } else {
+                d.events.join(", ")
+            },
+            environment: d.environment.clone().unwrap_or_else(|| "all".into()),
+            last_delivery: d.last_delivery_at.map_or("—".into(), format::time),
+            last_error: d.last_error.clone().unwrap_or_else(|| "—".into()),
+        }
+    }
+}
+
+/// `/ui/notifications/{id}`: one destination's delivery log.
+#[derive(Debug, Template, WebTemplate)]
+#[template(path = "deliveries.html")]
+pub struct DeliveriesPage {
+    pub nav: Option<Nav>,
+    pub name: String,
+    pub rows: Vec<DeliveryRow>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRow {
+    pub created: String,
+    pub kind: String,
+    pub summary: String,
+    pub status: String,
+    pub attempts: String,
+    pub last_error: String,
+    pub next_attempt: String,
+}
+
+impl DeliveryRow {
+    pub fn new(d: &strata_core::domain::Delivery) -> Self {
+        Self {
+            created: format::time(d.created_at),
+            kind: d.kind.clone(),
+            summary: d.summary.clone(),
+            status: d.status.clone(),
+            attempts: d.attempts.to_string(),
+            last_error: match (&d.last_error, d.last_status) {
+                (Some(e), _) => e.clone(),
+                (None, Some(status)) => format!("accepted ({status})"),
+                (None, None) => "—".into(),
+            },
+            next_attempt: d.next_attempt_at.map_or("—".into(), format::time),
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! errors become pages, never JSON.
 
 mod costs;
+mod notifications;
 mod projects;
 mod session;
 mod sso;
@@ -37,6 +38,12 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             "/ui/projects/{id}/keys/{key_id}/revoke",
             post(projects::revoke_key),
+        )
+        .route("/ui/notifications", get(notifications::notifications))
+        .route("/ui/notifications/{id}", get(notifications::deliveries))
+        .route(
+            "/ui/notifications/{id}/test",
+            post(notifications::send_test),
         )
         .route("/ui/static/strata.css", get(stylesheet))
         .layer(axum::middleware::from_fn_with_state(

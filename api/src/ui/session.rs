@@ -125,6 +125,7 @@ impl UiCaller {
             } else {
                 Vec::new()
             },
+            notifications: state.rbac.allows(p, Action::NotificationsRead),
         }
     }
 }

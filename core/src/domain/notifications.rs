@@ -103,6 +103,8 @@ pub struct Destination {
     pub id: Uuid,
     pub name: String,
     pub kind: DestinationKind,
+    /// For webhooks and Slack, the scheme and host only (`https://hooks.slack.com/…`):
+    /// the rest may be a token. For e-mail, the `mailto:` addresses.
     pub url: String,
     pub events: Vec<String>,
     pub environment: Option<String>,

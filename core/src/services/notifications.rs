@@ -127,13 +127,38 @@ pub async fn record_notification(
     Ok(())
 }
 
+/// A webhook URL as shown: its scheme and host only, since the rest may be a token
+/// (Slack's are).
+fn shown_url(kind: DestinationKind, url: &str) -> String {
+    if kind == DestinationKind::Email {
+        return url.to_owned();
+    }
+    match reqwest::Url::parse(url) {
+        Ok(u) => {
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            let rest = if u.path().len() > 1 || u.query().is_some() {
+                "/…"
+            } else {
+                ""
+            };
+            format!(
+                "{}://{}{port}{rest}",
+                u.scheme(),
+                u.host_str().unwrap_or_default()
+            )
+        }
+        Err(_) => "(unreadable)".into(),
+    }
+}
+
 fn destination_of(row: &notification_destinations::Model) -> Result<Destination, CoreError> {
+    let kind = DestinationKind::parse(&row.kind)
+        .map_err(|e| CoreError::Internal(format!("stored destination kind: {e}")))?;
     Ok(Destination {
         id: row.id,
         name: row.name.clone(),
-        kind: DestinationKind::parse(&row.kind)
-            .map_err(|e| CoreError::Internal(format!("stored destination kind: {e}")))?,
-        url: row.url.clone(),
+        kind,
+        url: shown_url(kind, &row.url),
         events: serde_json::from_value(row.events.clone()).unwrap_or_default(),
         environment: row.environment.clone(),
         created_at: row.created_at,

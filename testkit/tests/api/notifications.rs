@@ -140,6 +140,11 @@ async fn a_signed_webhook_gets_each_budget_threshold_once_and_a_test_send() {
         !listed.body.to_string().contains(&secret),
         "the secret is shown once"
     );
+    let shown = listed.body["items"][0]["url"].as_str().unwrap();
+    assert!(
+        shown.ends_with("/…") && !shown.contains("/hook"),
+        "only scheme and host: {shown}"
+    );
 
     // The test send: delivered, signed with the secret, in the log.
     let test = app
