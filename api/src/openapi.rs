@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi};
         (name = "keys", description = "Scoped API keys for the proxy"),
         (name = "models", description = "The model catalog: regions, APIs, prices"),
         (name = "audit", description = "Every change, who made it and when"),
+        (name = "budgets", description = "Budgets on a project, team, environment, cost tag or key, per day, week or month, with threshold alerts"),
         (name = "notifications", description = "Where alerts go (webhooks, Slack), their delivery logs and test sends"),
         (name = "costs", description = "Cost by environment and tag from Cost Explorer (read from strata's store), cost-allocation tags and tag coverage"),
         (name = "auth", description = "The caller's identity, and how the command-line client signs in"),

@@ -22,6 +22,7 @@ mod m20261206_000015_messages_api;
 mod m20261206_000016_service_tiers;
 mod m20261206_000017_mantle_model_ids;
 mod m20261206_000018_notifications;
+mod m20261206_000019_budgets;
 
 pub struct Migrator;
 
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000016_service_tiers::Migration),
             Box::new(m20261206_000017_mantle_model_ids::Migration),
             Box::new(m20261206_000018_notifications::Migration),
+            Box::new(m20261206_000019_budgets::Migration),
         ]
     }
 }

@@ -2,6 +2,7 @@
 //! OpenAPI document is generated from the handlers themselves.
 
 mod audit;
+mod budgets;
 pub(crate) mod costs;
 mod docs;
 mod health;
@@ -61,6 +62,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(notifications::delete_destination))
         .routes(routes!(notifications::list_deliveries))
         .routes(routes!(notifications::test_destination))
+        .routes(routes!(budgets::create_budget, budgets::list_budgets))
+        .routes(routes!(budgets::delete_budget))
         .routes(routes!(me::whoami))
         .routes(routes!(me::cli_login));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)

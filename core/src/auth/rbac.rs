@@ -45,6 +45,8 @@ actions! {
     KeysRevoke => "keys:revoke",
     NotificationsRead => "notifications:read",
     NotificationsWrite => "notifications:write",
+    BudgetsRead => "budgets:read",
+    BudgetsWrite => "budgets:write",
 }
 
 #[derive(Debug, Deserialize)]

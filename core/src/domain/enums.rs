@@ -324,3 +324,38 @@ pub enum DestinationKind {
 }
 
 string_enum!(DestinationKind { Webhook => "webhook", Slack => "slack", Email => "email" });
+
+/// What a budget watches the spend of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum BudgetScope {
+    /// One project (`target`: its id).
+    #[serde(rename = "project")]
+    Project,
+    /// Every project of a team (`target`: the team slug).
+    #[serde(rename = "team")]
+    Team,
+    /// Every project of an environment (`target`: `dev`, `staging` or `prod`).
+    #[serde(rename = "environment")]
+    Environment,
+    /// Every project carrying a cost tag (`target`: `Key=Value`).
+    #[serde(rename = "tag")]
+    Tag,
+    /// One API key (`target`: its id).
+    #[serde(rename = "key")]
+    Key,
+}
+
+string_enum!(BudgetScope { Project => "project", Team => "team", Environment => "environment", Tag => "tag", Key => "key" });
+
+/// The period a budget's spend is added up over (UTC; weeks start on Monday).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum BudgetPeriod {
+    #[serde(rename = "day")]
+    Day,
+    #[serde(rename = "week")]
+    Week,
+    #[serde(rename = "month")]
+    Month,
+}
+
+string_enum!(BudgetPeriod { Day => "day", Week => "week", Month => "month" });

@@ -2,6 +2,7 @@
 //! parsed into one of these, so the rest of the code never re-checks input.
 
 mod arn;
+mod budget_rules;
 mod budgets;
 mod catalog;
 mod conditions;
@@ -20,6 +21,7 @@ mod tags;
 mod usage;
 
 pub use arn::{MAX_PROJECT_RESOURCES, validate_resource_arn, validate_resources};
+pub use budget_rules::{BudgetView, NewBudget};
 pub use budgets::{BUDGET_THRESHOLDS, BudgetEvent, BudgetStatus, thresholds_reached};
 pub use catalog::{CatalogModel, ModelSpec, ModelUpsert};
 pub use conditions::{Condition, ConditionStatus, ConditionType, ProjectAws, set_condition};
@@ -32,8 +34,8 @@ pub use costs::{
     PROJECT_TAG, ProjectDayDrift, micros_to_usd,
 };
 pub use enums::{
-    DataRetention, DestinationKind, Environment, MantlePath, ProjectRole, ProjectStatus, Region,
-    RetentionMode, ServiceTier,
+    BudgetPeriod, BudgetScope, DataRetention, DestinationKind, Environment, MantlePath,
+    ProjectRole, ProjectStatus, Region, RetentionMode, ServiceTier,
 };
 pub use focus::{FOCUS_COLUMNS, FocusRow, FocusSource, STRATA_COLUMNS, focus_csv};
 pub use keys::{

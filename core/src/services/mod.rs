@@ -3,6 +3,7 @@
 //! audit event in that same transaction.
 
 mod audit;
+mod budget_rules;
 mod budgets;
 mod catalog;
 mod cost_dashboard;

@@ -642,6 +642,7 @@ impl Services {
     /// Records what the pass watches for (each once, by its key): keys about to
     /// expire, reconciles failing for too long, months forecast to exceed a budget.
     async fn watch(&self, policy: &DeliveryPolicy, now: DateTime<Utc>) -> Result<(), CoreError> {
+        self.announce_budget_thresholds(now).await?;
         let db = self.store.db();
         let live: std::collections::HashMap<Uuid, (String, String, Option<i64>)> =
             projects::Entity::find()

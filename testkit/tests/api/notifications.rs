@@ -648,3 +648,151 @@ async fn e_mail_goes_out_through_a_real_smtp_server() {
         "no SMTP server is configured (STRATA_SMTP_URL)"
     );
 }
+
+/// Budgets on a team, an environment, a cost tag and a key, per period: each shows its
+/// period's spend, and its thresholds reach the destinations once.
+#[tokio::test]
+async fn budgets_at_every_level_show_their_spend_and_announce_thresholds() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let r = app
+        .post(
+            "/api/v1/notification-destinations",
+            &app.admin,
+            &json!({"name": "budgets", "kind": "webhook", "url": receiver.url, "events": ["budget.threshold"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    // $3 of metered spend today on a payments project with CostCenter cc-1234 (the
+    // project's own monthly budget is large: only the new budgets cross anything).
+    let mut body = project_body("levels");
+    body["monthly_budget_usd"] = json!(1000.0);
+    let project = app.create_project(&body).await;
+    let id = project["id"].as_str().unwrap().to_owned();
+    let key = app
+        .post(
+            &format!("/api/v1/projects/{id}/keys"),
+            &app.admin,
+            &json!({"name": "k"}),
+        )
+        .await;
+    let kid = key.body["id"].as_str().unwrap().to_owned();
+    let price = app
+        .get("/api/v1/models/openai.gpt-oss-120b", &app.admin)
+        .await
+        .body["input_price_per_mtok_usd"]
+        .as_f64()
+        .unwrap();
+    let minute = chrono::Utc::now().format("%Y-%m-%dT%H:%M:00Z").to_string();
+    let batch = json!({"batch_id": uuid::Uuid::now_v7(), "records": [
+        {"project_id": id, "key_id": kid, "model": "openai.gpt-oss-120b", "minute": minute,
+         "requests": 1, "errors": 0, "input_tokens": (3.0 / price * 1e6).round() as u64,
+         "output_tokens": 0, "cached_tokens": 0, "latency_ms_sum": 1}]});
+    let proxy = app.state.proxy_token.expose().to_owned();
+    assert_eq!(
+        app.post("/internal/v1/proxy/usage", &proxy, &batch)
+            .await
+            .status,
+        200
+    );
+
+    for (name, scope, target, period, amount) in [
+        ("team-weekly", "team", "payments", "week", 4.0),
+        ("prod-daily", "environment", "prod", "day", 5.0),
+        ("cc-monthly", "tag", "CostCenter=cc-1234", "month", 3.0),
+        ("key-daily", "key", kid.as_str(), "day", 100.0),
+        ("other-team", "team", "search", "month", 1.0),
+    ] {
+        let r = app
+            .post(
+                "/api/v1/budgets",
+                &app.admin,
+                &json!({"name": name, "scope": scope, "target": target, "period": period, "amount_usd": amount}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{name}: {}", r.body);
+    }
+    let list = app.get("/api/v1/budgets", &app.admin).await;
+    let by_name = |n: &str| {
+        list.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    let spent = |n: &str| by_name(n)["spent_usd"].as_f64().unwrap();
+    for n in ["team-weekly", "prod-daily", "cc-monthly", "key-daily"] {
+        assert!((spent(n) - 3.0).abs() < 0.01, "{n}: {}", by_name(n));
+    }
+    assert_eq!(spent("other-team"), 0.0);
+    assert!((by_name("team-weekly")["percent_used"].as_f64().unwrap() - 75.0).abs() < 0.5);
+
+    pass(&app, &quick()).await;
+    pass(&app, &quick()).await;
+    let mut got: Vec<(String, i64)> = receiver
+        .bodies()
+        .iter()
+        .map(|b| {
+            (
+                b["data"]["budget_name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                b["data"]["threshold_percent"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("cc-monthly".to_owned(), 50),
+            ("cc-monthly".to_owned(), 80),
+            ("cc-monthly".to_owned(), 100),
+            ("prod-daily".to_owned(), 50),
+            ("team-weekly".to_owned(), 50),
+        ],
+        "each once; the key's and the other team's not reached"
+    );
+
+    // Bad budgets are 422s naming the field; hard enforcement is the project's own.
+    for (body, field) in [
+        (
+            json!({"name": "x", "scope": "key", "target": "nope", "period": "day", "amount_usd": 1}),
+            "target",
+        ),
+        (
+            json!({"name": "x", "scope": "team", "target": "payments", "period": "day", "amount_usd": 0}),
+            "amount_usd",
+        ),
+        (
+            json!({"name": "x", "scope": "team", "target": "payments", "period": "day", "amount_usd": 1, "enforcement": "hard"}),
+            "enforcement",
+        ),
+        (
+            json!({"name": "x", "scope": "project", "target": uuid::Uuid::nil(), "period": "day", "amount_usd": 1}),
+            "target",
+        ),
+    ] {
+        let r = app.post("/api/v1/budgets", &app.admin, &body).await;
+        assert_eq!(r.status.as_u16(), 422, "{body}: {}", r.body);
+        assert_eq!(r.body["error"]["details"][0]["field"], field, "{}", r.body);
+    }
+    let finance = app.token("fin@example.com", &["finance"]);
+    assert_eq!(app.get("/api/v1/budgets", &finance).await.status, 200);
+    let cc = by_name("cc-monthly")["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.delete(&format!("/api/v1/budgets/{cc}"), &finance)
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        app.delete(&format!("/api/v1/budgets/{cc}"), &app.admin)
+            .await
+            .status,
+        204
+    );
+}

@@ -3,6 +3,7 @@
 pub mod api_keys;
 pub mod audit_events;
 pub mod budget_events;
+pub mod budgets;
 pub mod cost_coverage;
 pub mod cost_daily;
 pub mod cost_explorer_calls;

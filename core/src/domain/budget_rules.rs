@@ -1,0 +1,119 @@
+//! Budgets at every level: on a project, a team, an environment, a cost-tag value or
+//! a key, per day, week or month, alerting at 50, 80 and 100 %.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{BudgetPeriod, BudgetScope, Environment, TeamName, month_start, next_month_start};
+use crate::FieldError;
+
+/// The body of `POST /api/v1/budgets`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewBudget {
+    /// Unique, 1 to 100 characters, e.g. `ml-team-weekly`.
+    pub name: String,
+    pub scope: BudgetScope,
+    /// The project or key id, the team slug, the environment, or `Key=Value` of a cost tag.
+    #[schema(example = "ml")]
+    pub target: String,
+    pub period: BudgetPeriod,
+    /// US dollars per period, more than 0.
+    #[schema(example = 250.0)]
+    pub amount_usd: f64,
+    /// `soft`: alerts only (the destinations get 50, 80 and 100 %). Hard limits — the
+    /// proxy answering 429 — are the project's `monthly_budget_usd`.
+    #[serde(default = "soft")]
+    pub enforcement: String,
+}
+
+fn soft() -> String {
+    "soft".into()
+}
+
+impl NewBudget {
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let name = self.name.trim();
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            errors.push(FieldError::new(
+                "name",
+                "must be 1 to 100 characters, no control characters",
+            ));
+        }
+        let target = self.target.trim();
+        let target_ok = match self.scope {
+            BudgetScope::Project | BudgetScope::Key => Uuid::parse_str(target).is_ok(),
+            BudgetScope::Team => TeamName::parse(target).is_ok(),
+            BudgetScope::Environment => Environment::parse(target).is_ok(),
+            BudgetScope::Tag => target.split_once('=').is_some_and(|(k, v)| {
+                !k.is_empty() && !v.is_empty() && !target.chars().any(char::is_control)
+            }),
+        };
+        if !target_ok {
+            let what = match self.scope {
+                BudgetScope::Project => "a project id",
+                BudgetScope::Key => "a key id",
+                BudgetScope::Team => "a team slug",
+                BudgetScope::Environment => "dev, staging or prod",
+                BudgetScope::Tag => "Key=Value of a cost tag",
+            };
+            errors.push(FieldError::new(
+                "target",
+                format!("must be {what} for scope {}", self.scope),
+            ));
+        }
+        if !(self.amount_usd.is_finite() && self.amount_usd > 0.0 && self.amount_usd <= 1e9) {
+            errors.push(FieldError::new(
+                "amount_usd",
+                "must be more than 0 and at most 1e9",
+            ));
+        }
+        if self.enforcement != "soft" {
+            errors.push(FieldError::new(
+                "enforcement",
+                "only `soft` (alerts) for now; a hard limit is a project's monthly_budget_usd",
+            ));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// A budget with its current period's spend.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct BudgetView {
+    pub id: Uuid,
+    pub name: String,
+    pub scope: BudgetScope,
+    pub target: String,
+    pub period: BudgetPeriod,
+    pub amount_usd: f64,
+    pub enforcement: String,
+    /// The current period, `[start, end)`.
+    pub period_start: NaiveDate,
+    pub period_end: NaiveDate,
+    /// Metered spend in the period so far.
+    pub spent_usd: f64,
+    pub percent_used: f64,
+    pub created_at: DateTime<Utc>,
+}
+
+impl BudgetPeriod {
+    /// The period holding `day`: `[start, end)`.
+    pub fn bounds(self, day: NaiveDate) -> (NaiveDate, NaiveDate) {
+        match self {
+            Self::Day => (day, day + Duration::days(1)),
+            Self::Week => {
+                let start = day - Duration::days(i64::from(day.weekday().num_days_from_monday()));
+                (start, start + Duration::days(7))
+            }
+            Self::Month => (month_start(day), next_month_start(day)),
+        }
+    }
+}
