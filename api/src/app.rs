@@ -233,7 +233,9 @@ impl App {
             http,
             reconciler,
             kek: kek.clone(),
+            // A destination's redirect is not followed: it could point anywhere.
             notify_http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .map_err(|e| format!("cannot start the notifications' HTTP client: {e}"))?,
             cli_login: match (&auth.oidc_issuer, &auth.oidc_cli_client_id) {

@@ -229,7 +229,8 @@ fn loopback_url(addr: SocketAddr) -> String {
 }
 
 /// Every `interval`: new notifications fanned out to their destinations, due
-/// deliveries sent (leased, so replicas never send one twice).
+/// deliveries sent (leased, so replicas never send one twice); once a minute, the
+/// watched-for events (budgets, expiring keys, failing reconciles) recorded first.
 async fn deliver_notifications(
     state: strata_api::AppState,
     policy: strata_core::services::DeliveryPolicy,
@@ -237,10 +238,17 @@ async fn deliver_notifications(
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(interval);
+    let mut last_watch: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        if last_watch.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+            last_watch = Some(std::time::Instant::now());
+            if let Err(e) = state.services.watch_for_events(&policy).await {
+                tracing::warn!(error.cause = %e, "watching for notification events failed; will retry");
+            }
         }
         match state
             .services

@@ -569,7 +569,6 @@ impl Services {
         let db = self.store.db();
         let mut report = PassReport::default();
         let now = self.clock.now();
-        self.watch(policy, now).await?;
         let destinations = notification_destinations::Entity::find().all(db).await?;
         let fresh = notifications::Entity::find()
             .filter(notifications::Column::FannedOut.eq(false))
@@ -639,9 +638,11 @@ impl Services {
         Ok(report)
     }
 
-    /// Records what the pass watches for (each once, by its key): keys about to
-    /// expire, reconciles failing for too long, months forecast to exceed a budget.
-    async fn watch(&self, policy: &DeliveryPolicy, now: DateTime<Utc>) -> Result<(), CoreError> {
+    /// Records what is watched for (each once, by its key): budgets' thresholds, keys
+    /// about to expire, reconciles failing for too long, months forecast to exceed a
+    /// budget. Heavier than a delivery pass, so `serve` runs it once a minute.
+    pub async fn watch_for_events(&self, policy: &DeliveryPolicy) -> Result<(), CoreError> {
+        let now = self.clock.now();
         self.announce_budget_thresholds(now).await?;
         let db = self.store.db();
         let live: std::collections::HashMap<Uuid, (String, String, Option<i64>)> =

@@ -80,7 +80,9 @@ fn quick() -> DeliveryPolicy {
     }
 }
 
+/// What `serve` does: watch for events, then deliver.
 async fn pass(app: &TestApp, policy: &DeliveryPolicy) -> strata_core::services::PassReport {
+    app.state.services.watch_for_events(policy).await.unwrap();
     app.state
         .services
         .deliver_notifications(&app.state.kek, &app.state.notify_http, policy)
@@ -465,6 +467,7 @@ async fn expiring_keys_failing_reconciles_and_budget_forecasts_are_announced_onc
     );
     let policy = quick();
     // On the 10th for the forecast; now for the key and the reconcile (they date from now).
+    tenth.watch_for_events(&policy).await.unwrap();
     tenth
         .deliver_notifications(&app.state.kek, &app.state.notify_http, &policy)
         .await
