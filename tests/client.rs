@@ -815,3 +815,63 @@ async fn the_example_projects_repository_plans_and_applies_as_its_workflow_does(
 fn strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
+
+/// An identity provider without the device grant: `login` says so and takes a pasted
+/// token from it instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_falls_back_to_a_pasted_token_without_the_device_grant() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mantle = FakeMantle::start().await;
+    let idp = FakeIdp::start().await;
+    idp.hide_device_flow();
+    let port = strata_testkit::free_port();
+    let child = strata(&["serve"], dir.path(), &db.url, &mantle, 5)
+        .env("STRATA_LISTEN", format!("127.0.0.1:{port}"))
+        .env("STRATA_ADMIN_TOKEN_FILE", dir.path().join("admin.token"))
+        .env("STRATA_OIDC_ISSUER", &idp.issuer)
+        .env("STRATA_OIDC_JWKS_URL", &idp.jwks_url)
+        .env("STRATA_OIDC_CLI_CLIENT_ID", "strata-cli")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = ready(child, port, "strata serve").await;
+    let home = dir.path();
+    let token = idp.token(json!({"sub": "dana@example.com", "groups": ["strata-finance"]}));
+    let mut login = std::process::Command::new(STRATA);
+    login
+        .args(["login", "--url", &server.base])
+        .env("XDG_CONFIG_HOME", home)
+        .env("HOME", home)
+        .env_remove("STRATA_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = login.spawn().unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{token}\n").as_bytes())
+            .unwrap();
+    }
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("offers no device authorization endpoint; paste a token"),
+        "{stderr}"
+    );
+    let out = cli(home, &server.base, None, &["whoami"]).await;
+    assert!(
+        text(&out).0.starts_with("dana@example.com (finance)"),
+        "{:?}",
+        text(&out)
+    );
+}

@@ -36,10 +36,15 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
         (read_token(false)?, None, "token")
     } else {
         match cli_login(&http, &url).await? {
-            Some(login) => {
-                let signed_in = device::sign_in(&http, &login, |text| eprintln!("{text}")).await?;
-                (signed_in.token, signed_in.refresh, "device")
-            }
+            Some(login) => match device::sign_in(&http, &login, |text| eprintln!("{text}")).await {
+                Ok(signed_in) => (signed_in.token, signed_in.refresh, "device"),
+                // A provider without the device grant: a token from it, pasted.
+                Err(e) if e.downcast_ref::<device::Unsupported>().is_some() => {
+                    eprintln!("{e}; paste a token from it (or from `strata token mint`):");
+                    (read_token(true)?, None, "token")
+                }
+                Err(e) => return Err(e),
+            },
             None => {
                 eprintln!(
                     "{url} has no identity provider set up for the CLI; paste a token \

@@ -48,6 +48,8 @@ struct Flows {
     refreshes: u64,
     /// Lifetime of the tokens the device grant and refreshes issue (600 s unless set).
     token_lifetime: Option<i64>,
+    /// The discovery document leaves the device authorization endpoint out.
+    no_device_flow: bool,
 }
 
 struct DeviceSignIn {
@@ -221,13 +223,17 @@ impl FakeIdp {
             "device_authorization_endpoint": format!("http://{addr}/device"),
         });
         let router = axum::Router::new()
-            .route(
-                "/.well-known/openid-configuration",
+            .route("/.well-known/openid-configuration", {
+                let flows = flows.clone();
                 get(move || {
-                    let d = discovery.clone();
+                    let mut d = discovery.clone();
+                    let hide = flows.lock().map(|f| f.no_device_flow).unwrap_or(false);
+                    if let (true, Some(d)) = (hide, d.as_object_mut()) {
+                        d.remove("device_authorization_endpoint");
+                    }
                     async move { Json(d) }
-                }),
-            )
+                })
+            })
             .route(
                 "/device",
                 post(move |Form(f): Form<DeviceForm>| {
@@ -393,6 +399,14 @@ impl FakeIdp {
                 .ok_or(()),
         );
         true
+    }
+
+    /// From now on the provider offers no device flow (its discovery says so).
+    pub fn hide_device_flow(&self) {
+        self.flows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .no_device_flow = true;
     }
 
     /// Lifetime of the tokens the device grant and refreshes issue from now on.
