@@ -226,8 +226,12 @@ async fn send(
         }),
     };
     let body = serde_json::to_vec(&body).map_err(|e| (None, e.to_string()))?;
+    let target = match (kind, secret) {
+        (DestinationKind::Slack, Some(url)) => String::from_utf8_lossy(url).into_owned(),
+        _ => destination.url.clone(),
+    };
     let mut request = http
-        .post(&destination.url)
+        .post(&target)
         .timeout(policy.timeout)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header("Strata-Event", event.kind.as_str())
@@ -346,7 +350,12 @@ impl Services {
             }
             DestinationKind::Slack | DestinationKind::Email => None,
         };
-        let sealed = secret
+        // A Slack URL is itself the credential: kept sealed, stored shown as its host.
+        let (stored_url, to_seal) = match input.kind {
+            DestinationKind::Slack => (shown_url(input.kind, &input.url), Some(input.url.clone())),
+            _ => (input.url.clone(), secret.clone()),
+        };
+        let sealed = to_seal
             .as_deref()
             .map(|s| kek.seal(&id.to_string(), s.as_bytes()))
             .transpose()
@@ -366,7 +375,7 @@ impl Services {
             id: Set(id),
             name: Set(input.name.trim().to_owned()),
             kind: Set(input.kind.as_str().into()),
-            url: Set(input.url.clone()),
+            url: Set(stored_url),
             secret: Set(sealed),
             events: Set(json!(input.events)),
             environment: Set(input.environment.map(|e| e.as_str().to_owned())),

@@ -257,6 +257,22 @@ async fn refusals_are_retried_and_logged_and_slack_gets_its_format() {
         .await;
     assert_eq!(created.status, 201);
     assert!(created.body["signing_secret"].is_null());
+    // Slack's URL is its credential: not stored in the clear.
+    let stored = {
+        use sea_orm::EntityTrait;
+        strata_core::store::entities::notification_destinations::Entity::find()
+            .all(app.state.services.store.db())
+            .await
+            .unwrap()
+    };
+    assert!(!stored[0].url.contains("/hook"), "{}", stored[0].url);
+    assert!(
+        !stored[0]
+            .secret
+            .clone()
+            .unwrap_or_default()
+            .contains("/hook")
+    );
     let id = created.body["id"].as_str().unwrap().to_owned();
     receiver.answer_with(&[500, 500, 500]);
     overspend(&app, "retried").await;

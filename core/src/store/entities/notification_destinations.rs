@@ -8,8 +8,10 @@ pub struct Model {
     pub id: Uuid,
     pub name: String,
     pub kind: String,
+    /// For Slack, only its scheme and host (the full URL is the secret).
     pub url: String,
-    /// The webhook's signing secret, sealed with the key-encryption key.
+    /// Sealed with the key-encryption key: a webhook's signing secret, or a Slack
+    /// incoming webhook's URL.
     pub secret: Option<String>,
     /// Event kinds sent here; empty: all.
     pub events: Json,
