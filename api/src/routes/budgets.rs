@@ -28,7 +28,8 @@ pub struct BudgetList {
     responses(
         (status = 201, body = BudgetView),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 409, description = "Name taken", body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 409, description = "Name taken", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 503, body = ErrorBody),
     ),
     security(("bearer" = []))

@@ -40,7 +40,8 @@ fn destination_id(id: &str) -> Result<Uuid, ApiError> {
     responses(
         (status = 201, body = CreatedDestination),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 409, description = "Name taken", body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 409, description = "Name taken", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 503, body = ErrorBody),
     ),
     security(("bearer" = []))
