@@ -34,6 +34,50 @@ async fn cli(home: &Path, url: &str, token: Option<&str>, args: &[&str]) -> Outp
         .unwrap()
 }
 
+/// `strata login` with its own config directory (`home`), `input` on its stdin.
+async fn login_with(home: &Path, args: &[&str], input: &str) -> Output {
+    let mut login = std::process::Command::new(STRATA);
+    login
+        .arg("login")
+        .args(args)
+        .env("XDG_CONFIG_HOME", home)
+        .env("HOME", home)
+        .env_remove("STRATA_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = login.spawn().unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// `strata serve` trusting `idp`, with a CLI client there.
+async fn serve_with_idp(dir: &Path, db: &TestDb, mantle: &FakeMantle, idp: &FakeIdp) -> Server {
+    let port = strata_testkit::free_port();
+    let child = strata(&["serve"], dir, &db.url, mantle, 5)
+        .env("STRATA_LISTEN", format!("127.0.0.1:{port}"))
+        .env("STRATA_ADMIN_TOKEN_FILE", dir.join("admin.token"))
+        .env("STRATA_OIDC_ISSUER", &idp.issuer)
+        .env("STRATA_OIDC_JWKS_URL", &idp.jwks_url)
+        .env("STRATA_OIDC_CLI_CLIENT_ID", "strata-cli")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    ready(child, port, "strata serve").await
+}
+
 fn text(out: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -469,29 +513,12 @@ async fn a_developer_signs_in_with_a_token_and_manages_keys_as_rbac_allows() {
     assert!(dev_token.starts_with("eyJ"), "{:?}", text(&minted));
 
     // `login --token-stdin` checks the token and stores it, readable by its owner only.
-    let mut login = std::process::Command::new(STRATA);
-    login
-        .args(["login", "--url", base, "--token-stdin"])
-        .env("XDG_CONFIG_HOME", home)
-        .env("HOME", home)
-        .env_remove("STRATA_TOKEN")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = login.spawn().unwrap();
-    {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{dev_token}\n").as_bytes())
-            .unwrap();
-    }
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = login_with(
+        home,
+        &["--url", base, "--token-stdin"],
+        &format!("{dev_token}\n"),
+    )
+    .await;
     assert!(out.status.success(), "{:?}", text(&out));
     assert!(text(&out).1.contains("Logged in to"), "{:?}", text(&out));
     let stored = home.join("strata/credentials.toml");
@@ -632,18 +659,7 @@ async fn login_with_the_identity_providers_device_flow() {
     let dir = tempfile::tempdir().unwrap();
     let mantle = FakeMantle::start().await;
     let idp = FakeIdp::start().await;
-    let port = strata_testkit::free_port();
-    let child = strata(&["serve"], dir.path(), &db.url, &mantle, 5)
-        .env("STRATA_LISTEN", format!("127.0.0.1:{port}"))
-        .env("STRATA_ADMIN_TOKEN_FILE", dir.path().join("admin.token"))
-        .env("STRATA_OIDC_ISSUER", &idp.issuer)
-        .env("STRATA_OIDC_JWKS_URL", &idp.jwks_url)
-        .env("STRATA_OIDC_CLI_CLIENT_ID", "strata-cli")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = ready(child, port, "strata serve").await;
+    let server = serve_with_idp(dir.path(), &db, &mantle, &idp).await;
     let home = dir.path();
 
     for approve in [false, true] {
@@ -825,43 +841,10 @@ async fn login_falls_back_to_a_pasted_token_without_the_device_grant() {
     let mantle = FakeMantle::start().await;
     let idp = FakeIdp::start().await;
     idp.hide_device_flow();
-    let port = strata_testkit::free_port();
-    let child = strata(&["serve"], dir.path(), &db.url, &mantle, 5)
-        .env("STRATA_LISTEN", format!("127.0.0.1:{port}"))
-        .env("STRATA_ADMIN_TOKEN_FILE", dir.path().join("admin.token"))
-        .env("STRATA_OIDC_ISSUER", &idp.issuer)
-        .env("STRATA_OIDC_JWKS_URL", &idp.jwks_url)
-        .env("STRATA_OIDC_CLI_CLIENT_ID", "strata-cli")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = ready(child, port, "strata serve").await;
+    let server = serve_with_idp(dir.path(), &db, &mantle, &idp).await;
     let home = dir.path();
     let token = idp.token(json!({"sub": "dana@example.com", "groups": ["strata-finance"]}));
-    let mut login = std::process::Command::new(STRATA);
-    login
-        .args(["login", "--url", &server.base])
-        .env("XDG_CONFIG_HOME", home)
-        .env("HOME", home)
-        .env_remove("STRATA_TOKEN")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = login.spawn().unwrap();
-    {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{token}\n").as_bytes())
-            .unwrap();
-    }
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = login_with(home, &["--url", &server.base], &format!("{token}\n")).await;
     let (_, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(

@@ -202,6 +202,8 @@ async fn members_of(client: &ApiClient, id: &str) -> anyhow::Result<BTreeMap<Str
 /// (same `ETag`), and every name it creates is still free.
 async fn preflight(client: &ApiClient, plan: &Plan) -> anyhow::Result<()> {
     let mut stale = Vec::new();
+    // Each environment's active names, read once however many creates it has.
+    let mut names: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for change in &plan.changes {
         match change {
             Change::Update {
@@ -222,11 +224,17 @@ async fn preflight(client: &ApiClient, plan: &Plan) -> anyhow::Result<()> {
                     body["environment"].as_str().unwrap_or_default(),
                     body["name"].as_str().unwrap_or_default(),
                 );
-                let taken = client
-                    .list_all(&format!("/projects?environment={env}&status=active"))
-                    .await?
-                    .iter()
-                    .any(|p| p["name"] == name);
+                if !names.contains_key(env) {
+                    let listed = client
+                        .list_all(&format!("/projects?environment={env}&status=active"))
+                        .await?;
+                    let listed = listed
+                        .iter()
+                        .filter_map(|p| p["name"].as_str().map(str::to_owned))
+                        .collect();
+                    names.insert(env.to_owned(), listed);
+                }
+                let taken = names.get(env).is_some_and(|n| n.iter().any(|n| n == name));
                 if taken {
                     stale.push(format!("{project} was created since the plan"));
                 }

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::Services;
 use super::audit::{Change, record, snapshot};
+use super::budgets::MICROS_PER_CENT;
 use super::cost_dashboard::sum;
 use super::notifications::{Event, record_notification};
 use crate::CoreError;
@@ -22,8 +23,6 @@ use crate::domain::{
 use crate::store::entities::{
     api_keys, budgets, project_tags, projects, usage_daily, usage_minutes,
 };
-
-const MICROS_PER_CENT: i64 = 10_000;
 
 impl Services {
     pub async fn create_budget(

@@ -20,7 +20,7 @@ use crate::domain::{
 use crate::store::entities::{budget_events, projects, usage_daily};
 
 /// Micro-dollars in a cent.
-const MICROS_PER_CENT: i64 = 10_000;
+pub(super) const MICROS_PER_CENT: i64 = 10_000;
 
 /// Metered spend of each of `projects` in the UTC month that starts on `month`.
 pub(super) async fn month_spends<C: ConnectionTrait>(

@@ -48,20 +48,7 @@ impl Services {
             .into_iter()
             .collect();
         let mut metered: BTreeMap<(NaiveDate, Uuid), i64> = BTreeMap::new();
-        let rows: Vec<(Uuid, NaiveDate, i64)> = usage_daily::Entity::find()
-            .select_only()
-            .columns([
-                usage_daily::Column::ProjectId,
-                usage_daily::Column::Day,
-                usage_daily::Column::CostMicros,
-            ])
-            .filter(usage_daily::Column::ProjectId.is_in(names.keys().copied()))
-            .filter(usage_daily::Column::Day.gte(from))
-            .filter(usage_daily::Column::Day.lt(to))
-            .into_tuple()
-            .all(db)
-            .await?;
-        for (project, day, micros) in rows {
+        for (project, day, micros) in self.metered_days(names.keys().copied(), from, to).await? {
             *metered.entry((day, project)).or_default() += micros;
         }
         let mut billed: BTreeMap<(NaiveDate, Uuid), (i64, bool)> = BTreeMap::new();
@@ -224,18 +211,8 @@ impl Services {
             .await?
             .map_or(from, |c| c.fetched_to.max(from));
         if reported_until < to {
-            let metered: Vec<(Uuid, NaiveDate, i64)> = usage_daily::Entity::find()
-                .select_only()
-                .columns([
-                    usage_daily::Column::ProjectId,
-                    usage_daily::Column::Day,
-                    usage_daily::Column::CostMicros,
-                ])
-                .filter(usage_daily::Column::ProjectId.is_in(projects.keys().copied()))
-                .filter(usage_daily::Column::Day.gte(reported_until))
-                .filter(usage_daily::Column::Day.lt(to))
-                .into_tuple()
-                .all(db)
+            let metered = self
+                .metered_days(projects.keys().copied(), reported_until, to)
                 .await?;
             for (project, day, micros) in metered {
                 rows.push(row(
@@ -250,5 +227,29 @@ impl Services {
         }
         rows.sort_by(|a, b| (a.day, &a.project_name).cmp(&(b.day, &b.project_name)));
         Ok(rows)
+    }
+}
+
+impl Services {
+    /// The proxy's metered cost of `projects` per day on `[from, to)`.
+    async fn metered_days(
+        &self,
+        projects: impl IntoIterator<Item = Uuid>,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<(Uuid, NaiveDate, i64)>, CoreError> {
+        Ok(usage_daily::Entity::find()
+            .select_only()
+            .columns([
+                usage_daily::Column::ProjectId,
+                usage_daily::Column::Day,
+                usage_daily::Column::CostMicros,
+            ])
+            .filter(usage_daily::Column::ProjectId.is_in(projects))
+            .filter(usage_daily::Column::Day.gte(from))
+            .filter(usage_daily::Column::Day.lt(to))
+            .into_tuple()
+            .all(self.store.db())
+            .await?)
     }
 }

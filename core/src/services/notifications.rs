@@ -452,6 +452,16 @@ impl Services {
 
     /// A destination's deliveries, newest first.
     pub async fn deliveries(&self, id: Uuid, limit: u64) -> Result<Vec<Delivery>, CoreError> {
+        self.delivery_log(id, None, limit).await
+    }
+
+    /// A destination's deliveries, newest first; with `only`, just that notification's.
+    async fn delivery_log(
+        &self,
+        id: Uuid,
+        only: Option<Uuid>,
+        limit: u64,
+    ) -> Result<Vec<Delivery>, CoreError> {
         let db = self.store.db();
         notification_destinations::Entity::find_by_id(id)
             .one(db)
@@ -460,18 +470,29 @@ impl Services {
                 kind: "notification_destination",
                 id: id.to_string(),
             })?;
-        let rows = notification_deliveries::Entity::find()
-            .filter(notification_deliveries::Column::DestinationId.eq(id))
+        let mut select = notification_deliveries::Entity::find()
+            .filter(notification_deliveries::Column::DestinationId.eq(id));
+        if let Some(notification) = only {
+            select =
+                select.filter(notification_deliveries::Column::NotificationId.eq(notification));
+        }
+        let rows = select
             .order_by_desc(notification_deliveries::Column::NotificationId)
             .limit(limit.clamp(1, 200))
             .all(db)
             .await?;
+        // The events of the page in one query, not one per delivery.
+        let mut events: std::collections::HashMap<Uuid, notifications::Model> =
+            notifications::Entity::find()
+                .filter(notifications::Column::Id.is_in(rows.iter().map(|d| d.notification_id)))
+                .all(db)
+                .await?
+                .into_iter()
+                .map(|e| (e.id, e))
+                .collect();
         let mut out = Vec::with_capacity(rows.len());
         for d in rows {
-            let Some(event) = notifications::Entity::find_by_id(d.notification_id)
-                .one(db)
-                .await?
-            else {
+            let Some(event) = events.remove(&d.notification_id) else {
                 continue;
             };
             out.push(Delivery {
@@ -529,10 +550,10 @@ impl Services {
         self.insert_delivery(event.id, id, now).await?;
         self.attempt(kek, http, policy, &destination, &event)
             .await?;
-        self.deliveries(id, 200)
+        self.delivery_log(id, Some(event.id), 1)
             .await?
             .into_iter()
-            .find(|d| d.notification_id == event.id)
+            .next()
             .ok_or_else(|| CoreError::Internal("the test delivery vanished".into()))
     }
 

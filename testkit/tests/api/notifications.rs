@@ -90,25 +90,27 @@ async fn pass(app: &TestApp, policy: &DeliveryPolicy) -> strata_core::services::
         .unwrap()
 }
 
-/// A project with a $1 budget and usage that crosses all three thresholds.
-async fn overspend(app: &TestApp, name: &str) -> String {
-    let mut body = project_body(name);
-    body["monthly_budget_usd"] = json!(1.0);
-    let project = app.create_project(&body).await;
-    let id = project["id"].as_str().unwrap().to_owned();
+/// `usd` of metered gpt-oss-120b input for `project` at `minute` (RFC 3339), through a
+/// new key of its own, as the proxy reports it; returns the key's id.
+async fn meter(app: &TestApp, project: &str, usd: f64, minute: &str) -> String {
     let key = app
         .post(
-            &format!("/api/v1/projects/{id}/keys"),
+            &format!("/api/v1/projects/{project}/keys"),
             &app.admin,
-            &json!({"name": "k"}),
+            &json!({"name": format!("meter-{}", uuid::Uuid::now_v7())}),
         )
         .await;
     let kid = key.body["id"].as_str().unwrap().to_owned();
-    let minute = chrono::Utc::now().format("%Y-%m-%dT%H:%M:00Z").to_string();
+    let price = app
+        .get("/api/v1/models/openai.gpt-oss-120b", &app.admin)
+        .await
+        .body["input_price_per_mtok_usd"]
+        .as_f64()
+        .unwrap();
     let batch = json!({"batch_id": uuid::Uuid::now_v7(), "records": [
-        {"project_id": id, "key_id": kid, "model": "openai.gpt-oss-120b", "minute": minute,
-         "requests": 1, "errors": 0, "input_tokens": 20_000_000, "output_tokens": 0,
-         "cached_tokens": 0, "latency_ms_sum": 1}]});
+        {"project_id": project, "key_id": kid, "model": "openai.gpt-oss-120b", "minute": minute,
+         "requests": 1, "errors": 0, "input_tokens": (usd / price * 1e6).round() as u64,
+         "output_tokens": 0, "cached_tokens": 0, "latency_ms_sum": 1}]});
     let proxy = app.state.proxy_token.expose().to_owned();
     assert_eq!(
         app.post("/internal/v1/proxy/usage", &proxy, &batch)
@@ -116,6 +118,20 @@ async fn overspend(app: &TestApp, name: &str) -> String {
             .status,
         200
     );
+    kid
+}
+
+fn this_minute() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:00Z").to_string()
+}
+
+/// A project with a $1 budget and usage that crosses all three thresholds.
+async fn overspend(app: &TestApp, name: &str) -> String {
+    let mut body = project_body(name);
+    body["monthly_budget_usd"] = json!(1.0);
+    let project = app.create_project(&body).await;
+    let id = project["id"].as_str().unwrap().to_owned();
+    meter(app, &id, 3.0, &this_minute()).await;
     id
 }
 
@@ -450,32 +466,7 @@ async fn expiring_keys_failing_reconciles_and_budget_forecasts_are_announced_onc
         .await
         .unwrap();
     // $40 spent in the first 9 days of a 30-day month: $133.33 forecast against $100.
-    let key = app
-        .post(
-            &format!("/api/v1/projects/{id}/keys"),
-            &app.admin,
-            &json!({"name": "usage"}),
-        )
-        .await;
-    let kid = key.body["id"].as_str().unwrap().to_owned();
-    let price = app
-        .get("/api/v1/models/openai.gpt-oss-120b", &app.admin)
-        .await
-        .body["input_price_per_mtok_usd"]
-        .as_f64()
-        .unwrap();
-    let tokens = (40.0 / price * 1e6).round() as u64;
-    let batch = json!({"batch_id": uuid::Uuid::now_v7(), "records": [
-        {"project_id": id, "key_id": kid, "model": "openai.gpt-oss-120b", "minute": "2026-11-05T10:00:00Z",
-         "requests": 1, "errors": 0, "input_tokens": tokens, "output_tokens": 0, "cached_tokens": 0,
-         "latency_ms_sum": 1}]});
-    let proxy = app.state.proxy_token.expose().to_owned();
-    assert_eq!(
-        app.post("/internal/v1/proxy/usage", &proxy, &batch)
-            .await
-            .status,
-        200
-    );
+    meter(&app, &id, 40.0, "2026-11-05T10:00:00Z").await;
 
     let tenth = Services::new(
         app.state.services.store.clone(),
@@ -688,32 +679,7 @@ async fn budgets_at_every_level_show_their_spend_and_announce_thresholds() {
     body["monthly_budget_usd"] = json!(1000.0);
     let project = app.create_project(&body).await;
     let id = project["id"].as_str().unwrap().to_owned();
-    let key = app
-        .post(
-            &format!("/api/v1/projects/{id}/keys"),
-            &app.admin,
-            &json!({"name": "k"}),
-        )
-        .await;
-    let kid = key.body["id"].as_str().unwrap().to_owned();
-    let price = app
-        .get("/api/v1/models/openai.gpt-oss-120b", &app.admin)
-        .await
-        .body["input_price_per_mtok_usd"]
-        .as_f64()
-        .unwrap();
-    let minute = chrono::Utc::now().format("%Y-%m-%dT%H:%M:00Z").to_string();
-    let batch = json!({"batch_id": uuid::Uuid::now_v7(), "records": [
-        {"project_id": id, "key_id": kid, "model": "openai.gpt-oss-120b", "minute": minute,
-         "requests": 1, "errors": 0, "input_tokens": (3.0 / price * 1e6).round() as u64,
-         "output_tokens": 0, "cached_tokens": 0, "latency_ms_sum": 1}]});
-    let proxy = app.state.proxy_token.expose().to_owned();
-    assert_eq!(
-        app.post("/internal/v1/proxy/usage", &proxy, &batch)
-            .await
-            .status,
-        200
-    );
+    let kid = meter(&app, &id, 3.0, &this_minute()).await;
 
     for (name, scope, target, period, amount) in [
         ("team-weekly", "team", "payments", "week", 4.0),
