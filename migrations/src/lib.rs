@@ -23,6 +23,7 @@ mod m20261206_000016_service_tiers;
 mod m20261206_000017_mantle_model_ids;
 mod m20261206_000018_notifications;
 mod m20261206_000019_budgets;
+mod m20261206_000020_budget_revisions;
 
 pub struct Migrator;
 
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000017_mantle_model_ids::Migration),
             Box::new(m20261206_000018_notifications::Migration),
             Box::new(m20261206_000019_budgets::Migration),
+            Box::new(m20261206_000020_budget_revisions::Migration),
         ]
     }
 }

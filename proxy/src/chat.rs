@@ -45,7 +45,12 @@ async fn chat(
         .ok_or_else(|| OpenAiError::model_not_found(&request.model))?;
     seen.model = Some(request.model.clone());
     let upstream_body = prepare_chat(&mut request, model)?;
-    let limits = Limits::of(project, claims.sub, claims.rate_limits);
+    let limits = Limits::of(
+        project,
+        claims.sub,
+        claims.rate_limits,
+        policy.budgets_for(project.id, claims.sub),
+    );
     let demand = Demand::priced(
         prices(model),
         estimate_input_tokens(bytes.len()),

@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::control::ControlPlaneError;
+use crate::limits::SharedBudget;
 use strata_core::config::Secret;
 use strata_core::domain::{PolicySnapshot, SnapshotModel, SnapshotProject};
 use tokio_util::sync::CancellationToken;
@@ -24,11 +25,49 @@ pub struct Policy {
     pub revoked_keys: HashSet<Uuid>,
     /// The catalog by model id.
     pub models: HashMap<String, SnapshotModel>,
+    /// The hard budgets (beyond each project's own) covering a project's requests…
+    pub project_budgets: HashMap<Uuid, Arc<[SharedBudget]>>,
+    /// … and a key's.
+    pub key_budgets: HashMap<Uuid, Arc<[SharedBudget]>>,
+    no_budgets: Arc<[SharedBudget]>,
+}
+
+impl Policy {
+    /// The hard budgets a request of `project` with `key` counts against.
+    pub fn budgets_for(&self, project: Uuid, key: Uuid) -> Arc<[SharedBudget]> {
+        match (
+            self.project_budgets.get(&project),
+            self.key_budgets.get(&key),
+        ) {
+            (None, None) => self.no_budgets.clone(),
+            (Some(b), None) | (None, Some(b)) => b.clone(),
+            (Some(p), Some(k)) => p.iter().chain(k.iter()).cloned().collect(),
+        }
+    }
 }
 
 impl From<PolicySnapshot> for Policy {
     fn from(s: PolicySnapshot) -> Self {
+        let mut by_project: HashMap<Uuid, Vec<SharedBudget>> = HashMap::default();
+        let mut by_key: HashMap<Uuid, Vec<SharedBudget>> = HashMap::default();
+        for budget in &s.budgets {
+            let shared = SharedBudget::from(budget);
+            for project in &budget.projects {
+                by_project.entry(*project).or_default().push(shared.clone());
+            }
+            if let Some(key) = budget.key {
+                by_key.entry(key).or_default().push(shared.clone());
+            }
+        }
+        let share = |m: HashMap<Uuid, Vec<SharedBudget>>| {
+            m.into_iter()
+                .map(|(id, budgets)| (id, Arc::from(budgets)))
+                .collect()
+        };
         Self {
+            project_budgets: share(by_project),
+            key_budgets: share(by_key),
+            no_budgets: Arc::from(Vec::new()),
             version: s.version,
             projects: s.projects.into_iter().map(|p| (p.id, p)).collect(),
             revoked_keys: s.revoked_keys.into_iter().collect(),
@@ -152,5 +191,69 @@ impl SnapshotFollower {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use strata_core::domain::{BudgetPeriod, BudgetScope, SnapshotBudget};
+
+    use super::*;
+
+    fn budget(
+        n: u128,
+        scope: BudgetScope,
+        projects: Vec<Uuid>,
+        key: Option<Uuid>,
+    ) -> SnapshotBudget {
+        SnapshotBudget {
+            id: Uuid::from_u128(n),
+            name: format!("b{n}"),
+            scope,
+            target: "t".into(),
+            period: BudgetPeriod::Month,
+            amount_micros: 1_000,
+            projects,
+            key,
+        }
+    }
+
+    #[test]
+    fn a_request_counts_against_its_projects_budgets_and_its_keys() {
+        let (p1, p2, k1, k2) = (
+            Uuid::from_u128(101),
+            Uuid::from_u128(102),
+            Uuid::from_u128(201),
+            Uuid::from_u128(202),
+        );
+        let policy = Policy::from(PolicySnapshot {
+            version: "v".into(),
+            generated_at: Utc::now(),
+            projects: Vec::new(),
+            revoked_keys: Vec::new(),
+            models: Vec::new(),
+            budgets: vec![
+                budget(1, BudgetScope::Team, vec![p1, p2], None),
+                budget(2, BudgetScope::Environment, vec![p1], None),
+                budget(3, BudgetScope::Key, Vec::new(), Some(k1)),
+            ],
+        });
+        let ids = |p, k| -> Vec<u128> {
+            policy
+                .budgets_for(p, k)
+                .iter()
+                .map(|b| b.id.as_u128())
+                .collect()
+        };
+        assert_eq!(ids(p1, k1), [1, 2, 3]);
+        assert_eq!(ids(p1, k2), [1, 2]);
+        assert_eq!(ids(p2, k2), [1]);
+        assert_eq!(ids(Uuid::from_u128(103), k1), [3]);
+        assert!(ids(Uuid::from_u128(103), k2).is_empty());
+        assert_eq!(
+            &*policy.budgets_for(p2, k2)[0].label,
+            "the team 't' budget 'b1'"
+        );
     }
 }

@@ -10,8 +10,11 @@
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
-use strata_core::domain::RateLimits;
-use strata_proxy::{Demand, Limit, LimitStore, Limits, LocalStore, RedisStore, Reserved, Window};
+use strata_core::domain::{BudgetPeriod, RateLimits};
+use strata_proxy::{
+    Baseline, Baselines, Demand, Limit, LimitStore, Limits, LocalStore, RedisStore, Reserved,
+    SharedBudget, Window,
+};
 use uuid::Uuid;
 
 fn redis_url() -> String {
@@ -62,6 +65,14 @@ fn limits(project_rate: RateLimits, key_rate: RateLimits, budget: Option<i64>) -
         project_rate,
         key_rate,
         budget_micros: budget,
+        shared: Arc::from(Vec::new()),
+    }
+}
+
+fn baseline(project: i64) -> Baselines {
+    Baselines {
+        project: Some(project),
+        shared: Vec::new(),
     }
 }
 
@@ -85,7 +96,7 @@ fn demand(tokens: u64, cost_micros: i64) -> Demand {
 }
 
 async fn reserve(store: &Arc<dyn LimitStore>, w: &Window, l: &Limits, d: Demand) -> Reserved {
-    store.reserve(w, l, d, Some(0)).await.unwrap()
+    store.reserve(w, l, d, &baseline(0)).await.unwrap()
 }
 
 fn refused_by(r: &Reserved) -> Option<Limit> {
@@ -111,7 +122,7 @@ async fn requests_per_minute_per_project_and_per_key(kind: &str) {
     // Another key of the same project has the project's last request.
     let other_key = Limits {
         key: Uuid::now_v7(),
-        ..key_limited
+        ..key_limited.clone()
     };
     match reserve(&b, &w, &other_key, demand(10, 0)).await {
         Reserved::Admitted(c) => assert_eq!(c.rates[0], 3, "{kind}: the project's count"),
@@ -154,10 +165,13 @@ async fn budgets_start_from_a_baseline_and_never_overshoot(kind: &str) {
     let w = window(4);
     let l = limits(RateLimits::default(), RateLimits::default(), Some(10_000));
     // No counter for the month yet: the store asks for the control plane's figure.
-    let first = a.reserve(&w, &l, demand(1, 100), None).await.unwrap();
-    assert_eq!(first, Reserved::NeedsBaseline, "{kind}");
+    let first = a
+        .reserve(&w, &l, demand(1, 100), &Baselines::default())
+        .await
+        .unwrap();
+    assert_eq!(first, Reserved::NeedsBaseline(Baseline::Project), "{kind}");
     let started = a
-        .reserve(&w, &l, demand(1, 1_000), Some(8_000))
+        .reserve(&w, &l, demand(1, 1_000), &baseline(8_000))
         .await
         .unwrap();
     match started {
@@ -165,7 +179,10 @@ async fn budgets_start_from_a_baseline_and_never_overshoot(kind: &str) {
         r => panic!("{kind}: {r:?}"),
     }
     // The other replica sees the counter, and a later baseline does not reset it.
-    let over = b.reserve(&w, &l, demand(1, 1_001), Some(0)).await.unwrap();
+    let over = b
+        .reserve(&w, &l, demand(1, 1_001), &baseline(0))
+        .await
+        .unwrap();
     assert_eq!(refused_by(&over), Some(Limit::Budget), "{kind}");
     assert!(matches!(
         reserve(&b, &w, &l, demand(1, 1_000)).await,
@@ -184,8 +201,122 @@ async fn budgets_start_from_a_baseline_and_never_overshoot(kind: &str) {
             .unwrap_or_else(|| panic!("a valid time")),
     );
     assert_eq!(
-        a.reserve(&december, &l, demand(1, 1), None).await.unwrap(),
-        Reserved::NeedsBaseline,
+        a.reserve(&december, &l, demand(1, 1), &Baselines::default())
+            .await
+            .unwrap(),
+        Reserved::NeedsBaseline(Baseline::Project),
+        "{kind}"
+    );
+}
+
+fn shared(period: BudgetPeriod, amount_micros: i64) -> SharedBudget {
+    SharedBudget {
+        id: Uuid::now_v7(),
+        period,
+        amount_micros,
+        label: "the team 'ml' budget 'ml-weekly'".into(),
+    }
+}
+
+fn with_shared(l: Limits, budgets: &[SharedBudget]) -> Limits {
+    Limits {
+        shared: budgets.to_vec().into(),
+        ..l
+    }
+}
+
+/// A team's budget covers two projects on two replicas: it starts from its own
+/// baseline, holds across both, gives a reservation back when the project's own
+/// limits refuse the request, and a second (daily) budget refuses on its own.
+async fn shared_budgets_hold_across_projects(kind: &str) {
+    let [a, b] = stores(kind).await;
+    let w = window(6);
+    let team = shared(BudgetPeriod::Week, 1_000);
+    let none = RateLimits::default();
+    let one = with_shared(limits(none, none, None), std::slice::from_ref(&team));
+    let two = with_shared(limits(none, none, None), std::slice::from_ref(&team));
+    let asked = a
+        .reserve(&w, &one, demand(1, 300), &Baselines::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        asked,
+        Reserved::NeedsBaseline(Baseline::Shared(0)),
+        "{kind}"
+    );
+    let started = Baselines {
+        project: None,
+        shared: vec![Some(600)],
+    };
+    assert!(matches!(
+        a.reserve(&w, &one, demand(1, 300), &started).await.unwrap(),
+        Reserved::Admitted(_)
+    ));
+    // The other project, through the other replica, meets the same counter.
+    match reserve(&b, &w, &two, demand(1, 200)).await {
+        Reserved::Refused(Limit::SharedBudget(0), c) => {
+            assert_eq!(c.shared_spent_micros, 900, "{kind}")
+        }
+        r => panic!("{kind}: {r:?}"),
+    }
+    assert!(matches!(
+        reserve(&b, &w, &two, demand(1, 100)).await,
+        Reserved::Admitted(_)
+    ));
+    assert_eq!(
+        refused_by(&reserve(&a, &w, &one, demand(1, 1)).await),
+        Some(Limit::SharedBudget(0)),
+        "{kind}: used up"
+    );
+    // Settling frees spend for every project under the budget.
+    a.settle(&w, &one, 0, -500).await.unwrap();
+    // A project whose own rate refuses: the budget's reservation is given back.
+    let limited = with_shared(
+        limits(rate(Some(1), None), none, None),
+        std::slice::from_ref(&team),
+    );
+    assert!(matches!(
+        reserve(&a, &w, &limited, demand(1, 100)).await,
+        Reserved::Admitted(_)
+    ));
+    assert_eq!(
+        refused_by(&reserve(&b, &w, &limited, demand(1, 100)).await),
+        Some(Limit::ProjectRequests),
+        "{kind}"
+    );
+    // A daily budget beside the weekly one refuses alone, counting in neither.
+    let daily = shared(BudgetPeriod::Day, 50);
+    let both = with_shared(limits(none, none, None), &[team.clone(), daily]);
+    let fresh = Baselines {
+        project: None,
+        shared: vec![None, Some(0)],
+    };
+    assert_eq!(
+        refused_by(&b.reserve(&w, &both, demand(1, 60), &fresh).await.unwrap()),
+        Some(Limit::SharedBudget(1)),
+        "{kind}"
+    );
+    // 600 of 1,000 spent: neither refused request was counted.
+    match reserve(&b, &w, &two, demand(1, 400)).await {
+        Reserved::Admitted(_) => {}
+        r => panic!("{kind}: a refused request's reservation was kept: {r:?}"),
+    }
+    assert_eq!(
+        refused_by(&reserve(&a, &w, &one, demand(1, 1)).await),
+        Some(Limit::SharedBudget(0)),
+        "{kind}: the weekly budget is still exactly used up"
+    );
+    // The next week is a new period.
+    let next_week = Window::at(
+        Utc.with_ymd_and_hms(2026, 11, 30, 0, 0, 1)
+            .single()
+            .unwrap_or_else(|| panic!("a valid time")),
+    );
+    assert_eq!(
+        a.reserve(&next_week, &one, demand(1, 1), &Baselines::default())
+            .await
+            .unwrap(),
+        Reserved::NeedsBaseline(Baseline::Shared(0)),
         "{kind}"
     );
 }
@@ -199,7 +330,8 @@ async fn concurrent_reservations_are_atomic(kind: &str) {
     let tasks: Vec<_> = (0..200)
         .map(|i| {
             let store = if i % 2 == 0 { a.clone() } else { b.clone() };
-            tokio::spawn(async move { store.reserve(&w, &l, demand(1, 100), Some(0)).await })
+            let l = l.clone();
+            tokio::spawn(async move { store.reserve(&w, &l, demand(1, 100), &baseline(0)).await })
         })
         .collect();
     let mut admitted = 0;
@@ -212,6 +344,47 @@ async fn concurrent_reservations_are_atomic(kind: &str) {
         }
     }
     assert_eq!((admitted, by_budget), (50, 150), "{kind}");
+}
+
+/// The same with a team budget over two projects, each with its own monthly budget
+/// that would fit all its requests: the team's fits 50, and exactly 50 get through.
+async fn concurrent_shared_reservations_are_atomic(kind: &str) {
+    let [a, b] = stores(kind).await;
+    let w = window(7);
+    let team = shared(BudgetPeriod::Month, 5_000);
+    let none = RateLimits::default();
+    let projects = [
+        with_shared(
+            limits(none, none, Some(100_000)),
+            std::slice::from_ref(&team),
+        ),
+        with_shared(
+            limits(none, none, Some(100_000)),
+            std::slice::from_ref(&team),
+        ),
+    ];
+    let started = Baselines {
+        project: Some(0),
+        shared: vec![Some(0)],
+    };
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let l = projects[i % 2].clone();
+            let started = started.clone();
+            tokio::spawn(async move { store.reserve(&w, &l, demand(1, 100), &started).await })
+        })
+        .collect();
+    let mut admitted = 0;
+    let mut by_team = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(Reserved::Admitted(_)) => admitted += 1,
+            Ok(Reserved::Refused(Limit::SharedBudget(0), _)) => by_team += 1,
+            other => panic!("{kind}: {other:?}"),
+        }
+    }
+    assert_eq!((admitted, by_team), (50, 150), "{kind}");
 }
 
 macro_rules! on_both_stores {
@@ -236,4 +409,6 @@ on_both_stores!(
     tokens_are_reserved_then_settled,
     budgets_start_from_a_baseline_and_never_overshoot,
     concurrent_reservations_are_atomic,
+    shared_budgets_hold_across_projects,
+    concurrent_shared_reservations_are_atomic,
 );

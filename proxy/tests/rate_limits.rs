@@ -90,6 +90,25 @@ impl World {
         (status, thresholds)
     }
 
+    /// Waits until the proxy's snapshot has (or no longer has) hard budgets over
+    /// `project`.
+    async fn wait_for_budgets(&self, project: Uuid, present: bool) {
+        let started = std::time::Instant::now();
+        while self
+            .proxy
+            .follower
+            .current()
+            .is_some_and(|p| p.project_budgets.contains_key(&project))
+            != present
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the proxy never saw the budget's change"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn post_chat(&self, key: &str, body: &Value) -> reqwest::Response {
         self.client
             .post(format!("{}/v1/chat/completions", self.base))
@@ -307,4 +326,65 @@ async fn the_budget_starts_from_metered_spend_and_crossings_are_recorded() {
     let (status, thresholds) = w.budget(id).await;
     assert_eq!(thresholds, [50, 80, 100], "{status}");
     assert!(status["percent_used"].as_f64().is_some_and(|p| p >= 100.0));
+}
+
+#[tokio::test]
+async fn a_hard_team_budget_holds_across_its_projects_until_deleted() {
+    let w = world().await;
+    let (first, _) = w.project("team-a", &[OSS]).await;
+    let (second, key) = w.project("team-b", &[OSS]).await;
+    for id in [first, second] {
+        w.limit_project(
+            id,
+            json!({"monthly_budget_usd": 100.0, "rate_limits": {"rpm": null, "tpm": null}}),
+        )
+        .await;
+    }
+    // 7,200 micro-dollars spent this week by the first project (another proxy's usage).
+    w.usage_from_another_proxy(first, 24_000).await;
+    let r = w
+        .app
+        .post(
+            "/api/v1/budgets",
+            &w.app.admin,
+            &json!({"name": "payments-weekly", "scope": "team", "target": "payments",
+                    "period": "week", "amount_usd": 0.01, "enforcement": "hard"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["enforcement"], "hard", "{}", r.body);
+    let budget = r.body["id"].as_str().unwrap().to_owned();
+    w.wait_for_budgets(second, true).await;
+    // The second project's request could take the team past its budget: refused, the
+    // budget named; a small one fits in the 2,800 left.
+    let mut big = hello(OSS);
+    big["max_tokens"] = json!(10_000);
+    let r = w.post_chat(&key, &big).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(header(&r, "x-should-retry"), Some("false"));
+    let retry_after: u64 = header(&r, "retry-after")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default();
+    assert!(
+        (1..=7 * 86_400).contains(&retry_after),
+        "until the week ends: {retry_after}"
+    );
+    let body: Value = r.json().await.unwrap_or_default();
+    assert_eq!(body["error"]["code"], "insufficient_quota", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("the team 'payments' budget 'payments-weekly'"),
+        "{message}"
+    );
+    let mut small = hello(OSS);
+    small["max_tokens"] = json!(100);
+    assert_eq!(w.post_chat(&key, &small).await.status(), 200);
+    // A soft budget would not refuse: deleting the hard one lifts the limit.
+    let r = w
+        .app
+        .delete(&format!("/api/v1/budgets/{budget}"), &w.app.admin)
+        .await;
+    assert_eq!(r.status, 204);
+    w.wait_for_budgets(second, false).await;
+    assert_eq!(w.post_chat(&key, &big).await.status(), 200);
 }

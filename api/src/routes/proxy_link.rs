@@ -129,39 +129,47 @@ pub async fn usage(
     Ok(axum::Json(UsageAccepted { applied }))
 }
 
+/// Either `project` (its own monthly budget) or `budget` (a hard budget's period).
 #[derive(Debug, Deserialize)]
 pub struct SpendQuery {
-    pub project: uuid::Uuid,
-    /// Any day of the month asked for; default: today (UTC).
+    pub project: Option<uuid::Uuid>,
+    pub budget: Option<uuid::Uuid>,
+    /// Any day of the period asked for; default: today (UTC).
     pub month: Option<chrono::NaiveDate>,
 }
 
-/// A project's metered spend this UTC month, where the proxy's budget counter starts.
+/// Metered spend in a budget's period, where the proxy's budget counter starts.
 #[derive(Debug, serde::Serialize)]
-pub struct MonthSpend {
-    /// The month's first day.
-    pub month: chrono::NaiveDate,
+pub struct PeriodSpend {
+    /// The period's first day (`month`: the name older proxies know).
+    #[serde(rename = "month")]
+    pub start: chrono::NaiveDate,
     pub spent_micros: i64,
 }
 
-/// `GET /internal/v1/proxy/spend?project=<id>&month=<YYYY-MM-DD>`.
+/// `GET /internal/v1/proxy/spend?project=<id>&month=<YYYY-MM-DD>` or
+/// `?budget=<id>&month=<YYYY-MM-DD>`.
 pub async fn spend(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<SpendQuery>,
-) -> ApiResult<axum::Json<MonthSpend>> {
+) -> ApiResult<axum::Json<PeriodSpend>> {
     check_proxy_credential(&state, &headers)?;
-    let (month, spent_micros) = state
-        .services
-        .month_spend(
-            query.project,
-            query
-                .month
-                .unwrap_or_else(|| state.services.clock.now().date_naive()),
-        )
-        .await?;
-    Ok(axum::Json(MonthSpend {
-        month,
+    let day = query
+        .month
+        .unwrap_or_else(|| state.services.clock.now().date_naive());
+    let (start, spent_micros) = match (query.project, query.budget) {
+        (Some(project), None) => state.services.month_spend(project, day).await?,
+        (None, Some(budget)) => state.services.budget_period_spend(budget, day).await?,
+        _ => {
+            return Err(ApiError::validation(vec![strata_core::FieldError::new(
+                "project",
+                "give exactly one of `project` and `budget`",
+            )]));
+        }
+    };
+    Ok(axum::Json(PeriodSpend {
+        start,
         spent_micros,
     }))
 }

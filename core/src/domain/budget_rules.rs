@@ -6,7 +6,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{BudgetPeriod, BudgetScope, Environment, TeamName, month_start, next_month_start};
+use super::{
+    BudgetEnforcement, BudgetPeriod, BudgetScope, Environment, TeamName, month_start,
+    next_month_start,
+};
 use crate::FieldError;
 
 /// The body of `POST /api/v1/budgets`.
@@ -20,17 +23,13 @@ pub struct NewBudget {
     #[schema(example = "ml")]
     pub target: String,
     pub period: BudgetPeriod,
-    /// US dollars per period, more than 0.
+    /// US dollars per period, at least 0.01 (kept in whole cents).
     #[schema(example = 250.0)]
     pub amount_usd: f64,
-    /// `soft`: alerts only (the destinations get 50, 80 and 100 %). Hard limits — the
-    /// proxy answering 429 — are the project's `monthly_budget_usd`.
-    #[serde(default = "soft")]
-    pub enforcement: String,
-}
-
-fn soft() -> String {
-    "soft".into()
+    /// `soft` (the default): alerts only. `hard`: alerts, and the proxy refuses a
+    /// request that could take the period's spend past the amount.
+    #[serde(default)]
+    pub enforcement: BudgetEnforcement,
 }
 
 impl NewBudget {
@@ -65,16 +64,10 @@ impl NewBudget {
                 format!("must be {what} for scope {}", self.scope),
             ));
         }
-        if !(self.amount_usd.is_finite() && self.amount_usd > 0.0 && self.amount_usd <= 1e9) {
+        if !(self.amount_usd.is_finite() && self.amount_usd >= 0.01 && self.amount_usd <= 1e9) {
             errors.push(FieldError::new(
                 "amount_usd",
-                "must be more than 0 and at most 1e9",
-            ));
-        }
-        if self.enforcement != "soft" {
-            errors.push(FieldError::new(
-                "enforcement",
-                "only `soft` (alerts) for now; a hard limit is a project's monthly_budget_usd",
+                "must be at least 0.01 and at most 1e9 (whole cents)",
             ));
         }
         if errors.is_empty() {
@@ -94,7 +87,7 @@ pub struct BudgetView {
     pub target: String,
     pub period: BudgetPeriod,
     pub amount_usd: f64,
-    pub enforcement: String,
+    pub enforcement: BudgetEnforcement,
     /// The current period, `[start, end)`.
     pub period_start: NaiveDate,
     pub period_end: NaiveDate,

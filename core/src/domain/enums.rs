@@ -359,3 +359,18 @@ pub enum BudgetPeriod {
 }
 
 string_enum!(BudgetPeriod { Day => "day", Week => "week", Month => "month" });
+
+/// What happens when a budget is used up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum BudgetEnforcement {
+    /// Alerts only: the destinations hear of 50, 80 and 100 %.
+    #[default]
+    #[serde(rename = "soft")]
+    Soft,
+    /// Alerts, and the proxy refuses a request that could take the period's spend past
+    /// the amount (429 `insufficient_quota`).
+    #[serde(rename = "hard")]
+    Hard,
+}
+
+string_enum!(BudgetEnforcement { Soft => "soft", Hard => "hard" });

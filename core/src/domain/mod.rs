@@ -34,8 +34,8 @@ pub use costs::{
     PROJECT_TAG, ProjectDayDrift, micros_to_usd,
 };
 pub use enums::{
-    BudgetPeriod, BudgetScope, DataRetention, DestinationKind, Environment, MantlePath,
-    ProjectRole, ProjectStatus, Region, RetentionMode, ServiceTier,
+    BudgetEnforcement, BudgetPeriod, BudgetScope, DataRetention, DestinationKind, Environment,
+    MantlePath, ProjectRole, ProjectStatus, Region, RetentionMode, ServiceTier,
 };
 pub use focus::{FOCUS_COLUMNS, FocusRow, FocusSource, STRATA_COLUMNS, focus_csv};
 pub use keys::{
@@ -54,7 +54,7 @@ pub use responses::{
     MAX_RESPONSE_CLAIM, MAX_RESPONSE_ID, ResponseClaim, ResponseCompletion, ResponseRecord,
     validate_response_id,
 };
-pub use snapshot::{PolicySnapshot, SnapshotModel, SnapshotProject};
+pub use snapshot::{PolicySnapshot, SnapshotBudget, SnapshotModel, SnapshotProject};
 pub use tags::{MAX_PROJECT_TAGS, Tags, validate_tag_key, validate_tag_value, validate_tags};
 pub use usage::{
     BucketQuery, BucketWidth, MAX_USAGE_RECORDS, UsageBatch, UsageBucket, UsageDimension,

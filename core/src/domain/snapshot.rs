@@ -5,7 +5,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{DataRetention, Environment, MantlePath, ModelId, ProjectStatus, RateLimits, Region};
+use super::{
+    BudgetPeriod, BudgetScope, DataRetention, Environment, MantlePath, ModelId, ProjectStatus,
+    RateLimits, Region,
+};
 
 /// One project as the proxy sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,4 +72,24 @@ pub struct PolicySnapshot {
     pub revoked_keys: Vec<Uuid>,
     /// The whole model catalog (a few dozen entries).
     pub models: Vec<SnapshotModel>,
+    /// The hard budgets beside the projects' own monthly ones (none in older
+    /// snapshots).
+    #[serde(default)]
+    pub budgets: Vec<SnapshotBudget>,
+}
+
+/// A hard budget as the proxy enforces it: the projects (or the key) whose requests
+/// count against it, resolved by the control plane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotBudget {
+    pub id: Uuid,
+    pub name: String,
+    pub scope: BudgetScope,
+    pub target: String,
+    pub period: BudgetPeriod,
+    pub amount_micros: i64,
+    /// Every project the budget covers (none for a key's budget).
+    pub projects: Vec<Uuid>,
+    /// The key, for a key's budget.
+    pub key: Option<Uuid>,
 }

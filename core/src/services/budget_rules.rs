@@ -2,10 +2,11 @@
 //! proxy's metering, and their thresholds announced (once per budget, period and
 //! threshold) by the notification pass.
 
-use chrono::{DateTime, NaiveTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, Statement,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -18,11 +19,62 @@ use super::notifications::{Event, record_notification};
 use crate::CoreError;
 use crate::auth::Actor;
 use crate::domain::{
-    BudgetPeriod, BudgetScope, BudgetView, NewBudget, micros_to_usd, thresholds_reached,
+    BudgetEnforcement, BudgetPeriod, BudgetScope, BudgetView, NewBudget, SnapshotBudget,
+    micros_to_usd, thresholds_reached,
 };
 use crate::store::entities::{
     api_keys, budgets, project_tags, projects, usage_daily, usage_minutes,
 };
+
+/// Every write to a budget bumps this counter, which the policy version reads.
+async fn bump_budget_revision<C: ConnectionTrait>(db: &C) -> Result<(), CoreError> {
+    db.execute_raw(Statement::from_string(
+        db.get_database_backend(),
+        "UPDATE change_counters SET value = value + 1 WHERE name = 'budgets'",
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The projects a project, team, environment or tag budget covers (archived ones
+/// included: their past spend counts).
+async fn scope_projects<C: ConnectionTrait>(
+    db: &C,
+    scope: BudgetScope,
+    target: &str,
+) -> Result<Vec<Uuid>, CoreError> {
+    Ok(match scope {
+        BudgetScope::Project => Uuid::parse_str(target).into_iter().collect(),
+        BudgetScope::Team | BudgetScope::Environment => {
+            let column = if scope == BudgetScope::Team {
+                projects::Column::Team
+            } else {
+                projects::Column::Environment
+            };
+            projects::Entity::find()
+                .select_only()
+                .column(projects::Column::Id)
+                .filter(column.eq(target))
+                .order_by_asc(projects::Column::Id)
+                .into_tuple()
+                .all(db)
+                .await?
+        }
+        BudgetScope::Tag => {
+            let (key, value) = target.split_once('=').unwrap_or((target, ""));
+            project_tags::Entity::find()
+                .select_only()
+                .column(project_tags::Column::ProjectId)
+                .filter(project_tags::Column::Key.eq(key))
+                .filter(project_tags::Column::Value.eq(value))
+                .order_by_asc(project_tags::Column::ProjectId)
+                .into_tuple()
+                .all(db)
+                .await?
+        }
+        BudgetScope::Key => Vec::new(),
+    })
+}
 
 impl Services {
     pub async fn create_budget(
@@ -73,7 +125,7 @@ impl Services {
             target: Set(target),
             period: Set(input.period.as_str().into()),
             amount_cents: Set((input.amount_usd * 100.0).round() as i64),
-            enforcement: Set(input.enforcement.clone()),
+            enforcement: Set(input.enforcement.as_str().into()),
             created_at: Set(now),
             updated_at: Set(now),
         }
@@ -88,6 +140,7 @@ impl Services {
             after: snapshot(&view),
         };
         record(&*tx, actor, now, change).await?;
+        bump_budget_revision(&*tx).await?;
         tx.commit().await?;
         Ok(view)
     }
@@ -123,6 +176,7 @@ impl Services {
             after: None,
         };
         record(&*tx, actor, self.clock.now(), change).await?;
+        bump_budget_revision(&*tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -135,6 +189,7 @@ impl Services {
         let corrupt = |e: String| CoreError::Internal(format!("stored budget {}: {e}", row.id));
         let scope = BudgetScope::parse(&row.scope).map_err(corrupt)?;
         let period = BudgetPeriod::parse(&row.period).map_err(corrupt)?;
+        let enforcement = BudgetEnforcement::parse(&row.enforcement).map_err(corrupt)?;
         let (start, end) = period.bounds(now.date_naive());
         let spent = self.budget_spend(scope, &row.target, start, end).await?;
         let budget = row.amount_cents.saturating_mul(MICROS_PER_CENT);
@@ -145,7 +200,7 @@ impl Services {
             target: row.target.clone(),
             period,
             amount_usd: row.amount_cents as f64 / 100.0,
-            enforcement: row.enforcement.clone(),
+            enforcement,
             period_start: start,
             period_end: end,
             spent_usd: micros_to_usd(spent),
@@ -163,13 +218,13 @@ impl Services {
         &self,
         scope: BudgetScope,
         target: &str,
-        start: chrono::NaiveDate,
-        end: chrono::NaiveDate,
+        start: NaiveDate,
+        end: NaiveDate,
     ) -> Result<i64, CoreError> {
         let db = self.store.db();
         if scope == BudgetScope::Key {
             let key = Uuid::parse_str(target).unwrap_or_default();
-            let at = |d: chrono::NaiveDate| d.and_time(NaiveTime::MIN).and_utc();
+            let at = |d: NaiveDate| d.and_time(NaiveTime::MIN).and_utc();
             let total: Option<Option<i64>> = usage_minutes::Entity::find()
                 .select_only()
                 .expr(sum(Expr::col(usage_minutes::Column::CostMicros)))
@@ -181,35 +236,7 @@ impl Services {
                 .await?;
             return Ok(total.flatten().unwrap_or(0));
         }
-        let projects: Vec<Uuid> = match scope {
-            BudgetScope::Project => vec![Uuid::parse_str(target).unwrap_or_default()],
-            BudgetScope::Team | BudgetScope::Environment => {
-                let column = if scope == BudgetScope::Team {
-                    projects::Column::Team
-                } else {
-                    projects::Column::Environment
-                };
-                projects::Entity::find()
-                    .select_only()
-                    .column(projects::Column::Id)
-                    .filter(column.eq(target))
-                    .into_tuple()
-                    .all(db)
-                    .await?
-            }
-            BudgetScope::Tag => {
-                let (key, value) = target.split_once('=').unwrap_or((target, ""));
-                project_tags::Entity::find()
-                    .select_only()
-                    .column(project_tags::Column::ProjectId)
-                    .filter(project_tags::Column::Key.eq(key))
-                    .filter(project_tags::Column::Value.eq(value))
-                    .into_tuple()
-                    .all(db)
-                    .await?
-            }
-            BudgetScope::Key => Vec::new(),
-        };
+        let projects = scope_projects(db, scope, target).await?;
         if projects.is_empty() {
             return Ok(0);
         }
@@ -223,6 +250,63 @@ impl Services {
             .one(db)
             .await?;
         Ok(total.flatten().unwrap_or(0))
+    }
+
+    /// A budget's metered spend in the period holding `day`: where the proxy's
+    /// counter for a hard budget starts. Returns the period's first day and
+    /// micro-dollars.
+    pub async fn budget_period_spend(
+        &self,
+        id: Uuid,
+        day: NaiveDate,
+    ) -> Result<(NaiveDate, i64), CoreError> {
+        let row = budgets::Entity::find_by_id(id)
+            .one(self.store.db())
+            .await?
+            .ok_or_else(|| CoreError::NotFound {
+                kind: "budget",
+                id: id.to_string(),
+            })?;
+        let corrupt = |e: String| CoreError::Internal(format!("stored budget {id}: {e}"));
+        let scope = BudgetScope::parse(&row.scope).map_err(corrupt)?;
+        let period = BudgetPeriod::parse(&row.period).map_err(corrupt)?;
+        let (start, end) = period.bounds(day);
+        Ok((
+            start,
+            self.budget_spend(scope, &row.target, start, end).await?,
+        ))
+    }
+
+    /// The hard budgets as the proxy enforces them, each with the projects it covers.
+    pub(super) async fn snapshot_budgets(&self) -> Result<Vec<SnapshotBudget>, CoreError> {
+        let db = self.store.db();
+        let rows = budgets::Entity::find()
+            .filter(budgets::Column::Enforcement.eq(BudgetEnforcement::Hard.as_str()))
+            .order_by_asc(budgets::Column::Id)
+            .all(db)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let corrupt = |e: String| CoreError::Internal(format!("stored budget {}: {e}", row.id));
+            let scope = BudgetScope::parse(&row.scope).map_err(corrupt)?;
+            let period = BudgetPeriod::parse(&row.period).map_err(corrupt)?;
+            let (projects, key) = if scope == BudgetScope::Key {
+                (Vec::new(), Uuid::parse_str(&row.target).ok())
+            } else {
+                (scope_projects(db, scope, &row.target).await?, None)
+            };
+            out.push(SnapshotBudget {
+                id: row.id,
+                name: row.name,
+                scope,
+                target: row.target,
+                period,
+                amount_micros: row.amount_cents.saturating_mul(MICROS_PER_CENT),
+                projects,
+                key,
+            });
+        }
+        Ok(out)
     }
 
     /// Records each budget's thresholds reached in its current period (once each).

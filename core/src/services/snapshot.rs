@@ -13,7 +13,7 @@ use crate::store::entities::{api_keys, project_sync, projects};
 /// Order-independent aggregates, so a change whose transaction commits after a later
 /// one is still seen: every project write bumps `resource_version` (the sum grows),
 /// revocations only ever add revoked rows, the reconciler fills in AWS ids, and every
-/// catalog edit bumps the model's `revision`. A
+/// catalog edit bumps the model's `revision`, every budget write the budgets' counter. A
 /// `max(updated_at)` would miss a commit that lands late with an earlier timestamp.
 const VERSION_SQL: &str = "SELECT \
     (SELECT COUNT(*) FROM projects), \
@@ -21,7 +21,8 @@ const VERSION_SQL: &str = "SELECT \
     (SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NOT NULL), \
     (SELECT COUNT(mantle_project_id) + COUNT(role_arn) FROM project_sync), \
     (SELECT COUNT(*) FROM models), \
-    (SELECT CAST(COALESCE(SUM(revision), 0) AS BIGINT) FROM models)";
+    (SELECT CAST(COALESCE(SUM(revision), 0) AS BIGINT) FROM models), \
+    (SELECT COALESCE(MAX(value), 0) FROM change_counters WHERE name = 'budgets')";
 
 impl Services {
     /// A string that changes whenever the snapshot would.
@@ -34,13 +35,13 @@ impl Services {
             ))
             .await?
             .ok_or_else(|| CoreError::Internal("the version query returned no row".into()))?;
-        let mut parts = [0i64; 6];
+        let mut parts = [0i64; 7];
         for (i, part) in parts.iter_mut().enumerate() {
             *part = row.try_get_by_index::<i64>(i)?;
         }
         Ok(format!(
-            "p{}.{}-k{}-a{}-m{}.{}",
-            parts[0], parts[1], parts[2], parts[3], parts[4], parts[5]
+            "p{}.{}-k{}-a{}-m{}.{}-b{}",
+            parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], parts[6]
         ))
     }
 
@@ -106,12 +107,14 @@ impl Services {
                 mantle_path: m.mantle_path,
             })
             .collect();
+        let budgets = self.snapshot_budgets().await?;
         Ok(PolicySnapshot {
             version,
             generated_at: now,
             projects,
             revoked_keys,
             models,
+            budgets,
         })
     }
 }

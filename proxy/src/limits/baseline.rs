@@ -1,7 +1,7 @@
-//! Where a project's budget counter starts: its metered spend this month, as the
-//! control plane has it. Asked only when the store has no counter for the month (a
-//! new month, a new process, a Redis that lost its data); concurrent first requests
-//! share one answer.
+//! Where a budget counter starts: the metered spend of the project this month, or of
+//! a hard budget's scope this period, as the control plane has it. Asked only when the
+//! store has no counter for the period (a new period, a new process, a Redis that lost
+//! its data); concurrent first requests share one answer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -45,7 +45,22 @@ impl SpendBaselines {
     }
 
     /// The project's metered spend in the month starting `month`, in micro-dollars.
-    pub async fn get(&self, project: Uuid, month: NaiveDate) -> Result<i64, ControlPlaneError> {
+    pub async fn project(&self, project: Uuid, month: NaiveDate) -> Result<i64, ControlPlaneError> {
+        self.get("project", project, month).await
+    }
+
+    /// A hard budget's metered spend in the period starting `start`.
+    pub async fn budget(&self, budget: Uuid, start: NaiveDate) -> Result<i64, ControlPlaneError> {
+        self.get("budget", budget, start).await
+    }
+
+    /// Project and budget ids are both random UUIDs, so they share the cache.
+    async fn get(
+        &self,
+        what: &'static str,
+        id: Uuid,
+        start: NaiveDate,
+    ) -> Result<i64, ControlPlaneError> {
         let cell = {
             let mut recent = self
                 .recent
@@ -53,19 +68,24 @@ impl SpendBaselines {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             recent.retain(|_, (at, _)| at.elapsed() < SHARE_FOR);
             recent
-                .entry((project, month))
+                .entry((id, start))
                 .or_insert_with(|| (Instant::now(), Arc::new(OnceCell::new())))
                 .1
                 .clone()
         };
-        cell.get_or_try_init(|| self.fetch(project, month))
+        cell.get_or_try_init(|| self.fetch(what, id, start))
             .await
             .copied()
     }
 
-    async fn fetch(&self, project: Uuid, month: NaiveDate) -> Result<i64, ControlPlaneError> {
+    async fn fetch(
+        &self,
+        what: &'static str,
+        id: Uuid,
+        start: NaiveDate,
+    ) -> Result<i64, ControlPlaneError> {
         // A UUID and a date need no escaping.
-        let url = format!("{}?project={project}&month={month}", self.url);
+        let url = format!("{}?{what}={id}&month={start}", self.url);
         let response = self
             .http
             .get(url)

@@ -6,7 +6,10 @@ use std::sync::Mutex;
 use chrono::NaiveDate;
 use uuid::Uuid;
 
-use super::{Counters, Demand, LimitStore, Limits, Reserved, StoreError, Window, decide};
+use super::{
+    Baseline, Baselines, Counters, Demand, Limit, LimitStore, Limits, Reserved, StoreError, Window,
+    decide, over_shared,
+};
 
 /// Per-minute counters of one scope: `[requests, tokens]`.
 type Rate = [i64; 2];
@@ -17,6 +20,8 @@ struct State {
     rates: HashMap<(Uuid, i64), Rate>,
     /// By (project, month): spend plus reservations in flight.
     budgets: HashMap<(Uuid, NaiveDate), i64>,
+    /// By (hard budget, its period's first day): the same.
+    shared: HashMap<(Uuid, NaiveDate), i64>,
     /// The minute up to which old windows were dropped.
     swept: i64,
 }
@@ -63,7 +68,18 @@ impl State {
                 .get(&(limits.project, window.month))
                 .copied()
                 .unwrap_or(0),
+            shared_spent_micros: 0,
         }
+    }
+
+    fn shared_keys<'a>(
+        window: &'a Window,
+        limits: &'a Limits,
+    ) -> impl Iterator<Item = (Uuid, NaiveDate)> + 'a {
+        limits
+            .shared
+            .iter()
+            .map(|b| (b.id, window.period(b.period).0))
     }
 }
 
@@ -74,24 +90,40 @@ impl LimitStore for LocalStore {
         window: &Window,
         limits: &Limits,
         demand: Demand,
-        baseline_micros: Option<i64>,
+        baselines: &Baselines,
     ) -> Result<Reserved, StoreError> {
         let mut state = self.lock();
         state.sweep(window.minute);
         if limits.budget_micros.is_some() {
             let month = (limits.project, window.month);
             if let std::collections::hash_map::Entry::Vacant(entry) = state.budgets.entry(month) {
-                match baseline_micros {
+                match baselines.project {
                     Some(b) => {
                         entry.insert(b);
                     }
-                    None => return Ok(Reserved::NeedsBaseline),
+                    None => return Ok(Reserved::NeedsBaseline(Baseline::Project)),
+                }
+            }
+        }
+        for (i, key) in State::shared_keys(window, limits).enumerate() {
+            if let std::collections::hash_map::Entry::Vacant(entry) = state.shared.entry(key) {
+                match baselines.shared(i) {
+                    Some(b) => {
+                        entry.insert(b);
+                    }
+                    None => return Ok(Reserved::NeedsBaseline(Baseline::Shared(i))),
                 }
             }
         }
         let mut counters = state.counters(window, limits);
         if let Err(limit) = decide(limits, demand, &counters) {
             return Ok(Reserved::Refused(limit, counters));
+        }
+        let shared_spent = State::shared_keys(window, limits)
+            .map(|key| state.shared.get(&key).copied().unwrap_or(0));
+        if let Some((i, spent)) = over_shared(limits, demand, shared_spent) {
+            counters.shared_spent_micros = spent;
+            return Ok(Reserved::Refused(Limit::SharedBudget(i), counters));
         }
         let tokens = demand.tokens as i64;
         let rates = limits.rates();
@@ -109,6 +141,11 @@ impl LimitStore for LocalStore {
             && let Some(spent) = state.budgets.get_mut(&(limits.project, window.month))
         {
             *spent = spent.saturating_add(demand.cost_micros);
+        }
+        for key in State::shared_keys(window, limits) {
+            if let Some(spent) = state.shared.get_mut(&key) {
+                *spent = spent.saturating_add(demand.cost_micros);
+            }
         }
         counters = state.counters(window, limits);
         Ok(Reserved::Admitted(counters))
@@ -129,6 +166,11 @@ impl LimitStore for LocalStore {
         }
         if let Some(spent) = state.budgets.get_mut(&(limits.project, window.month)) {
             *spent = spent.saturating_add(cost_micros);
+        }
+        for key in State::shared_keys(window, limits) {
+            if let Some(spent) = state.shared.get_mut(&key) {
+                *spent = spent.saturating_add(cost_micros);
+            }
         }
         Ok(())
     }

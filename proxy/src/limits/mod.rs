@@ -4,9 +4,11 @@
 //! ends. The store is Redis when configured (every replica shares it), else this
 //! process's memory (one proxy).
 //!
-//! Windows are fixed UTC minutes. A budget counter holds the month's metered spend
+//! Windows are fixed UTC minutes. A budget counter holds the period's metered spend
 //! plus the reservations in flight; it starts from the control plane's metered spend
-//! the first time a month is seen by the store.
+//! the first time the store sees the period. Beside the project's own monthly budget,
+//! a request counts against every hard budget that covers its project or its key
+//! (a team's, an environment's, a cost tag's, a key's; per day, week or month).
 
 mod baseline;
 mod local;
@@ -16,7 +18,10 @@ use std::sync::Arc;
 
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
-use strata_core::domain::{RateLimits, ServiceTier, SnapshotModel, SnapshotProject};
+use strata_core::domain::{
+    BudgetPeriod, BudgetScope, RateLimits, ServiceTier, SnapshotBudget, SnapshotModel,
+    SnapshotProject,
+};
 use uuid::Uuid;
 
 pub use baseline::SpendBaselines;
@@ -27,7 +32,7 @@ use crate::error::OpenAiError;
 use crate::normalize::Usage;
 
 /// What the limits of one request are, from the key and the project.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     pub project: Uuid,
     pub key: Uuid,
@@ -35,10 +40,47 @@ pub struct Limits {
     pub key_rate: RateLimits,
     /// The project's monthly budget in micro-dollars.
     pub budget_micros: Option<i64>,
+    /// The other hard budgets the request counts against.
+    pub shared: Arc<[SharedBudget]>,
+}
+
+/// A hard budget beyond the project's own (see [`SnapshotBudget`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedBudget {
+    pub id: Uuid,
+    pub period: BudgetPeriod,
+    pub amount_micros: i64,
+    /// How a refusal names it, e.g. `the team 'ml' budget 'ml-weekly'`.
+    pub label: Arc<str>,
+}
+
+impl From<&SnapshotBudget> for SharedBudget {
+    fn from(b: &SnapshotBudget) -> Self {
+        let whose = match b.scope {
+            BudgetScope::Project => "the project".to_owned(),
+            BudgetScope::Key => "the key".to_owned(),
+            BudgetScope::Team => format!("the team '{}'", b.target),
+            BudgetScope::Environment => format!("the {} environment", b.target),
+            BudgetScope::Tag => format!("the tag {}", b.target),
+        };
+        Self {
+            id: b.id,
+            period: b.period,
+            amount_micros: b.amount_micros,
+            label: format!("{whose} budget '{}'", b.name).into(),
+        }
+    }
 }
 
 impl Limits {
-    pub fn of(project: &SnapshotProject, key: Uuid, key_rate: Option<RateLimits>) -> Self {
+    /// `shared`: the hard budgets covering the project or the key
+    /// ([`crate::snapshot::Policy::budgets_for`]).
+    pub fn of(
+        project: &SnapshotProject,
+        key: Uuid,
+        key_rate: Option<RateLimits>,
+        shared: Arc<[SharedBudget]>,
+    ) -> Self {
         Self {
             project: project.id,
             key,
@@ -48,6 +90,7 @@ impl Limits {
             budget_micros: project
                 .monthly_budget_usd
                 .map(|usd| (usd * 1e6).round() as i64),
+            shared,
         }
     }
 
@@ -56,6 +99,7 @@ impl Limits {
         self.project_rate == RateLimits::default()
             && self.key_rate == RateLimits::default()
             && self.budget_micros.is_none()
+            && self.shared.is_empty()
     }
 
     /// `[project rpm, project tpm, key rpm, key tpm]`; `None`: no limit.
@@ -197,6 +241,8 @@ pub enum Limit {
     KeyRequests,
     KeyTokens,
     Budget,
+    /// `Limits::shared[i]`.
+    SharedBudget(usize),
 }
 
 impl Limit {
@@ -215,15 +261,18 @@ impl Limit {
             Limit::KeyRequests => "key_requests",
             Limit::KeyTokens => "key_tokens",
             Limit::Budget => "budget",
+            Limit::SharedBudget(_) => "shared_budget",
         }
     }
 }
 
-/// The counters a store read, in the order of [`Limits::rates`], and the budget's.
+/// The counters a store read, in the order of [`Limits::rates`], the project
+/// budget's, and (on a refusal by a shared budget) that budget's.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
     pub rates: [i64; 4],
     pub spent_micros: i64,
+    pub shared_spent_micros: i64,
 }
 
 /// A store's answer to a reservation.
@@ -233,14 +282,39 @@ pub enum Reserved {
     Admitted(Counters),
     /// Nothing counted; the counters as they are.
     Refused(Limit, Counters),
-    /// The store has no budget counter for the month yet: ask again with the
+    /// The store has no counter for this budget's period yet: ask again with the
     /// control plane's figure for it.
-    NeedsBaseline,
+    NeedsBaseline(Baseline),
+}
+
+/// A budget counter a store needs a starting figure for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Baseline {
+    /// The project's month.
+    Project,
+    /// `Limits::shared[i]`'s period.
+    Shared(usize),
+}
+
+/// The control plane's figures for counters the store has not started yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Baselines {
+    pub project: Option<i64>,
+    /// By index into `Limits::shared`.
+    pub shared: Vec<Option<i64>>,
+}
+
+impl Baselines {
+    pub fn shared(&self, i: usize) -> Option<i64> {
+        self.shared.get(i).copied().flatten()
+    }
 }
 
 /// The minute and month a request is counted in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
+    /// The request's time, Unix seconds.
+    pub secs: i64,
     /// Minutes since the Unix epoch.
     pub minute: i64,
     /// Seconds left in that minute (1 to 60).
@@ -260,11 +334,25 @@ impl Window {
             .and_hms_opt(0, 0, 0)
             .map_or(secs, |t| t.and_utc().timestamp());
         Self {
+            secs,
             minute: secs.div_euclid(60),
             reset_secs: (60 - secs.rem_euclid(60)) as u64,
             month,
             month_left_secs: month_end.saturating_sub(secs).max(1) as u64,
         }
+    }
+
+    /// The first day of the `period` holding this window, and the seconds until it
+    /// ends.
+    pub fn period(&self, period: BudgetPeriod) -> (NaiveDate, u64) {
+        let day = DateTime::from_timestamp(self.secs, 0)
+            .unwrap_or_default()
+            .date_naive();
+        let (start, end) = period.bounds(day);
+        let end_secs = end
+            .and_hms_opt(0, 0, 0)
+            .map_or(self.secs, |t| t.and_utc().timestamp());
+        (start, end_secs.saturating_sub(self.secs).max(1) as u64)
     }
 }
 
@@ -281,11 +369,11 @@ pub trait LimitStore: Send + Sync {
         window: &Window,
         limits: &Limits,
         demand: Demand,
-        baseline_micros: Option<i64>,
+        baselines: &Baselines,
     ) -> Result<Reserved, StoreError>;
 
     /// Adds `tokens` and `cost_micros` (used − reserved; usually negative) to the
-    /// window's token counters and the month's budget counter, where they still exist.
+    /// window's token counters and the budget counters, where they still exist.
     async fn settle(
         &self,
         window: &Window,
@@ -298,7 +386,8 @@ pub trait LimitStore: Send + Sync {
     fn kind(&self) -> &'static str;
 }
 
-/// The decision both stores make, on counters read atomically.
+/// The decision both stores make on the rates and the project's budget, on counters
+/// read atomically (shared budgets: [`over_shared`]).
 pub(crate) fn decide(limits: &Limits, demand: Demand, counters: &Counters) -> Result<(), Limit> {
     let adds = [1, demand.tokens as i64, 1, demand.tokens as i64];
     for (i, rate) in limits.rates().into_iter().enumerate() {
@@ -314,6 +403,22 @@ pub(crate) fn decide(limits: &Limits, demand: Demand, counters: &Counters) -> Re
         return Err(Limit::Budget);
     }
     Ok(())
+}
+
+/// The first shared budget that `demand` would take past its amount, given each one's
+/// spend (in the order of `Limits::shared`).
+pub(crate) fn over_shared(
+    limits: &Limits,
+    demand: Demand,
+    spent: impl IntoIterator<Item = i64>,
+) -> Option<(usize, i64)> {
+    limits
+        .shared
+        .iter()
+        .zip(spent)
+        .enumerate()
+        .find(|(_, (b, spent))| spent.saturating_add(demand.cost_micros) > b.amount_micros)
+        .map(|(i, (_, spent))| (i, spent))
 }
 
 /// What to do when the shared store does not answer.
@@ -381,28 +486,52 @@ impl Limiter {
             });
         }
         let window = Window::at(now);
-        let mut answer = self.store.reserve(&window, limits, demand, None).await;
-        if matches!(answer, Ok(Reserved::NeedsBaseline)) {
-            answer = match self.baselines.get(limits.project, window.month).await {
-                Ok(baseline) => {
-                    self.store
-                        .reserve(&window, limits, demand, Some(baseline))
-                        .await
-                }
+        let mut baselines = Baselines::default();
+        let mut answer = self
+            .store
+            .reserve(&window, limits, demand, &baselines)
+            .await;
+        // Each missing counter once at most: the project's month, then each budget's.
+        for _ in 0..=limits.shared.len() {
+            let Ok(Reserved::NeedsBaseline(missing)) = answer else {
+                break;
+            };
+            let fetched = match missing {
+                Baseline::Project => self.baselines.project(limits.project, window.month).await,
+                Baseline::Shared(i) => match limits.shared.get(i) {
+                    Some(b) => self.baselines.budget(b.id, window.period(b.period).0).await,
+                    None => break,
+                },
+            };
+            let figure = match fetched {
+                Ok(figure) => figure,
                 Err(e) => {
-                    tracing::warn!(project.id = %limits.project, error.cause = %e, "cannot read the project's spend this month from the control plane");
+                    tracing::warn!(project.id = %limits.project, error.cause = %e, "cannot read a budget's spend this period from the control plane");
                     return Err(OpenAiError::unavailable(
                         "budget_unavailable",
-                        "The proxy cannot read this project's spend this month yet; retry shortly.",
+                        "The proxy cannot read this project's budget spend yet; retry shortly.",
                     ));
                 }
             };
+            match missing {
+                Baseline::Project => baselines.project = Some(figure),
+                Baseline::Shared(i) => {
+                    if baselines.shared.len() <= i {
+                        baselines.shared.resize(i + 1, None);
+                    }
+                    baselines.shared[i] = Some(figure);
+                }
+            }
+            answer = self
+                .store
+                .reserve(&window, limits, demand, &baselines)
+                .await;
         }
         match answer {
             Ok(Reserved::Admitted(counters)) => Ok(Admission {
                 reservation: Some(Reservation {
                     window,
-                    limits: *limits,
+                    limits: limits.clone(),
                     demand,
                 }),
                 headers: rate_headers(limits, &counters, &window),
@@ -410,7 +539,7 @@ impl Limiter {
             Ok(Reserved::Refused(limit, counters)) => {
                 Err(refusal(limit, limits, demand, &counters, &window))
             }
-            Ok(Reserved::NeedsBaseline) => Err(OpenAiError::unavailable(
+            Ok(Reserved::NeedsBaseline(_)) => Err(OpenAiError::unavailable(
                 "budget_unavailable",
                 "The proxy cannot start this project's budget counter; retry shortly.",
             )),
@@ -464,7 +593,7 @@ impl Limiter {
             return;
         }
         let window = Window::at(Utc::now());
-        let limits = *limits;
+        let limits = limits.clone();
         let limiter = self.clone();
         tokio::spawn(async move {
             let tokens = i64::try_from(used.tokens).unwrap_or(i64::MAX);
@@ -536,6 +665,14 @@ fn rate_headers(
     out
 }
 
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
 const SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
 
 /// The 429 for `limit`, in OpenAI's words and headers.
@@ -552,6 +689,45 @@ fn refusal(
         Limit::ProjectTokens => ("this project", "tokens per minute"),
         Limit::KeyRequests => ("this key", "requests per minute"),
         Limit::KeyTokens => ("this key", "tokens per minute"),
+        Limit::SharedBudget(i) => {
+            let Some(budget) = limits.shared.get(i) else {
+                return OpenAiError::unavailable(
+                    "budget_unavailable",
+                    "The proxy's budgets changed during this request; retry.",
+                );
+            };
+            let (start, left_secs) = window.period(budget.period);
+            let (_, end) = budget.period.bounds(start);
+            let spent = counters.shared_spent_micros;
+            let message = if demand.cost_micros > budget.amount_micros.saturating_sub(spent)
+                && spent < budget.amount_micros
+            {
+                format!(
+                    "This request could cost up to ${:.6}, more than is left of {} (${:.2} of ${:.2} spent or reserved this {}). Lower max_tokens, or ask the platform team to raise the budget.",
+                    demand.cost_micros as f64 / 1e6,
+                    budget.label,
+                    spent as f64 / 1e6,
+                    budget.amount_micros as f64 / 1e6,
+                    budget.period,
+                )
+            } else {
+                format!(
+                    "{} (${:.2} per {}) is used up; it resets on {end} at 00:00 UTC.",
+                    capitalized(&budget.label),
+                    budget.amount_micros as f64 / 1e6,
+                    budget.period,
+                )
+            };
+            headers.push((SHOULD_RETRY, HeaderValue::from_static("false")));
+            return OpenAiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "insufficient_quota",
+                "insufficient_quota",
+                message,
+            )
+            .retry_after(left_secs)
+            .with_headers(headers);
+        }
         Limit::Budget => {
             let budget = limits.budget_micros.unwrap_or(0);
             let message = if demand.cost_micros > budget.saturating_sub(counters.spent_micros)
@@ -693,6 +869,7 @@ mod tests {
             project_rate: project,
             key_rate: key,
             budget_micros: budget,
+            shared: Arc::from(Vec::new()),
         }
     }
 
@@ -716,6 +893,7 @@ mod tests {
         let counters = |rates, spent| Counters {
             rates,
             spent_micros: spent,
+            shared_spent_micros: 0,
         };
         assert_eq!(decide(&l, d, &counters([9, 50, 4, 0], 900)), Ok(()));
         assert_eq!(
@@ -754,6 +932,7 @@ mod tests {
         let c = Counters {
             rates: [3, 40, 3, 0],
             spent_micros: 200,
+            shared_spent_micros: 0,
         };
         let d = Demand {
             tokens: 10,
@@ -815,6 +994,52 @@ mod tests {
         assert_eq!(header(&e, "x-should-retry").as_deref(), Some("false"));
         assert!(
             e.message.contains("used its monthly budget"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn a_shared_budget_refusal_names_the_budget_and_when_it_resets() {
+        let team = SharedBudget::from(&SnapshotBudget {
+            id: Uuid::from_u128(9),
+            name: "ml-weekly".into(),
+            scope: BudgetScope::Team,
+            target: "ml".into(),
+            period: BudgetPeriod::Week,
+            amount_micros: 250_000_000,
+            projects: vec![Uuid::from_u128(1)],
+            key: None,
+        });
+        let l = Limits {
+            shared: vec![team].into(),
+            ..limits(RateLimits::default(), RateLimits::default(), None)
+        };
+        // Friday 27 November 2026, 10:00:20: the week ends on Monday the 30th.
+        let w = Window::at(at(27, 10, 0, 20));
+        let c = |spent| Counters {
+            shared_spent_micros: spent,
+            ..Counters::default()
+        };
+        let small = Demand {
+            tokens: 10,
+            cost_micros: 5,
+        };
+        let e = refusal(Limit::SharedBudget(0), &l, small, &c(250_000_000), &w);
+        assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(e.code.as_deref(), Some("insufficient_quota"));
+        assert_eq!(
+            e.message,
+            "The team 'ml' budget 'ml-weekly' ($250.00 per week) is used up; it resets on 2026-11-30 at 00:00 UTC."
+        );
+        assert_eq!(e.retry_after, Some(2 * 86_400 + 13 * 3_600 + 59 * 60 + 40));
+        let big = Demand {
+            tokens: 10,
+            cost_micros: 2_000_000,
+        };
+        let e = refusal(Limit::SharedBudget(0), &l, big, &c(249_000_000), &w);
+        assert!(
+            e.message.starts_with("This request could cost up to $2.000000, more than is left of the team 'ml' budget 'ml-weekly' ($249.00 of $250.00 spent or reserved this week)"),
             "{}",
             e.message
         );

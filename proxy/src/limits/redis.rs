@@ -1,14 +1,18 @@
 //! Counters in Redis, shared by every proxy replica. Each reservation is one Lua
 //! script (Redis runs a script alone, so check-and-count is atomic across replicas);
 //! every key of a request carries the project in a hash tag, so the script's keys sit
-//! in one slot of a Redis Cluster too.
+//! in one slot of a Redis Cluster too. Hard budgets shared by several projects live
+//! in a slot of their own and are reserved first, by a second script: if the
+//! project's script then refuses, their reservation is given back.
 
 use std::time::Duration;
 
 use crate::control::StartError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{Counters, Demand, Limit, LimitStore, Limits, Reserved, StoreError, Window};
+use super::{
+    Baseline, Baselines, Counters, Demand, Limit, LimitStore, Limits, Reserved, StoreError, Window,
+};
 
 /// KEYS: project requests, project tokens, key requests, key tokens (this minute),
 /// budget (this month). ARGV: the four rate limits (-1: none), tokens, budget (-1:
@@ -64,6 +68,37 @@ if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('INCRBY', KEYS[3], ARGV[2]
 return 1
 ";
 
+/// KEYS: the shared budgets' counters (this period each). ARGV: cost, then per key
+/// its amount, baseline (-1: unknown) and TTL. Returns `{status, i, spent}`: 1
+/// admitted, 0 refused by the `i`th budget (1-based) at `spent`, -1 the `i`th needs a
+/// baseline.
+const RESERVE_SHARED: &str = r"
+local cost = tonumber(ARGV[1])
+local spent = {}
+for i = 1, #KEYS do
+  local v = redis.call('GET', KEYS[i])
+  if not v then
+    if tonumber(ARGV[3 * i]) < 0 then return {-1, i, 0} end
+    redis.call('SET', KEYS[i], ARGV[3 * i], 'EX', ARGV[3 * i + 1])
+    v = ARGV[3 * i]
+  end
+  spent[i] = tonumber(v)
+end
+for i = 1, #KEYS do
+  if spent[i] + cost > tonumber(ARGV[3 * i - 1]) then return {0, i, spent[i]} end
+end
+for i = 1, #KEYS do redis.call('INCRBY', KEYS[i], cost) end
+return {1, 0, 0}
+";
+
+/// KEYS: shared budgets' counters. ARGV: cost delta. As [`SETTLE`].
+const SETTLE_SHARED: &str = r"
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCRBY', KEYS[i], ARGV[1]) end
+end
+return 1
+";
+
 /// Windows are kept a little past their minute, for settlements that arrive late.
 const WINDOW_TTL_SECS: u64 = 180;
 /// A month's budget counter outlives the month by a week (late settlements).
@@ -73,6 +108,8 @@ pub struct RedisStore {
     connection: ConnectionManager,
     reserve: redis::Script,
     settle: redis::Script,
+    reserve_shared: redis::Script,
+    settle_shared: redis::Script,
     prefix: String,
 }
 
@@ -92,6 +129,8 @@ impl RedisStore {
             connection,
             reserve: redis::Script::new(RESERVE),
             settle: redis::Script::new(SETTLE),
+            reserve_shared: redis::Script::new(RESERVE_SHARED),
+            settle_shared: redis::Script::new(SETTLE_SHARED),
             prefix: prefix.to_owned(),
         })
     }
@@ -118,6 +157,82 @@ impl RedisStore {
             ),
         ]
     }
+
+    /// The shared budgets' counters, all in one slot of their own.
+    fn shared_keys<'a>(
+        &'a self,
+        window: &'a Window,
+        limits: &'a Limits,
+    ) -> impl Iterator<Item = String> + 'a {
+        limits.shared.iter().map(move |b| {
+            let (start, _) = window.period(b.period);
+            format!("{0}:{{{0}-budgets}}:{1}:{start}", self.prefix, b.id)
+        })
+    }
+
+    async fn settle_shared(
+        &self,
+        window: &Window,
+        limits: &Limits,
+        cost_micros: i64,
+    ) -> Result<(), StoreError> {
+        if limits.shared.is_empty() || cost_micros == 0 {
+            return Ok(());
+        }
+        let mut invocation = self.settle_shared.prepare_invoke();
+        for key in self.shared_keys(window, limits) {
+            invocation.key(key);
+        }
+        invocation.arg(cost_micros);
+        let mut connection = self.connection.clone();
+        let _: i64 = invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(error)?;
+        Ok(())
+    }
+
+    /// Reserves `demand`'s cost in every shared budget, or says which refuses it.
+    async fn reserve_shared(
+        &self,
+        window: &Window,
+        limits: &Limits,
+        demand: Demand,
+        baselines: &Baselines,
+    ) -> Result<Option<Reserved>, StoreError> {
+        if limits.shared.is_empty() {
+            return Ok(None);
+        }
+        let mut invocation = self.reserve_shared.prepare_invoke();
+        for key in self.shared_keys(window, limits) {
+            invocation.key(key);
+        }
+        invocation.arg(demand.cost_micros);
+        for (i, budget) in limits.shared.iter().enumerate() {
+            let (_, left_secs) = window.period(budget.period);
+            invocation
+                .arg(budget.amount_micros)
+                .arg(baselines.shared(i).unwrap_or(-1))
+                .arg(left_secs + BUDGET_GRACE_SECS);
+        }
+        let mut connection = self.connection.clone();
+        let answer: [i64; 3] = invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(error)?;
+        let index = usize::try_from(answer[1] - 1).unwrap_or(0);
+        Ok(match answer[0] {
+            1 => None,
+            -1 => Some(Reserved::NeedsBaseline(Baseline::Shared(index))),
+            _ => Some(Reserved::Refused(
+                Limit::SharedBudget(index),
+                Counters {
+                    shared_spent_micros: answer[2],
+                    ..Counters::default()
+                },
+            )),
+        })
+    }
 }
 
 fn error(e: redis::RedisError) -> StoreError {
@@ -136,43 +251,22 @@ impl LimitStore for RedisStore {
         window: &Window,
         limits: &Limits,
         demand: Demand,
-        baseline_micros: Option<i64>,
+        baselines: &Baselines,
     ) -> Result<Reserved, StoreError> {
-        let mut invocation = self.reserve.prepare_invoke();
-        for key in self.keys(window, limits) {
-            invocation.key(key);
+        if let Some(answer) = self
+            .reserve_shared(window, limits, demand, baselines)
+            .await?
+        {
+            return Ok(answer);
         }
-        for rate in limits.rates() {
-            invocation.arg(rate.map_or(-1, |r| r as i64));
+        let answer = self
+            .reserve_project(window, limits, demand, baselines)
+            .await;
+        if !matches!(answer, Ok(Reserved::Admitted(_))) {
+            self.settle_shared(window, limits, -demand.cost_micros)
+                .await?;
         }
-        invocation
-            .arg(demand.tokens)
-            .arg(limits.budget_micros.unwrap_or(-1))
-            .arg(demand.cost_micros)
-            .arg(baseline_micros.unwrap_or(-1))
-            .arg(WINDOW_TTL_SECS)
-            .arg(window.month_left_secs + BUDGET_GRACE_SECS);
-        let mut connection = self.connection.clone();
-        let answer: [i64; 7] = invocation
-            .invoke_async(&mut connection)
-            .await
-            .map_err(error)?;
-        let counters = Counters {
-            rates: [answer[2], answer[3], answer[4], answer[5]],
-            spent_micros: answer[6],
-        };
-        Ok(match (answer[0], answer[1]) {
-            (1, _) => Reserved::Admitted(counters),
-            (-1, _) => Reserved::NeedsBaseline,
-            (_, 5) => Reserved::Refused(Limit::Budget, counters),
-            (_, i) => Reserved::Refused(
-                usize::try_from(i - 1)
-                    .ok()
-                    .and_then(|i| Limit::RATES.get(i).copied())
-                    .unwrap_or(Limit::ProjectRequests),
-                counters,
-            ),
-        })
+        answer
     }
 
     async fn settle(
@@ -194,10 +288,59 @@ impl LimitStore for RedisStore {
             .invoke_async(&mut connection)
             .await
             .map_err(error)?;
-        Ok(())
+        self.settle_shared(window, limits, cost_micros).await
     }
 
     fn kind(&self) -> &'static str {
         "redis"
+    }
+}
+
+impl RedisStore {
+    /// The rates' and the project budget's reservation: one script in the project's
+    /// slot.
+    async fn reserve_project(
+        &self,
+        window: &Window,
+        limits: &Limits,
+        demand: Demand,
+        baselines: &Baselines,
+    ) -> Result<Reserved, StoreError> {
+        let mut invocation = self.reserve.prepare_invoke();
+        for key in self.keys(window, limits) {
+            invocation.key(key);
+        }
+        for rate in limits.rates() {
+            invocation.arg(rate.map_or(-1, |r| r as i64));
+        }
+        invocation
+            .arg(demand.tokens)
+            .arg(limits.budget_micros.unwrap_or(-1))
+            .arg(demand.cost_micros)
+            .arg(baselines.project.unwrap_or(-1))
+            .arg(WINDOW_TTL_SECS)
+            .arg(window.month_left_secs + BUDGET_GRACE_SECS);
+        let mut connection = self.connection.clone();
+        let answer: [i64; 7] = invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(error)?;
+        let counters = Counters {
+            rates: [answer[2], answer[3], answer[4], answer[5]],
+            spent_micros: answer[6],
+            shared_spent_micros: 0,
+        };
+        Ok(match (answer[0], answer[1]) {
+            (1, _) => Reserved::Admitted(counters),
+            (-1, _) => Reserved::NeedsBaseline(Baseline::Project),
+            (_, 5) => Reserved::Refused(Limit::Budget, counters),
+            (_, i) => Reserved::Refused(
+                usize::try_from(i - 1)
+                    .ok()
+                    .and_then(|i| Limit::RATES.get(i).copied())
+                    .unwrap_or(Limit::ProjectRequests),
+                counters,
+            ),
+        })
     }
 }

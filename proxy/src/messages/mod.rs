@@ -111,7 +111,12 @@ async fn create(
         ));
     }
     seen.model = Some(model_name.clone());
-    let limits = Limits::of(project, claims.sub, claims.rate_limits);
+    let limits = Limits::of(
+        project,
+        claims.sub,
+        claims.rate_limits,
+        policy.budgets_for(project.id, claims.sub),
+    );
     let demand = Demand::priced(
         prices(model),
         estimate_input_tokens(bytes.len()),

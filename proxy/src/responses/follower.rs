@@ -170,7 +170,12 @@ async fn follow_one(state: &ProxyState, record: &ResponseRecord) {
                         .models
                         .get(&record.model)
                         .map_or(Prices::default(), crate::limits::prices);
-                    let limits = Limits::of(project, record.key_id, None);
+                    let limits = Limits::of(
+                        project,
+                        record.key_id,
+                        None,
+                        policy.budgets_for(project.id, record.key_id),
+                    );
                     state.limiter.charge(&limits, settle(prices));
                 }
                 None => {}

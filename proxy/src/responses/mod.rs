@@ -197,7 +197,12 @@ async fn create(
     if let Some(previous) = fields.previous_response_id.as_deref() {
         check_owner(state, project, previous, Some("previous_response_id")).await?;
     }
-    let limits = Limits::of(project, claims.sub, claims.rate_limits);
+    let limits = Limits::of(
+        project,
+        claims.sub,
+        claims.rate_limits,
+        policy.budgets_for(project.id, claims.sub),
+    );
     let demand = Demand::priced(
         prices(model),
         estimate_input_tokens(bytes.len()),

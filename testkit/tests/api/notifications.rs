@@ -742,7 +742,7 @@ async fn budgets_at_every_level_show_their_spend_and_announce_thresholds() {
         "each once; the key's and the other team's not reached"
     );
 
-    // Bad budgets are 422s naming the field; hard enforcement is the project's own.
+    // Bad budgets are 422s naming the field.
     for (body, field) in [
         (
             json!({"name": "x", "scope": "key", "target": "nope", "period": "day", "amount_usd": 1}),
@@ -753,8 +753,8 @@ async fn budgets_at_every_level_show_their_spend_and_announce_thresholds() {
             "amount_usd",
         ),
         (
-            json!({"name": "x", "scope": "team", "target": "payments", "period": "day", "amount_usd": 1, "enforcement": "hard"}),
-            "enforcement",
+            json!({"name": "x", "scope": "team", "target": "payments", "period": "day", "amount_usd": 0.004}),
+            "amount_usd",
         ),
         (
             json!({"name": "x", "scope": "project", "target": uuid::Uuid::nil(), "period": "day", "amount_usd": 1}),
@@ -765,6 +765,17 @@ async fn budgets_at_every_level_show_their_spend_and_announce_thresholds() {
         assert_eq!(r.status.as_u16(), 422, "{body}: {}", r.body);
         assert_eq!(r.body["error"]["details"][0]["field"], field, "{}", r.body);
     }
+    let strict = json!({"name": "x", "scope": "team", "target": "payments", "period": "day",
+        "amount_usd": 1, "enforcement": "strict"});
+    let r = app.post("/api/v1/budgets", &app.admin, &strict).await;
+    assert_eq!(r.status.as_u16(), 422, "{}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("enforcement: unknown variant `strict`")),
+        "{}",
+        r.body
+    );
     let finance = app.token("fin@example.com", &["finance"]);
     assert_eq!(app.get("/api/v1/budgets", &finance).await.status, 200);
     let cc = by_name("cc-monthly")["id"].as_str().unwrap().to_owned();
