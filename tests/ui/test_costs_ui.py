@@ -142,7 +142,7 @@ def test_developer_makes_a_key_and_is_refused_another_teams_project(site, seeded
     expect(page.get_by_role("heading", level=1)).to_have_text("Not found")
 
     page.goto(f"{site.url}/ui/projects/{own['id']}")
-    page.get_by_label("Name").fill("laptop")
+    page.get_by_label("Name", exact=True).fill("laptop")
     page.get_by_label(re.compile("Expires in")).fill("7")
     page.get_by_role("button", name="Create key").click()
     secret = page.get_by_label(re.compile("Secret for the OpenAI SDK"))
@@ -174,6 +174,7 @@ def test_pages_pass_axe_accessibility_checks(site, seeded, browser):
         ("costs", f"/ui/env/prod/costs?from={first}&group_by=tag:CostCenter"),
         ("project", f"/ui/projects/{seeded['checkout']['id']}"),
         ("notifications", "/ui/notifications"),
+        ("budgets", "/ui/budgets"),
     ]:
         response = page.goto(f"{site.url}{path}")
         assert response.status == 200, name
@@ -231,4 +232,51 @@ def test_admin_sends_a_test_notification_and_reads_the_delivery_log(site, browse
     expect(page.get_by_role("heading", level=1)).to_have_text("Deliveries: ops-hook")
     expect(page.get_by_role("row", name=re.compile("test"))).to_contain_text("delivered")
     server.shutdown()
+    context.close()
+
+
+def test_admin_adds_a_hard_budget_and_changes_it_on_the_budgets_page(site, browser):
+    """The form adds a team's hard budget, the table shows its spend this period, a
+    refused form keeps what was typed and says why, and the row's controls change it."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{site.url}/ui/budgets")
+    page.get_by_label("Bearer token").fill(site.admin)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Budgets")
+    page.get_by_label("Name", exact=True).fill("payments-weekly-ui")
+    page.get_by_label("Covers").select_option("team")
+    page.get_by_label("Which one").fill("payments")
+    page.get_by_label("Period", exact=True).select_option("week")
+    page.get_by_label("Amount per period (USD)").fill("0.001")
+    # The browser's own check refuses a sub-cent amount before it is sent.
+    page.get_by_role("button", name="Add budget").click()
+    expect(page.get_by_role("status")).to_have_count(0)
+    page.get_by_label("Amount per period (USD)").fill("25")
+    page.get_by_label("Enforcement", exact=True).select_option("hard")
+    page.get_by_role("button", name="Add budget").click()
+    expect(page.get_by_role("status")).to_have_text("Budget 'payments-weekly-ui' added.")
+    table = page.get_by_role("table", name="Budgets and their spend this period")
+    row = table.get_by_role("row", name=re.compile("payments-weekly-ui"))
+    expect(row).to_contain_text("team payments")
+    expect(row).to_contain_text("$25.00")
+    expect(row.get_by_role("cell", name="hard", exact=True)).to_be_visible()
+    # The same name again: refused, the reason shown, the values kept.
+    page.get_by_label("Name", exact=True).fill("payments-weekly-ui")
+    page.get_by_label("Which one").fill("payments")
+    page.get_by_label("Amount per period (USD)").fill("30")
+    page.get_by_role("button", name="Add budget").click()
+    expect(page.get_by_role("alert")).to_contain_text("a budget named 'payments-weekly-ui' exists")
+    expect(page.get_by_label("Amount per period (USD)")).to_have_value("30")
+    row.get_by_label("Amount of payments-weekly-ui (USD)").fill("40")
+    row.get_by_label("Enforcement of payments-weekly-ui").select_option("soft")
+    row.get_by_role("button", name="Save payments-weekly-ui").click()
+    expect(page.get_by_role("status")).to_have_text("Budget 'payments-weekly-ui' is now $40.00 per week, soft.")
+    status, body = site.api("GET", "/budgets")
+    assert status == 200, body
+    mine = [b for b in body["items"] if b["name"] == "payments-weekly-ui"]
+    assert [(b["amount_usd"], b["enforcement"]) for b in mine] == [(40.0, "soft")], body
+    row.get_by_role("button", name="Delete payments-weekly-ui").click()
+    expect(page.get_by_role("status")).to_have_text("Budget removed.")
+    expect(table.get_by_role("row", name=re.compile("payments-weekly-ui"))).to_have_count(0)
     context.close()

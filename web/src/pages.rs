@@ -23,6 +23,8 @@ pub struct Nav {
     pub cost_environments: Vec<String>,
     /// The caller may see the notification destinations.
     pub notifications: bool,
+    /// The caller may see the budgets.
+    pub budgets: bool,
 }
 
 #[derive(Debug, Template, WebTemplate)]
@@ -701,6 +703,7 @@ mod tests {
             csrf: "csrf-token".into(),
             cost_environments: vec!["dev".into(), "staging".into(), "prod".into()],
             notifications: true,
+            budgets: true,
         })
     }
 
@@ -1087,5 +1090,190 @@ impl DeliveryRow {
             },
             next_attempt: d.next_attempt_at.map_or("—".into(), format::time),
         }
+    }
+}
+
+/// `/ui/budgets`: every budget with its spend this period, and (for those who may
+/// change them) a form to add one and controls to change or remove each.
+#[derive(Debug, Template, WebTemplate)]
+#[template(path = "budgets.html")]
+pub struct BudgetsPage {
+    pub nav: Option<Nav>,
+    pub can_write: bool,
+    pub budgets: Vec<BudgetRow>,
+    /// What the last change did.
+    pub notice: Option<String>,
+    /// Why the last form was refused (its fields are kept in `form`).
+    pub errors: Vec<String>,
+    pub form: BudgetForm,
+}
+
+/// The add-a-budget form's values (empty, or as sent when refused).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct BudgetForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub scope: String,
+    #[serde(default)]
+    pub target: String,
+    #[serde(default)]
+    pub period: String,
+    #[serde(default)]
+    pub amount_usd: String,
+    #[serde(default)]
+    pub enforcement: String,
+}
+
+impl Default for BudgetForm {
+    fn default() -> Self {
+        Self {
+            csrf: String::new(),
+            name: String::new(),
+            scope: "team".into(),
+            target: String::new(),
+            period: "month".into(),
+            amount_usd: String::new(),
+            enforcement: "soft".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetRow {
+    pub id: String,
+    pub name: String,
+    /// e.g. `team payments`, `project checkout`, `tag CostCenter=cc-1234`.
+    pub covers: String,
+    pub period: String,
+    /// `2026-11-30 – 2026-12-06`.
+    pub dates: String,
+    pub amount: String,
+    /// The amount as typed in the change form (`250.00`).
+    pub amount_value: String,
+    pub spent: String,
+    /// 0 to 100, for the meter.
+    pub percent: f64,
+    pub percent_text: String,
+    pub over: bool,
+    pub hard: bool,
+}
+
+impl BudgetRow {
+    /// `target_name`: the project's name for a project's budget (its id otherwise).
+    pub fn new(b: &strata_core::domain::BudgetView, target_name: Option<&str>) -> Self {
+        let spent_micros = (b.spent_usd * 1e6).round() as i64;
+        let amount_micros = (b.amount_usd * 1e6).round() as i64;
+        let last = b.period_end - Duration::days(1);
+        Self {
+            id: b.id.to_string(),
+            name: b.name.clone(),
+            covers: format!("{} {}", b.scope, target_name.unwrap_or(&b.target)),
+            period: b.period.as_str().to_owned(),
+            dates: if last == b.period_start {
+                b.period_start.to_string()
+            } else {
+                format!("{} – {last}", b.period_start)
+            },
+            amount: format::usd(amount_micros),
+            amount_value: format!("{:.2}", b.amount_usd),
+            spent: format::usd(spent_micros),
+            percent: b.percent_used.clamp(0.0, 100.0),
+            percent_text: format::percent(b.percent_used),
+            over: b.percent_used >= 100.0,
+            hard: b.enforcement == strata_core::domain::BudgetEnforcement::Hard,
+        }
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use chrono::{NaiveDate, TimeZone, Utc};
+    use strata_core::domain::{BudgetEnforcement, BudgetPeriod, BudgetScope, BudgetView};
+
+    use super::*;
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, d).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_budgets_page_shows_spend_enforcement_and_the_forms() {
+        let view = |n: u128, name: &str, scope, target: &str, period, spent, hard| BudgetView {
+            id: uuid::Uuid::from_u128(n),
+            name: name.into(),
+            scope,
+            target: target.into(),
+            period,
+            amount_usd: 250.0,
+            enforcement: if hard {
+                BudgetEnforcement::Hard
+            } else {
+                BudgetEnforcement::Soft
+            },
+            period_start: if period == BudgetPeriod::Week {
+                day(23)
+            } else {
+                day(27)
+            },
+            period_end: if period == BudgetPeriod::Week {
+                day(30)
+            } else {
+                day(28)
+            },
+            spent_usd: spent,
+            percent_used: spent * 100.0 / 250.0,
+            created_at: Utc
+                .with_ymd_and_hms(2026, 11, 1, 9, 0, 0)
+                .single()
+                .unwrap_or_default(),
+        };
+        let team = view(
+            1,
+            "ml-weekly",
+            BudgetScope::Team,
+            "ml",
+            BudgetPeriod::Week,
+            300.0,
+            true,
+        );
+        let project = view(
+            2,
+            "checkout-daily",
+            BudgetScope::Project,
+            "0192",
+            BudgetPeriod::Day,
+            12.5,
+            false,
+        );
+        let page = BudgetsPage {
+            nav: Some(Nav {
+                subject: "admin@example.com".into(),
+                roles: "platform-admin".into(),
+                csrf: "csrf-token".into(),
+                cost_environments: vec!["prod".into()],
+                notifications: true,
+                budgets: true,
+            }),
+            can_write: true,
+            budgets: vec![
+                BudgetRow::new(&team, None),
+                BudgetRow::new(&project, Some("checkout")),
+            ],
+            notice: Some("Budget 'ml-weekly' added.".into()),
+            errors: vec!["amount_usd: must be at least 0.01".into()],
+            form: BudgetForm {
+                name: "x".into(),
+                amount_usd: "0".into(),
+                ..BudgetForm::default()
+            },
+        };
+        let html = page.render().unwrap_or_default();
+        assert!(html.contains("team ml") && html.contains("project checkout"));
+        assert!(html.contains("2026-11-23 – 2026-11-29"));
+        assert!(html.contains("120.0 %"), "over budget shows the real share");
+        insta::assert_snapshot!(html);
     }
 }

@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
 use strata_core::auth::Action;
-use strata_core::domain::{BudgetView, NewBudget};
+use strata_core::domain::{BudgetPatch, BudgetView, NewBudget};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -61,6 +61,36 @@ pub async fn list_budgets(
     Ok(Json(BudgetList {
         items: state.services.list_budgets().await?,
     }))
+}
+
+/// Change a budget's period, amount or enforcement (in the proxy within a snapshot
+/// poll; a counter already started keeps its spend).
+#[utoipa::path(
+    patch, path = "/budgets/{id}", tag = "budgets",
+    params(("id" = String, Path, description = "Budget id (UUID)")),
+    request_body = BudgetPatch,
+    responses(
+        (status = 200, body = BudgetView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn update_budget(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<BudgetPatch>,
+) -> ApiResult<Json<BudgetView>> {
+    authorize(&state, &caller, Action::BudgetsWrite)?;
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("budget", &id))?;
+    Ok(Json(
+        state
+            .services
+            .update_budget(&caller.actor(), id, &patch)
+            .await?,
+    ))
 }
 
 /// Remove a budget.

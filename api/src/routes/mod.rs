@@ -63,7 +63,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(notifications::list_deliveries))
         .routes(routes!(notifications::test_destination))
         .routes(routes!(budgets::create_budget, budgets::list_budgets))
-        .routes(routes!(budgets::delete_budget))
+        .routes(routes!(budgets::update_budget, budgets::delete_budget))
         .routes(routes!(me::whoami))
         .routes(routes!(me::cli_login));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)

@@ -3,6 +3,7 @@
 //! the API's rules (same RBAC table, same 404-or-403 for projects) and render views;
 //! errors become pages, never JSON.
 
+mod budgets;
 mod costs;
 mod notifications;
 mod projects;
@@ -39,6 +40,9 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/ui/projects/{id}/keys/{key_id}/revoke",
             post(projects::revoke_key),
         )
+        .route("/ui/budgets", get(budgets::budgets).post(budgets::create))
+        .route("/ui/budgets/{id}", post(budgets::change))
+        .route("/ui/budgets/{id}/delete", post(budgets::delete))
         .route("/ui/notifications", get(notifications::notifications))
         .route("/ui/notifications/{id}", get(notifications::deliveries))
         .route(
@@ -126,3 +130,15 @@ impl IntoResponse for UiError {
 }
 
 pub type UiResult<T> = Result<T, UiError>;
+
+/// A handler's page, or its error as a page with the caller's navigation.
+fn respond<P: IntoResponse>(
+    state: &AppState,
+    ui: &session::UiCaller,
+    result: UiResult<P>,
+) -> Response {
+    match result {
+        Ok(page) => page.into_response(),
+        Err(e) => e.with_nav(ui.nav(state)).into_response(),
+    }
+}

@@ -3,7 +3,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum_extra::extract::Form;
 use serde::Deserialize;
 use strata_core::auth::Action;
@@ -11,7 +11,7 @@ use strata_core::services::DeliveryPolicy;
 use strata_web::pages::{DeliveriesPage, DeliveryRow, DestinationRow, NotificationsPage};
 
 use super::session::{UiCaller, check_form};
-use super::{UiError, UiResult};
+use super::{UiError, UiResult, respond};
 use crate::app::AppState;
 
 fn allowed(state: &AppState, ui: &UiCaller, action: Action) -> UiResult<()> {
@@ -44,10 +44,7 @@ async fn list_page(
 }
 
 pub async fn notifications(State(state): State<AppState>, ui: UiCaller) -> Response {
-    match list_page(&state, &ui, None).await {
-        Ok(page) => page.into_response(),
-        Err(e) => e.with_nav(ui.nav(&state)).into_response(),
-    }
+    respond(&state, &ui, list_page(&state, &ui, None).await)
 }
 
 pub async fn deliveries(
@@ -79,10 +76,7 @@ pub async fn deliveries(
             rows: rows.iter().map(DeliveryRow::new).collect(),
         })
     };
-    match page.await {
-        Ok(page) => page.into_response(),
-        Err(e) => e.with_nav(ui.nav(&state)).into_response(),
-    }
+    respond(&state, &ui, page.await)
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,8 +133,5 @@ pub async fn send_test(
             .unwrap_or_default();
         list_page(&state, &ui, Some((name, outcome))).await
     };
-    match page.await {
-        Ok(page) => page.into_response(),
-        Err(e) => e.with_nav(ui.nav(&state)).into_response(),
-    }
+    respond(&state, &ui, page.await)
 }

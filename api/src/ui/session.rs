@@ -126,6 +126,7 @@ impl UiCaller {
                 Vec::new()
             },
             notifications: state.rbac.allows(p, Action::NotificationsRead),
+            budgets: state.rbac.allows(p, Action::BudgetsRead),
         }
     }
 }

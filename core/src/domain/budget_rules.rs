@@ -64,11 +64,8 @@ impl NewBudget {
                 format!("must be {what} for scope {}", self.scope),
             ));
         }
-        if !(self.amount_usd.is_finite() && self.amount_usd >= 0.01 && self.amount_usd <= 1e9) {
-            errors.push(FieldError::new(
-                "amount_usd",
-                "must be at least 0.01 and at most 1e9 (whole cents)",
-            ));
+        if !valid_amount(self.amount_usd) {
+            errors.push(FieldError::new("amount_usd", AMOUNT_RULE));
         }
         if errors.is_empty() {
             Ok(())
@@ -76,6 +73,34 @@ impl NewBudget {
             Err(errors)
         }
     }
+}
+
+/// The body of `PATCH /api/v1/budgets/{id}`: the fields to change (a budget's scope
+/// and target are what it is; a different one is a new budget).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetPatch {
+    pub period: Option<BudgetPeriod>,
+    /// US dollars per period, at least 0.01.
+    pub amount_usd: Option<f64>,
+    pub enforcement: Option<BudgetEnforcement>,
+}
+
+impl BudgetPatch {
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        match self.amount_usd {
+            Some(amount) if !valid_amount(amount) => {
+                Err(vec![FieldError::new("amount_usd", AMOUNT_RULE)])
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+const AMOUNT_RULE: &str = "must be at least 0.01 and at most 1e9 (whole cents)";
+
+fn valid_amount(amount: f64) -> bool {
+    amount.is_finite() && (0.01..=1e9).contains(&amount)
 }
 
 /// A budget with its current period's spend.

@@ -21,7 +21,7 @@ mod tags;
 mod usage;
 
 pub use arn::{MAX_PROJECT_RESOURCES, validate_resource_arn, validate_resources};
-pub use budget_rules::{BudgetView, NewBudget};
+pub use budget_rules::{BudgetPatch, BudgetView, NewBudget};
 pub use budgets::{BUDGET_THRESHOLDS, BudgetEvent, BudgetStatus, thresholds_reached};
 pub use catalog::{CatalogModel, ModelSpec, ModelUpsert};
 pub use conditions::{Condition, ConditionStatus, ConditionType, ProjectAws, set_condition};

@@ -19,8 +19,8 @@ use super::notifications::{Event, record_notification};
 use crate::CoreError;
 use crate::auth::Actor;
 use crate::domain::{
-    BudgetEnforcement, BudgetPeriod, BudgetScope, BudgetView, NewBudget, SnapshotBudget,
-    micros_to_usd, thresholds_reached,
+    BudgetEnforcement, BudgetPatch, BudgetPeriod, BudgetScope, BudgetView, NewBudget,
+    SnapshotBudget, micros_to_usd, thresholds_reached,
 };
 use crate::store::entities::{
     api_keys, budgets, project_tags, projects, usage_daily, usage_minutes,
@@ -156,6 +156,49 @@ impl Services {
             out.push(self.budget_view(&row, now).await?);
         }
         Ok(out)
+    }
+
+    pub async fn update_budget(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        patch: &BudgetPatch,
+    ) -> Result<BudgetView, CoreError> {
+        patch.validate().map_err(CoreError::Validation)?;
+        let now = self.clock.now();
+        let tx = self.store.begin_write().await?;
+        let row = budgets::Entity::find_by_id(id)
+            .one(&*tx)
+            .await?
+            .ok_or_else(|| CoreError::NotFound {
+                kind: "budget",
+                id: id.to_string(),
+            })?;
+        let before = self.budget_view(&row, now).await?;
+        let mut active: budgets::ActiveModel = row.into();
+        if let Some(period) = patch.period {
+            active.period = Set(period.as_str().into());
+        }
+        if let Some(amount) = patch.amount_usd {
+            active.amount_cents = Set((amount * 100.0).round() as i64);
+        }
+        if let Some(enforcement) = patch.enforcement {
+            active.enforcement = Set(enforcement.as_str().into());
+        }
+        active.updated_at = Set(now);
+        let row = active.update(&*tx).await?;
+        let view = self.budget_view(&row, now).await?;
+        let change = Change {
+            action: "budget.update",
+            target_type: "budget",
+            target_id: id.to_string(),
+            before: snapshot(&before),
+            after: snapshot(&view),
+        };
+        record(&*tx, actor, now, change).await?;
+        bump_budget_revision(&*tx).await?;
+        tx.commit().await?;
+        Ok(view)
     }
 
     pub async fn delete_budget(&self, actor: &Actor, id: Uuid) -> Result<(), CoreError> {

@@ -779,6 +779,54 @@ async fn budgets_at_every_level_show_their_spend_and_announce_thresholds() {
     let finance = app.token("fin@example.com", &["finance"]);
     assert_eq!(app.get("/api/v1/budgets", &finance).await.status, 200);
     let cc = by_name("cc-monthly")["id"].as_str().unwrap().to_owned();
+    // A change keeps the scope and its spend; bad values and other roles are refused.
+    let path = format!("/api/v1/budgets/{cc}");
+    let r = app
+        .patch(
+            &path,
+            &app.admin,
+            &json!({"amount_usd": 6.0, "enforcement": "hard", "period": "week"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        (
+            &r.body["amount_usd"],
+            &r.body["enforcement"],
+            &r.body["period"],
+            &r.body["target"]
+        ),
+        (
+            &json!(6.0),
+            &json!("hard"),
+            &json!("week"),
+            &json!("CostCenter=cc-1234")
+        )
+    );
+    assert!((r.body["percent_used"].as_f64().unwrap() - 50.0).abs() < 0.5);
+    for (body, status) in [
+        (json!({"amount_usd": 0}), 422),
+        (json!({"scope": "team"}), 422),
+    ] {
+        let r = app.patch(&path, &app.admin, &body).await;
+        assert_eq!(r.status.as_u16(), status, "{body}: {}", r.body);
+    }
+    assert_eq!(
+        app.patch(&path, &finance, &json!({"amount_usd": 1.0}))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        app.patch(
+            &format!("/api/v1/budgets/{}", uuid::Uuid::nil()),
+            &app.admin,
+            &json!({"amount_usd": 1.0})
+        )
+        .await
+        .status,
+        404
+    );
     assert_eq!(
         app.delete(&format!("/api/v1/budgets/{cc}"), &finance)
             .await
@@ -790,5 +838,139 @@ async fn budgets_at_every_level_show_their_spend_and_announce_thresholds() {
             .await
             .status,
         204
+    );
+}
+
+#[tokio::test]
+async fn budgets_are_added_changed_and_removed_on_their_page() {
+    let app = TestApp::spawn().await;
+    let mut admin = strata_testkit::browser::Browser::new(&app);
+    admin.sign_in(&app.admin).await;
+    let page = admin.get("/ui/budgets").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("No budgets yet."), "{}", page.text);
+    let csrf = admin.csrf();
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("name", "payments-weekly"),
+        ("scope", "team"),
+        ("target", "payments"),
+        ("period", "week"),
+        ("amount_usd", "10"),
+        ("enforcement", "hard"),
+    ];
+    let mut forged = fields;
+    forged[0] = ("csrf", "forged");
+    assert_eq!(
+        admin.post_form("/ui/budgets", &forged).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let r = admin.post_form("/ui/budgets", &fields).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.contains("Budget &#39;payments-weekly&#39; added."));
+    let listed = app.get("/api/v1/budgets", &app.admin).await;
+    let items = listed.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{}", listed.body);
+    assert_eq!(
+        (&items[0]["enforcement"], &items[0]["amount_usd"]),
+        (&json!("hard"), &json!(10.0))
+    );
+    let id = items[0]["id"].as_str().unwrap().to_owned();
+
+    // Refused forms come back with the reason and the values typed.
+    let mut bad = fields;
+    bad[1] = ("name", "tiny");
+    bad[5] = ("amount_usd", "0");
+    let r = admin.post_form("/ui/budgets", &bad).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        r.text.contains("amount_usd: must be at least 0.01"),
+        "{}",
+        r.text
+    );
+    assert!(r.text.contains("value=\"tiny\""), "the name is kept");
+    let r = admin.post_form("/ui/budgets", &fields).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        r.text
+            .contains("a budget named &#39;payments-weekly&#39; exists")
+    );
+    let mut odd = fields;
+    odd[2] = ("scope", "galaxy");
+    let r = admin.post_form("/ui/budgets", &odd).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text.contains("scope: "), "{}", r.text);
+
+    // Changed in place.
+    let change = format!("/ui/budgets/{id}");
+    let r = admin
+        .post_form(
+            &change,
+            &[
+                ("csrf", &csrf),
+                ("amount_usd", "20.5"),
+                ("enforcement", "soft"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(
+        r.text.contains("is now $20.50 per week, soft."),
+        "{}",
+        r.text
+    );
+    let listed = app.get("/api/v1/budgets", &app.admin).await;
+    assert_eq!(
+        (
+            &listed.body["items"][0]["enforcement"],
+            &listed.body["items"][0]["amount_usd"]
+        ),
+        (&json!("soft"), &json!(20.5))
+    );
+    let r = admin
+        .post_form(
+            &change,
+            &[
+                ("csrf", &csrf),
+                ("amount_usd", "lots"),
+                ("enforcement", "soft"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Finance reads without the forms and cannot change; a developer cannot read.
+    let mut finance = strata_testkit::browser::Browser::new(&app);
+    finance
+        .sign_in(&app.token("fin@example.com", &["finance"]))
+        .await;
+    let page = finance.get("/ui/budgets").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("payments-weekly") && !page.text.contains("Add budget"));
+    let fin_csrf = finance.csrf();
+    let r = finance
+        .post_form(&format!("/ui/budgets/{id}/delete"), &[("csrf", &fin_csrf)])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let mut developer = strata_testkit::browser::Browser::new(&app);
+    developer
+        .sign_in(&app.token("dev@example.com", &["developer"]))
+        .await;
+    assert_eq!(
+        developer.get("/ui/budgets").await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    let r = admin
+        .post_form(&format!("/ui/budgets/{id}/delete"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text.contains("Budget removed.") && r.text.contains("No budgets yet."));
+    assert_eq!(
+        admin
+            .post_form(&format!("/ui/budgets/{id}/delete"), &[("csrf", &csrf)])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
     );
 }
