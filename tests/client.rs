@@ -189,7 +189,7 @@ async fn projects_as_code_plan_apply_twice_prune_and_a_concurrent_edit() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
-        stdout.contains("Apply complete: 3 project(s) changed."),
+        stdout.contains("Apply complete: 3 change(s) made."),
         "{stdout}"
     );
     let list = projects(base, &token).await;
@@ -816,7 +816,7 @@ async fn the_example_projects_repository_plans_and_applies_as_its_workflow_does(
     assert!(
         text(&out)
             .0
-            .contains("Plan: 5 to create, 0 to change, 0 to archive."),
+            .contains("Plan: 7 to create, 0 to change, 0 to archive."),
         "{:?}",
         text(&out)
     );
@@ -826,6 +826,12 @@ async fn the_example_projects_repository_plans_and_applies_as_its_workflow_does(
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
     let list = projects(&server.base, &token).await;
     assert_eq!(find(&list, "prod", "search")["data_retention"], "standard");
+    let names: Vec<String> = budgets(&server.base, &token)
+        .await
+        .iter()
+        .filter_map(|b| b["name"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(names, ["checkout-api-daily", "payments-weekly"]);
 }
 
 fn strs(args: &[String]) -> Vec<&str> {
@@ -856,5 +862,193 @@ async fn login_falls_back_to_a_pasted_token_without_the_device_grant() {
         text(&out).0.starts_with("dana@example.com (finance)"),
         "{:?}",
         text(&out)
+    );
+}
+
+const BUDGETS: &str = "\
+budgets:
+  - name: payments-weekly
+    scope: team
+    target: payments
+    period: week
+    amount_usd: 250
+    enforcement: hard
+  - name: checkout-daily
+    scope: project
+    target: prod/checkout-api
+    period: day
+    amount_usd: 20
+";
+
+async fn budgets(base: &str, token: &str) -> Vec<Value> {
+    let (_, list) = api(base, token, reqwest::Method::GET, "/budgets", None).await;
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgets_as_code_beside_the_projects_they_name() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mantle = FakeMantle::start().await;
+    let server = serve(dir.path(), &db.url, &mantle, 5).await;
+    let token = admin_token(dir.path());
+    let (base, home) = (server.base.as_str(), dir.path());
+    let files = home.join("repo");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("projects.yaml"), PROD).unwrap();
+    std::fs::write(files.join("budgets.yaml"), BUDGETS).unwrap();
+    let dir_arg = files.to_str().unwrap();
+
+    // A budget naming a project this apply creates: planned, then given its id.
+    let out = cli(home, base, Some(&token), &["plan", "-f", dir_arg]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for line in [
+        "+ create budget payments-weekly",
+        "    team payments, per week: $250.00 (hard)",
+        "+ create budget checkout-daily",
+        "    project prod/checkout-api, per day: $20.00 (soft)",
+        "Plan: 4 to create, 0 to change, 0 to archive.",
+    ] {
+        assert!(stdout.contains(line), "missing '{line}' in:\n{stdout}");
+    }
+    let out = cli(home, base, Some(&token), &["apply", "-f", dir_arg]).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let checkout = find(&projects(base, &token).await, "prod", "checkout-api").clone();
+    let mut made: Vec<(String, String, String)> = budgets(base, &token)
+        .await
+        .iter()
+        .map(|b| {
+            (
+                b["name"].as_str().unwrap().into(),
+                b["target"].as_str().unwrap().into(),
+                b["enforcement"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    made.sort();
+    assert_eq!(
+        made,
+        [
+            (
+                "checkout-daily".into(),
+                checkout["id"].as_str().unwrap().into(),
+                "soft".into()
+            ),
+            ("payments-weekly".into(), "payments".into(), "hard".into()),
+        ]
+    );
+    let out = cli(
+        home,
+        base,
+        Some(&token),
+        &["plan", "-f", dir_arg, "--detailed-exitcode"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+
+    // A change in place; one made on the pages stays unless --prune-budgets.
+    std::fs::write(
+        files.join("budgets.yaml"),
+        BUDGETS.replace("amount_usd: 250", "amount_usd: 300"),
+    )
+    .unwrap();
+    let (status, _) = api(
+        base,
+        &token,
+        reqwest::Method::POST,
+        "/budgets",
+        Some(
+            json!({"name": "finance-made", "scope": "environment", "target": "prod",
+                    "period": "month", "amount_usd": 1000}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let out = cli(home, base, Some(&token), &["plan", "-f", dir_arg]).await;
+    let (stdout, _) = text(&out);
+    assert!(
+        stdout.contains("~ change budget payments-weekly\n    amount_usd: 250.0 -> 300"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("finance-made"), "{stdout}");
+    // A saved plan meets a budget edited since: nothing is applied.
+    let saved = home.join("plan.json");
+    let out = cli(
+        home,
+        base,
+        Some(&token),
+        &["plan", "-f", dir_arg, "--out", saved.to_str().unwrap()],
+    )
+    .await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let id = |list: &[Value], name: &str| {
+        list.iter()
+            .find(|b| b["name"] == name)
+            .map(|b| b["id"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    let weekly = id(&budgets(base, &token).await, "payments-weekly");
+    let (status, _) = api(
+        base,
+        &token,
+        reqwest::Method::PATCH,
+        &format!("/budgets/{weekly}"),
+        Some(json!({"enforcement": "soft"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let out = cli(
+        home,
+        base,
+        Some(&token),
+        &["apply", "--plan", saved.to_str().unwrap()],
+    )
+    .await;
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("budget payments-weekly changed since the plan"),
+        "{stderr}"
+    );
+    let now = budgets(base, &token).await;
+    let weekly_now = now.iter().find(|b| b["name"] == "payments-weekly").unwrap();
+    assert_eq!(weekly_now["amount_usd"], 250.0, "nothing applied");
+
+    let out = cli(
+        home,
+        base,
+        Some(&token),
+        &["apply", "-f", dir_arg, "--prune-budgets"],
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("- delete budget finance-made"), "{stdout}");
+    assert!(
+        stdout.contains("enforcement: \"soft\" -> \"hard\""),
+        "{stdout}"
+    );
+    let now = budgets(base, &token).await;
+    let names: Vec<&str> = now.iter().filter_map(|b| b["name"].as_str()).collect();
+    assert_eq!(names, ["checkout-daily", "payments-weekly"]);
+    let weekly_now = now.iter().find(|b| b["name"] == "payments-weekly").unwrap();
+    assert_eq!(
+        (&weekly_now["amount_usd"], &weekly_now["enforcement"]),
+        (&json!(300.0), &json!("hard"))
+    );
+
+    // A budget naming a project that exists nowhere: the file's line, nothing sent.
+    std::fs::write(
+        files.join("budgets.yaml"),
+        BUDGETS.replace("prod/checkout-api", "prod/ghost"),
+    )
+    .unwrap();
+    let out = cli(home, base, Some(&token), &["apply", "-f", dir_arg]).await;
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("budgets.yaml:10: target: no active project prod/ghost"),
+        "{stderr}"
     );
 }

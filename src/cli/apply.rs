@@ -1,6 +1,7 @@
-//! `strata plan` and `strata apply`: projects as code, against a remote strata.
+//! `strata plan` and `strata apply`: projects and budgets as code, against a remote
+//! strata.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,7 +11,7 @@ use serde_json::json;
 use strata_core::domain::ProjectRole;
 
 use crate::client::credentials::Target;
-use crate::client::files::{self, FileError, ProjectSpec};
+use crate::client::files::{self, BudgetSpec, FileError, ProjectSpec};
 use crate::client::plan::{self, Change, Current, MemberChange, Plan};
 use crate::client::{ApiClient, ClientError, Headers, encode};
 
@@ -24,6 +25,10 @@ pub struct PlanArgs {
     /// Also archive the active projects of the files' environments that no file declares.
     #[arg(long)]
     prune: bool,
+    /// Also delete the budgets that no file declares (those made on the pages or
+    /// through the API included).
+    #[arg(long = "prune-budgets")]
+    prune_budgets: bool,
     /// Exit 0 when there is nothing to change, 2 when there is, 1 on an error.
     #[arg(long = "detailed-exitcode")]
     detailed_exitcode: bool,
@@ -47,6 +52,10 @@ pub struct ApplyArgs {
     /// Also archive the active projects of the files' environments that no file declares.
     #[arg(long, conflicts_with = "plan")]
     prune: bool,
+    /// Also delete the budgets that no file declares (those made on the pages or
+    /// through the API included).
+    #[arg(long = "prune-budgets", conflicts_with = "plan")]
+    prune_budgets: bool,
     /// Apply a plan saved by `strata plan --out`, exactly: a project changed since
     /// then stops the apply before anything is written.
     #[arg(long = "plan")]
@@ -55,7 +64,11 @@ pub struct ApplyArgs {
 
 pub async fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let client = args.target.client().await?;
-    let plan = make_plan(&client, &args.files, args.prune).await?;
+    let prune = Prune {
+        projects: args.prune,
+        budgets: args.prune_budgets,
+    };
+    let plan = make_plan(&client, &args.files, prune).await?;
     print!("{}", plan::render(&plan));
     if let Some(out) = &args.out {
         let text = serde_json::to_string_pretty(&plan).context("cannot encode the plan")?;
@@ -95,7 +108,13 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
             }
             plan
         }
-        None => make_plan(&client, &args.files, args.prune).await?,
+        None => {
+            let prune = Prune {
+                projects: args.prune,
+                budgets: args.prune_budgets,
+            };
+            make_plan(&client, &args.files, prune).await?
+        }
     };
     print!("{}", plan::render(&plan));
     if plan.changes.is_empty() {
@@ -104,11 +123,11 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     preflight(&client, &plan).await?;
     for (done, change) in plan.changes.iter().enumerate() {
         if let Err(e) = execute(&client, change).await {
-            let rest: Vec<&str> = plan.changes[done..].iter().map(Change::project).collect();
-            let applied: Vec<&str> = plan.changes[..done].iter().map(Change::project).collect();
+            let rest: Vec<String> = plan.changes[done..].iter().map(Change::label).collect();
+            let applied: Vec<String> = plan.changes[..done].iter().map(Change::label).collect();
             bail!(
                 "{}: {e:#}\napplied: {}\nnot applied: {} (run `strata plan` again to see what is left)",
-                change.project(),
+                change.label(),
                 if applied.is_empty() {
                     "nothing".into()
                 } else {
@@ -117,23 +136,74 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
                 rest.join(", ")
             );
         }
-        eprintln!("{}: done", change.project());
+        eprintln!("{}: done", change.label());
     }
-    println!("Apply complete: {} project(s) changed.", plan.changes.len());
+    println!("Apply complete: {} change(s) made.", plan.changes.len());
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Prune {
+    projects: bool,
+    budgets: bool,
+}
+
 /// Reads and checks the files, then compares them with strata.
-async fn make_plan(client: &ApiClient, paths: &[PathBuf], prune: bool) -> anyhow::Result<Plan> {
+async fn make_plan(client: &ApiClient, paths: &[PathBuf], prune: Prune) -> anyhow::Result<Plan> {
     let files = files::collect(paths).map_err(|e| file_errors(vec![e]))?;
-    let specs = files::load(&files).map_err(file_errors)?;
+    let declared = files::load(&files).map_err(file_errors)?;
     let catalog = client.list_all("/models").await?;
-    let problems = files::check_catalog(&specs, &catalog);
+    let problems = files::check_catalog(&declared.projects, &catalog);
     if !problems.is_empty() {
         return Err(file_errors(problems));
     }
-    let current = current_projects(client, &specs, prune).await?;
-    Ok(plan::diff(client.url(), &specs, &current, prune))
+    let current = current_projects(client, &declared.projects, prune.projects).await?;
+    let mut plan = plan::diff(client.url(), &declared.projects, &current, prune.projects);
+    if !declared.budgets.is_empty() || prune.budgets {
+        let creating: BTreeSet<String> = plan
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Create { project, .. } => Some(project.clone()),
+                _ => None,
+            })
+            .collect();
+        let projects = project_ids(client, &declared.budgets).await?;
+        let budgets = client.list_all("/budgets").await?;
+        let changes = plan::diff_budgets(
+            &declared.budgets,
+            &budgets,
+            &projects,
+            &creating,
+            prune.budgets,
+        )
+        .map_err(file_errors)?;
+        plan.changes.extend(changes);
+    }
+    Ok(plan)
+}
+
+/// The ids of the active projects that budgets name (`environment/name`).
+async fn project_ids(
+    client: &ApiClient,
+    budgets: &[BudgetSpec],
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let environments: BTreeSet<&str> = budgets
+        .iter()
+        .filter_map(|b| b.project.as_deref()?.split_once('/').map(|(env, _)| env))
+        .collect();
+    let mut ids = BTreeMap::new();
+    for env in environments {
+        for p in client
+            .list_all(&format!("/projects?environment={env}&status=active"))
+            .await?
+        {
+            if let (Some(name), Some(id)) = (p["name"].as_str(), p["id"].as_str()) {
+                ids.insert(format!("{env}/{name}"), id.to_owned());
+            }
+        }
+    }
+    Ok(ids)
 }
 
 fn file_errors(errors: Vec<FileError>) -> anyhow::Error {
@@ -204,8 +274,33 @@ async fn preflight(client: &ApiClient, plan: &Plan) -> anyhow::Result<()> {
     let mut stale = Vec::new();
     // Each environment's active names, read once however many creates it has.
     let mut names: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let touches_budgets = plan.changes.iter().any(|c| {
+        matches!(
+            c,
+            Change::CreateBudget { .. } | Change::UpdateBudget { .. } | Change::DeleteBudget { .. }
+        )
+    });
+    let budgets = if touches_budgets {
+        client.list_all("/budgets").await?
+    } else {
+        Vec::new()
+    };
     for change in &plan.changes {
         match change {
+            Change::CreateBudget { budget, .. } => {
+                if budgets.iter().any(|b| b["name"] == budget.as_str()) {
+                    stale.push(format!("budget {budget} was created since the plan"));
+                }
+            }
+            Change::UpdateBudget {
+                budget, id, before, ..
+            }
+            | Change::DeleteBudget { budget, id, before } => {
+                let now = budgets.iter().find(|b| b["id"] == id.as_str());
+                if !now.is_some_and(|now| plan::budget_unchanged(before, now)) {
+                    stale.push(format!("budget {budget} changed since the plan"));
+                }
+            }
             Change::Update {
                 project, id, etag, ..
             }
@@ -300,6 +395,30 @@ async fn execute(client: &ApiClient, change: &Change) -> Result<(), ClientError>
             )
             .await
             .map(|_| ()),
+        Change::CreateBudget { body, project, .. } => {
+            let mut body = body.clone();
+            if let Some(key) = project {
+                // Created earlier in this apply: its id is known only now.
+                let (env, name) = key.split_once('/').unwrap_or_default();
+                let listed = client
+                    .list_all(&format!("/projects?environment={env}&status=active"))
+                    .await?;
+                if let Some(id) = listed.iter().find(|p| p["name"] == name) {
+                    body["target"] = id["id"].clone();
+                }
+            }
+            client
+                .post("/budgets", &body, Headers::default())
+                .await
+                .map(|_| ())
+        }
+        Change::UpdateBudget { id, patch, .. } => client
+            .patch(&format!("/budgets/{id}"), patch, Headers::default())
+            .await
+            .map(|_| ()),
+        Change::DeleteBudget { id, .. } => {
+            client.delete(&format!("/budgets/{id}")).await.map(|_| ())
+        }
     }
 }
 

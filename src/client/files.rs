@@ -1,15 +1,21 @@
-//! Project files: YAML holding one project (the API's create body, plus `members`) or
-//! `projects:` with a list of them. Every problem is reported with its file, line and
-//! field, all of them at once, before anything is sent.
+//! Project files: YAML holding one project (the API's create body, plus `members`), or
+//! `projects:` with a list of them and/or `budgets:` with a list of budgets (the
+//! budgets API's create body; a project's budget names its project as
+//! `environment/name`). Every problem is reported with its file, line and field, all
+//! of them at once, before anything is sent.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use marked_yaml::{LoaderOptions, Node};
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use strata_core::FieldError;
-use strata_core::domain::{NewProject, ProjectDraft, ProjectRole, RetentionMode, Subject};
+use strata_core::domain::{
+    BudgetScope, Environment, NewBudget, NewProject, ProjectDraft, ProjectRole, ProjectSlug,
+    RetentionMode, Subject,
+};
 
 /// One project as a file declares it, validated.
 #[derive(Debug, Clone)]
@@ -42,6 +48,36 @@ impl ProjectSpec {
             message: message.into(),
         }
     }
+}
+
+/// One budget as a file declares it, validated.
+#[derive(Debug, Clone)]
+pub struct BudgetSpec {
+    pub file: PathBuf,
+    pub line: usize,
+    /// As written: a project's budget may name its project `environment/name`.
+    pub budget: NewBudget,
+    /// That `environment/name`, to be resolved to the project's id.
+    pub project: Option<String>,
+    node: Node,
+}
+
+impl BudgetSpec {
+    pub fn error(&self, field: &str, message: impl Into<String>) -> FileError {
+        FileError {
+            file: self.file.clone(),
+            line: locate(&self.node, field).unwrap_or(self.line),
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything the files declare.
+#[derive(Debug, Clone, Default)]
+pub struct Declared {
+    pub projects: Vec<ProjectSpec>,
+    pub budgets: Vec<BudgetSpec>,
 }
 
 /// A problem in a project file.
@@ -123,18 +159,18 @@ fn whole_file(path: &Path, message: &str) -> FileError {
     }
 }
 
-/// Reads and validates every project in `files`; all problems, or none.
-pub fn load(files: &[PathBuf]) -> Result<Vec<ProjectSpec>, Vec<FileError>> {
-    let mut specs = Vec::new();
+/// Reads and validates every project and budget in `files`; all problems, or none.
+pub fn load(files: &[PathBuf]) -> Result<Declared, Vec<FileError>> {
+    let mut declared = Declared::default();
     let mut errors = Vec::new();
     for (index, file) in files.iter().enumerate() {
         match std::fs::read_to_string(file) {
-            Ok(text) => parse_file(file, index, &text, &mut specs, &mut errors),
+            Ok(text) => parse_file(file, index, &text, &mut declared, &mut errors),
             Err(e) => errors.push(whole_file(file, &format!("cannot read: {e}"))),
         }
     }
     let mut seen: BTreeMap<String, &ProjectSpec> = BTreeMap::new();
-    for spec in &specs {
+    for spec in &declared.projects {
         if let Some(first) = seen.insert(spec.key(), spec) {
             errors.push(spec.error(
                 "name",
@@ -147,8 +183,22 @@ pub fn load(files: &[PathBuf]) -> Result<Vec<ProjectSpec>, Vec<FileError>> {
             ));
         }
     }
+    let mut budgets: BTreeMap<&str, &BudgetSpec> = BTreeMap::new();
+    for spec in &declared.budgets {
+        if let Some(first) = budgets.insert(spec.budget.name.trim(), spec) {
+            errors.push(spec.error(
+                "name",
+                format!(
+                    "budget '{}' is declared twice (also at {}:{})",
+                    spec.budget.name.trim(),
+                    first.file.display(),
+                    first.line
+                ),
+            ));
+        }
+    }
     if errors.is_empty() {
-        Ok(specs)
+        Ok(declared)
     } else {
         Err(errors)
     }
@@ -159,11 +209,11 @@ pub fn parse_file(
     file: &Path,
     index: usize,
     text: &str,
-    specs: &mut Vec<ProjectSpec>,
+    declared: &mut Declared,
     errors: &mut Vec<FileError>,
 ) {
     for document in documents(text) {
-        parse_document(file, index, &document, specs, errors);
+        parse_document(file, index, &document, declared, errors);
     }
 }
 
@@ -196,7 +246,7 @@ fn parse_document(
     file: &Path,
     index: usize,
     text: &str,
-    specs: &mut Vec<ProjectSpec>,
+    declared: &mut Declared,
     errors: &mut Vec<FileError>,
 ) {
     // `prevent_coercion` keeps quoted scalars text ("1234" stays a string).
@@ -213,36 +263,123 @@ fn parse_document(
     let Some(mapping) = root.as_mapping() else {
         errors.push(whole_file(
             file,
-            "expected a project, or `projects:` with a list",
+            "expected a project, or `projects:` / `budgets:` with a list",
         ));
         return;
     };
-    let Some(list) = mapping.get_node("projects") else {
-        specs_from(file, &root, errors, specs);
+    let lists = ["projects", "budgets"];
+    if !lists.iter().any(|l| mapping.get_node(l).is_some()) {
+        specs_from(file, &root, errors, &mut declared.projects);
         return;
-    };
+    }
     for (key, _) in mapping.iter() {
-        if key.as_str() != "projects" {
+        if !lists.contains(&key.as_str()) {
             errors.push(FileError {
                 file: file.to_owned(),
                 line: start_line(key.span()),
                 field: key.as_str().to_owned(),
-                message: "a file with `projects:` holds nothing else".into(),
+                message: "a file with `projects:` or `budgets:` holds nothing else".into(),
             });
         }
     }
-    match list.as_sequence() {
-        Some(items) => {
-            for item in items.iter() {
-                specs_from(file, item, errors, specs);
+    for name in lists {
+        let Some(list) = mapping.get_node(name) else {
+            continue;
+        };
+        match list.as_sequence() {
+            Some(items) => {
+                for item in items.iter() {
+                    if name == "projects" {
+                        specs_from(file, item, errors, &mut declared.projects);
+                    } else {
+                        budget_from(file, item, errors, &mut declared.budgets);
+                    }
+                }
             }
+            None => errors.push(FileError {
+                file: file.to_owned(),
+                line: start_line(list.span()),
+                field: name.into(),
+                message: format!("must be a list of {name}"),
+            }),
         }
-        None => errors.push(FileError {
+    }
+}
+
+/// `value` as `T`, or the path of the field that does not fit and why.
+fn deserialize_at<T: DeserializeOwned>(value: Value) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let mut field = e.path().to_string();
+        let message = e.inner().to_string();
+        // The path of an unknown field may stop at its parent.
+        if let Some(unknown) = unknown_field(&message)
+            && !field.ends_with(unknown)
+        {
+            field = if field == "." || field.is_empty() {
+                unknown.to_owned()
+            } else {
+                format!("{field}.{unknown}")
+            };
+        }
+        if field == "." {
+            field.clear();
+        }
+        (field, message)
+    })
+}
+
+fn budget_from(file: &Path, node: &Node, errors: &mut Vec<FileError>, out: &mut Vec<BudgetSpec>) {
+    let line = start_line(node.span());
+    let at = |field: &str, message: String| FileError {
+        file: file.to_owned(),
+        line: locate(node, field).unwrap_or(line),
+        field: field.to_owned(),
+        message,
+    };
+    let budget: NewBudget = match deserialize_at(to_json(node)) {
+        Ok(b) => b,
+        Err((field, message)) => {
+            errors.push(at(&field, message));
+            return;
+        }
+    };
+    // A project's budget in a file names its project; strata's API takes the id.
+    let target = budget.target.trim();
+    let project = (budget.scope == BudgetScope::Project && uuid::Uuid::parse_str(target).is_err())
+        .then(|| target.to_owned());
+    if let Some(key) = &project {
+        let named = key.split_once('/').is_some_and(|(env, name)| {
+            Environment::parse(env).is_ok() && ProjectSlug::parse(name).is_ok()
+        });
+        if !named {
+            errors.push(at(
+                "target",
+                format!("'{key}' is not a project: name it `environment/name` (or give its id)"),
+            ));
+            return;
+        }
+    }
+    let checked = NewBudget {
+        target: if project.is_some() {
+            uuid::Uuid::nil().to_string()
+        } else {
+            budget.target.clone()
+        },
+        ..budget.clone()
+    };
+    match checked.validate() {
+        Ok(()) => out.push(BudgetSpec {
             file: file.to_owned(),
-            line: start_line(list.span()),
-            field: "projects".into(),
-            message: "must be a list of projects".into(),
+            line,
+            budget,
+            project,
+            node: node.clone(),
         }),
+        Err(problems) => errors.extend(
+            problems
+                .into_iter()
+                .map(|FieldError { field, message }| at(&field, message)),
+        ),
     }
 }
 
@@ -267,24 +404,9 @@ fn specs_from(file: &Path, node: &Node, errors: &mut Vec<FileError>, specs: &mut
             None
         }
     };
-    let project: NewProject = match serde_path_to_error::deserialize(Value::Object(fields)) {
+    let project: NewProject = match deserialize_at(Value::Object(fields)) {
         Ok(p) => p,
-        Err(e) => {
-            let mut field = e.path().to_string();
-            let message = e.inner().to_string();
-            // The path of an unknown field may stop at its parent.
-            if let Some(unknown) = unknown_field(&message)
-                && !field.ends_with(unknown)
-            {
-                field = if field == "." || field.is_empty() {
-                    unknown.to_owned()
-                } else {
-                    format!("{field}.{unknown}")
-                };
-            }
-            if field == "." {
-                field.clear();
-            }
+        Err((field, message)) => {
             errors.push(at(&field, message));
             return;
         }
@@ -533,10 +655,98 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> (Vec<ProjectSpec>, Vec<String>) {
-        let mut specs = Vec::new();
+        let (declared, errors) = parse_all(text);
+        (declared.projects, errors)
+    }
+
+    fn parse_all(text: &str) -> (Declared, Vec<String>) {
+        let mut declared = Declared::default();
         let mut errors = Vec::new();
-        parse_file(Path::new("p.yaml"), 0, text, &mut specs, &mut errors);
-        (specs, errors.iter().map(ToString::to_string).collect())
+        parse_file(Path::new("p.yaml"), 0, text, &mut declared, &mut errors);
+        (declared, errors.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn budgets_beside_projects_and_where_their_problems_are() {
+        let text = "\
+projects:
+  - name: checkout-api
+    environment: prod
+    team: payments
+    region: us-east-1
+    allowed_models: [openai.gpt-oss-20b]
+budgets:
+  - name: payments-weekly
+    scope: team
+    target: payments
+    period: week
+    amount_usd: 250
+    enforcement: hard
+  - name: checkout-daily
+    scope: project
+    target: prod/checkout-api
+    period: day
+    amount_usd: 20
+";
+        let (declared, errors) = parse_all(text);
+        assert_eq!(errors, Vec::<String>::new());
+        assert_eq!(declared.projects.len(), 1);
+        let budgets: Vec<(&str, Option<&str>)> = declared
+            .budgets
+            .iter()
+            .map(|b| (b.budget.name.as_str(), b.project.as_deref()))
+            .collect();
+        assert_eq!(
+            budgets,
+            [
+                ("payments-weekly", None),
+                ("checkout-daily", Some("prod/checkout-api"))
+            ]
+        );
+        let bad = "\
+budgets:
+  - name: a
+    scope: team
+    target: payments
+    period: fortnight
+    amount_usd: 1
+  - name: b
+    scope: project
+    target: checkout-api
+    period: day
+    amount_usd: 1
+  - name: c
+    scope: tag
+    target: CostCenter=1
+    period: day
+    amount_usd: 0
+";
+        let (_, errors) = parse_all(bad);
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(
+            errors[0].starts_with("p.yaml:5: period: unknown variant `fortnight`"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].starts_with("p.yaml:9: target: 'checkout-api' is not a project"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[2].starts_with("p.yaml:16: amount_usd: must be at least 0.01"),
+            "{errors:?}"
+        );
+        let (_, errors) = parse_all("budgets: {name: x}\nowner: me\n");
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].starts_with(
+                "p.yaml:2: owner: a file with `projects:` or `budgets:` holds nothing else"
+            ),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].starts_with("p.yaml:1: budgets: must be a list of budgets"),
+            "{errors:?}"
+        );
     }
 
     const ONE: &str = "\

@@ -1,7 +1,8 @@
-//! What `strata apply` would change: the projects in the files against the projects on
-//! strata, field by field, and the calls that make them equal. A plan can be saved
-//! (`plan --out`) and applied later; it carries each project's `ETag`, so a project
-//! edited in between fails the apply before anything is written.
+//! What `strata apply` would change: the projects and budgets in the files against
+//! those on strata, field by field, and the calls that make them equal. A plan can be
+//! saved (`plan --out`) and applied later; it carries each project's `ETag` and each
+//! budget as it was, so one edited in between fails the apply before anything is
+//! written.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -11,7 +12,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use strata_core::domain::{ProjectDraft, ProjectRole};
 
-use super::files::ProjectSpec;
+use super::files::{BudgetSpec, FileError, ProjectSpec};
 
 /// A project on strata, as `GET /projects` and `/members` answered.
 #[derive(Debug, Clone)]
@@ -74,15 +75,168 @@ pub enum Change {
         id: String,
         etag: String,
     },
+    CreateBudget {
+        budget: String,
+        /// What it covers, for people: `team payments`, `project prod/search`.
+        covers: String,
+        body: Value,
+        /// The project (`environment/name`) this apply creates first, whose id becomes
+        /// the body's `target`.
+        project: Option<String>,
+    },
+    UpdateBudget {
+        budget: String,
+        id: String,
+        /// The budget as the plan saw it.
+        before: Value,
+        fields: Vec<FieldChange>,
+        patch: Value,
+    },
+    DeleteBudget {
+        budget: String,
+        id: String,
+        before: Value,
+    },
 }
 
 impl Change {
-    pub fn project(&self) -> &str {
+    /// How messages name what the change is to: `prod/checkout-api`, `budget x`.
+    pub fn label(&self) -> String {
         match self {
             Self::Create { project, .. }
             | Self::Update { project, .. }
-            | Self::Archive { project, .. } => project,
+            | Self::Archive { project, .. } => project.clone(),
+            Self::CreateBudget { budget, .. }
+            | Self::UpdateBudget { budget, .. }
+            | Self::DeleteBudget { budget, .. } => format!("budget {budget}"),
         }
+    }
+}
+
+/// A budget's fields that a change keeps (`PATCH` takes the last three).
+const BUDGET_KEPT: [&str; 5] = ["scope", "target", "period", "amount_usd", "enforcement"];
+const BUDGET_PATCHED: [&str; 3] = ["period", "amount_usd", "enforcement"];
+
+/// The fields of a budget on strata that a plan compares and keeps.
+pub fn budget_state(budget: &Value) -> Value {
+    Value::Object(
+        BUDGET_KEPT
+            .iter()
+            .map(|f| ((*f).to_owned(), budget[*f].clone()))
+            .collect(),
+    )
+}
+
+/// Whether strata's `now` is still the budget a plan saw.
+pub fn budget_unchanged(before: &Value, now: &Value) -> bool {
+    BUDGET_KEPT.iter().all(|f| same(f, &before[*f], &now[*f]))
+}
+
+/// The changes that make strata's budgets match the files'. `projects`: strata's
+/// active projects' ids by `environment/name`; `creating`: those this plan creates.
+/// With `prune`, budgets no file declares are deleted.
+pub fn diff_budgets(
+    specs: &[BudgetSpec],
+    current: &[Value],
+    projects: &BTreeMap<String, String>,
+    creating: &BTreeSet<String>,
+    prune: bool,
+) -> Result<Vec<Change>, Vec<FileError>> {
+    let by_name: BTreeMap<&str, &Value> = current
+        .iter()
+        .filter_map(|b| b["name"].as_str().map(|n| (n, b)))
+        .collect();
+    let mut changes = Vec::new();
+    let mut errors = Vec::new();
+    for spec in specs {
+        let name = spec.budget.name.trim().to_owned();
+        let mut body = match serde_json::to_value(&spec.budget) {
+            Ok(body) => body,
+            Err(e) => {
+                errors.push(spec.error("", e.to_string()));
+                continue;
+            }
+        };
+        body["name"] = json!(name);
+        body["target"] = json!(spec.budget.target.trim());
+        // A project named in the file: its id, or created by this apply first.
+        let mut pending = None;
+        if let Some(key) = &spec.project {
+            match projects.get(key) {
+                Some(id) => body["target"] = json!(id),
+                None if creating.contains(key) => pending = Some(key.clone()),
+                None => {
+                    errors.push(spec.error(
+                        "target",
+                        format!("no active project {key} on strata or in the files"),
+                    ));
+                    continue;
+                }
+            }
+        }
+        let create = Change::CreateBudget {
+            budget: name.clone(),
+            covers: format!("{} {}", spec.budget.scope, spec.budget.target.trim()),
+            body: body.clone(),
+            project: pending.clone(),
+        };
+        let Some(existing) = by_name.get(name.as_str()) else {
+            changes.push(create);
+            continue;
+        };
+        let id = existing["id"].as_str().unwrap_or_default().to_owned();
+        let moved = pending.is_some()
+            || ["scope", "target"]
+                .iter()
+                .any(|f| !same(f, &existing[*f], &body[*f]));
+        if moved {
+            // A budget's scope and target are what it is: a new one replaces it.
+            changes.push(Change::DeleteBudget {
+                budget: name.clone(),
+                id,
+                before: budget_state(existing),
+            });
+            changes.push(create);
+            continue;
+        }
+        let mut fields = Vec::new();
+        let mut patch = Map::new();
+        for field in BUDGET_PATCHED {
+            if !same(field, &existing[field], &body[field]) {
+                patch.insert(field.into(), body[field].clone());
+                fields.push(FieldChange {
+                    field: field.into(),
+                    before: existing[field].clone(),
+                    after: body[field].clone(),
+                });
+            }
+        }
+        if !fields.is_empty() {
+            changes.push(Change::UpdateBudget {
+                budget: name,
+                id,
+                before: budget_state(existing),
+                fields,
+                patch: Value::Object(patch),
+            });
+        }
+    }
+    if prune {
+        let declared: BTreeSet<&str> = specs.iter().map(|s| s.budget.name.trim()).collect();
+        for (name, existing) in &by_name {
+            if !declared.contains(name) {
+                changes.push(Change::DeleteBudget {
+                    budget: (*name).to_owned(),
+                    id: existing["id"].as_str().unwrap_or_default().to_owned(),
+                    before: budget_state(existing),
+                });
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(changes)
+    } else {
+        Err(errors)
     }
 }
 
@@ -280,10 +434,10 @@ fn role(role: Option<ProjectRole>) -> &'static str {
 pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
     if plan.changes.is_empty() {
-        out.push_str("No changes: the projects on strata match the files.\n");
+        out.push_str("No changes: the projects and budgets on strata match the files.\n");
         return out;
     }
-    let (mut create, mut change, mut archive) = (0, 0, 0);
+    let (mut create, mut change, mut archive, mut delete) = (0, 0, 0, 0);
     for c in &plan.changes {
         match c {
             Change::Create {
@@ -346,26 +500,152 @@ pub fn render(plan: &Plan) -> String {
                 archive += 1;
                 let _ = writeln!(out, "- archive {project}");
             }
+            Change::CreateBudget {
+                budget,
+                covers,
+                body,
+                ..
+            } => {
+                create += 1;
+                let _ = writeln!(out, "+ create budget {budget}");
+                let _ = writeln!(
+                    out,
+                    "    {covers}, per {}: ${:.2} ({})",
+                    body["period"].as_str().unwrap_or_default(),
+                    body["amount_usd"].as_f64().unwrap_or_default(),
+                    body["enforcement"].as_str().unwrap_or_default()
+                );
+            }
+            Change::UpdateBudget { budget, fields, .. } => {
+                change += 1;
+                let _ = writeln!(out, "~ change budget {budget}");
+                for f in fields {
+                    let _ = writeln!(
+                        out,
+                        "    {}: {} -> {}",
+                        f.field,
+                        show(&f.before),
+                        show(&f.after)
+                    );
+                }
+            }
+            Change::DeleteBudget { budget, .. } => {
+                delete += 1;
+                let _ = writeln!(out, "- delete budget {budget}");
+            }
         }
     }
-    let _ = writeln!(
+    let _ = write!(
         out,
-        "\nPlan: {create} to create, {change} to change, {archive} to archive."
+        "\nPlan: {create} to create, {change} to change, {archive} to archive"
     );
+    if delete > 0 {
+        let _ = write!(out, ", {delete} to delete");
+    }
+    out.push_str(".\n");
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::files::parse_file;
+    use crate::client::files::{Declared, parse_file};
     use std::path::Path;
 
     fn specs(text: &str) -> Vec<ProjectSpec> {
-        let (mut specs, mut errors) = (Vec::new(), Vec::new());
-        parse_file(Path::new("p.yaml"), 0, text, &mut specs, &mut errors);
+        declared(text).projects
+    }
+
+    fn declared(text: &str) -> Declared {
+        let (mut declared, mut errors) = (Declared::default(), Vec::new());
+        parse_file(Path::new("p.yaml"), 0, text, &mut declared, &mut errors);
         assert!(errors.is_empty(), "{errors:?}");
-        specs
+        declared
+    }
+
+    const BUDGETS: &str = "\
+budgets:
+  - {name: team-weekly, scope: team, target: payments, period: week, amount_usd: 250, enforcement: hard}
+  - {name: env-daily, scope: environment, target: prod, period: day, amount_usd: 100}
+  - {name: search-monthly, scope: project, target: prod/search, period: month, amount_usd: 40}
+  - {name: fresh-daily, scope: project, target: prod/fresh, period: day, amount_usd: 5}
+";
+
+    fn budget_on_strata(
+        name: &str,
+        scope: &str,
+        target: &str,
+        period: &str,
+        amount: f64,
+        enforcement: &str,
+    ) -> Value {
+        json!({"id": format!("b-{name}"), "name": name, "scope": scope, "target": target,
+               "period": period, "amount_usd": amount, "enforcement": enforcement,
+               "spent_usd": 1.5, "percent_used": 10.0})
+    }
+
+    #[test]
+    fn budgets_are_created_changed_replaced_and_pruned_by_name() {
+        let specs = declared(BUDGETS).budgets;
+        let current = [
+            budget_on_strata("team-weekly", "team", "payments", "week", 250.0, "soft"),
+            budget_on_strata("env-daily", "environment", "prod", "day", 100.0, "soft"),
+            budget_on_strata("search-monthly", "project", "p-old", "month", 40.0, "soft"),
+            budget_on_strata("finance-made", "tag", "CostCenter=1", "month", 9.0, "soft"),
+        ];
+        let projects = BTreeMap::from([("prod/search".to_owned(), "p-1".to_owned())]);
+        let creating = BTreeSet::from(["prod/fresh".to_owned()]);
+        let changes = diff_budgets(&specs, &current, &projects, &creating, false)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let plan = Plan {
+            url: "http://s".into(),
+            changes: changes.clone(),
+        };
+        insta::assert_snapshot!(render(&plan));
+        let [
+            Change::UpdateBudget { patch, before, .. },
+            Change::DeleteBudget { id: old, .. },
+            Change::CreateBudget {
+                body: replaced,
+                project: None,
+                ..
+            },
+            Change::CreateBudget {
+                body: fresh,
+                project: Some(pending),
+                ..
+            },
+        ] = changes.as_slice()
+        else {
+            panic!("{changes:?}");
+        };
+        assert_eq!(patch, &json!({"enforcement": "hard"}));
+        assert!(budget_unchanged(before, &current[0]));
+        assert!(!budget_unchanged(before, &current[1]));
+        assert_eq!(
+            (old.as_str(), &replaced["target"]),
+            ("b-search-monthly", &json!("p-1"))
+        );
+        assert_eq!(
+            (pending.as_str(), &fresh["scope"]),
+            ("prod/fresh", &json!("project"))
+        );
+        // Pruned: only with the flag; a project neither on strata nor in the files is an error.
+        let pruned = diff_budgets(&specs, &current, &projects, &creating, true).unwrap_or_default();
+        assert!(
+            matches!(pruned.last(), Some(Change::DeleteBudget { budget, .. }) if budget == "finance-made")
+        );
+        let errors = diff_budgets(&specs, &current, &projects, &BTreeSet::new(), false)
+            .err()
+            .unwrap_or_default();
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0]
+                .to_string()
+                .starts_with("p.yaml:5: target: no active project prod/fresh"),
+            "{}",
+            errors[0]
+        );
     }
 
     const FILE: &str = "\
@@ -456,6 +736,7 @@ members:
                 Change::Create { project, .. } => ("create", project.as_str()),
                 Change::Update { project, .. } => ("change", project.as_str()),
                 Change::Archive { project, .. } => ("archive", project.as_str()),
+                other => panic!("no budgets here: {other:?}"),
             })
             .collect();
         assert_eq!(
