@@ -150,6 +150,17 @@ impl Services {
                 None => break,
             }
         }
+        let account_of = |p: &crate::domain::Project| {
+            p.aws
+                .role_arn
+                .as_deref()
+                .and_then(|arn| arn.split(':').nth(4))
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned)
+        };
+        // strata's roles all live in the account it runs in: a row without a project
+        // of its own (or before its first reconcile) bills to that account too.
+        let environment_account = projects.values().find_map(account_of);
         let row =
             |day: NaiveDate, value: &str, micros: i64, currency: String, source, estimated| {
                 let project = Uuid::parse_str(value).ok().and_then(|id| projects.get(&id));
@@ -166,10 +177,8 @@ impl Services {
                         .map_or_else(|| value.to_owned(), |p| p.name.as_str().to_owned()),
                     region: project.map(|p| p.region.as_str().to_owned()),
                     account_id: project
-                        .and_then(|p| p.aws.role_arn.as_deref())
-                        .and_then(|arn| arn.split(':').nth(4))
-                        .filter(|a| !a.is_empty())
-                        .map(str::to_owned),
+                        .and_then(account_of)
+                        .or_else(|| environment_account.clone()),
                     resource_arn: project.and_then(|p| p.aws.mantle_project_arn.clone()),
                     tags,
                     amount_micros: micros,

@@ -857,6 +857,20 @@ async fn focus_export_has_focus_columns_actuals_and_marked_estimates() {
             .status,
         200
     );
+    // Reconciled: its role's account is the billing account of every row.
+    {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+        use strata_core::store::entities::project_sync;
+        project_sync::Entity::update_many()
+            .col_expr(
+                project_sync::Column::RoleArn,
+                Expr::value("arn:aws:iam::123456789012:role/strata-focused"),
+            )
+            .filter(project_sync::Column::ProjectId.eq(uuid::Uuid::parse_str(&id).unwrap()))
+            .exec(app.state.services.store.db())
+            .await
+            .unwrap();
+    }
     let figure = |d: u32, value: &str, amount: i64, estimated: bool| CostFigure {
         day: day(2026, 11, d),
         environment: "prod".into(),
@@ -913,6 +927,11 @@ async fn focus_export_has_focus_columns_actuals_and_marked_estimates() {
         })
         .collect();
     assert_eq!(rows.len(), 3, "{text}");
+    // FOCUS 1.0: BillingAccountId is never null; a row strata cannot attribute bills
+    // to the account strata's roles live in.
+    for row in &rows {
+        assert_eq!(row["BillingAccountId"], "123456789012", "{row:?}");
+    }
     let actual = &rows[0];
     assert_eq!(actual["ChargePeriodStart"], "2026-11-10T00:00:00Z");
     assert_eq!(actual["ChargePeriodEnd"], "2026-11-11T00:00:00Z");
