@@ -1,9 +1,11 @@
 """Rate limits and budgets as the official SDK meets them, on the two proxy replicas
-that share one Redis: a 429 whose retry-after the SDK honours, and a budget that holds
-against 200 concurrent requests split across both replicas."""
+that share one Redis: a 429 whose retry-after the SDK honours, and a project's budget
+and a cost tag's hard budget over two projects that hold against 200 concurrent
+requests split across both replicas."""
 
 import asyncio
 import time
+import uuid
 from datetime import datetime, timezone
 
 import openai
@@ -134,4 +136,60 @@ def test_a_budget_holds_against_200_concurrent_requests_on_two_replicas(stack):
         assert [e["threshold_percent"] for e in budget["events"]] == [50, 80, 100], budget
         assert budget["percent_used"] == pytest.approx(100.0)
     finally:
+        set_price(stack, BIG, *old_prices)
+
+
+def test_a_tags_hard_budget_holds_across_two_projects_on_two_replicas(stack):
+    # $0.0002 a request (as above); a hard $0.01 budget on a cost tag both projects
+    # carry fits 50 requests between them, whichever project and replica each uses.
+    old_prices = set_price(stack, BIG, 0, 100)
+    tag = f"cc-{uuid.uuid4().hex[:8]}"
+    budget_id = None
+    try:
+        keys = []
+        for name in ("tag-a", "tag-b"):
+            project_id, key = stack.project([BIG], name=name, tags={"CostCenter": tag})
+            keys.append(key["secret"])
+        status, budget = stack.api("POST", "/budgets", {
+            "name": f"budget-{tag}", "scope": "tag", "target": f"CostCenter={tag}",
+            "period": "month", "amount_usd": 0.01, "enforcement": "hard",
+        })
+        assert status == 201, budget
+        budget_id = budget["id"]
+        time.sleep(1.5)  # the proxies follow the snapshot within a second
+
+        async def one(i):
+            sdk = openai.AsyncOpenAI(
+                base_url=f"{stack.proxies[i % 2]}/v1", api_key=keys[(i // 2) % 2],
+                _strict_response_validation=True, max_retries=0,
+            )
+            try:
+                await sdk.chat.completions.create(
+                    model=BIG, max_tokens=2, messages=[{"role": "user", "content": "hi"}]
+                )
+                return "ok"
+            except openai.RateLimitError as e:
+                assert f"budget 'budget-{tag}'" in e.message, e.message
+                return e.code
+            finally:
+                await sdk.close()
+
+        async def burst():
+            return await asyncio.gather(*(one(i) for i in range(200)))
+
+        outcomes = asyncio.run(burst())
+        admitted = outcomes.count("ok")
+        assert 50 <= admitted <= 51, f"{admitted} admitted against a budget that fits 50"
+        assert set(outcomes) == {"ok", "insufficient_quota"}, set(outcomes)
+
+        def spent():
+            status, listed = stack.api("GET", "/budgets")
+            assert status == 200, listed
+            return next(b for b in listed["items"] if b["id"] == budget_id)["spent_usd"]
+
+        wait_until(lambda: round(spent() * 1e6) == admitted * 200, 10, "usage from both replicas")
+        assert round(spent() * 1e6) <= 10_000, "spend within the budget"
+    finally:
+        if budget_id:
+            stack.api("DELETE", f"/budgets/{budget_id}")
         set_price(stack, BIG, *old_prices)
