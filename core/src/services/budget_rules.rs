@@ -383,7 +383,51 @@ impl Services {
                 };
                 record_notification(self.store.db(), event, now).await?;
             }
+            if let Some(forecast) = forecast_micros(&view, now)
+                && spent < budget
+                && forecast > budget
+            {
+                let event = Event {
+                    kind: "budget.forecast",
+                    dedupe_key: format!("budget.forecast:budget:{}:{}", view.id, view.period_start),
+                    environment: (view.scope == BudgetScope::Environment)
+                        .then(|| view.target.clone()),
+                    summary: format!(
+                        "Budget '{}' ({} {}, per {}) is on course to be exceeded: ${:.2} spent, ${:.2} forecast, ${:.2} budget for the {} from {}",
+                        view.name,
+                        view.scope,
+                        view.target,
+                        view.period,
+                        view.spent_usd,
+                        micros_to_usd(forecast),
+                        view.amount_usd,
+                        view.period,
+                        view.period_start
+                    ),
+                    payload: json!({"budget_id": view.id, "budget_name": view.name,
+                        "scope": view.scope, "target": view.target, "period": view.period,
+                        "period_start": view.period_start, "spent_usd": view.spent_usd,
+                        "forecast_usd": micros_to_usd(forecast), "budget_usd": view.amount_usd}),
+                };
+                record_notification(self.store.db(), event, now).await?;
+            }
         }
         Ok(())
     }
+}
+
+/// The budget's spend so far projected linearly to the end of its period, once a
+/// quarter of the period (at most a day) has passed: earlier, a burst would forecast
+/// wildly.
+fn forecast_micros(view: &BudgetView, now: DateTime<Utc>) -> Option<i64> {
+    let start = view.period_start.and_time(NaiveTime::MIN).and_utc();
+    let end = view.period_end.and_time(NaiveTime::MIN).and_utc();
+    let length = (end - start).num_seconds() as f64;
+    let elapsed = (now - start).num_seconds() as f64;
+    let enough = (length / 4.0).min(86_400.0);
+    if elapsed < enough || elapsed <= 0.0 || length <= 0.0 {
+        return None;
+    }
+    let spent = view.spent_usd * 1e6;
+    Some((spent * length / elapsed).round() as i64)
 }
