@@ -367,3 +367,65 @@ async fn a_model_served_under_openai_v1_is_called_there_on_every_route() {
         models.body
     );
 }
+
+/// Creates at the same time share the control-plane request that records their
+/// owners; each id is known (to its own project only) once its create has answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_record_their_owners_in_groups() {
+    let w = world().await;
+    let (mine, key) = w.responses_project("grouped", json!({})).await;
+    let (_, other) = w.responses_project("grouped-other", json!({})).await;
+    let creates = (0..40).map(|i| {
+        let request = w
+            .client
+            .post(format!("{}/v1/responses", w.base))
+            .bearer_auth(&key)
+            .json(&json!({"model": OSS, "input": format!("hi {i}")}));
+        async move {
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let body: Value = r.json().await.unwrap();
+            body["id"].as_str().unwrap().to_owned()
+        }
+    });
+    let ids = futures_util::future::join_all(creates).await;
+    let token = w.app.state.proxy_token.expose().to_owned();
+    for id in &ids {
+        let r = w
+            .app
+            .get(&format!("/internal/v1/proxy/responses/{id}"), &token)
+            .await;
+        assert_eq!(r.body["project_id"], mine.to_string(), "{id}: {}", r.body);
+    }
+    // Another project's key cannot read them.
+    let r = w
+        .send(
+            w.client
+                .get(format!("{}/v1/responses/{}", w.base, ids[0]))
+                .bearer_auth(&other),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let metrics = w
+        .client
+        .get(w.app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let groups: u64 = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("strata_http_requests_total{")
+                && l.contains(r#"route="/internal/v1/proxy/responses/batch""#)
+                && l.contains(r#"status="204""#)
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_default();
+    assert!(
+        (1..40).contains(&groups),
+        "40 creates recorded in {groups} requests"
+    );
+}

@@ -86,6 +86,10 @@ pub fn router() -> Router<AppState> {
             axum::routing::post(proxy_link::record_response),
         )
         .route(
+            "/internal/v1/proxy/responses/batch",
+            axum::routing::post(proxy_link::record_responses),
+        )
+        .route(
             "/internal/v1/proxy/responses/claim",
             axum::routing::post(proxy_link::claim_responses),
         )

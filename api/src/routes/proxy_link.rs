@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use strata_core::domain::{ResponseClaim, ResponseCompletion, ResponseRecord};
+use strata_core::domain::{ResponseBatch, ResponseClaim, ResponseCompletion, ResponseRecord};
 
 use crate::ApiError;
 use crate::app::AppState;
@@ -182,6 +182,18 @@ pub async fn record_response(
 ) -> ApiResult<StatusCode> {
     check_proxy_credential(&state, &headers)?;
     state.services.record_response(&record).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /internal/v1/proxy/responses/batch`: responses the proxy created while its
+/// previous batch was on its way, in one transaction.
+pub async fn record_responses(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    crate::extract::ApiJson(batch): crate::extract::ApiJson<ResponseBatch>,
+) -> ApiResult<StatusCode> {
+    check_proxy_credential(&state, &headers)?;
+    state.services.record_responses(&batch.records).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -51,8 +51,8 @@ pub use project::{
     Member, NewProject, Project, ProjectDraft, ProjectPatch, RateLimits, RateLimitsPatch,
 };
 pub use responses::{
-    MAX_RESPONSE_CLAIM, MAX_RESPONSE_ID, ResponseClaim, ResponseCompletion, ResponseRecord,
-    validate_response_id,
+    MAX_RESPONSE_BATCH, MAX_RESPONSE_CLAIM, MAX_RESPONSE_ID, ResponseBatch, ResponseClaim,
+    ResponseCompletion, ResponseRecord, validate_response_id,
 };
 pub use snapshot::{PolicySnapshot, SnapshotBudget, SnapshotModel, SnapshotProject};
 pub use tags::{MAX_PROJECT_TAGS, Tags, validate_tag_key, validate_tag_value, validate_tags};

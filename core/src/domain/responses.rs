@@ -10,6 +10,16 @@ use crate::FieldError;
 pub const MAX_RESPONSE_ID: usize = 256;
 /// Most background responses one claim hands out.
 pub const MAX_RESPONSE_CLAIM: u64 = 100;
+/// Most responses one `POST /internal/v1/proxy/responses/batch` records.
+pub const MAX_RESPONSE_BATCH: usize = 1_000;
+
+/// `POST /internal/v1/proxy/responses/batch`: responses a proxy created, recorded
+/// together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseBatch {
+    pub records: Vec<ResponseRecord>,
+}
 
 /// A response the proxy created: `POST /internal/v1/proxy/responses`; also what the
 /// lookups and claims answer.

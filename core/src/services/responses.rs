@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::Services;
 use crate::domain::{
-    MAX_RESPONSE_CLAIM, ResponseClaim, ResponseCompletion, ResponseRecord, UsageBatch, UsageRecord,
-    validate_response_id,
+    MAX_RESPONSE_BATCH, MAX_RESPONSE_CLAIM, ResponseClaim, ResponseCompletion, ResponseRecord,
+    UsageBatch, UsageRecord, validate_response_id,
 };
 use crate::store::entities::responses;
 use crate::{CoreError, FieldError};
@@ -46,9 +46,35 @@ fn completion_batch(id: &str) -> Uuid {
 impl Services {
     /// Records a response the proxy created; repeating it changes nothing.
     pub async fn record_response(&self, record: &ResponseRecord) -> Result<(), CoreError> {
-        record.validate().map_err(CoreError::Validation)?;
+        self.record_responses(std::slice::from_ref(record)).await
+    }
+
+    /// Records responses the proxies created, in one transaction (a proxy sends those
+    /// created while its previous batch was on its way together); repeating one
+    /// changes nothing. Nothing is recorded if any record is invalid.
+    pub async fn record_responses(&self, records: &[ResponseRecord]) -> Result<(), CoreError> {
+        if records.len() > MAX_RESPONSE_BATCH {
+            return Err(CoreError::invalid(
+                "records",
+                format!("at most {MAX_RESPONSE_BATCH} records a batch"),
+            ));
+        }
+        let mut errors = Vec::new();
+        for (i, record) in records.iter().enumerate() {
+            if let Err(problems) = record.validate() {
+                errors.extend(problems.into_iter().map(|FieldError { field, message }| {
+                    FieldError::new(format!("records[{i}].{field}"), message)
+                }));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(CoreError::Validation(errors));
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
         let now = self.clock.now();
-        let row = responses::ActiveModel {
+        let rows = records.iter().map(|record| responses::ActiveModel {
             id: Set(record.id.clone()),
             project_id: Set(record.project_id),
             key_id: Set(record.key_id),
@@ -62,9 +88,9 @@ impl Services {
                 .claimed_by
                 .as_ref()
                 .map(|_| now + chrono::Duration::seconds(CREATION_CLAIM_SECS))),
-        };
+        });
         let tx = self.store.begin_write().await?;
-        responses::Entity::insert(row)
+        responses::Entity::insert_many(rows)
             .on_conflict(
                 OnConflict::column(responses::Column::Id)
                     .do_nothing()

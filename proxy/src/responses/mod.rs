@@ -146,7 +146,7 @@ async fn check_owner(
     match state.responses.owner(id).await {
         Ok(owner) if owner.project == project.id => Ok(owner.model),
         Ok(_) | Err(RegistryError::Unknown) => Err(response_not_found(id, param)),
-        Err(RegistryError::Unavailable(e)) => {
+        Err(e @ (RegistryError::Unavailable(_) | RegistryError::Invalid(_))) => {
             tracing::warn!(error.cause = %e, "cannot look a response's owner up");
             Err(registry_unavailable())
         }

@@ -231,6 +231,42 @@ async fn response_ids_keep_their_owner_and_background_ones_are_metered_once() {
         let r = app.post(base, &token, &record(id, background)).await;
         assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
     }
+    // A group: every record, or (one invalid) none, named by its index.
+    let group = json!({"records": [record("resp_g1", false), record("resp_plain", false), record("resp_g2", false)]});
+    let r = app.post(&format!("{base}/batch"), &token, &group).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let mut bad = record("resp_g4", false);
+    bad["model"] = json!("Not A Model");
+    let spoiled = json!({"records": [record("resp_g3", false), bad]});
+    let r = app.post(&format!("{base}/batch"), &token, &spoiled).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(
+        r.body["error"]["details"][0]["field"], "records[1].model",
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        app.get(&format!("{base}/resp_g3"), &token).await.status,
+        StatusCode::NOT_FOUND,
+        "nothing of a refused group is kept"
+    );
+    let too_many: Vec<Value> = (0..1_001)
+        .map(|i| record(&format!("resp_n{i}"), false))
+        .collect();
+    let r = app
+        .post(
+            &format!("{base}/batch"),
+            &token,
+            &json!({"records": too_many}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    let r = app.post(&format!("{base}/batch"), &app.admin, &group).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    for id in ["resp_g1", "resp_g2"] {
+        let r = app.get(&format!("{base}/{id}"), &token).await;
+        assert_eq!(r.body["project_id"], project.as_str(), "{id}");
+    }
     let r = app.get(&format!("{base}/resp_plain"), &token).await;
     assert_eq!(r.body["project_id"], project.as_str());
     let r = app.get(&format!("{base}/resp_unknown"), &token).await;
