@@ -3,7 +3,7 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chrono::{Duration, NaiveDate};
 use serde::Deserialize;
 use strata_core::CoreError;
@@ -13,7 +13,7 @@ use strata_web::chart::StackedChart;
 use strata_web::pages::{DriftView, EnvCostsPage, EnvCostsView};
 
 use super::session::UiCaller;
-use super::{UiError, UiResult};
+use super::{UiError, UiResult, respond};
 use crate::app::AppState;
 use crate::routes::costs::{csv_attachment, csv_download, csv_failed, focus_download};
 
@@ -155,10 +155,7 @@ pub async fn env_costs(
             drift: DriftView::new(&drift),
         })
     };
-    match page.await {
-        Ok(page) => page.into_response(),
-        Err(e) => e.with_nav(nav).into_response(),
-    }
+    respond(&state, &ui, page.await)
 }
 
 /// `group_by=project` or `tag:<key>`: the per-day detail of that table (the API's
@@ -169,7 +166,6 @@ pub async fn env_costs_csv(
     Path(environment): Path<String>,
     query: Result<Query<CostsPageQuery>, QueryRejection>,
 ) -> Response {
-    let nav = ui.nav(&state);
     let csv = async {
         let (req, day) = parse(&state, &ui, &environment, query, true)?;
         if day {
@@ -190,10 +186,7 @@ pub async fn env_costs_csv(
             .map_err(range_error)?;
         Ok(csv_download(&report)?)
     };
-    match csv.await {
-        Ok(r) => r,
-        Err(e) => e.with_nav(nav).into_response(),
-    }
+    respond(&state, &ui, csv.await)
 }
 
 /// The page's range as a FinOps FOCUS 1.0 dataset (the API's `focus.csv`).
@@ -203,14 +196,10 @@ pub async fn env_focus_csv(
     Path(environment): Path<String>,
     query: Result<Query<CostsPageQuery>, QueryRejection>,
 ) -> Response {
-    let nav = ui.nav(&state);
     let csv = async {
         let (req, _) = parse(&state, &ui, &environment, query, false)?;
         let costs = dashboard(&state, &req).await?;
         Ok::<_, UiError>(focus_download(&state, req.environment, costs.from, costs.to).await?)
     };
-    match csv.await {
-        Ok(r) => r,
-        Err(e) => e.with_nav(nav).into_response(),
-    }
+    respond(&state, &ui, csv.await)
 }

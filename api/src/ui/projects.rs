@@ -21,7 +21,7 @@ use super::session::{
     CSRF_COOKIE, CsrfToken, SESSION_COOKIE, UiCaller, check_form, cookie, form_urlencoded_value,
     new_csrf_token, safe_next,
 };
-use super::{UiError, UiResult};
+use super::{UiError, UiResult, respond};
 use crate::app::AppState;
 use crate::routes::{authorize_project, project_id};
 
@@ -272,10 +272,11 @@ pub async fn project_page(
     ui: UiCaller,
     Path(id): Path<String>,
 ) -> Response {
-    match render_project(&state, &ui, &id, KeyOutcome::default()).await {
-        Ok(page) => page.into_response(),
-        Err(e) => e.with_nav(ui.nav(&state)).into_response(),
-    }
+    respond(
+        &state,
+        &ui,
+        render_project(&state, &ui, &id, KeyOutcome::default()).await,
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -301,7 +302,6 @@ pub async fn create_key(
     Path(id): Path<String>,
     form: Result<Form<NewKeyForm>, axum_extra::extract::FormRejection>,
 ) -> Response {
-    let nav = ui.nav(&state);
     let result = async {
         let Form(form) = form.map_err(|e| {
             UiError::new(
@@ -395,10 +395,7 @@ pub async fn create_key(
             Err(e) => Err(UiError::from(e)),
         }
     };
-    match result.await {
-        Ok(r) => r,
-        Err(e) => e.with_nav(nav).into_response(),
-    }
+    respond(&state, &ui, result.await)
 }
 
 pub async fn revoke_key(
@@ -408,7 +405,6 @@ pub async fn revoke_key(
     Path((id, key_id)): Path<(String, String)>,
     form: Result<Form<CsrfForm>, axum_extra::extract::FormRejection>,
 ) -> Response {
-    let nav = ui.nav(&state);
     let result = async {
         let given = form.map(|Form(f)| f.csrf).unwrap_or_default();
         check_form(&headers, &ui.csrf, &given)?;
@@ -420,10 +416,7 @@ pub async fn revoke_key(
             .await?;
         Ok::<_, UiError>(Redirect::to(&format!("/ui/projects/{project}")).into_response())
     };
-    match result.await {
-        Ok(r) => r,
-        Err(e) => e.with_nav(nav).into_response(),
-    }
+    respond(&state, &ui, result.await)
 }
 
 #[derive(Debug, Deserialize)]
@@ -440,7 +433,6 @@ pub async fn usage_csv(
     Path(id): Path<String>,
     query: Result<Query<UsageCsvQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let nav = ui.nav(&state);
     let csv = async {
         let Query(q) = query.map_err(|e| {
             UiError::new(
@@ -471,8 +463,5 @@ pub async fn usage_csv(
             body,
         ))
     };
-    match csv.await {
-        Ok(r) => r,
-        Err(e) => e.with_nav(nav).into_response(),
-    }
+    respond(&state, &ui, csv.await)
 }
