@@ -387,6 +387,39 @@ async fn concurrent_shared_reservations_are_atomic(kind: &str) {
     assert_eq!((admitted, by_team), (50, 150), "{kind}");
 }
 
+/// Settlements sent soon (summed with others, a few milliseconds later in Redis)
+/// reach the counters as a waited-for one does.
+async fn settlements_sent_soon_reach_the_counters(kind: &str) {
+    let [a, b] = stores(kind).await;
+    let w = window(8);
+    let l = limits(rate(None, Some(1_000)), RateLimits::default(), Some(10_000));
+    match reserve(&a, &w, &l, demand(900, 9_000)).await {
+        Reserved::Admitted(c) => assert_eq!((c.rates[1], c.spent_micros), (900, 9_000)),
+        r => panic!("{kind}: {r:?}"),
+    }
+    // Two requests' worth of settlement from two replicas: 300 + 200 tokens, 4,000 +
+    // 1,000 micro-dollars given back.
+    a.settle_soon(&w, &l, -300, -4_000);
+    b.settle_soon(&w, &l, -200, -1_000);
+    let started = std::time::Instant::now();
+    loop {
+        match reserve(&b, &w, &l, demand(500, 5_000)).await {
+            Reserved::Admitted(c) => {
+                assert_eq!((c.rates[1], c.spent_micros), (900, 9_000), "{kind}");
+                break;
+            }
+            Reserved::Refused(..) => {
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(2),
+                    "{kind}: the settlements never arrived"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            r => panic!("{kind}: {r:?}"),
+        }
+    }
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -411,4 +444,5 @@ on_both_stores!(
     concurrent_reservations_are_atomic,
     shared_budgets_hold_across_projects,
     concurrent_shared_reservations_are_atomic,
+    settlements_sent_soon_reach_the_counters,
 );

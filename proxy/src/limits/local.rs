@@ -36,6 +36,23 @@ impl LocalStore {
         Self::default()
     }
 
+    fn apply(&self, window: &Window, limits: &Limits, tokens: i64, cost_micros: i64) {
+        let mut state = self.lock();
+        for id in [limits.project, limits.key] {
+            if let Some(rate) = state.rates.get_mut(&(id, window.minute)) {
+                rate[1] = rate[1].saturating_add(tokens);
+            }
+        }
+        if let Some(spent) = state.budgets.get_mut(&(limits.project, window.month)) {
+            *spent = spent.saturating_add(cost_micros);
+        }
+        for key in State::shared_keys(window, limits) {
+            if let Some(spent) = state.shared.get_mut(&key) {
+                *spent = spent.saturating_add(cost_micros);
+            }
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state
             .lock()
@@ -158,21 +175,12 @@ impl LimitStore for LocalStore {
         tokens: i64,
         cost_micros: i64,
     ) -> Result<(), StoreError> {
-        let mut state = self.lock();
-        for id in [limits.project, limits.key] {
-            if let Some(rate) = state.rates.get_mut(&(id, window.minute)) {
-                rate[1] = rate[1].saturating_add(tokens);
-            }
-        }
-        if let Some(spent) = state.budgets.get_mut(&(limits.project, window.month)) {
-            *spent = spent.saturating_add(cost_micros);
-        }
-        for key in State::shared_keys(window, limits) {
-            if let Some(spent) = state.shared.get_mut(&key) {
-                *spent = spent.saturating_add(cost_micros);
-            }
-        }
+        self.apply(window, limits, tokens, cost_micros);
         Ok(())
+    }
+
+    fn settle_soon(&self, window: &Window, limits: &Limits, tokens: i64, cost_micros: i64) {
+        self.apply(window, limits, tokens, cost_micros);
     }
 
     fn kind(&self) -> &'static str {

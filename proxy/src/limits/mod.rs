@@ -382,6 +382,10 @@ pub trait LimitStore: Send + Sync {
         cost_micros: i64,
     ) -> Result<(), StoreError>;
 
+    /// [`LimitStore::settle`] without waiting: a shared store may send it a few
+    /// milliseconds later with others (counters over-count meanwhile, the safe way).
+    fn settle_soon(&self, window: &Window, limits: &Limits, tokens: i64, cost_micros: i64);
+
     /// `redis` or `memory`, for logs and the benchmark.
     fn kind(&self) -> &'static str;
 }
@@ -570,18 +574,8 @@ impl Limiter {
         if tokens == 0 && cost == 0 {
             return;
         }
-        let limiter = self.clone();
-        tokio::spawn(async move {
-            let r = &reservation;
-            if let Err(e) = limiter
-                .store
-                .settle(&r.window, &r.limits, tokens, cost)
-                .await
-            {
-                limiter.errors.inc();
-                tracing::warn!(limits.store = limiter.store.kind(), error.cause = %e, "cannot settle a reservation");
-            }
-        });
+        let r = &reservation;
+        self.store.settle_soon(&r.window, &r.limits, tokens, cost);
     }
 }
 
@@ -593,19 +587,9 @@ impl Limiter {
             return;
         }
         let window = Window::at(Utc::now());
-        let limits = limits.clone();
-        let limiter = self.clone();
-        tokio::spawn(async move {
-            let tokens = i64::try_from(used.tokens).unwrap_or(i64::MAX);
-            if let Err(e) = limiter
-                .store
-                .settle(&window, &limits, tokens, used.cost_micros)
-                .await
-            {
-                limiter.errors.inc();
-                tracing::warn!(limits.store = limiter.store.kind(), error.cause = %e, "cannot charge a finished background response");
-            }
-        });
+        let tokens = i64::try_from(used.tokens).unwrap_or(i64::MAX);
+        self.store
+            .settle_soon(&window, limits, tokens, used.cost_micros);
     }
 
     /// Gives a reservation back whole (the request did not run here), and waits for it.
