@@ -87,9 +87,7 @@ impl ResponseRegistry {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, RegistryError> {
-        request
-            .bearer_auth(self.credential.expose())
-            .timeout(Duration::from_secs(5))
+        authorized(request, &self.credential)
             .send()
             .await
             .map_err(|e| RegistryError::Unavailable(e.without_url().to_string()))
@@ -202,6 +200,13 @@ impl ResponseRegistry {
     }
 }
 
+/// A request to the control plane with the proxy's credential and its timeout.
+fn authorized(request: reqwest::RequestBuilder, credential: &Secret) -> reqwest::RequestBuilder {
+    request
+        .bearer_auth(credential.expose())
+        .timeout(Duration::from_secs(5))
+}
+
 /// Sends the records queued while its last request was on its way as one request.
 struct GroupSender {
     http: reqwest::Client,
@@ -238,12 +243,7 @@ impl GroupSender {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
             }
-            let sent = self
-                .http
-                .post(&url)
-                .json(&batch)
-                .bearer_auth(self.credential.expose())
-                .timeout(Duration::from_secs(5))
+            let sent = authorized(self.http.post(&url).json(&batch), &self.credential)
                 .send()
                 .await;
             match sent {
@@ -261,12 +261,7 @@ impl GroupSender {
 
     async fn record_each(&self, records: &[ResponseRecord]) -> Result<(), RegistryError> {
         for record in records {
-            let r = self
-                .http
-                .post(&self.base)
-                .json(record)
-                .bearer_auth(self.credential.expose())
-                .timeout(Duration::from_secs(5))
+            let r = authorized(self.http.post(&self.base).json(record), &self.credential)
                 .send()
                 .await
                 .map_err(|e| RegistryError::Unavailable(e.without_url().to_string()))?;

@@ -91,6 +91,21 @@ fn refusal(e: CoreError) -> UiResult<Vec<String>> {
     }
 }
 
+/// A form's amount, or its error added to `errors`.
+fn parse_amount(text: &str, errors: &mut Vec<String>) -> Option<f64> {
+    text.trim()
+        .parse::<f64>()
+        .map_err(|_| errors.push(format!("amount_usd: '{text}' is not a number")))
+        .ok()
+}
+
+/// A form's enforcement, or its error added to `errors`.
+fn parse_enforcement(text: &str, errors: &mut Vec<String>) -> Option<BudgetEnforcement> {
+    BudgetEnforcement::parse(text)
+        .map_err(|e| errors.push(format!("enforcement: {e}")))
+        .ok()
+}
+
 /// The form as the API's body; a value the selects cannot send is the field's error.
 fn new_budget(form: &BudgetForm) -> Result<NewBudget, Vec<String>> {
     let mut errors = Vec::new();
@@ -100,15 +115,8 @@ fn new_budget(form: &BudgetForm) -> Result<NewBudget, Vec<String>> {
     let period = BudgetPeriod::parse(&form.period)
         .map_err(|e| errors.push(format!("period: {e}")))
         .ok();
-    let enforcement = BudgetEnforcement::parse(&form.enforcement)
-        .map_err(|e| errors.push(format!("enforcement: {e}")))
-        .ok();
-    let amount_usd = form
-        .amount_usd
-        .trim()
-        .parse::<f64>()
-        .map_err(|_| errors.push(format!("amount_usd: '{}' is not a number", form.amount_usd)))
-        .ok();
+    let enforcement = parse_enforcement(&form.enforcement, &mut errors);
+    let amount_usd = parse_amount(&form.amount_usd, &mut errors);
     match (scope, period, enforcement, amount_usd) {
         (Some(scope), Some(period), Some(enforcement), Some(amount_usd)) if errors.is_empty() => {
             Ok(NewBudget {
@@ -209,17 +217,8 @@ pub async fn change(
         let mut errors = Vec::new();
         let patch = BudgetPatch {
             period: None,
-            amount_usd: form
-                .amount_usd
-                .trim()
-                .parse::<f64>()
-                .map_err(|_| {
-                    errors.push(format!("amount_usd: '{}' is not a number", form.amount_usd))
-                })
-                .ok(),
-            enforcement: BudgetEnforcement::parse(&form.enforcement)
-                .map_err(|e| errors.push(format!("enforcement: {e}")))
-                .ok(),
+            amount_usd: parse_amount(&form.amount_usd, &mut errors),
+            enforcement: parse_enforcement(&form.enforcement, &mut errors),
         };
         if errors.is_empty() {
             match state

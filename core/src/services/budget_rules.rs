@@ -26,6 +26,18 @@ use crate::store::entities::{
     api_keys, budgets, project_tags, projects, usage_daily, usage_minutes,
 };
 
+/// A stored budget's scope, period and enforcement (text in the database).
+fn kinds(
+    row: &budgets::Model,
+) -> Result<(BudgetScope, BudgetPeriod, BudgetEnforcement), CoreError> {
+    let corrupt = |e: String| CoreError::Internal(format!("stored budget {}: {e}", row.id));
+    Ok((
+        BudgetScope::parse(&row.scope).map_err(corrupt)?,
+        BudgetPeriod::parse(&row.period).map_err(corrupt)?,
+        BudgetEnforcement::parse(&row.enforcement).map_err(corrupt)?,
+    ))
+}
+
 /// Every write to a budget bumps this counter, which the policy version reads.
 async fn bump_budget_revision<C: ConnectionTrait>(db: &C) -> Result<(), CoreError> {
     db.execute_raw(Statement::from_string(
@@ -229,10 +241,7 @@ impl Services {
         row: &budgets::Model,
         now: DateTime<Utc>,
     ) -> Result<BudgetView, CoreError> {
-        let corrupt = |e: String| CoreError::Internal(format!("stored budget {}: {e}", row.id));
-        let scope = BudgetScope::parse(&row.scope).map_err(corrupt)?;
-        let period = BudgetPeriod::parse(&row.period).map_err(corrupt)?;
-        let enforcement = BudgetEnforcement::parse(&row.enforcement).map_err(corrupt)?;
+        let (scope, period, enforcement) = kinds(row)?;
         let (start, end) = period.bounds(now.date_naive());
         let spent = self.budget_spend(scope, &row.target, start, end).await?;
         let budget = row.amount_cents.saturating_mul(MICROS_PER_CENT);
@@ -310,9 +319,7 @@ impl Services {
                 kind: "budget",
                 id: id.to_string(),
             })?;
-        let corrupt = |e: String| CoreError::Internal(format!("stored budget {id}: {e}"));
-        let scope = BudgetScope::parse(&row.scope).map_err(corrupt)?;
-        let period = BudgetPeriod::parse(&row.period).map_err(corrupt)?;
+        let (scope, period, _) = kinds(&row)?;
         let (start, end) = period.bounds(day);
         Ok((
             start,
@@ -330,9 +337,7 @@ impl Services {
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let corrupt = |e: String| CoreError::Internal(format!("stored budget {}: {e}", row.id));
-            let scope = BudgetScope::parse(&row.scope).map_err(corrupt)?;
-            let period = BudgetPeriod::parse(&row.period).map_err(corrupt)?;
+            let (scope, period, _) = kinds(&row)?;
             let (projects, key) = if scope == BudgetScope::Key {
                 (Vec::new(), Uuid::parse_str(&row.target).ok())
             } else {
