@@ -1,26 +1,7 @@
 //! The errors services return. The HTTP layer maps each variant to one status and
 //! one error code; nothing here carries SQL text or secrets to the client.
 
-use serde::Serialize;
-use utoipa::ToSchema;
-
-/// One problem with one input field, so a client can show it next to the field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct FieldError {
-    /// JSON path of the offending field, e.g. `tags.CostCenter` or `allowed_models[1]`.
-    pub field: String,
-    /// What is wrong and how to fix it.
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
+pub use strata_contract::FieldError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {

@@ -7,9 +7,13 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod keys;
-pub mod metrics;
 pub mod policy;
 pub mod services;
 pub mod store;
 
 pub use error::{CoreError, FieldError};
+
+/// The registry is shared with the proxy, so it lives in the contract crate.
+pub mod metrics {
+    pub use strata_contract::MetricsRegistry;
+}

@@ -1,7 +1,7 @@
 //! The decision for a request with a verified key: may it use this model?
 
-use strata_core::domain::{ModelId, ProjectStatus, SnapshotProject};
-use strata_core::keys::ApiKeyClaims;
+use strata_contract::ApiKeyClaims;
+use strata_contract::{ModelId, ProjectStatus, SnapshotProject};
 
 use crate::Policy;
 

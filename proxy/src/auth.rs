@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode, header};
 use chrono::Utc;
-use strata_core::keys::ApiKeyClaims;
+use strata_contract::ApiKeyClaims;
 
 use crate::access::Denial;
 use crate::billing::Seen;

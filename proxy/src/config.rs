@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use clap::Args;
-use strata_core::config::Secret;
+use strata_contract::Secret;
 
 use crate::limits::OnStoreError;
 

@@ -10,7 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use futures_util::StreamExt;
 use serde_json::Value;
 use strata_aws::UpstreamRequest;
-use strata_core::domain::{MantlePath, SnapshotProject};
+use strata_contract::{MantlePath, SnapshotProject};
 
 use crate::error::OpenAiError;
 use crate::state::{Proxy, ProxyState};

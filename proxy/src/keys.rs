@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use strata_core::keys::{API_KEY_PREFIX, ApiKeyClaims};
+use strata_contract::{API_KEY_PREFIX, ApiKeyClaims};
 
 /// Past this many cached keys the cache starts over (bounds memory under a flood of
 /// distinct valid keys).

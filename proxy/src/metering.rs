@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, Utc};
-use strata_core::config::Secret;
-use strata_core::domain::{UsageBatch, UsageRecord};
+use strata_contract::Secret;
+use strata_contract::{UsageBatch, UsageRecord};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 

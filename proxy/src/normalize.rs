@@ -6,7 +6,7 @@
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use serde_json::{Map, Value};
-use strata_core::domain::{ServiceTier, SnapshotModel};
+use strata_contract::{ServiceTier, SnapshotModel};
 
 use crate::error::OpenAiError;
 use crate::peek;
@@ -567,7 +567,7 @@ mod tests {
 
     fn model(accepts_parts: bool) -> SnapshotModel {
         SnapshotModel {
-            id: strata_core::domain::ModelId::parse("m.x").unwrap_or_else(|e| panic!("{e}")),
+            id: strata_contract::ModelId::parse("m.x").unwrap_or_else(|e| panic!("{e}")),
             provider: "p".into(),
             updated_at: 0,
             supports_chat: true,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Number;
 use serde_json::value::RawValue;
 
-use strata_core::domain::ServiceTier;
+use strata_contract::ServiceTier;
 
 use crate::normalize::Usage;
 

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use strata_core::config::Secret;
-use strata_core::domain::{
+use strata_contract::Secret;
+use strata_contract::{
     MAX_RESPONSE_BATCH, ResponseBatch, ResponseClaim, ResponseCompletion, ResponseRecord,
 };
 use tokio::sync::{mpsc, oneshot};

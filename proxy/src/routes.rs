@@ -185,7 +185,7 @@ fn envelope_bare_errors(response: Response) -> Response {
     OpenAiError::new(status, kind, code, message).into_response()
 }
 
-fn model_entry(model: &strata_core::domain::SnapshotModel) -> Value {
+fn model_entry(model: &strata_contract::SnapshotModel) -> Value {
     json!({"id": model.id.as_str(), "object": "model", "created": model.updated_at, "owned_by": model.provider})
 }
 
@@ -196,7 +196,7 @@ fn anthropic_client(headers: &HeaderMap) -> bool {
 }
 
 /// A model as Anthropic's models API lists it.
-fn anthropic_model_entry(model: &strata_core::domain::SnapshotModel) -> Value {
+fn anthropic_model_entry(model: &strata_contract::SnapshotModel) -> Value {
     let created = chrono::DateTime::from_timestamp(model.updated_at, 0).unwrap_or_default();
     // Every model in strata's catalog is callable: `active`.
     json!({"type": "model", "id": model.id.as_str(), "display_name": model.id.as_str(),

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::control::ControlPlaneError;
 use crate::limits::SharedBudget;
-use strata_core::config::Secret;
-use strata_core::domain::{PolicySnapshot, SnapshotModel, SnapshotProject};
+use strata_contract::Secret;
+use strata_contract::{PolicySnapshot, SnapshotModel, SnapshotProject};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -197,7 +197,7 @@ impl SnapshotFollower {
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
-    use strata_core::domain::{BudgetPeriod, BudgetScope, SnapshotBudget};
+    use strata_contract::{BudgetPeriod, BudgetScope, SnapshotBudget};
 
     use super::*;
 

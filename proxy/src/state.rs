@@ -92,7 +92,7 @@ impl Proxy {
                 &settings.control_plane_url,
                 settings.credential.clone(),
             ),
-            instance: strata_core::services::lease_owner(),
+            instance: strata_contract::lease_owner(),
             pending: std::sync::Mutex::new(HashMap::new()),
             verifier: KeyVerifier::new(
                 control.clone(),

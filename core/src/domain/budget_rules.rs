@@ -1,15 +1,12 @@
 //! Budgets at every level: on a project, a team, an environment, a cost-tag value or
 //! a key, per day, week or month, alerting at 50, 80 and 100 %.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{
-    BudgetEnforcement, BudgetPeriod, BudgetScope, Environment, TeamName, month_start,
-    next_month_start,
-};
+use super::{BudgetEnforcement, BudgetPeriod, BudgetScope, Environment, TeamName};
 use crate::FieldError;
 
 /// The body of `POST /api/v1/budgets`.
@@ -120,18 +117,4 @@ pub struct BudgetView {
     pub spent_usd: f64,
     pub percent_used: f64,
     pub created_at: DateTime<Utc>,
-}
-
-impl BudgetPeriod {
-    /// The period holding `day`: `[start, end)`.
-    pub fn bounds(self, day: NaiveDate) -> (NaiveDate, NaiveDate) {
-        match self {
-            Self::Day => (day, day + Duration::days(1)),
-            Self::Week => {
-                let start = day - Duration::days(i64::from(day.weekday().num_days_from_monday()));
-                (start, start + Duration::days(7))
-            }
-            Self::Month => (month_start(day), next_month_start(day)),
-        }
-    }
 }

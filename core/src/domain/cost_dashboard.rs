@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Serialize;
+use strata_contract::{month_start, next_month_start};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -208,19 +209,6 @@ impl CostDashboard {
         }
         out.into_inner().map_err(|e| e.to_string())
     }
-}
-
-/// The first day of `day`'s month.
-pub fn month_start(day: NaiveDate) -> NaiveDate {
-    day.with_day(1).unwrap_or(day)
-}
-
-/// The first day of the month after `day`'s.
-pub fn next_month_start(day: NaiveDate) -> NaiveDate {
-    let first = month_start(day);
-    first
-        .checked_add_months(chrono::Months::new(1))
-        .unwrap_or(first)
 }
 
 /// Month to date (`today` counted whole) stretched over the month.

@@ -8,15 +8,11 @@ mod catalog;
 mod conditions;
 mod cost_dashboard;
 mod costs;
-mod enums;
 mod focus;
 mod keys;
 mod money;
-mod names;
 mod notifications;
 mod project;
-mod responses;
-mod snapshot;
 mod tags;
 mod usage;
 
@@ -27,15 +23,11 @@ pub use catalog::{CatalogModel, ModelSpec, ModelUpsert};
 pub use conditions::{Condition, ConditionStatus, ConditionType, ProjectAws, set_condition};
 pub use cost_dashboard::{
     CHART_PROJECTS, ChartSeries, CostDashboard, DayCost, MonthEnd, ProjectCost, SeriesKind,
-    StoredForecast, TagBreakdown, TagSpend, linear_month_end, month_start, next_month_start,
+    StoredForecast, TagBreakdown, TagSpend, linear_month_end,
 };
 pub use costs::{
     CostDay, CostFigure, CostGroup, CostGroupBy, CostReport, ENVIRONMENT_TAG, EstimateVsBill,
     PROJECT_TAG, ProjectDayDrift, micros_to_usd,
-};
-pub use enums::{
-    BudgetEnforcement, BudgetPeriod, BudgetScope, DataRetention, DestinationKind, Environment,
-    MantlePath, ProjectRole, ProjectStatus, Region, RetentionMode, ServiceTier,
 };
 pub use focus::{FOCUS_COLUMNS, FocusRow, FocusSource, STRATA_COLUMNS, focus_csv};
 pub use keys::{
@@ -43,20 +35,21 @@ pub use keys::{
     MIN_KEY_LIFETIME_SECS, NewApiKey,
 };
 pub use money::{Budget, Price};
-pub use names::{ModelId, ProjectSlug, Subject, TeamName};
 pub use notifications::{
     CreatedDestination, Delivery, Destination, NOTIFICATION_KINDS, NewDestination,
 };
-pub use project::{
-    Member, NewProject, Project, ProjectDraft, ProjectPatch, RateLimits, RateLimitsPatch,
-};
-pub use responses::{
-    MAX_RESPONSE_BATCH, MAX_RESPONSE_CLAIM, MAX_RESPONSE_ID, ResponseBatch, ResponseClaim,
-    ResponseCompletion, ResponseRecord, validate_response_id,
-};
-pub use snapshot::{PolicySnapshot, SnapshotBudget, SnapshotModel, SnapshotProject};
+pub use project::{Member, NewProject, Project, ProjectDraft, ProjectPatch, RateLimitsPatch};
 pub use tags::{MAX_PROJECT_TAGS, Tags, validate_tag_key, validate_tag_value, validate_tags};
 pub use usage::{
-    BucketQuery, BucketWidth, MAX_USAGE_RECORDS, UsageBatch, UsageBucket, UsageDimension,
-    UsageGroup, UsageGroupBy, UsageRecord, UsageReport, UsageRow, UsageTotals,
+    BucketQuery, BucketWidth, UsageBucket, UsageDimension, UsageGroup, UsageGroupBy, UsageReport,
+    UsageRow, UsageTotals,
+};
+// The types the proxy shares, defined in the contract crate.
+pub use strata_contract::{
+    BudgetEnforcement, BudgetPeriod, BudgetScope, DataRetention, DestinationKind, Environment,
+    MAX_RESPONSE_BATCH, MAX_RESPONSE_CLAIM, MAX_RESPONSE_ID, MAX_USAGE_RECORDS, MantlePath,
+    ModelId, PolicySnapshot, ProjectRole, ProjectSlug, ProjectStatus, RateLimits, Region,
+    ResponseBatch, ResponseClaim, ResponseCompletion, ResponseRecord, RetentionMode, ServiceTier,
+    SnapshotBudget, SnapshotModel, SnapshotProject, Subject, TeamName, UsageBatch, UsageRecord,
+    month_start, next_month_start, validate_response_id,
 };

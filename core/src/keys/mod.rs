@@ -2,10 +2,9 @@
 //! private parts encrypted), the claims a key carries, and the JWKS the proxy
 //! verifies them with.
 
-mod claims;
 mod encryption;
 mod issuer;
 
-pub use claims::{API_KEY_PREFIX, ApiKeyClaims};
 pub use encryption::KeyEncryptionKey;
 pub use issuer::{ApiKeyIssuer, Jwk, Jwks, RetiredKey, Rotation, jwks};
+pub use strata_contract::{API_KEY_PREFIX, ApiKeyClaims};

@@ -13,11 +13,6 @@ use super::Services;
 use crate::CoreError;
 use crate::store::entities::leases;
 
-/// A name for this process as a lease holder, unique across replicas and restarts.
-pub fn lease_owner() -> String {
-    format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple())
-}
-
 impl Services {
     /// Takes or extends the lease `name` for `owner` for `ttl`; false when another
     /// live owner holds it.

@@ -26,9 +26,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use uuid::Uuid;
 
 pub use audit::{AuditEvent, AuditFilter};
-pub use leases::lease_owner;
 pub use notifications::{DeliveryPolicy, Event, PassReport, record_notification, signature};
 pub use projects::{CreateOutcome, IdempotencyKey, ProjectFilter};
+pub use strata_contract::lease_owner;
 
 use crate::CoreError;
 use crate::clock::Clock;

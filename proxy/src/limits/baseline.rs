@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::control::ControlPlaneError;
 use chrono::NaiveDate;
 use serde::Deserialize;
-use strata_core::config::Secret;
+use strata_contract::Secret;
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
-use strata_core::domain::{
+use strata_contract::{
     BudgetPeriod, BudgetScope, RateLimits, ServiceTier, SnapshotBudget, SnapshotModel,
     SnapshotProject,
 };
@@ -329,7 +329,7 @@ impl Window {
     pub fn at(now: DateTime<Utc>) -> Self {
         let secs = now.timestamp();
         let month = NaiveDate::from_ymd_opt(now.year(), now.month(), 1).unwrap_or(now.date_naive());
-        let next = strata_core::domain::next_month_start(month);
+        let next = strata_contract::next_month_start(month);
         let month_end = next
             .and_hms_opt(0, 0, 0)
             .map_or(secs, |t| t.and_utc().timestamp());

@@ -4,7 +4,7 @@
 //! input counts), whether `message_stop` came, and whether an `error` event did.
 
 use serde::Deserialize;
-use strata_core::domain::ServiceTier;
+use strata_contract::ServiceTier;
 
 use crate::billing::StreamTap;
 use crate::error::OpenAiError;

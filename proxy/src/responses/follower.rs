@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use strata_core::domain::{ResponseClaim, ResponseCompletion, ResponseRecord, ServiceTier};
+use strata_contract::{ResponseClaim, ResponseCompletion, ResponseRecord, ServiceTier};
 use tokio_util::sync::CancellationToken;
 
 use crate::forward::{UpstreamCall, UpstreamPath, send_upstream};

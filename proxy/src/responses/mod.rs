@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use futures_util::StreamExt;
 use serde::Deserialize;
-use strata_core::domain::{
+use strata_contract::{
     DataRetention, ResponseRecord, SnapshotModel, SnapshotProject, validate_response_id,
 };
 

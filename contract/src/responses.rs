@@ -49,7 +49,7 @@ impl ResponseRecord {
         if let Err(e) = validate_response_id(&self.id) {
             errors.push(FieldError::new("id", e));
         }
-        if let Err(e) = super::ModelId::parse(&self.model) {
+        if let Err(e) = crate::ModelId::parse(&self.model) {
             errors.push(FieldError::new("model", e));
         }
         if self.status.is_empty() || self.status.len() > 32 {
@@ -115,5 +115,5 @@ pub struct ResponseCompletion {
     pub latency_ms: u64,
     /// The service tier Mantle says it served the response in.
     #[serde(default)]
-    pub service_tier: super::ServiceTier,
+    pub service_tier: crate::ServiceTier,
 }

@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::RateLimits;
+use crate::RateLimits;
 
 /// Every secret starts with this, so scanners and people can tell a strata key.
 pub const API_KEY_PREFIX: &str = "sk-strata-";

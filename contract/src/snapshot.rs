@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{
+use crate::{
     BudgetPeriod, BudgetScope, DataRetention, Environment, MantlePath, ModelId, ProjectStatus,
     RateLimits, Region,
 };
@@ -56,7 +56,7 @@ pub struct SnapshotModel {
     /// A service tier's price as a factor of the prices above (none in older
     /// snapshots: every tier at the standard prices).
     #[serde(default)]
-    pub service_tier_price_factors: std::collections::BTreeMap<super::ServiceTier, f64>,
+    pub service_tier_price_factors: std::collections::BTreeMap<crate::ServiceTier, f64>,
     /// Where Mantle serves the model (`/v1` in older snapshots).
     #[serde(default)]
     pub mantle_path: MantlePath,
