@@ -20,13 +20,24 @@ pub const MAX_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 const PRESIGN_URL: &str = "https://bedrock.amazonaws.com/?Action=CallWithBearerToken";
 const PREFIX: &str = "bedrock-api-key-";
 
+/// Why a short-term key could not be presigned; it carries SigV4's own error.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot presign a short-term Bedrock API key: {0}")]
+pub struct PresignError(Box<dyn std::error::Error + Send + Sync>);
+
+impl PresignError {
+    fn new(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Box::new(cause))
+    }
+}
+
 /// A short-term key for `region`, valid from `now` for `lifetime` (capped at 12 h).
 pub fn short_term_key(
     credentials: &Credentials,
     region: &str,
     lifetime: Duration,
     now: SystemTime,
-) -> Result<String, String> {
+) -> Result<String, PresignError> {
     let identity = credentials.clone().into();
     let mut settings = SigningSettings::default();
     settings.signature_location = SignatureLocation::QueryParams;
@@ -38,7 +49,7 @@ pub fn short_term_key(
         .time(now)
         .settings(settings)
         .build()
-        .map_err(|e| e.to_string())?
+        .map_err(PresignError::new)?
         .into();
     let signable = SignableRequest::new(
         "GET",
@@ -46,11 +57,11 @@ pub fn short_term_key(
         std::iter::empty(),
         SignableBody::Bytes(&[]),
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(PresignError::new)?;
     let (instructions, _) = sign(signable, &params)
-        .map_err(|e| e.to_string())?
+        .map_err(PresignError::new)?
         .into_parts();
-    let mut url = reqwest::Url::parse(PRESIGN_URL).map_err(|e| e.to_string())?;
+    let mut url = reqwest::Url::parse(PRESIGN_URL).map_err(PresignError::new)?;
     {
         let mut query = url.query_pairs_mut();
         for (name, value) in instructions.params() {

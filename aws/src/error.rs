@@ -1,5 +1,6 @@
 use std::fmt;
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
@@ -85,7 +86,8 @@ impl AwsError {
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => Self::new(
                 service,
                 operation,
-                ErrorKind::Retryable,
+                credentials_failure(std::error::Error::source(&err))
+                    .unwrap_or(ErrorKind::Retryable),
                 None,
                 source_chain(&err),
             ),
@@ -98,15 +100,13 @@ impl AwsError {
                 };
                 Self::new(service, operation, kind, None, source_chain(&err))
             }
-            _ => {
-                let message = source_chain(&err);
-                let kind = if message.contains("credentials") {
-                    ErrorKind::Denied
-                } else {
-                    ErrorKind::Invalid
-                };
-                Self::new(service, operation, kind, None, message)
-            }
+            _ => Self::new(
+                service,
+                operation,
+                credentials_failure(std::error::Error::source(&err)).unwrap_or(ErrorKind::Invalid),
+                None,
+                source_chain(&err),
+            ),
         }
     }
 }
@@ -148,6 +148,19 @@ pub(crate) fn classify(code: Option<&str>, status: u16) -> ErrorKind {
         _ if status == 401 || status == 403 => ErrorKind::Denied,
         _ => ErrorKind::Invalid,
     }
+}
+
+/// How a failure to load credentials, anywhere in the error's causes, is classed:
+/// none or misconfigured credentials are a denial no retry fixes; a provider that
+/// timed out or failed (IMDS, STS) may answer next time.
+fn credentials_failure(cause: Option<&(dyn std::error::Error + 'static)>) -> Option<ErrorKind> {
+    std::iter::successors(cause, |e| e.source())
+        .find_map(|e| e.downcast_ref::<CredentialsError>())
+        .map(|e| match e {
+            CredentialsError::CredentialsNotLoaded(_)
+            | CredentialsError::InvalidConfiguration(_) => ErrorKind::Denied,
+            _ => ErrorKind::Retryable,
+        })
 }
 
 fn source_chain(err: &dyn std::error::Error) -> String {

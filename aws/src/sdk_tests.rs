@@ -384,3 +384,47 @@ async fn cost_forecast_asks_for_one_environment_and_reads_the_total() {
         "both forecasts are counted calls"
     );
 }
+
+/// IAM through a credentials provider that fails with `error`.
+fn iam_without_credentials(
+    error: fn() -> aws_credential_types::provider::error::CredentialsError,
+) -> SdkIam {
+    let failing = aws_credential_types::provider::SharedCredentialsProvider::new(
+        aws_credential_types::credential_fn::provide_credentials_fn(
+            move || async move { Err(error()) },
+        ),
+    );
+    let config = aws_sdk_iam::Config::builder()
+        .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
+        .region(aws_sdk_iam::config::Region::new("us-east-1"))
+        // Never reached: the call fails before it is sent.
+        .endpoint_url("http://127.0.0.1:9")
+        .credentials_provider(failing)
+        .build();
+    SdkIam {
+        client: aws_sdk_iam::Client::from_conf(config),
+        calls: AwsCalls::new(),
+    }
+}
+
+#[tokio::test]
+async fn missing_credentials_are_a_denial_and_a_slow_provider_is_retried() {
+    use aws_credential_types::provider::error::CredentialsError;
+    let missing =
+        iam_without_credentials(|| CredentialsError::not_loaded("no profile, no environment"));
+    let err = missing
+        .get_role("r")
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("a call without credentials succeeded"));
+    assert_eq!(err.kind, ErrorKind::Denied, "{err}");
+    let slow = iam_without_credentials(|| {
+        CredentialsError::provider_timed_out(std::time::Duration::from_secs(1))
+    });
+    let err = slow
+        .get_role("r")
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("a call without credentials succeeded"));
+    assert_eq!(err.kind, ErrorKind::Retryable, "{err}");
+}

@@ -241,7 +241,13 @@ impl ShortTermApiKeys {
             .min(crate::api_keys::MAX_LIFETIME);
         let key =
             crate::api_keys::short_term_key(&credentials, region, lifetime, now).map_err(|e| {
-                AwsError::new(MANTLE_SERVICE, "MintApiKey", ErrorKind::Invalid, None, e)
+                AwsError::new(
+                    MANTLE_SERVICE,
+                    "MintApiKey",
+                    ErrorKind::Invalid,
+                    None,
+                    e.to_string(),
+                )
             })?;
         let minted = MintedKey {
             access_key: credentials.access_key_id().to_owned(),
