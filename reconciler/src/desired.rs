@@ -3,7 +3,7 @@
 use serde_json::Value;
 use strata_aws::TagMap;
 use strata_core::domain::Project;
-use strata_core::policy::{self, InferenceScope, OidcTrust};
+use strata_core::policy::{self, InferenceScope, OidcTrust, TemplateError};
 
 use crate::ReconcilerConfig;
 
@@ -71,14 +71,13 @@ pub fn inference_policy(
     project: &Project,
     account: &str,
     mantle_id: &str,
-) -> Result<Value, String> {
+) -> Result<Value, TemplateError> {
     policy::inference_policy(&InferenceScope {
         account_id: account,
         region: project.region,
         mantle_project_id: mantle_id,
         models: &project.allowed_models,
     })
-    .map_err(|e| e.to_string())
 }
 
 /// The trust policy: the configured principals and OIDC workloads, or, when
@@ -87,7 +86,7 @@ pub fn trust_policy(
     config: &ReconcilerConfig,
     project: &Project,
     account: &str,
-) -> Result<Value, String> {
+) -> Result<Value, TemplateError> {
     let mut principals = config.trusted_principals.clone();
     let subject = config
         .trusted_oidc_subject
@@ -106,7 +105,7 @@ pub fn trust_policy(
             project.region.partition()
         ));
     }
-    policy::trust_policy(&principals, oidc.as_ref()).map_err(|e| e.to_string())
+    policy::trust_policy(&principals, oidc.as_ref())
 }
 
 pub fn mantle_arn(project: &Project, account: &str, id: &str) -> String {

@@ -46,11 +46,11 @@ impl From<AwsError> for StepError {
     }
 }
 
-fn internal(message: String) -> StepError {
+fn internal(err: impl std::fmt::Display) -> StepError {
     StepError {
         retryable: false,
         reason: "InternalError",
-        message,
+        message: err.to_string(),
     }
 }
 
