@@ -8,10 +8,11 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode};
 use clap::Args;
-use strata_core::auth::{LocalIssuer, OidcVerifier, RbacPolicy, TokenVerifier};
+use strata_core::CoreError;
+use strata_core::auth::{LocalIssuer, OidcVerifier, RbacError, RbacPolicy, TokenVerifier};
 use strata_core::clock::Clock;
-use strata_core::config::{AuthConfig, KeysConfig, ProxyCredentialConfig, Secret};
-use strata_core::keys::{ApiKeyIssuer, KeyEncryptionKey};
+use strata_core::config::{AuthConfig, KeysConfig, ProxyCredentialConfig, Secret, SecretError};
+use strata_core::keys::{ApiKeyIssuer, IssuerError, KeyEncryptionKey};
 use strata_core::services::Services;
 use strata_core::store::Store;
 use tower::ServiceBuilder;
@@ -168,6 +169,28 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// Why the control plane cannot start; each names the setting or resource to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Issuer(#[from] IssuerError),
+    #[error(transparent)]
+    Rbac(#[from] RbacError),
+    #[error("cannot load the local token issuer key")]
+    LocalIssuer(#[source] CoreError),
+    #[error(
+        "no token issuer: enable STRATA_LOCAL_ISSUER or configure STRATA_OIDC_ISSUER and \
+         STRATA_OIDC_JWKS_URL"
+    )]
+    NoTokenIssuer,
+    #[error("cannot render the OpenAPI document")]
+    OpenApi(#[source] serde_json::Error),
+    #[error("cannot start the notifications' HTTP client")]
+    HttpClient(#[source] reqwest::Error),
+}
+
 impl App {
     /// Wires the app from configuration. Returns it and whether this was the first
     /// start on this database (the local issuer key was just created).
@@ -179,7 +202,7 @@ impl App {
         proxy: &ProxyCredentialConfig,
         http: HttpConfig,
         reconciler: strata_reconciler::Reconciler,
-    ) -> Result<(AppState, bool), String> {
+    ) -> Result<(AppState, bool), StartupError> {
         let proxy_token = proxy.load()?;
         let kek = KeyEncryptionKey::from_config(keys)?;
         let key_issuer = Arc::new(
@@ -195,7 +218,7 @@ impl App {
                 clock.as_ref(),
             )
             .await
-            .map_err(|e| format!("cannot load the local token issuer key: {e}"))?;
+            .map_err(StartupError::LocalIssuer)?;
             (Some(Arc::new(issuer)), created)
         } else {
             (None, false)
@@ -212,13 +235,11 @@ impl App {
             _ => None,
         };
         if local_issuer.is_none() && oidc.is_none() {
-            return Err("no token issuer: enable STRATA_LOCAL_ISSUER or configure STRATA_OIDC_ISSUER and STRATA_OIDC_JWKS_URL".into());
+            return Err(StartupError::NoTokenIssuer);
         }
         let verifier = TokenVerifier::new(local_issuer.clone(), oidc, rbac.clone(), clock.clone());
         let openapi = openapi::document();
-        let openapi_json = openapi
-            .to_pretty_json()
-            .map_err(|e| format!("cannot render the OpenAPI document: {e}"))?;
+        let openapi_json = openapi.to_pretty_json().map_err(StartupError::OpenApi)?;
         let metrics = Metrics::new();
         metrics.register(|registry| reconciler.register_metrics(registry));
         let app = App {
@@ -237,7 +258,7 @@ impl App {
             notify_http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
-                .map_err(|e| format!("cannot start the notifications' HTTP client: {e}"))?,
+                .map_err(StartupError::HttpClient)?,
             cli_login: match (&auth.oidc_issuer, &auth.oidc_cli_client_id) {
                 (Some(issuer), Some(client_id)) => Some(crate::routes::CliLogin {
                     issuer: issuer.clone(),

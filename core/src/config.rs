@@ -278,12 +278,12 @@ impl ProxyCredentialConfig {
         }
     }
 
-    pub fn load(&self) -> Result<Secret, String> {
+    pub fn load(&self) -> Result<Secret, SecretError> {
         let token = match &self.token {
             Some(t) => t.clone(),
             None => Secret::new(read_or_create_secret_file(&self.token_file, || {
                 let mut bytes = [0u8; 32];
-                getrandom::fill(&mut bytes).map_err(|e| format!("no randomness: {e}"))?;
+                getrandom::fill(&mut bytes).map_err(SecretError::Randomness)?;
                 Ok(base64::Engine::encode(
                     &base64::engine::general_purpose::URL_SAFE_NO_PAD,
                     bytes,
@@ -291,27 +291,61 @@ impl ProxyCredentialConfig {
             })?),
         };
         if token.expose().len() < 32 {
-            return Err(
-                "the proxy credential (STRATA_PROXY_TOKEN) must be at least 32 characters".into(),
-            );
+            return Err(SecretError::ProxyTokenTooShort);
         }
         Ok(token)
     }
+}
+
+/// Why a secret strata reads or creates at start is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("cannot read {}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create {}", .path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {}", .path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no randomness to make a secret from")]
+    Randomness(#[source] getrandom::Error),
+    #[error("the proxy credential (STRATA_PROXY_TOKEN) must be at least 32 characters")]
+    ProxyTokenTooShort,
+    /// The key encryption key from `origin` (the variable or the file) is malformed.
+    #[error("{origin} is unusable")]
+    Key {
+        origin: String,
+        #[source]
+        source: crate::keys::KeyShapeError,
+    },
 }
 
 /// The trimmed contents of a secret file, creating it (mode 0600) with `make()` when
 /// missing. Two processes racing to create it end up reading the same contents.
 pub fn read_or_create_secret_file(
     path: &std::path::Path,
-    make: impl FnOnce() -> Result<String, String>,
-) -> Result<String, String> {
+    make: impl FnOnce() -> Result<String, SecretError>,
+) -> Result<String, SecretError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let read = |source| SecretError::Read {
+        path: path.to_owned(),
+        source,
+    };
     match std::fs::read_to_string(path) {
         Ok(text) => return Ok(text.trim().to_owned()),
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(format!("cannot read {}: {e}", path.display()));
-        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(read(e)),
         Err(_) => {}
     }
     let value = make()?;
@@ -323,13 +357,21 @@ pub fn read_or_create_secret_file(
     {
         Ok(mut file) => file
             .write_all(format!("{value}\n").as_bytes())
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+            .map_err(|source| SecretError::Write {
+                path: path.to_owned(),
+                source,
+            })?,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(format!("cannot create {}: {e}", path.display())),
+        Err(source) => {
+            return Err(SecretError::Create {
+                path: path.to_owned(),
+                source,
+            });
+        }
     }
     std::fs::read_to_string(path)
         .map(|t| t.trim().to_owned())
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        .map_err(read)
 }
 
 #[cfg(test)]
@@ -339,13 +381,7 @@ mod tests {
     #[test]
     fn the_proxy_credential_is_long_and_shared_through_its_file() {
         let short = ProxyCredentialConfig::with_token(Secret::new("short"));
-        assert!(
-            short
-                .load()
-                .err()
-                .unwrap_or_default()
-                .contains("at least 32")
-        );
+        assert!(matches!(short.load(), Err(SecretError::ProxyTokenTooShort)));
         let dir = std::env::temp_dir().join(format!("strata-proxy-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
         let config = ProxyCredentialConfig {

@@ -231,11 +231,10 @@ async fn load(
     let store = super::connect(database).await?;
     let issuer = ApiKeyIssuer::load(&store, keys, &SystemClock)
         .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{e} (has the database been set up? run `strata migrate` or `strata serve` once)"
-            )
-        })?;
+        .context(
+            "cannot start the API-key signer (has the database been set up? run `strata migrate` \
+             or `strata serve` once)",
+        )?;
     Ok((Services::new(store, Arc::new(SystemClock)), issuer))
 }
 

@@ -56,7 +56,7 @@ pub(super) async fn build(
     audience: &str,
     mantle_url: &str,
 ) -> anyhow::Result<Arc<Proxy>> {
-    let credential = credential.load().map_err(anyhow::Error::msg)?;
+    let credential = credential.load()?;
     let upstream = upstream_auth(&config).await;
     let control = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(5))

@@ -94,8 +94,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.http.clone(),
         reconciler.clone(),
     )
-    .await
-    .map_err(anyhow::Error::msg)?;
+    .await?;
 
     if first_start && let Some(issuer) = &state.local_issuer {
         let token = issuer.mint(

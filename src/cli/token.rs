@@ -54,7 +54,7 @@ fn parse_ttl(text: &str) -> anyhow::Result<i64> {
 pub async fn run(args: TokenArgs) -> anyhow::Result<()> {
     let TokenAction::Mint(args) = args.action;
     let ttl = parse_ttl(&args.ttl)?;
-    let rbac = RbacPolicy::load(args.auth.rbac_file.as_deref()).map_err(anyhow::Error::msg)?;
+    let rbac = RbacPolicy::load(args.auth.rbac_file.as_deref())?;
     if let Some(unknown) = args.roles.iter().find(|r| !rbac.has_role(r)) {
         let known: Vec<&str> = rbac.role_names().collect();
         bail!("unknown role '{unknown}'; roles: {}", known.join(", "));
@@ -63,7 +63,7 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("--subject: {e}"))?;
     let store = super::connect(&args.database).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let kek = KeyEncryptionKey::from_config(&args.keys).map_err(anyhow::Error::msg)?;
+    let kek = KeyEncryptionKey::from_config(&args.keys)?;
     let (issuer, _) = LocalIssuer::load_or_create(
         &store,
         &args.auth.local_issuer_name,

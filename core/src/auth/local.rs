@@ -116,7 +116,7 @@ impl LocalIssuer {
         if KeyEncryptionKey::is_sealed(&row.private_key) {
             return kek
                 .open(&row.kid, &row.private_key)
-                .map_err(CoreError::Internal);
+                .map_err(|e| CoreError::Internal(e.to_string()));
         }
         let der = STANDARD
             .decode(&row.private_key)

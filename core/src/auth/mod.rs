@@ -7,8 +7,8 @@ mod rbac;
 mod verifier;
 
 pub use local::{LocalClaims, LocalIssuer};
-pub use oidc::OidcVerifier;
-pub use rbac::{Action, Decision, ListScope, RbacPolicy};
+pub use oidc::{OidcError, OidcVerifier};
+pub use rbac::{Action, Decision, ListScope, RbacError, RbacPolicy};
 pub use verifier::TokenVerifier;
 
 /// The authenticated caller.

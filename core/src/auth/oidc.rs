@@ -19,6 +19,24 @@ struct KeyCache {
     fetched_at: Option<Instant>,
 }
 
+/// Why an identity provider's token was not accepted. The message is the 401's
+/// reason and never echoes the token.
+#[derive(Debug, thiserror::Error)]
+pub enum OidcError {
+    #[error("the token header has no 'kid'")]
+    NoKid,
+    #[error("no key '{0}' in the identity provider's JWKS")]
+    UnknownKey(String),
+    #[error("fetching the identity provider's JWKS failed: {0}")]
+    JwksUnreachable(reqwest::Error),
+    #[error("the identity provider's JWKS is not valid: {0}")]
+    JwksInvalid(reqwest::Error),
+    #[error("the token was refused: {0}")]
+    Refused(jsonwebtoken::errors::Error),
+    #[error("the token has no string 'sub'")]
+    NoSubject,
+}
+
 pub struct OidcVerifier {
     issuer: String,
     audience: String,
@@ -84,7 +102,7 @@ impl OidcVerifier {
         &self.issuer
     }
 
-    async fn refresh(&self) -> Result<(), String> {
+    async fn refresh(&self) -> Result<(), OidcError> {
         let mut cache = self.cache.write().await;
         if cache
             .fetched_at
@@ -99,10 +117,10 @@ impl OidcVerifier {
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| format!("fetching the identity provider's JWKS failed: {e}"))?
+            .map_err(OidcError::JwksUnreachable)?
             .json()
             .await
-            .map_err(|e| format!("the identity provider's JWKS is not valid: {e}"))?;
+            .map_err(OidcError::JwksInvalid)?;
         cache.keys = set
             .keys
             .iter()
@@ -117,7 +135,7 @@ impl OidcVerifier {
         Ok(())
     }
 
-    async fn key(&self, kid: &str) -> Result<Option<(DecodingKey, Algorithm)>, String> {
+    async fn key(&self, kid: &str) -> Result<Option<(DecodingKey, Algorithm)>, OidcError> {
         {
             let cache = self.cache.read().await;
             let fresh = cache.fetched_at.is_some_and(|t| t.elapsed() < KEYS_TTL);
@@ -130,24 +148,24 @@ impl OidcVerifier {
     }
 
     /// Verifies the token; the error says why it was refused (never echoing it).
-    pub async fn verify(&self, token: &str, kid: Option<&str>) -> Result<OidcIdentity, String> {
-        let kid = kid.ok_or("the token header has no 'kid'")?;
+    pub async fn verify(&self, token: &str, kid: Option<&str>) -> Result<OidcIdentity, OidcError> {
+        let kid = kid.ok_or(OidcError::NoKid)?;
         let (key, alg) = self
             .key(kid)
             .await?
-            .ok_or_else(|| format!("no key '{kid}' in the identity provider's JWKS"))?;
+            .ok_or_else(|| OidcError::UnknownKey(kid.to_owned()))?;
         let mut v = Validation::new(alg);
         v.set_issuer(&[&self.issuer]);
         v.set_audience(&[&self.audience]);
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         v.leeway = 30;
         let claims = jsonwebtoken::decode::<HashMap<String, Value>>(token, &key, &v)
-            .map_err(|e| format!("the token was refused: {e}"))?
+            .map_err(OidcError::Refused)?
             .claims;
         let subject = claims
             .get("sub")
             .and_then(Value::as_str)
-            .ok_or("the token has no string 'sub'")?
+            .ok_or(OidcError::NoSubject)?
             .to_owned();
         let exp = claims
             .get("exp")

@@ -1,7 +1,7 @@
 //! The RBAC table (`policies/rbac.toml`) and the decisions made from it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -109,39 +109,73 @@ pub struct RbacPolicy {
     groups: BTreeMap<String, Vec<String>>,
 }
 
-fn parse_actions(list: &[String], context: &str) -> Result<BTreeSet<Action>, String> {
+/// Why the RBAC table cannot be used; strata refuses to start with it.
+#[derive(Debug, thiserror::Error)]
+pub enum RbacError {
+    #[error("cannot read the RBAC file {}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the RBAC file {} is invalid", .path.display())]
+    InFile {
+        path: PathBuf,
+        #[source]
+        source: Box<RbacError>,
+    },
+    #[error("invalid RBAC table")]
+    Syntax(#[source] toml::de::Error),
+    #[error("{context}: unknown action '{action}' (known: {known})")]
+    UnknownAction {
+        context: String,
+        action: String,
+        known: String,
+    },
+    #[error("project_roles.{name}: {message}")]
+    UnknownProjectRole { name: String, message: String },
+    #[error("groups.{group}: unknown role '{role}'")]
+    UnknownRole { group: String, role: String },
+}
+
+fn parse_actions(list: &[String], context: &str) -> Result<BTreeSet<Action>, RbacError> {
     list.iter()
         .map(|a| {
             Action::parse(a).ok_or_else(|| {
                 let known: Vec<_> = Action::ALL.iter().map(|a| a.as_str()).collect();
-                format!(
-                    "{context}: unknown action '{a}' (known: {})",
-                    known.join(", ")
-                )
+                RbacError::UnknownAction {
+                    context: context.to_owned(),
+                    action: a.clone(),
+                    known: known.join(", "),
+                }
             })
         })
         .collect()
 }
 
 impl RbacPolicy {
-    pub fn built_in() -> Result<Self, String> {
+    pub fn built_in() -> Result<Self, RbacError> {
         Self::parse(BUILT_IN)
     }
 
-    pub fn load(path: Option<&Path>) -> Result<Self, String> {
+    pub fn load(path: Option<&Path>) -> Result<Self, RbacError> {
         match path {
             None => Self::built_in(),
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| format!("cannot read RBAC file {}: {e}", p.display()))?;
-                Self::parse(&text).map_err(|e| format!("{}: {e}", p.display()))
+                let text = std::fs::read_to_string(p).map_err(|source| RbacError::Read {
+                    path: p.to_owned(),
+                    source,
+                })?;
+                Self::parse(&text).map_err(|e| RbacError::InFile {
+                    path: p.to_owned(),
+                    source: Box::new(e),
+                })
             }
         }
     }
 
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let file: PolicyFile =
-            toml::from_str(text).map_err(|e| format!("invalid RBAC table: {e}"))?;
+    pub fn parse(text: &str) -> Result<Self, RbacError> {
+        let file: PolicyFile = toml::from_str(text).map_err(RbacError::Syntax)?;
         let mut roles = BTreeMap::new();
         for (name, role) in &file.roles {
             let all = parse_actions(&role.all, &format!("roles.{name}.all"))?;
@@ -151,7 +185,10 @@ impl RbacPolicy {
         let mut project_roles = BTreeMap::new();
         for (name, pr) in &file.project_roles {
             let role =
-                ProjectRole::parse(name).map_err(|e| format!("project_roles.{name}: {e}"))?;
+                ProjectRole::parse(name).map_err(|message| RbacError::UnknownProjectRole {
+                    name: name.clone(),
+                    message,
+                })?;
             project_roles.insert(
                 role,
                 parse_actions(&pr.grants, &format!("project_roles.{name}.grants"))?,
@@ -159,7 +196,10 @@ impl RbacPolicy {
         }
         for (group, mapped) in &file.groups {
             if let Some(unknown) = mapped.iter().find(|r| !roles.contains_key(*r)) {
-                return Err(format!("groups.{group}: unknown role '{unknown}'"));
+                return Err(RbacError::UnknownRole {
+                    group: group.clone(),
+                    role: unknown.clone(),
+                });
             }
         }
         Ok(Self {
@@ -289,13 +329,16 @@ mod tests {
 
     #[test]
     fn typos_are_rejected() {
-        let err = RbacPolicy::parse("[roles.x]\nall = [\"projects:reed\"]\n")
-            .err()
-            .unwrap_or_default();
-        assert!(err.contains("unknown action 'projects:reed'"), "{err}");
-        let err = RbacPolicy::parse("[roles.x]\n[groups]\ng = [\"y\"]\n")
-            .err()
-            .unwrap_or_default();
-        assert!(err.contains("unknown role 'y'"), "{err}");
+        let err = RbacPolicy::parse("[roles.x]\nall = [\"projects:reed\"]\n").err();
+        assert!(
+            matches!(&err, Some(RbacError::UnknownAction { context, action, .. })
+                if context == "roles.x.all" && action == "projects:reed"),
+            "{err:?}"
+        );
+        let err = RbacPolicy::parse("[roles.x]\n[groups]\ng = [\"y\"]\n").err();
+        assert!(
+            matches!(&err, Some(RbacError::UnknownRole { group, role }) if group == "g" && role == "y"),
+            "{err:?}"
+        );
     }
 }

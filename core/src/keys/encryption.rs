@@ -8,13 +8,40 @@ use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::config::{KeysConfig, read_or_create_secret_file};
+use crate::config::{KeysConfig, SecretError, read_or_create_secret_file};
 
 const SEALED_PREFIX: &str = "aes256gcm:";
 const NONCE_LEN: usize = 12;
 
 #[derive(Clone)]
 pub struct KeyEncryptionKey(Aes256Gcm);
+
+/// What is wrong with a key encryption key's text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyShapeError {
+    #[error("it is not base64 (make one with: openssl rand -base64 32)")]
+    NotBase64,
+    #[error("it must be 32 bytes, got {0} (make one with: openssl rand -base64 32)")]
+    Length(usize),
+}
+
+/// Why a signing key cannot be sealed or opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error("no randomness for a nonce")]
+    Randomness(#[source] getrandom::Error),
+    #[error("encryption failed")]
+    Encrypt,
+    #[error("signing key '{0}' is not encrypted in a known format")]
+    UnknownFormat(String),
+    #[error("signing key '{0}' is corrupt")]
+    Corrupt(String),
+    #[error(
+        "signing key '{0}' cannot be decrypted with the configured key encryption key \
+         (STRATA_KEY_ENCRYPTION_KEY / _FILE): every replica needs the key that encrypted it"
+    )]
+    WrongKey(String),
+}
 
 impl std::fmt::Debug for KeyEncryptionKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -24,38 +51,39 @@ impl std::fmt::Debug for KeyEncryptionKey {
 
 impl KeyEncryptionKey {
     /// From base64 of 32 bytes.
-    pub fn from_base64(text: &str) -> Result<Self, String> {
+    pub fn from_base64(text: &str) -> Result<Self, KeyShapeError> {
         let bytes = STANDARD
             .decode(text.trim())
-            .map_err(|_| "is not base64 (make one with: openssl rand -base64 32)".to_owned())?;
-        let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| {
-            format!(
-                "must be 32 bytes, got {} (make one with: openssl rand -base64 32)",
-                bytes.len()
-            )
-        })?;
+            .map_err(|_| KeyShapeError::NotBase64)?;
+        let cipher =
+            Aes256Gcm::new_from_slice(&bytes).map_err(|_| KeyShapeError::Length(bytes.len()))?;
         Ok(Self(cipher))
     }
 
     /// A new random key, as base64.
-    pub fn generate_base64() -> Result<String, String> {
+    pub fn generate_base64() -> Result<String, SecretError> {
         let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| format!("no randomness: {e}"))?;
+        getrandom::fill(&mut bytes).map_err(SecretError::Randomness)?;
         Ok(STANDARD.encode(bytes))
     }
 
     /// `STRATA_KEY_ENCRYPTION_KEY`, else the key file (created when missing).
-    pub fn from_config(config: &KeysConfig) -> Result<Self, String> {
+    pub fn from_config(config: &KeysConfig) -> Result<Self, SecretError> {
         if let Some(key) = &config.encryption_key {
-            return Self::from_base64(key.expose())
-                .map_err(|e| format!("STRATA_KEY_ENCRYPTION_KEY {e}"));
+            return Self::from_base64(key.expose()).map_err(|source| SecretError::Key {
+                origin: "STRATA_KEY_ENCRYPTION_KEY".into(),
+                source,
+            });
         }
         Self::from_file(&config.encryption_key_file)
     }
 
-    fn from_file(path: &Path) -> Result<Self, String> {
+    fn from_file(path: &Path) -> Result<Self, SecretError> {
         let text = read_or_create_secret_file(path, Self::generate_base64)?;
-        Self::from_base64(&text).map_err(|e| format!("the key in {} {e}", path.display()))
+        Self::from_base64(&text).map_err(|source| SecretError::Key {
+            origin: format!("the key in {}", path.display()),
+            source,
+        })
     }
 
     /// Whether a stored value was sealed by [`Self::seal`].
@@ -63,9 +91,9 @@ impl KeyEncryptionKey {
         stored.starts_with(SEALED_PREFIX)
     }
 
-    pub(crate) fn seal(&self, kid: &str, plaintext: &[u8]) -> Result<String, String> {
+    pub(crate) fn seal(&self, kid: &str, plaintext: &[u8]) -> Result<String, SealError> {
         let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut nonce).map_err(|e| format!("no randomness: {e}"))?;
+        getrandom::fill(&mut nonce).map_err(SealError::Randomness)?;
         let payload = Payload {
             msg: plaintext,
             aad: kid.as_bytes(),
@@ -73,38 +101,30 @@ impl KeyEncryptionKey {
         let ciphertext = self
             .0
             .encrypt(&Nonce::from(nonce), payload)
-            .map_err(|_| "encryption failed".to_owned())?;
+            .map_err(|_| SealError::Encrypt)?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ciphertext);
         Ok(format!("{SEALED_PREFIX}{}", STANDARD.encode(out)))
     }
 
-    pub(crate) fn open(&self, kid: &str, sealed: &str) -> Result<Vec<u8>, String> {
+    pub(crate) fn open(&self, kid: &str, sealed: &str) -> Result<Vec<u8>, SealError> {
+        let corrupt = || SealError::Corrupt(kid.to_owned());
         let body = sealed
             .strip_prefix(SEALED_PREFIX)
-            .ok_or_else(|| format!("signing key '{kid}' is not encrypted in a known format"))?;
-        let bytes = STANDARD
-            .decode(body)
-            .map_err(|_| format!("signing key '{kid}' is corrupt"))?;
+            .ok_or_else(|| SealError::UnknownFormat(kid.to_owned()))?;
+        let bytes = STANDARD.decode(body).map_err(|_| corrupt())?;
         if bytes.len() <= NONCE_LEN {
-            return Err(format!("signing key '{kid}' is corrupt"));
+            return Err(corrupt());
         }
         let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce
-            .try_into()
-            .map_err(|_| format!("signing key '{kid}' is corrupt"))?;
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| corrupt())?;
         let payload = Payload {
             msg: ciphertext,
             aad: kid.as_bytes(),
         };
         self.0
             .decrypt(&Nonce::from(nonce), payload)
-            .map_err(|_| {
-                format!(
-                    "signing key '{kid}' cannot be decrypted with the configured key encryption key \
-                     (STRATA_KEY_ENCRYPTION_KEY / _FILE): every replica needs the key that encrypted it"
-                )
-            })
+            .map_err(|_| SealError::WrongKey(kid.to_owned()))
     }
 }
 
@@ -129,23 +149,24 @@ mod tests {
             k.open("kid-1", &sealed).ok().as_deref(),
             Some(&b"private"[..])
         );
-        let moved = k.open("kid-2", &sealed).err().unwrap_or_default();
-        assert!(moved.contains("cannot be decrypted"), "{moved}");
-        let other = key().open("kid-1", &sealed).err().unwrap_or_default();
-        assert!(other.contains("cannot be decrypted"), "{other}");
+        let moved = k.open("kid-2", &sealed);
+        assert!(
+            matches!(&moved, Err(SealError::WrongKey(kid)) if kid == "kid-2"),
+            "{moved:?}"
+        );
+        let other = key().open("kid-1", &sealed);
+        assert!(
+            matches!(&other, Err(SealError::WrongKey(kid)) if kid == "kid-1"),
+            "{other:?}"
+        );
     }
 
     #[test]
     fn rejects_keys_of_the_wrong_shape() {
         let short = KeyEncryptionKey::from_base64(&STANDARD.encode([0u8; 16]));
-        assert!(
-            short
-                .err()
-                .unwrap_or_default()
-                .contains("must be 32 bytes, got 16")
-        );
+        assert_eq!(short.err(), Some(KeyShapeError::Length(16)));
         let junk = KeyEncryptionKey::from_base64("not base64!");
-        assert!(junk.err().unwrap_or_default().contains("is not base64"));
+        assert_eq!(junk.err(), Some(KeyShapeError::NotBase64));
     }
 
     #[test]

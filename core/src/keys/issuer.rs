@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::{API_KEY_PREFIX, ApiKeyClaims, KeyEncryptionKey};
 use crate::CoreError;
 use crate::clock::Clock;
-use crate::config::KeysConfig;
+use crate::config::{KeysConfig, SecretError};
 use crate::domain::Environment;
 use crate::store::Store;
 use crate::store::entities::{api_keys, signing_keys};
@@ -105,13 +105,24 @@ fn new_key(
     })
 }
 
+/// Why the API-key signer cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum IssuerError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("cannot prepare the API key signing key")]
+    Prepare(#[source] CoreError),
+    #[error("cannot load the API key signing key")]
+    Load(#[source] CoreError),
+}
+
 impl ApiKeyIssuer {
     /// Loads the key encryption key and makes sure an active signing key exists.
     pub async fn load(
         store: &Store,
         config: &KeysConfig,
         clock: &dyn Clock,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, IssuerError> {
         let kek = KeyEncryptionKey::from_config(config)?;
         Self::with_encryption_key(store, kek, config, clock).await
     }
@@ -122,7 +133,7 @@ impl ApiKeyIssuer {
         kek: KeyEncryptionKey,
         config: &KeysConfig,
         clock: &dyn Clock,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, IssuerError> {
         let issuer = Self {
             kek,
             config: config.clone(),
@@ -131,12 +142,9 @@ impl ApiKeyIssuer {
         issuer
             .ensure_active(store, clock)
             .await
-            .map_err(|e| format!("cannot prepare the API key signing key: {e}"))?;
+            .map_err(IssuerError::Prepare)?;
         // Fail at start, not at the first key, when the configured key cannot open it.
-        issuer
-            .active(store.db())
-            .await
-            .map_err(|e| format!("cannot load the API key signing key: {e}"))?;
+        issuer.active(store.db()).await.map_err(IssuerError::Load)?;
         Ok(issuer)
     }
 
@@ -205,7 +213,7 @@ impl ApiKeyIssuer {
         let der = self
             .kek
             .open(&kid, &row.private_key)
-            .map_err(CoreError::Internal)?;
+            .map_err(|e| CoreError::Internal(e.to_string()))?;
         let key = EncodingKey::from_ed_der(&der);
         if let Ok(mut cache) = self.cache.lock() {
             *cache = Some((kid.clone(), key.clone()));

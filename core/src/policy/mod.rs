@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::domain::{Environment, ModelId, ProjectSlug, Region};
 pub use canonical::{CanonicalError, canonical, parse_policy, sort_keys};
-pub use routes::{MantleRoute, MantleRoutes, mantle_routes};
+pub use routes::{MantleRoute, MantleRoutes, RoutesError, mantle_routes};
 pub use template::{TemplateError, render};
 
 const INFERENCE_TEMPLATE: &str = include_str!("../../../policies/iam/inference-policy.json");
@@ -35,7 +35,7 @@ pub struct InferenceScope<'a> {
 /// of `policies/mantle-routes.toml` — those that name a model limited to the
 /// project's models — and nothing else.
 pub fn inference_policy(scope: &InferenceScope<'_>) -> Result<Value, TemplateError> {
-    let routes = mantle_routes().map_err(TemplateError::InvalidTemplate)?;
+    let routes = mantle_routes()?;
     let (model_scoped, project_wide) = routes.grants();
     let models: Vec<&str> = scope.models.iter().map(ModelId::as_str).collect();
     let mut doc = render(

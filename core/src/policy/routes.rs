@@ -28,34 +28,51 @@ pub struct MantleRoutes {
     pub routes: Vec<MantleRoute>,
 }
 
-static ROUTES: LazyLock<Result<MantleRoutes, String>> = LazyLock::new(|| parse(ROUTES_TOML));
+/// Why the built-in table of Mantle routes is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoutesError {
+    #[error("policies/mantle-routes.toml is invalid")]
+    Syntax(#[source] toml::de::Error),
+    #[error("policies/mantle-routes.toml: {method} {path} names no IAM action")]
+    NoAction { method: String, path: String },
+    #[error(
+        "policies/mantle-routes.toml: {method} {path} names '{action}', not a bedrock-mantle action"
+    )]
+    ForeignAction {
+        method: String,
+        path: String,
+        action: String,
+    },
+}
 
-fn parse(text: &str) -> Result<MantleRoutes, String> {
-    let table: MantleRoutes =
-        toml::from_str(text).map_err(|e| format!("policies/mantle-routes.toml: {e}"))?;
+static ROUTES: LazyLock<Result<MantleRoutes, RoutesError>> = LazyLock::new(|| parse(ROUTES_TOML));
+
+fn parse(text: &str) -> Result<MantleRoutes, RoutesError> {
+    let table: MantleRoutes = toml::from_str(text).map_err(RoutesError::Syntax)?;
     for route in &table.routes {
         if route.actions.is_empty() {
-            return Err(format!(
-                "policies/mantle-routes.toml: {} {} names no IAM action",
-                route.method, route.path
-            ));
+            return Err(RoutesError::NoAction {
+                method: route.method.clone(),
+                path: route.path.clone(),
+            });
         }
         if let Some(bad) = route
             .actions
             .iter()
             .find(|a| !a.starts_with("bedrock-mantle:"))
         {
-            return Err(format!(
-                "policies/mantle-routes.toml: {} {} names '{bad}', not a bedrock-mantle action",
-                route.method, route.path
-            ));
+            return Err(RoutesError::ForeignAction {
+                method: route.method.clone(),
+                path: route.path.clone(),
+                action: bad.clone(),
+            });
         }
     }
     Ok(table)
 }
 
 /// The table built into the binary.
-pub fn mantle_routes() -> Result<&'static MantleRoutes, String> {
+pub fn mantle_routes() -> Result<&'static MantleRoutes, RoutesError> {
     ROUTES.as_ref().map_err(Clone::clone)
 }
 
@@ -113,8 +130,12 @@ mod tests {
     #[test]
     fn a_route_without_actions_or_with_a_foreign_action_is_refused() {
         let empty = "model_scoped_actions = []\n[[route]]\nmethod = \"GET\"\npath = \"/v1/x\"\nactions = []\n";
-        assert!(parse(empty).is_err_and(|e| e.contains("names no IAM action")));
+        assert!(matches!(parse(empty), Err(RoutesError::NoAction { path, .. }) if path == "/v1/x"));
         let foreign = "model_scoped_actions = []\n[[route]]\nmethod = \"GET\"\npath = \"/v1/x\"\nactions = [\"bedrock:InvokeModel\"]\n";
-        assert!(parse(foreign).is_err_and(|e| e.contains("not a bedrock-mantle action")));
+        assert!(matches!(
+            parse(foreign),
+            Err(RoutesError::ForeignAction { action, .. }) if action == "bedrock:InvokeModel"
+        ));
+        assert!(matches!(parse("[[route"), Err(RoutesError::Syntax(_))));
     }
 }

@@ -11,6 +11,8 @@ pub enum TemplateError {
     MissingValue(String),
     #[error("'{{{{{0}}}}}' stands inside a longer string but its value is not a string")]
     NotAString(String),
+    #[error(transparent)]
+    Routes(#[from] super::RoutesError),
 }
 
 /// Renders `template` with `values`: a string that is exactly `{{name}}` becomes the

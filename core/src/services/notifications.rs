@@ -359,7 +359,7 @@ impl Services {
             .as_deref()
             .map(|s| kek.seal(&id.to_string(), s.as_bytes()))
             .transpose()
-            .map_err(CoreError::Internal)?;
+            .map_err(|e| CoreError::internal("sealing a destination's secret", e))?;
         let tx = self.store.begin_write().await?;
         let taken = notification_destinations::Entity::find()
             .filter(notification_destinations::Column::Name.eq(input.name.trim()))
@@ -807,7 +807,7 @@ impl Services {
             .as_deref()
             .map(|sealed| kek.open(&destination.id.to_string(), sealed))
             .transpose()
-            .map_err(CoreError::Internal)?;
+            .map_err(|e| CoreError::Internal(e.to_string()))?;
         let now = self.clock.now();
         let outcome = send(http, policy, destination, secret.as_deref(), event, now).await;
         let key = (event.id, destination.id);

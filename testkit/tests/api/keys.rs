@@ -7,8 +7,8 @@ use reqwest::StatusCode;
 use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 use strata_core::clock::SystemClock;
-use strata_core::config::{KeysConfig, Secret};
-use strata_core::keys::{ApiKeyClaims, ApiKeyIssuer, KeyEncryptionKey};
+use strata_core::config::{KeysConfig, Secret, SecretError};
+use strata_core::keys::{ApiKeyClaims, ApiKeyIssuer, IssuerError, KeyEncryptionKey, KeyShapeError};
 use strata_core::store::entities::signing_keys;
 use strata_testkit::{TestApp, project_body, test_keys_config};
 
@@ -352,10 +352,19 @@ async fn the_wrong_key_encryption_key_is_refused_at_start_with_a_reason() {
     let app = TestApp::spawn().await;
     let store = &app.state.services.store;
     let other = test_keys_config();
+    // What an operator reads: the error and its causes, as `strata` prints them.
+    fn chain(err: &dyn std::error::Error) -> String {
+        std::iter::successors(Some(err), |e| e.source())
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(": ")
+    }
     let err = ApiKeyIssuer::load(store, &other, &SystemClock)
         .await
         .err()
-        .unwrap_or_default();
+        .unwrap_or_else(|| panic!("another key encryption key was accepted"));
+    assert!(matches!(err, IssuerError::Load(_)), "{err:?}");
+    let err = chain(&err);
     assert!(
         err.contains("cannot be decrypted") && err.contains("STRATA_KEY_ENCRYPTION_KEY"),
         "{err}"
@@ -364,8 +373,17 @@ async fn the_wrong_key_encryption_key_is_refused_at_start_with_a_reason() {
     let err = ApiKeyIssuer::load(store, &junk, &SystemClock)
         .await
         .err()
-        .unwrap_or_default();
-    assert!(err.contains("STRATA_KEY_ENCRYPTION_KEY"), "{err}");
+        .unwrap_or_else(|| panic!("a malformed key encryption key was accepted"));
+    assert!(
+        matches!(&err, IssuerError::Secret(SecretError::Key { origin, source: KeyShapeError::NotBase64 | KeyShapeError::Length(_) })
+            if origin == "STRATA_KEY_ENCRYPTION_KEY"),
+        "{err:?}"
+    );
+    assert!(
+        chain(&err).contains("STRATA_KEY_ENCRYPTION_KEY"),
+        "{}",
+        chain(&err)
+    );
     assert!(KeyEncryptionKey::from_base64("short").is_err());
 }
 
