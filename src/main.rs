@@ -2,6 +2,7 @@
 //! over the library crates.
 
 mod cli;
+#[cfg(feature = "control-plane")]
 mod client;
 
 use clap::Parser;

@@ -12,7 +12,7 @@ use strata_core::CoreError;
 use strata_core::auth::{LocalIssuer, OidcVerifier, RbacError, RbacPolicy, TokenVerifier};
 use strata_core::clock::Clock;
 use strata_core::config::{AuthConfig, KeysConfig, ProxyCredentialConfig, Secret, SecretError};
-use strata_core::keys::{ApiKeyIssuer, IssuerError, KeyEncryptionKey};
+use strata_core::keys::{ApiKeyIssuer, IssuerError, KekError, KeyEncryptionKey};
 use strata_core::services::Services;
 use strata_core::store::Store;
 use tower::ServiceBuilder;
@@ -174,6 +174,8 @@ impl std::ops::Deref for AppState {
 pub enum StartupError {
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error(transparent)]
+    Kek(#[from] KekError),
     #[error(transparent)]
     Issuer(#[from] IssuerError),
     #[error(transparent)]

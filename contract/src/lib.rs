@@ -1,10 +1,11 @@
 //! What strata's control plane and its proxy exchange: the policy snapshot, the
-//! claims a key carries, usage batches, response records, and the vocabulary they
-//! are written in. The proxy links this crate and not `strata-core`, so it carries
+//! claims a key carries, usage batches, response records, the credential the proxy
+//! presents, and the vocabulary they are written in. The proxy links this crate and not `strata-core`, so it carries
 //! no persistence (sea-orm, database drivers).
 
 mod calendar;
 mod claims;
+mod credential;
 mod enums;
 mod field_error;
 mod limits;
@@ -18,6 +19,10 @@ mod usage;
 
 pub use calendar::{month_start, next_month_start};
 pub use claims::{API_KEY_PREFIX, ApiKeyClaims};
+pub use credential::{
+    DEFAULT_KEY_ISSUER, DEFAULT_PROXY_AUDIENCE, ProxyCredentialConfig, SecretError,
+    read_or_create_secret_file,
+};
 pub use enums::{
     BudgetEnforcement, BudgetPeriod, BudgetScope, DataRetention, DestinationKind, Environment,
     MantlePath, ProjectRole, ProjectStatus, Region, RetentionMode, ServiceTier,

@@ -2,18 +2,24 @@
 //!
 //! Without the `control-plane` feature (on by default) only `proxy` and `health` are
 //! built: the proxy's own image (deploy/Dockerfile, `--target proxy`), which carries
-//! none of the control plane's code — database drivers, IAM administration, the UI.
+//! none of the control plane's code — strata-core, database drivers, IAM
+//! administration, the UI — nor the client commands, which validate project files
+//! with strata-core's rules.
 
+#[cfg(feature = "control-plane")]
 mod apply;
 #[cfg(feature = "control-plane")]
 mod costs;
 mod health;
 #[cfg(feature = "control-plane")]
 mod keys;
+#[cfg(feature = "control-plane")]
 mod login;
 #[cfg(feature = "control-plane")]
 mod migrate;
+#[cfg(feature = "control-plane")]
 mod output;
+#[cfg(feature = "control-plane")]
 mod projects;
 mod proxy;
 #[cfg(feature = "control-plane")]
@@ -66,18 +72,25 @@ pub enum Command {
     #[cfg(feature = "control-plane")]
     Keys(keys::KeysArgs),
     /// Sign in to a remote strata (the identity provider's device flow, or a token).
+    #[cfg(feature = "control-plane")]
     Login(login::LoginArgs),
     /// Forget the stored sign-in.
+    #[cfg(feature = "control-plane")]
     Logout,
     /// Who the stored sign-in (or STRATA_TOKEN) is, and where.
+    #[cfg(feature = "control-plane")]
     Whoami(login::WhoamiArgs),
     /// Compare project files with a remote strata and print what `apply` would change.
+    #[cfg(feature = "control-plane")]
     Plan(apply::PlanArgs),
     /// Make a remote strata's projects match the project files (or a saved plan).
+    #[cfg(feature = "control-plane")]
     Apply(apply::ApplyArgs),
     /// Read projects on a remote strata.
+    #[cfg(feature = "control-plane")]
     Projects(projects::ProjectsArgs),
     /// A project's usage through the proxy: requests, tokens, estimated cost.
+    #[cfg(feature = "control-plane")]
     Usage(projects::UsageArgs),
     /// Run the OpenAI-compatible routing proxy, following a control plane.
     Proxy(Box<proxy::ProxyArgs>),
@@ -150,12 +163,19 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<std::process::ExitCode> {
         let done = |()| std::process::ExitCode::SUCCESS;
         match self.command {
+            #[cfg(feature = "control-plane")]
             Command::Plan(args) => apply::plan(args).await,
+            #[cfg(feature = "control-plane")]
             Command::Apply(args) => apply::apply(args).await,
+            #[cfg(feature = "control-plane")]
             Command::Login(args) => login::login(args).await.map(done),
+            #[cfg(feature = "control-plane")]
             Command::Logout => login::logout().await.map(done),
+            #[cfg(feature = "control-plane")]
             Command::Whoami(args) => login::whoami(args).await.map(done),
+            #[cfg(feature = "control-plane")]
             Command::Projects(args) => projects::run(args).await.map(done),
+            #[cfg(feature = "control-plane")]
             Command::Usage(args) => projects::usage(args).await.map(done),
             #[cfg(feature = "control-plane")]
             Command::Serve(args) => serve::run(*args).await.map(done),

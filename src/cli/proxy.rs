@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use strata_aws::{DEFAULT_MANTLE_URL, UpstreamAuth};
-use strata_core::config::{DEFAULT_KEY_ISSUER, DEFAULT_PROXY_AUDIENCE, ProxyCredentialConfig};
+use strata_contract::{DEFAULT_KEY_ISSUER, DEFAULT_PROXY_AUDIENCE, ProxyCredentialConfig};
 use strata_proxy::{Proxy, ProxyConfig, ProxySettings};
 use tokio_util::sync::CancellationToken;
 

@@ -25,6 +25,20 @@ pub enum KeyShapeError {
     Length(usize),
 }
 
+/// Why the key encryption key cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum KekError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// The key from `origin` (the variable or the file) is malformed.
+    #[error("{origin} is unusable")]
+    Shape {
+        origin: String,
+        #[source]
+        source: KeyShapeError,
+    },
+}
+
 /// Why a signing key cannot be sealed or opened.
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
@@ -68,9 +82,9 @@ impl KeyEncryptionKey {
     }
 
     /// `STRATA_KEY_ENCRYPTION_KEY`, else the key file (created when missing).
-    pub fn from_config(config: &KeysConfig) -> Result<Self, SecretError> {
+    pub fn from_config(config: &KeysConfig) -> Result<Self, KekError> {
         if let Some(key) = &config.encryption_key {
-            return Self::from_base64(key.expose()).map_err(|source| SecretError::Key {
+            return Self::from_base64(key.expose()).map_err(|source| KekError::Shape {
                 origin: "STRATA_KEY_ENCRYPTION_KEY".into(),
                 source,
             });
@@ -78,9 +92,9 @@ impl KeyEncryptionKey {
         Self::from_file(&config.encryption_key_file)
     }
 
-    fn from_file(path: &Path) -> Result<Self, SecretError> {
+    fn from_file(path: &Path) -> Result<Self, KekError> {
         let text = read_or_create_secret_file(path, Self::generate_base64)?;
-        Self::from_base64(&text).map_err(|source| SecretError::Key {
+        Self::from_base64(&text).map_err(|source| KekError::Shape {
             origin: format!("the key in {}", path.display()),
             source,
         })

@@ -17,10 +17,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{API_KEY_PREFIX, ApiKeyClaims, KeyEncryptionKey};
+use super::{API_KEY_PREFIX, ApiKeyClaims, KekError, KeyEncryptionKey};
 use crate::CoreError;
 use crate::clock::Clock;
-use crate::config::{KeysConfig, SecretError};
+use crate::config::KeysConfig;
 use crate::domain::Environment;
 use crate::store::Store;
 use crate::store::entities::{api_keys, signing_keys};
@@ -109,7 +109,7 @@ fn new_key(
 #[derive(Debug, thiserror::Error)]
 pub enum IssuerError {
     #[error(transparent)]
-    Secret(#[from] SecretError),
+    Kek(#[from] KekError),
     #[error("cannot prepare the API key signing key")]
     Prepare(#[source] CoreError),
     #[error("cannot load the API key signing key")]

@@ -5,6 +5,6 @@
 mod encryption;
 mod issuer;
 
-pub use encryption::{KeyEncryptionKey, KeyShapeError, SealError};
+pub use encryption::{KekError, KeyEncryptionKey, KeyShapeError, SealError};
 pub use issuer::{ApiKeyIssuer, IssuerError, Jwk, Jwks, RetiredKey, Rotation, jwks};
 pub use strata_contract::{API_KEY_PREFIX, ApiKeyClaims};

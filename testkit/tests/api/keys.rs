@@ -7,8 +7,10 @@ use reqwest::StatusCode;
 use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 use strata_core::clock::SystemClock;
-use strata_core::config::{KeysConfig, Secret, SecretError};
-use strata_core::keys::{ApiKeyClaims, ApiKeyIssuer, IssuerError, KeyEncryptionKey, KeyShapeError};
+use strata_core::config::{KeysConfig, Secret};
+use strata_core::keys::{
+    ApiKeyClaims, ApiKeyIssuer, IssuerError, KekError, KeyEncryptionKey, KeyShapeError,
+};
 use strata_core::store::entities::signing_keys;
 use strata_testkit::{TestApp, project_body, test_keys_config};
 
@@ -375,7 +377,7 @@ async fn the_wrong_key_encryption_key_is_refused_at_start_with_a_reason() {
         .err()
         .unwrap_or_else(|| panic!("a malformed key encryption key was accepted"));
     assert!(
-        matches!(&err, IssuerError::Secret(SecretError::Key { origin, source: KeyShapeError::NotBase64 | KeyShapeError::Length(_) })
+        matches!(&err, IssuerError::Kek(KekError::Shape { origin, source: KeyShapeError::NotBase64 | KeyShapeError::Length(_) })
             if origin == "STRATA_KEY_ENCRYPTION_KEY"),
         "{err:?}"
     );
