@@ -330,3 +330,44 @@ async fn response_ids_keep_their_owner_and_background_ones_are_metered_once() {
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn spend_needs_exactly_one_of_project_and_budget() {
+    let app = TestApp::spawn().await;
+    let token = proxy_token(&app);
+    let p = app.create_project(&project_body("spend")).await;
+    let pid = p["id"].as_str().unwrap_or_default().to_owned();
+    let budget = uuid::Uuid::now_v7();
+    for query in ["", &format!("?project={pid}&budget={budget}")] {
+        let r = app
+            .get(&format!("/internal/v1/proxy/spend{query}"), &token)
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{query}: {}",
+            r.body
+        );
+        assert_eq!(
+            r.body["error"]["details"][0]["field"], "project",
+            "{}",
+            r.body
+        );
+    }
+    let r = app
+        .get(
+            &format!("/internal/v1/proxy/spend?project={pid}&month=2026-12-06"),
+            &token,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["month"], "2026-12-01");
+    assert_eq!(r.body["spent_micros"], 0);
+    let r = app
+        .get(
+            &format!("/internal/v1/proxy/spend?project={pid}"),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+}
