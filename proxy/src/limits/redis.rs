@@ -231,13 +231,32 @@ impl RedisStore {
             self.rate_key(limits, "project", "tokens", window.minute),
             self.rate_key(limits, &key_scope, "requests", window.minute),
             self.rate_key(limits, &key_scope, "tokens", window.minute),
-            format!(
-                "{}:{{{}}}:budget:{}",
-                self.prefix,
-                limits.project,
-                window.month.format("%Y-%m")
-            ),
+            self.budget_key(window, limits),
         ]
+    }
+
+    /// The counters a settlement moves: the project's and the key's tokens, and the
+    /// project's budget (the request counters are final at the reservation).
+    fn settled_keys(&self, window: &Window, limits: &Limits) -> [String; 3] {
+        [
+            self.rate_key(limits, "project", "tokens", window.minute),
+            self.rate_key(
+                limits,
+                &format!("key:{}", limits.key),
+                "tokens",
+                window.minute,
+            ),
+            self.budget_key(window, limits),
+        ]
+    }
+
+    fn budget_key(&self, window: &Window, limits: &Limits) -> String {
+        format!(
+            "{}:{{{}}}:budget:{}",
+            self.prefix,
+            limits.project,
+            window.month.format("%Y-%m")
+        )
     }
 
     /// The shared budgets' counters, all in one slot of their own.
@@ -358,7 +377,7 @@ impl LimitStore for RedisStore {
         tokens: i64,
         cost_micros: i64,
     ) -> Result<(), StoreError> {
-        let [_, project_tokens, _, key_tokens, budget] = self.keys(window, limits);
+        let [project_tokens, key_tokens, budget] = self.settled_keys(window, limits);
         let mut connection = self.connection.clone();
         let _: i64 = self
             .settle
@@ -380,7 +399,7 @@ impl LimitStore for RedisStore {
                 self.connection.clone(),
             ));
         });
-        let [_, project_tokens, _, key_tokens, budget] = self.keys(window, limits);
+        let [project_tokens, key_tokens, budget] = self.settled_keys(window, limits);
         let slot = limits.project.to_string();
         self.unsent.add(&slot, project_tokens, tokens);
         self.unsent.add(&slot, key_tokens, tokens);
