@@ -110,6 +110,15 @@ impl From<CoreError> for ApiError {
                     "the database is unavailable; retry shortly",
                 )
             },
+            CoreError::IdentityProviderUnavailable(cause) => Self {
+                cause: Some(cause),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "identity_provider_unavailable",
+                    "the identity provider's keys cannot be fetched, so the token cannot be \
+                     checked; retry shortly",
+                )
+            },
             CoreError::Internal(cause) => Self {
                 cause: Some(cause),
                 ..Self::new(

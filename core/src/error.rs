@@ -22,6 +22,9 @@ pub enum CoreError {
     Unauthenticated(String),
     #[error("the database is unavailable")]
     Unavailable(#[source] sea_orm::DbErr),
+    /// The identity provider's keys cannot be fetched, so its tokens cannot be checked.
+    #[error("the identity provider is unavailable: {0}")]
+    IdentityProviderUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -17,24 +17,35 @@ const KEYS_TTL: Duration = Duration::from_secs(3600);
 struct KeyCache {
     keys: HashMap<String, (DecodingKey, Algorithm)>,
     fetched_at: Option<Instant>,
+    /// Why the last fetch failed; kept until one succeeds, so the requests that wait
+    /// out the refetch interval learn of it too.
+    unavailable: Option<OidcError>,
 }
 
 /// Why an identity provider's token was not accepted. The message is the 401's
-/// reason and never echoes the token.
-#[derive(Debug, thiserror::Error)]
+/// reason (or the 503's, when the provider's keys cannot be had) and never echoes the
+/// token.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum OidcError {
     #[error("the token header has no 'kid'")]
     NoKid,
     #[error("no key '{0}' in the identity provider's JWKS")]
     UnknownKey(String),
     #[error("fetching the identity provider's JWKS failed: {0}")]
-    JwksUnreachable(reqwest::Error),
+    JwksUnreachable(String),
     #[error("the identity provider's JWKS is not valid: {0}")]
-    JwksInvalid(reqwest::Error),
+    JwksInvalid(String),
     #[error("the token was refused: {0}")]
     Refused(jsonwebtoken::errors::Error),
     #[error("the token has no string 'sub'")]
     NoSubject,
+}
+
+impl OidcError {
+    /// The provider, not the token, is at fault: the caller may retry as it is.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::JwksUnreachable(_) | Self::JwksInvalid(_))
+    }
 }
 
 pub struct OidcVerifier {
@@ -108,19 +119,29 @@ impl OidcVerifier {
             .fetched_at
             .is_some_and(|t| t.elapsed() < REFETCH_MIN_INTERVAL)
         {
-            return Ok(());
+            return cache.unavailable.clone().map_or(Ok(()), Err);
         }
         cache.fetched_at = Some(Instant::now());
-        let set: JwkSet = self
-            .http
-            .get(&self.jwks_url)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(OidcError::JwksUnreachable)?
-            .json()
-            .await
-            .map_err(OidcError::JwksInvalid)?;
+        let fetched = async {
+            self.http
+                .get(&self.jwks_url)
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(|e| OidcError::JwksUnreachable(e.to_string()))?
+                .json::<JwkSet>()
+                .await
+                .map_err(|e| OidcError::JwksInvalid(e.to_string()))
+        };
+        let set = match fetched.await {
+            Ok(set) => set,
+            Err(e) => {
+                tracing::warn!(oidc.jwks_url = %self.jwks_url, error.cause = %e, "cannot fetch identity provider keys");
+                cache.unavailable = Some(e.clone());
+                return Err(e);
+            }
+        };
+        cache.unavailable = None;
         cache.keys = set
             .keys
             .iter()

@@ -99,7 +99,13 @@ impl TokenVerifier {
             let id = oidc
                 .verify(token, header.kid.as_deref())
                 .await
-                .map_err(|e| refused(&e.to_string()))?;
+                .map_err(|e| {
+                    if e.is_unavailable() {
+                        CoreError::IdentityProviderUnavailable(e.to_string())
+                    } else {
+                        refused(&e.to_string())
+                    }
+                })?;
             let roles = self
                 .rbac
                 .roles_for_groups(id.groups.iter().map(String::as_str));

@@ -122,6 +122,43 @@ async fn oidc_tokens_map_groups_to_roles() {
     );
 }
 
+/// An identity provider whose keys cannot be fetched is an outage (503, retry), not
+/// a bad token (401): clients must not throw their tokens away over it.
+#[tokio::test]
+async fn an_unreachable_identity_provider_is_a_503_not_a_401() {
+    let idp = FakeIdp::start().await;
+    // Nothing listens there: bind a port, then free it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let auth = AuthConfig {
+        oidc_issuer: Some(idp.issuer.clone()),
+        oidc_jwks_url: Some(format!("http://{closed}/jwks")),
+        oidc_audience: Some("strata-prod".into()),
+        oidc_groups_claim: "cognito:groups".into(),
+        ..AuthConfig::default()
+    };
+    let app = TestApp::builder().auth(auth).spawn().await;
+    let token = idp
+        .token(json!({"sub": "fiona", "aud": "strata-prod", "cognito:groups": ["strata-finance"]}));
+    // The second ask falls within the refetch interval: it must not read as "no such key".
+    for attempt in ["first", "within the refetch interval"] {
+        let r = app.get("/api/v1/me", &token).await;
+        assert_eq!(
+            r.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{attempt}: {}",
+            r.body
+        );
+        assert_eq!(r.code(), "identity_provider_unavailable", "{attempt}");
+    }
+    // Strata's own tokens do not depend on the provider.
+    assert_eq!(
+        app.get("/api/v1/me", &app.admin).await.status,
+        StatusCode::OK
+    );
+}
+
 /// `GET /api/v1/auth/cli` tells `strata login` how to sign in, without a token; without
 /// a CLI client it says so (404), and the CLI falls back to a pasted token.
 #[tokio::test]
