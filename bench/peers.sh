@@ -118,7 +118,6 @@ RSS[nginx]=$(hwm "$(cat "$work/pass.pid")" $(pgrep -P "$(cat "$work/pass.pid")")
 RSS[strata]=$(hwm "$proxy_pid")
 RSS[litellm]=$(hwm ${PEER_PIDS[litellm]})
 RSS[portkey]=$(hwm ${PEER_PIDS[portkey]})
-median() { tr ' ' '\n' | sed '/^$/d' | sort -n | awk '{r[NR] = $1} END {printf "%.1f", (NR % 2) ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2}'; }
 
 echo
 echo "added latency at c=1 (p50 and p99 above direct), throughput at c=64 (the median of $ROUNDS alternated rounds) and peak RSS, each also as a ratio to nginx proxy_pass:"

@@ -103,7 +103,7 @@ for mode in $MODES; do
     echo "$mode: added p99 at c=1 (strata - direct) ${added} ms (target <= 0.2)"
   fi
   if [[ -n "${RATIOS[$mode.64]:-}" ]]; then
-    ratio=$(tr ' ' '\n' <<<"${RATIOS[$mode.64]}" | sed '/^$/d' | sort -n | awk '{r[NR] = $1} END {print (NR % 2) ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2}')
+    ratio=$(median <<<"${RATIOS[$mode.64]}")
     runs=$(tr ' ' '\n' <<<"${RATIOS[$mode.64]}" | sed '/^$/d; s/$/%/' | paste -sd, | sed 's/,/, /g')
     echo "$mode: throughput at c=64 ${ratio}% of nginx proxy_pass, the median of alternated runs ${runs} (target >= 70%)"
   fi

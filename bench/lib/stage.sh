@@ -199,3 +199,6 @@ header() {
   echo "| path         | mode   |   c |    req/s | p50 (ms) | p99 (ms) | proxy CPU | of it sys | idle/steal % |"
   echo "| ---          | ---    | --- |      --- |      --- |      --- |       --- |       --- |          --- |"
 }
+
+# median: the median of the numbers on stdin (space or newline separated).
+median() { tr ' ' '\n' | sed '/^$/d' | sort -n | awk '{r[NR] = $1} END {print (NR % 2) ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2}'; }

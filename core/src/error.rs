@@ -39,6 +39,13 @@ impl CoreError {
     }
 }
 
+/// A stored secret that cannot be opened is strata's fault, never the caller's.
+impl From<crate::keys::SealError> for CoreError {
+    fn from(err: crate::keys::SealError) -> Self {
+        CoreError::Internal(err.to_string())
+    }
+}
+
 impl From<sea_orm::DbErr> for CoreError {
     fn from(err: sea_orm::DbErr) -> Self {
         if crate::store::is_unavailable(&err) {

@@ -116,7 +116,7 @@ impl LocalIssuer {
         if KeyEncryptionKey::is_sealed(&row.private_key) {
             return kek
                 .open(&row.kid, &row.private_key)
-                .map_err(|e| CoreError::Internal(e.to_string()));
+                .map_err(CoreError::from);
         }
         let der = STANDARD
             .decode(&row.private_key)

@@ -210,10 +210,7 @@ impl ApiKeyIssuer {
             .one(db)
             .await?
             .ok_or_else(|| CoreError::Internal(format!("signing key '{kid}' vanished")))?;
-        let der = self
-            .kek
-            .open(&kid, &row.private_key)
-            .map_err(|e| CoreError::Internal(e.to_string()))?;
+        let der = self.kek.open(&kid, &row.private_key)?;
         let key = EncodingKey::from_ed_der(&der);
         if let Ok(mut cache) = self.cache.lock() {
             *cache = Some((kid.clone(), key.clone()));

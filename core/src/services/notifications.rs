@@ -806,8 +806,7 @@ impl Services {
             .secret
             .as_deref()
             .map(|sealed| kek.open(&destination.id.to_string(), sealed))
-            .transpose()
-            .map_err(|e| CoreError::Internal(e.to_string()))?;
+            .transpose()?;
         let now = self.clock.now();
         let outcome = send(http, policy, destination, secret.as_deref(), event, now).await;
         let key = (event.id, destination.id);
