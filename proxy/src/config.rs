@@ -64,8 +64,9 @@ pub struct ProxyConfig {
     /// Largest request body accepted, in bytes (images inline make bodies large).
     #[arg(long = "proxy-max-body", env = "STRATA_PROXY_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub proxy_max_body_bytes: usize,
-    /// Redis for rate limits and budgets shared by every proxy replica
-    /// (`redis://host:6379/0`). Unset: counted in this process (right for one proxy).
+    /// Redis for rate limits and budgets shared by every proxy replica, and for the
+    /// owners of new Responses ids (`redis://host:6379/0`). Unset: counted in this
+    /// process (right for one proxy).
     #[arg(long = "redis-url", env = "STRATA_REDIS_URL")]
     pub redis_url: Option<Secret>,
     /// Prefix of strata's Redis keys (several installations can share one Redis).

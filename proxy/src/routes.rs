@@ -75,7 +75,8 @@ pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpList
 }
 
 /// Serves until `shutdown`, finishing in-flight requests and streams, then flushes
-/// metered usage (retrying for up to 10 s) before returning.
+/// metered usage and responses' owners (retrying for up to 10 s each) before
+/// returning.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ProxyState,
@@ -101,6 +102,13 @@ pub async fn serve(
     .await;
     let _ = background.await;
     responses::release_pending(&state).await;
+    // Owners not yet with the control plane: other replicas need them after this one.
+    if tokio::time::timeout(Duration::from_secs(10), state.responses.flush())
+        .await
+        .is_err()
+    {
+        tracing::error!("stopped before the control plane took every response's owner");
+    }
     meter_stop.cancel();
     let _ = metering.await;
     follow.abort();

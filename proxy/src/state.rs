@@ -16,7 +16,7 @@ use crate::limits::{LimitStore, Limiter, LocalStore, RedisStore, SpendBaselines}
 use crate::limits::{Prices, Reservation};
 use crate::metering::Meter;
 use crate::metrics::ProxyMetrics;
-use crate::registry::ResponseRegistry;
+use crate::registry::{ResponseRegistry, SharedOwners};
 use crate::upstream::UpstreamClient;
 use crate::{KeyVerifier, Policy, SnapshotFollower};
 
@@ -63,9 +63,13 @@ impl Proxy {
             Duration::from_secs(settings.config.upstream_idle_timeout_secs),
         )?;
         let config = &settings.config;
-        let store: Arc<dyn LimitStore> = match &config.redis_url {
-            Some(url) => Arc::new(RedisStore::new(url.expose(), &config.redis_key_prefix)?),
-            None => Arc::new(LocalStore::new()),
+        let (store, shared_owners): (Arc<dyn LimitStore>, _) = match &config.redis_url {
+            Some(url) => {
+                let redis = RedisStore::new(url.expose(), &config.redis_key_prefix)?;
+                let owners = SharedOwners::new(redis.connection(), &config.redis_key_prefix);
+                (Arc::new(redis), Some(owners))
+            }
+            None => (Arc::new(LocalStore::new()), None),
         };
         let limiter = Arc::new(Limiter::new(
             store,
@@ -76,22 +80,29 @@ impl Proxy {
             ),
             config.limits_on_store_error,
         ));
+        let responses = ResponseRegistry::new(
+            control.clone(),
+            &settings.control_plane_url,
+            settings.credential.clone(),
+            shared_owners,
+        );
         let metrics = ProxyMetrics::new();
-        let errors = limiter.errors.clone();
+        let (errors, dropped) = (limiter.errors.clone(), responses.dropped.clone());
         metrics.register(|r| {
             r.register(
                 "limits_store_errors",
                 "Reservations or settlements the limits store (Redis) failed",
                 errors,
-            )
+            );
+            r.register(
+                "response_records_dropped",
+                "Responses' owners given up after the control plane refused them for too long",
+                dropped,
+            );
         });
         Ok(Self {
             limiter,
-            responses: ResponseRegistry::new(
-                control.clone(),
-                &settings.control_plane_url,
-                settings.credential.clone(),
-            ),
+            responses,
             instance: strata_contract::lease_owner(),
             pending: std::sync::Mutex::new(HashMap::new()),
             verifier: KeyVerifier::new(

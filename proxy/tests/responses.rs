@@ -369,7 +369,8 @@ async fn a_model_served_under_openai_v1_is_called_there_on_every_route() {
 }
 
 /// Creates at the same time share the control-plane request that records their
-/// owners; each id is known (to its own project only) once its create has answered.
+/// owners; each id is usable (by its own project only) as soon as its create has
+/// answered, and the control plane has it a moment later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creates_record_their_owners_in_groups() {
     let w = world().await;
@@ -389,13 +390,34 @@ async fn concurrent_creates_record_their_owners_in_groups() {
         }
     });
     let ids = futures_util::future::join_all(creates).await;
+    let r = w
+        .send(
+            w.client
+                .get(format!("{}/v1/responses/{}", w.base, ids[39]))
+                .bearer_auth(&key),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
     let token = w.app.state.proxy_token.expose().to_owned();
     for id in &ids {
-        let r = w
-            .app
-            .get(&format!("/internal/v1/proxy/responses/{id}"), &token)
-            .await;
-        assert_eq!(r.body["project_id"], mine.to_string(), "{id}: {}", r.body);
+        let started = Instant::now();
+        loop {
+            let r = w
+                .app
+                .get(&format!("/internal/v1/proxy/responses/{id}"), &token)
+                .await;
+            if r.status == 200 {
+                assert_eq!(r.body["project_id"], mine.to_string(), "{id}: {}", r.body);
+                break;
+            }
+            assert!(
+                r.status == 404 && started.elapsed() < Duration::from_secs(3),
+                "{id}: {} {}",
+                r.status,
+                r.body
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     // Another project's key cannot read them.
     let r = w
@@ -428,4 +450,123 @@ async fn concurrent_creates_record_their_owners_in_groups() {
         (1..40).contains(&groups),
         "40 creates recorded in {groups} requests"
     );
+}
+
+/// A second proxy following the world's control plane and Mantle, with `config`, once
+/// its snapshot has `projects`.
+async fn second_replica(
+    w: &World,
+    config: ProxyConfig,
+    projects: &[Uuid],
+) -> (String, tokio_util::sync::CancellationToken) {
+    let (proxy, base, shutdown, _) = start_proxy(
+        &w.app.url(""),
+        w.app.state.proxy_token.clone(),
+        &w.mantle,
+        config,
+    )
+    .await;
+    let started = Instant::now();
+    while !proxy
+        .follower
+        .current()
+        .is_some_and(|p| projects.iter().all(|id| p.projects.contains_key(id)))
+    {
+        assert!(started.elapsed() < Duration::from_secs(5), "no snapshot");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (base, shutdown)
+}
+
+/// A new response's id, created through the world's proxy.
+async fn create(w: &World, key: &str) -> String {
+    let r = w
+        .send(
+            w.client
+                .post(format!("{}/v1/responses", w.base))
+                .bearer_auth(key)
+                .json(&json!({"model": OSS, "input": "hi"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["id"].as_str().unwrap().to_owned()
+}
+
+/// Reads response `id` through the proxy at `base` with `key`, and continues it.
+async fn read_and_continue(w: &World, base: &str, key: &str, id: &str) -> (u16, u16) {
+    let read = w
+        .send(
+            w.client
+                .get(format!("{base}/v1/responses/{id}"))
+                .bearer_auth(key),
+        )
+        .await;
+    let next = w
+        .send(
+            w.client
+                .post(format!("{base}/v1/responses"))
+                .bearer_auth(key)
+                .json(&json!({"model": OSS, "input": "more", "previous_response_id": id})),
+        )
+        .await;
+    (read.status.as_u16(), next.status.as_u16())
+}
+
+/// Without Redis the control plane learns an owner a few milliseconds after the create
+/// answers: another replica asked at once looks again before it says 404, so the id
+/// works there straight away, and still only for its own project.
+#[tokio::test]
+async fn an_id_fresh_from_one_replica_works_at_once_on_another_without_redis() {
+    let w = world().await;
+    let (mine, key) = w.responses_project("fresh-a", json!({})).await;
+    let (theirs, other) = w.responses_project("fresh-b", json!({})).await;
+    let (b, _stop) = second_replica(&w, ProxyConfig::default(), &[mine, theirs]).await;
+    // Both keys verified on B already, so nothing but the owner is looked up below.
+    for k in [&key, &other] {
+        let r = w
+            .send(w.client.get(format!("{b}/v1/models")).bearer_auth(k))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let id = &create(&w, &key).await;
+    assert_eq!(read_and_continue(&w, &b, &key, id).await, (200, 200));
+    assert_eq!(read_and_continue(&w, &b, &other, id).await, (404, 404));
+}
+
+/// With Redis the owner is written there before the id leaves the proxy, so every
+/// replica sharing it knows the id without the control plane.
+#[tokio::test]
+async fn with_redis_a_new_owner_is_in_redis_before_the_client_has_the_id() {
+    let redis_url =
+        std::env::var("STRATA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("strata-test-{}", Uuid::now_v7());
+    let config = || ProxyConfig {
+        redis_url: Some(strata_core::config::Secret::new(redis_url.clone())),
+        redis_key_prefix: prefix.clone(),
+        ..ProxyConfig::default()
+    };
+    let w = world_with(config()).await;
+    let (mine, key) = w.responses_project("shared-a", json!({})).await;
+    let (theirs, other) = w.responses_project("shared-b", json!({})).await;
+    let (b, _stop) = second_replica(&w, config(), &[mine, theirs]).await;
+    let id = &create(&w, &key).await;
+    let client = redis::Client::open(redis_url.as_str()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let owner: Option<String> = redis::cmd("GET")
+        .arg(format!("{prefix}:response:{id}"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(owner, Some(format!("{mine} {OSS}")));
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!("{prefix}:response:{id}"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(
+        (3000..=3600).contains(&ttl),
+        "kept an hour, for the control plane's copy to land: {ttl}"
+    );
+    assert_eq!(read_and_continue(&w, &b, &key, id).await, (200, 200));
+    assert_eq!(read_and_continue(&w, &b, &other, id).await, (404, 404));
 }

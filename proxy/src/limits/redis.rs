@@ -214,6 +214,11 @@ impl RedisStore {
         })
     }
 
+    /// The multiplexed connection, for other shared state (response owners).
+    pub fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+
     fn rate_key(&self, limits: &Limits, scope: &str, kind: &str, minute: i64) -> String {
         format!(
             "{}:{{{}}}:{scope}:{kind}:{minute}",

@@ -4,9 +4,10 @@
 //!
 //! Rules on top of Mantle's: only models the catalog marks as serving the Responses
 //! API; for a zero-data-retention project, AWS's rule for Mantle mode `none` applied
-//! before Mantle does (`store=false` only, no `background`); and tenant isolation — strata records which project created each response
-//! id, and an id (or a `previous_response_id`) of another project, or one strata never
-//! saw, is a 404 that never reaches Mantle.
+//! before Mantle does (`store=false` only, no `background`); and tenant isolation:
+//! strata records which project created each response id (`crate::registry`), and an
+//! id (or a `previous_response_id`) of another project, or one strata never saw, is a
+//! 404 that never reaches Mantle.
 
 mod events;
 mod follower;
@@ -342,9 +343,9 @@ impl NewResponse {
         }
     }
 
-    /// Records the response's owner with the control plane (before its id reaches
-    /// the client); a background response is also followed by this replica until it
-    /// finishes, holding its reservation.
+    /// Records the response's owner (before its id reaches the client); a background
+    /// response is also followed by this replica until it finishes, holding its
+    /// reservation.
     async fn register(
         &self,
         id: &str,
@@ -373,9 +374,10 @@ impl NewResponse {
             );
         }
         if let Err(e) = self.state.responses.record(&record).await {
-            // The answer goes out anyway (Mantle has done the work), but other
-            // replicas will not know the id, and a background response goes unmetered.
-            tracing::error!(response.id = %id, project.id = %self.project, error.cause = %e, "cannot record a response's owner with the control plane");
+            // The answer goes out anyway (Mantle has done the work); the record stays
+            // queued, so other replicas learn the id and a background response is
+            // metered once the control plane takes it.
+            tracing::error!(response.id = %id, project.id = %self.project, error.cause = %e, "cannot record a response's owner with the control plane yet");
         }
     }
 }

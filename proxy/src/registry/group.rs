@@ -1,0 +1,349 @@
+//! Sends response records to the control plane in groups, off the request path: one
+//! request carries every record queued during the last few milliseconds (or while
+//! the previous request was on its way). A record someone waits for (a background
+//! response, which the control plane hands to a follower) is sent at once.
+//!
+//! A group the control plane does not take is kept and tried again, with a growing
+//! pause, so an outage delays records instead of losing them; only past
+//! `max_unsent` records are the oldest given up (and counted).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use strata_contract::{MAX_RESPONSE_BATCH, ResponseBatch, ResponseRecord, Secret};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::{RegistryError, authorized};
+
+/// How long a record waits for others to share its request.
+const GATHER: Duration = Duration::from_millis(10);
+/// Attempts per group before its waiters are told it failed.
+const RECORD_ATTEMPTS: u32 = 3;
+/// Records kept while the control plane does not take them (an entry is ~200 bytes).
+pub(super) const MAX_UNSENT: usize = 200_000;
+/// The longest pause between tries while the control plane refuses or is away.
+const MAX_PAUSE: Duration = Duration::from_secs(5);
+
+/// What the sender is asked to do.
+pub(super) enum Message {
+    /// Send this record; `done`, when some creation waits for the outcome.
+    Record {
+        record: ResponseRecord,
+        done: Option<oneshot::Sender<Result<(), RegistryError>>>,
+    },
+    /// Send everything queued now, then answer (after one group's attempts at most).
+    Flush(oneshot::Sender<()>),
+}
+
+struct Queued {
+    record: ResponseRecord,
+    done: Option<oneshot::Sender<Result<(), RegistryError>>>,
+}
+
+pub(super) struct GroupSender {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub credential: Secret,
+    /// Records kept at most while the control plane does not take them.
+    pub max_unsent: usize,
+    pub dropped: Counter,
+}
+
+impl GroupSender {
+    pub async fn run(self, mut queue: mpsc::UnboundedReceiver<Message>) {
+        let mut group: VecDeque<Queued> = VecDeque::new();
+        let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut failures: u32 = 0;
+        let mut open = true;
+        while open || !group.is_empty() {
+            let mut urgent = !flushes.is_empty() || group.iter().any(|q| q.done.is_some());
+            if group.is_empty() && flushes.is_empty() {
+                match queue.recv().await {
+                    Some(m) => urgent = take(m, &mut group, &mut flushes),
+                    None => break,
+                }
+            }
+            // Wait a little for company unless someone waits for this group.
+            let deadline = Instant::now() + GATHER;
+            while open && !urgent && group.len() < MAX_RESPONSE_BATCH {
+                match tokio::time::timeout_at(deadline, queue.recv()).await {
+                    Ok(Some(m)) => urgent = take(m, &mut group, &mut flushes),
+                    Ok(None) => open = false,
+                    Err(_) => break,
+                }
+            }
+            while group.len() < MAX_RESPONSE_BATCH {
+                match queue.try_recv() {
+                    Ok(m) => {
+                        take(m, &mut group, &mut flushes);
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                }
+            }
+            if group.is_empty() {
+                answer(&mut flushes);
+                continue;
+            }
+            let n = group.len().min(MAX_RESPONSE_BATCH);
+            let records = group.iter().take(n).map(|q| q.record.clone()).collect();
+            match self.record_all(records).await {
+                Ok(()) => {
+                    failures = 0;
+                    for q in group.drain(..n) {
+                        if let Some(done) = q.done {
+                            // The creation may have been dropped (its client left).
+                            let _ = done.send(Ok(()));
+                        }
+                    }
+                    if group.is_empty() {
+                        answer(&mut flushes);
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::error!(records = group.len(), error.cause = %e, "the control plane did not take the responses' owners; they are kept and retried");
+                    for q in group.iter_mut().take(n) {
+                        if let Some(done) = q.done.take() {
+                            let _ = done.send(Err(e.clone()));
+                        }
+                    }
+                    while group.len() > self.max_unsent {
+                        group.pop_front();
+                        self.dropped.inc();
+                    }
+                    // A flush (at shutdown) does not wait out an outage.
+                    answer(&mut flushes);
+                    if !open {
+                        break;
+                    }
+                    let pause = Duration::from_millis(100)
+                        .saturating_mul(2u32.saturating_pow(failures.min(6)))
+                        .min(MAX_PAUSE);
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+        if !group.is_empty() {
+            tracing::error!(
+                records = group.len(),
+                "stopping with responses' owners the control plane never took"
+            );
+        }
+        answer(&mut flushes);
+    }
+
+    /// One request for the group, retried briefly.
+    async fn record_all(&self, records: Vec<ResponseRecord>) -> Result<(), RegistryError> {
+        let batch = ResponseBatch { records };
+        let url = format!("{}/batch", self.base);
+        let mut last = String::new();
+        for attempt in 0..RECORD_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+            }
+            let sent = authorized(self.http.post(&url).json(&batch), &self.credential)
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => return Ok(()),
+                // A control plane older than this proxy: one record at a time.
+                Ok(r) if matches!(r.status().as_u16(), 404 | 405) => {
+                    return self.record_each(&batch.records).await;
+                }
+                Ok(r) => last = format!("HTTP {}", r.status().as_u16()),
+                Err(e) => last = e.without_url().to_string(),
+            }
+        }
+        Err(RegistryError::Unavailable(last))
+    }
+
+    async fn record_each(&self, records: &[ResponseRecord]) -> Result<(), RegistryError> {
+        for record in records {
+            let r = authorized(self.http.post(&self.base).json(record), &self.credential)
+                .send()
+                .await
+                .map_err(|e| RegistryError::Unavailable(e.without_url().to_string()))?;
+            if !r.status().is_success() {
+                return Err(RegistryError::Unavailable(format!(
+                    "HTTP {}",
+                    r.status().as_u16()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Queues `message`; true when someone waits for its outcome.
+fn take(
+    message: Message,
+    group: &mut VecDeque<Queued>,
+    flushes: &mut Vec<oneshot::Sender<()>>,
+) -> bool {
+    match message {
+        Message::Record { record, done } => {
+            let waited = done.is_some();
+            group.push_back(Queued { record, done });
+            waited
+        }
+        Message::Flush(done) => {
+            flushes.push(done);
+            true
+        }
+    }
+}
+
+fn answer(flushes: &mut Vec<oneshot::Sender<()>>) {
+    for done in flushes.drain(..) {
+        let _ = done.send(());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::Json;
+    use axum::extract::State;
+    use axum::http::StatusCode;
+    use strata_contract::ResponseBatch;
+    use uuid::Uuid;
+
+    use super::*;
+
+    /// A control plane whose batch route refuses the first `refuse` requests, then
+    /// keeps what it is sent, one entry per request.
+    #[derive(Clone, Default)]
+    struct ControlPlane {
+        refuse: Arc<Mutex<usize>>,
+        batches: Arc<Mutex<Vec<Vec<String>>>>,
+    }
+
+    async fn batch(State(cp): State<ControlPlane>, Json(b): Json<ResponseBatch>) -> StatusCode {
+        {
+            let mut refuse = cp.refuse.lock().unwrap();
+            if *refuse > 0 {
+                *refuse -= 1;
+                return StatusCode::SERVICE_UNAVAILABLE;
+            }
+        }
+        let ids = b.records.into_iter().map(|r| r.id).collect();
+        cp.batches.lock().unwrap().push(ids);
+        StatusCode::NO_CONTENT
+    }
+
+    async fn start(
+        refuse: usize,
+        max_unsent: usize,
+    ) -> (ControlPlane, mpsc::UnboundedSender<Message>, Counter) {
+        let cp = ControlPlane::default();
+        *cp.refuse.lock().unwrap() = refuse;
+        let app = axum::Router::new()
+            .route("/r/batch", axum::routing::post(batch))
+            .with_state(cp.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/r", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let dropped = Counter::default();
+        let sender = GroupSender {
+            http: reqwest::Client::new(),
+            base,
+            credential: Secret::new("proxy-credential"),
+            max_unsent,
+            dropped: dropped.clone(),
+        };
+        let (queue, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(sender.run(receiver));
+        (cp, queue, dropped)
+    }
+
+    fn record(id: &str) -> ResponseRecord {
+        ResponseRecord {
+            id: id.into(),
+            project_id: Uuid::now_v7(),
+            key_id: Uuid::now_v7(),
+            model: "openai.gpt-oss-20b".into(),
+            background: false,
+            status: "completed".into(),
+            metered: true,
+            claimed_by: None,
+        }
+    }
+
+    async fn flush(queue: &mpsc::UnboundedSender<Message>) {
+        let (done, flushed) = oneshot::channel();
+        queue.send(Message::Flush(done)).unwrap();
+        flushed.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn records_nobody_waits_for_share_one_request() {
+        let (cp, queue, _) = start(0, MAX_UNSENT).await;
+        for i in 0..50 {
+            let record = record(&format!("resp_{i}"));
+            queue.send(Message::Record { record, done: None }).unwrap();
+        }
+        flush(&queue).await;
+        let batches = cp.batches.lock().unwrap().clone();
+        assert_eq!(batches.len(), 1, "{batches:?}");
+        assert_eq!(batches[0].len(), 50);
+    }
+
+    #[tokio::test]
+    async fn a_group_the_control_plane_refuses_is_kept_and_lands_later() {
+        // Three refusals: the first group's every attempt.
+        let (cp, queue, dropped) = start(RECORD_ATTEMPTS as usize, MAX_UNSENT).await;
+        let (done, outcome) = oneshot::channel();
+        let record = record("resp_waited");
+        queue
+            .send(Message::Record {
+                record,
+                done: Some(done),
+            })
+            .unwrap();
+        let told = outcome.await.unwrap();
+        assert!(
+            matches!(told, Err(RegistryError::Unavailable(ref e)) if e == "HTTP 503"),
+            "{told:?}"
+        );
+        queue
+            .send(Message::Record {
+                record: self::record("resp_later"),
+                done: None,
+            })
+            .unwrap();
+        let started = std::time::Instant::now();
+        loop {
+            let landed: Vec<String> = cp.batches.lock().unwrap().concat();
+            if landed.len() == 2 {
+                assert_eq!(landed, ["resp_waited", "resp_later"]);
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "never landed: {landed:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(dropped.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn past_the_limit_of_unsent_records_the_oldest_are_given_up_and_counted() {
+        let (cp, queue, dropped) = start(usize::MAX, 5).await;
+        for i in 0..8 {
+            let record = record(&format!("resp_{i}"));
+            queue.send(Message::Record { record, done: None }).unwrap();
+        }
+        // Answered once the group's attempts failed.
+        flush(&queue).await;
+        assert_eq!(dropped.get(), 3);
+        assert!(cp.batches.lock().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,282 @@
+//! Who owns each Responses API id, as the proxy uses it: record a new response, look
+//! up the project that owns an id (cached: an id never changes hands), claim
+//! background responses to follow, and report one finished.
+//!
+//! Recording stays off the request path. The creating replica knows the owner at
+//! once; with Redis configured every replica does (the owner is written there before
+//! the id leaves the proxy); the control plane's copy follows in groups of the
+//! records of the last few milliseconds. A replica that does not know an id asks
+//! once more after the groups have had time to land before it answers 404, so an id
+//! fresh from another replica is found and a foreign one never is. A background
+//! response still waits for the control plane, which hands it to a follower.
+
+mod group;
+mod shared;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use strata_contract::Secret;
+use strata_contract::{ResponseClaim, ResponseCompletion, ResponseRecord};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use self::group::{GroupSender, Message};
+pub use self::shared::SharedOwners;
+
+/// Owners remembered per process (an entry is ~100 bytes).
+const MAX_CACHED_OWNERS: usize = 100_000;
+/// How long a replica waits before asking again about an id the control plane does
+/// not know: longer than a group takes to land.
+const RECHECK_UNKNOWN: Duration = Duration::from_millis(250);
+
+/// Who created a response: the project, and the model (whose Mantle prefix later
+/// calls on the id go to).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub project: Uuid,
+    pub model: Arc<str>,
+}
+
+pub struct ResponseRegistry {
+    http: reqwest::Client,
+    base: String,
+    credential: Secret,
+    owners: RwLock<HashMap<String, Owner>>,
+    /// Owners in the Redis the replicas share, when one is configured.
+    shared: Option<SharedOwners>,
+    /// To the task that sends records in groups (started with the first record).
+    pending: std::sync::OnceLock<mpsc::UnboundedSender<Message>>,
+    /// Records given up after the control plane refused them for too long.
+    pub dropped: Counter,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RegistryError {
+    #[error("the control plane does not know this response")]
+    Unknown,
+    #[error("cannot reach the control plane: {0}")]
+    Unavailable(String),
+    #[error("the control plane would refuse this record: {0}")]
+    Invalid(String),
+}
+
+impl ResponseRegistry {
+    pub fn new(
+        http: reqwest::Client,
+        control_plane: &str,
+        credential: Secret,
+        shared: Option<SharedOwners>,
+    ) -> Self {
+        Self {
+            http,
+            base: format!(
+                "{}/internal/v1/proxy/responses",
+                control_plane.trim_end_matches('/')
+            ),
+            credential,
+            owners: RwLock::new(HashMap::new()),
+            shared,
+            pending: std::sync::OnceLock::new(),
+            dropped: Counter::default(),
+        }
+    }
+
+    fn remember(&self, record: &ResponseRecord) {
+        let owner = Owner {
+            project: record.project_id,
+            model: Arc::from(record.model.as_str()),
+        };
+        self.remember_owner(&record.id, &owner);
+    }
+
+    fn remember_owner(&self, id: &str, owner: &Owner) {
+        if let Ok(mut owners) = self.owners.write() {
+            if owners.len() >= MAX_CACHED_OWNERS {
+                owners.clear();
+            }
+            owners.insert(id.to_owned(), owner.clone());
+        }
+    }
+
+    async fn call(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RegistryError> {
+        authorized(request, &self.credential)
+            .send()
+            .await
+            .map_err(|e| RegistryError::Unavailable(e.without_url().to_string()))
+    }
+
+    /// Records a new response's owner before its id reaches the client. This replica
+    /// knows it at once, and so does every replica sharing a Redis; the control plane
+    /// is told in the next group, which only a background response waits for.
+    pub async fn record(&self, record: &ResponseRecord) -> Result<(), RegistryError> {
+        // One record the control plane refuses would fail its whole group.
+        record.validate().map_err(|problems| {
+            let fields: Vec<String> = problems
+                .iter()
+                .map(|p| format!("{}: {}", p.field, p.message))
+                .collect();
+            RegistryError::Invalid(fields.join("; "))
+        })?;
+        self.remember(record);
+        let mut wait = record.background;
+        if !wait
+            && let Some(shared) = &self.shared
+            && let Err(e) = shared.insert(record).await
+        {
+            // Other replicas must still find the id: wait for the control plane.
+            tracing::warn!(error.cause = %e, "cannot write a response's owner to Redis");
+            wait = true;
+        }
+        if !wait {
+            return self.send(Message::Record {
+                record: record.clone(),
+                done: None,
+            });
+        }
+        let (done, outcome) = oneshot::channel();
+        self.send(Message::Record {
+            record: record.clone(),
+            done: Some(done),
+        })?;
+        outcome.await.unwrap_or_else(|_| Err(stopping()))
+    }
+
+    /// Sends what is queued for the control plane and waits for it (after one
+    /// group's attempts at most): for a proxy that is stopping.
+    pub async fn flush(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.send(Message::Flush(done)).is_ok() {
+            let _ = flushed.await;
+        }
+    }
+
+    fn send(&self, message: Message) -> Result<(), RegistryError> {
+        let sender = self.pending.get_or_init(|| {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            let group = GroupSender {
+                http: self.http.clone(),
+                base: self.base.clone(),
+                credential: self.credential.clone(),
+                max_unsent: group::MAX_UNSENT,
+                dropped: self.dropped.clone(),
+            };
+            tokio::spawn(group.run(receiver));
+            sender
+        });
+        sender.send(message).map_err(|_| stopping())
+    }
+
+    /// The project that created response `id`, and with which model.
+    pub async fn owner(&self, id: &str) -> Result<Owner, RegistryError> {
+        if let Some(owner) = self.owners.read().ok().and_then(|o| o.get(id).cloned()) {
+            return Ok(owner);
+        }
+        if let Some(shared) = &self.shared {
+            match shared.get(id).await {
+                Ok(Some(owner)) => {
+                    self.remember_owner(id, &owner);
+                    return Ok(owner);
+                }
+                Ok(None) => {}
+                // The control plane has every owner too.
+                Err(e) => {
+                    tracing::warn!(error.cause = %e, "cannot read a response's owner from Redis")
+                }
+            }
+        }
+        match self.ask(id).await {
+            // Perhaps created on another replica a moment ago, its group still on its way.
+            Err(RegistryError::Unknown) => {
+                tokio::time::sleep(RECHECK_UNKNOWN).await;
+                self.ask(id).await
+            }
+            found => found,
+        }
+    }
+
+    /// The control plane's answer about `id`.
+    async fn ask(&self, id: &str) -> Result<Owner, RegistryError> {
+        // Ids reach this only after the proxy checked them (letters, digits, _ and -).
+        let response = self
+            .call(self.http.get(format!("{}/{id}", self.base)))
+            .await?;
+        match response.status() {
+            s if s.is_success() => {
+                let record: ResponseRecord = response
+                    .json()
+                    .await
+                    .map_err(|e| RegistryError::Unavailable(e.without_url().to_string()))?;
+                self.remember(&record);
+                Ok(Owner {
+                    project: record.project_id,
+                    model: Arc::from(record.model.as_str()),
+                })
+            }
+            reqwest::StatusCode::NOT_FOUND => Err(RegistryError::Unknown),
+            s => Err(RegistryError::Unavailable(format!("HTTP {}", s.as_u16()))),
+        }
+    }
+
+    /// Background responses for this replica to follow (its own first; others' once
+    /// their claims lapse).
+    pub async fn claim(&self, claim: &ResponseClaim) -> Result<Vec<ResponseRecord>, RegistryError> {
+        let response = self
+            .call(self.http.post(format!("{}/claim", self.base)).json(claim))
+            .await?;
+        read_json(response).await
+    }
+
+    /// Reports a finished background response; true when this report metered it.
+    pub async fn complete(
+        &self,
+        id: &str,
+        completion: &ResponseCompletion,
+    ) -> Result<bool, RegistryError> {
+        #[derive(serde::Deserialize)]
+        struct Applied {
+            applied: bool,
+        }
+        let response = self
+            .call(
+                self.http
+                    .post(format!("{}/{id}/complete", self.base))
+                    .json(completion),
+            )
+            .await?;
+        read_json::<Applied>(response).await.map(|a| a.applied)
+    }
+}
+
+/// A successful answer's JSON body; anything else means the control plane is not
+/// available to this proxy now.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+) -> Result<T, RegistryError> {
+    if !response.status().is_success() {
+        return Err(RegistryError::Unavailable(format!(
+            "HTTP {}",
+            response.status().as_u16()
+        )));
+    }
+    response
+        .json()
+        .await
+        .map_err(|e| RegistryError::Unavailable(e.without_url().to_string()))
+}
+
+/// A request to the control plane with the proxy's credential and its timeout.
+fn authorized(request: reqwest::RequestBuilder, credential: &Secret) -> reqwest::RequestBuilder {
+    request
+        .bearer_auth(credential.expose())
+        .timeout(Duration::from_secs(5))
+}
+
+fn stopping() -> RegistryError {
+    RegistryError::Unavailable("the proxy is stopping".into())
+}
