@@ -3,12 +3,12 @@
 //! background responses to follow, and report one finished.
 //!
 //! Recording stays off the request path. The creating replica knows the owner at
-//! once; with Redis configured every replica does (the owner is written there before
-//! the id leaves the proxy); the control plane's copy follows in groups of the
-//! records of the last few milliseconds. A replica that does not know an id asks
-//! once more after the groups have had time to land before it answers 404, so an id
-//! fresh from another replica is found and a foreign one never is. A background
-//! response still waits for the control plane, which hands it to a follower.
+//! once; the others learn it from Redis (when configured) within a round trip, and
+//! from the control plane's copy, which follows in groups of the records of the last
+//! few milliseconds. A replica that does not know an id looks once more after those
+//! have had time to land before it answers 404, so an id fresh from another replica
+//! is found and a foreign one never is. A background response still waits for the
+//! control plane, which hands it to a follower.
 
 mod group;
 mod shared;
@@ -112,8 +112,9 @@ impl ResponseRegistry {
     }
 
     /// Records a new response's owner before its id reaches the client. This replica
-    /// knows it at once, and so does every replica sharing a Redis; the control plane
-    /// is told in the next group, which only a background response waits for.
+    /// knows it at once; Redis (when configured) and the control plane are told off
+    /// the request path. Only a background response waits for the control plane,
+    /// which hands it to a follower.
     pub async fn record(&self, record: &ResponseRecord) -> Result<(), RegistryError> {
         // One record the control plane refuses would fail its whole group.
         record.validate().map_err(|problems| {
@@ -124,16 +125,10 @@ impl ResponseRegistry {
             RegistryError::Invalid(fields.join("; "))
         })?;
         self.remember(record);
-        let mut wait = record.background;
-        if !wait
-            && let Some(shared) = &self.shared
-            && let Err(e) = shared.insert(record).await
-        {
-            // Other replicas must still find the id: wait for the control plane.
-            tracing::warn!(error.cause = %e, "cannot write a response's owner to Redis");
-            wait = true;
+        if let Some(shared) = &self.shared {
+            shared.insert(record);
         }
-        if !wait {
+        if !record.background {
             return self.send(Message::Record {
                 record: record.clone(),
                 done: None,
@@ -177,6 +172,18 @@ impl ResponseRegistry {
         if let Some(owner) = self.owners.read().ok().and_then(|o| o.get(id).cloned()) {
             return Ok(owner);
         }
+        match self.look_up(id).await {
+            // Perhaps created on another replica a moment ago, on its way here still.
+            Err(RegistryError::Unknown) => {
+                tokio::time::sleep(RECHECK_UNKNOWN).await;
+                self.look_up(id).await
+            }
+            found => found,
+        }
+    }
+
+    /// Redis's answer about `id` (when configured), else the control plane's.
+    async fn look_up(&self, id: &str) -> Result<Owner, RegistryError> {
         if let Some(shared) = &self.shared {
             match shared.get(id).await {
                 Ok(Some(owner)) => {
@@ -190,14 +197,7 @@ impl ResponseRegistry {
                 }
             }
         }
-        match self.ask(id).await {
-            // Perhaps created on another replica a moment ago, its group still on its way.
-            Err(RegistryError::Unknown) => {
-                tokio::time::sleep(RECHECK_UNKNOWN).await;
-                self.ask(id).await
-            }
-            found => found,
-        }
+        self.ask(id).await
     }
 
     /// The control plane's answer about `id`.
@@ -279,4 +279,71 @@ fn authorized(request: reqwest::RequestBuilder, credential: &Secret) -> reqwest:
 
 fn stopping() -> RegistryError {
     RegistryError::Unavailable("the proxy is stopping".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+    use super::*;
+
+    /// A replica's registry on the Redis of STRATA_TEST_REDIS_URL (the machine's by
+    /// default), with a control plane at `control_plane`.
+    async fn replica(control_plane: &str, prefix: &str) -> ResponseRegistry {
+        let url = std::env::var("STRATA_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(3)))
+            .set_number_of_retries(0);
+        let connection = ConnectionManager::new_with_config(client, config)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("no Redis at {url} ({e}): start one (redis-server --port 6379 --save '') or set STRATA_TEST_REDIS_URL; scripts/test does this")
+            });
+        ResponseRegistry::new(
+            reqwest::Client::new(),
+            control_plane,
+            Secret::new("proxy-credential"),
+            Some(SharedOwners::new(connection, prefix)),
+        )
+    }
+
+    #[tokio::test]
+    async fn replicas_sharing_redis_know_a_new_owner_while_the_control_plane_is_away() {
+        // A port nothing listens on: every call to the control plane fails.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let away = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let prefix = format!("strata-test-{}", Uuid::now_v7());
+        let (a, b) = (replica(&away, &prefix).await, replica(&away, &prefix).await);
+        let record = ResponseRecord {
+            id: format!("resp_{}", Uuid::now_v7().simple()),
+            project_id: Uuid::now_v7(),
+            key_id: Uuid::now_v7(),
+            model: "openai.gpt-oss-20b".into(),
+            background: false,
+            status: "completed".into(),
+            metered: true,
+            claimed_by: None,
+        };
+        a.record(&record).await.unwrap();
+        let started = std::time::Instant::now();
+        let owner = loop {
+            match b.owner(&record.id).await {
+                Ok(owner) => break owner,
+                Err(RegistryError::Unavailable(_)) => {}
+                Err(e) => panic!("{e}"),
+            }
+            assert!(started.elapsed() < Duration::from_secs(3), "never shared");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        assert_eq!(owner.project, record.project_id);
+        assert_eq!(&*owner.model, "openai.gpt-oss-20b");
+        // An id nobody recorded is not found there (and the control plane is away).
+        assert!(matches!(
+            b.owner("resp_nobody").await,
+            Err(RegistryError::Unavailable(_))
+        ));
+    }
 }
