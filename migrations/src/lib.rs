@@ -24,6 +24,7 @@ mod m20261206_000017_mantle_model_ids;
 mod m20261206_000018_notifications;
 mod m20261206_000019_budgets;
 mod m20261206_000020_budget_revisions;
+mod m20261206_000021_responses_unmetered_index;
 
 pub struct Migrator;
 
@@ -51,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000018_notifications::Migration),
             Box::new(m20261206_000019_budgets::Migration),
             Box::new(m20261206_000020_budget_revisions::Migration),
+            Box::new(m20261206_000021_responses_unmetered_index::Migration),
         ]
     }
 }
