@@ -8,6 +8,8 @@
 //! `max_unsent` records are the oldest given up (and counted).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -28,7 +30,8 @@ const MAX_PAUSE: Duration = Duration::from_secs(5);
 
 /// What the sender is asked to do.
 pub(super) enum Message {
-    /// Send this record; `done`, when some creation waits for the outcome.
+    /// Send this record; `done`, when some creation waits for the outcome (its
+    /// group then goes without waiting for company).
     Record {
         record: ResponseRecord,
         done: Option<oneshot::Sender<Result<(), RegistryError>>>,
@@ -49,6 +52,8 @@ pub(super) struct GroupSender {
     /// Records kept at most while the control plane does not take them.
     pub max_unsent: usize,
     pub dropped: Counter,
+    /// Records queued and not yet taken by the control plane (nor given up).
+    pub unsent: Arc<AtomicUsize>,
 }
 
 impl GroupSender {
@@ -58,7 +63,7 @@ impl GroupSender {
         let mut failures: u32 = 0;
         let mut open = true;
         while open || !group.is_empty() {
-            let mut urgent = !flushes.is_empty() || group.iter().any(|q| q.done.is_some());
+            let mut urgent = !flushes.is_empty();
             if group.is_empty() && flushes.is_empty() {
                 match queue.recv().await {
                     Some(m) => urgent = take(m, &mut group, &mut flushes),
@@ -95,6 +100,7 @@ impl GroupSender {
             match self.record_all(records).await {
                 Ok(()) => {
                     failures = 0;
+                    taken(&self.unsent, n);
                     for q in group.drain(..n) {
                         if let Some(done) = q.done {
                             // The creation may have been dropped (its client left).
@@ -116,6 +122,7 @@ impl GroupSender {
                     while group.len() > self.max_unsent {
                         group.pop_front();
                         self.dropped.inc();
+                        taken(&self.unsent, 1);
                     }
                     // A flush (at shutdown) does not wait out an outage.
                     answer(&mut flushes);
@@ -178,6 +185,13 @@ impl GroupSender {
         }
         Ok(())
     }
+}
+
+/// Counts `n` records off the queue (sent or given up).
+fn taken(unsent: &AtomicUsize, n: usize) {
+    let _ = unsent.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+        Some(u.saturating_sub(n))
+    });
 }
 
 /// Queues `message`; true when someone waits for its outcome.
@@ -257,6 +271,7 @@ mod tests {
             credential: Secret::new("proxy-credential"),
             max_unsent,
             dropped: dropped.clone(),
+            unsent: Arc::new(AtomicUsize::new(0)),
         };
         let (queue, receiver) = mpsc::unbounded_channel();
         tokio::spawn(sender.run(receiver));

@@ -14,6 +14,7 @@ mod group;
 mod shared;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -31,6 +32,10 @@ const MAX_CACHED_OWNERS: usize = 100_000;
 /// How long a replica waits before asking again about an id the control plane does
 /// not know: longer than a group takes to land.
 const RECHECK_UNKNOWN: Duration = Duration::from_millis(250);
+/// Records queued for the control plane past which a create waits for its own group:
+/// a control plane that cannot keep up slows creates down, so the queue stays short
+/// enough to land within `RECHECK_UNKNOWN` and no record is given up.
+const CATCH_UP_AT: usize = 2_000;
 
 /// Who created a response: the project, and the model (whose Mantle prefix later
 /// calls on the id go to).
@@ -51,6 +56,9 @@ pub struct ResponseRegistry {
     pending: std::sync::OnceLock<mpsc::UnboundedSender<Message>>,
     /// Records given up after the control plane refused them for too long.
     pub dropped: Counter,
+    /// Records queued and not yet taken by the control plane.
+    unsent: Arc<AtomicUsize>,
+    catch_up_at: usize,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -81,6 +89,8 @@ impl ResponseRegistry {
             shared,
             pending: std::sync::OnceLock::new(),
             dropped: Counter::default(),
+            unsent: Arc::new(AtomicUsize::new(0)),
+            catch_up_at: CATCH_UP_AT,
         }
     }
 
@@ -114,7 +124,8 @@ impl ResponseRegistry {
     /// Records a new response's owner before its id reaches the client. This replica
     /// knows it at once; Redis (when configured) and the control plane are told off
     /// the request path. Only a background response waits for the control plane,
-    /// which hands it to a follower.
+    /// which hands it to a follower, and any create while the control plane is
+    /// `catch_up_at` records behind.
     pub async fn record(&self, record: &ResponseRecord) -> Result<(), RegistryError> {
         // One record the control plane refuses would fail its whole group.
         record.validate().map_err(|problems| {
@@ -128,7 +139,8 @@ impl ResponseRegistry {
         if let Some(shared) = &self.shared {
             shared.insert(record);
         }
-        if !record.background {
+        let behind = self.unsent.load(Ordering::Relaxed) >= self.catch_up_at;
+        if !record.background && !behind {
             return self.send(Message::Record {
                 record: record.clone(),
                 done: None,
@@ -160,10 +172,14 @@ impl ResponseRegistry {
                 credential: self.credential.clone(),
                 max_unsent: group::MAX_UNSENT,
                 dropped: self.dropped.clone(),
+                unsent: self.unsent.clone(),
             };
             tokio::spawn(group.run(receiver));
             sender
         });
+        if matches!(message, Message::Record { .. }) {
+            self.unsent.fetch_add(1, Ordering::Relaxed);
+        }
         sender.send(message).map_err(|_| stopping())
     }
 
@@ -310,14 +326,36 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn replicas_sharing_redis_know_a_new_owner_while_the_control_plane_is_away() {
-        // A port nothing listens on: every call to the control plane fails.
+    async fn a_create_waits_for_its_group_once_the_control_plane_is_behind() {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let away = format!("http://{}", closed.local_addr().unwrap());
         drop(closed);
-        let prefix = format!("strata-test-{}", Uuid::now_v7());
-        let (a, b) = (replica(&away, &prefix).await, replica(&away, &prefix).await);
-        let record = ResponseRecord {
+        let mut registry = ResponseRegistry::new(
+            reqwest::Client::new(),
+            &away,
+            Secret::new("proxy-credential"),
+            None,
+        );
+        registry.catch_up_at = 2;
+        let record = |i: u32| ResponseRecord {
+            id: format!("resp_{i}"),
+            ..new_record()
+        };
+        // Not waited for: the answer goes out while the record is queued.
+        registry.record(&record(1)).await.unwrap();
+        registry.record(&record(2)).await.unwrap();
+        // Two behind: the third waits for its group, which the control plane never takes.
+        assert!(matches!(
+            registry.record(&record(3)).await,
+            Err(RegistryError::Unavailable(_))
+        ));
+        assert_eq!(registry.unsent.load(Ordering::Relaxed), 3, "all kept");
+        // Known here all along.
+        assert!(registry.owner("resp_1").await.is_ok());
+    }
+
+    fn new_record() -> ResponseRecord {
+        ResponseRecord {
             id: format!("resp_{}", Uuid::now_v7().simple()),
             project_id: Uuid::now_v7(),
             key_id: Uuid::now_v7(),
@@ -326,7 +364,18 @@ mod tests {
             status: "completed".into(),
             metered: true,
             claimed_by: None,
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn replicas_sharing_redis_know_a_new_owner_while_the_control_plane_is_away() {
+        // A port nothing listens on: every call to the control plane fails.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let away = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let prefix = format!("strata-test-{}", Uuid::now_v7());
+        let (a, b) = (replica(&away, &prefix).await, replica(&away, &prefix).await);
+        let record = new_record();
         a.record(&record).await.unwrap();
         let started = std::time::Instant::now();
         let owner = loop {
