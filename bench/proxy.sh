@@ -12,7 +12,8 @@
 # Then (EXTRA, default "limits responses") at 64 connections: the same chat with the
 # project's rate limits and budget enforced — counted in the proxy's memory, then in
 # Redis (STRATA_BENCH_REDIS_URL, default the machine's; one is started when none
-# answers) — against no limits; and the Responses API's create path against chat.
+# answers) — against no limits; and the Responses API's create path against chat,
+# without Redis and with it (where the owners are written too).
 #
 #   bench/proxy.sh
 #   DURATION=30s bench/proxy.sh
@@ -137,15 +138,15 @@ target/release/examples/verify_cached
 EXTRA=${EXTRA-limits responses}
 [[ -n "$EXTRA" ]] || exit 0
 static="http://127.0.0.1:$static_port/plain/{region}/v1"
+redis_url=${STRATA_BENCH_REDIS_URL:-redis://127.0.0.1:6379}
+if [[ "$(redis-cli -u "$redis_url" ping 2>/dev/null)" != PONG ]]; then
+  command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+  redis_port=$(free_port)
+  redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no >"$work/redis.log" 2>&1 & pids="$pids $!"
+  redis_url="redis://127.0.0.1:$redis_port"
+  for _ in $(seq 1 50); do [[ "$(redis-cli -u "$redis_url" ping 2>/dev/null)" == PONG ]] && break; sleep 0.1; done
+fi
 if [[ $EXTRA == *limits* ]]; then
-  redis_url=${STRATA_BENCH_REDIS_URL:-redis://127.0.0.1:6379}
-  if [[ "$(redis-cli -u "$redis_url" ping 2>/dev/null)" != PONG ]]; then
-    command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
-    redis_port=$(free_port)
-    redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no >"$work/redis.log" 2>&1 & pids="$pids $!"
-    redis_url="redis://127.0.0.1:$redis_port"
-    for _ in $(seq 1 50); do [[ "$(redis-cli -u "$redis_url" ping 2>/dev/null)" == PONG ]] && break; sleep 0.1; done
-  fi
   echo
   echo "rate limits and budget at c=64 (limits far above the load, so every request is checked and admitted):"
   echo
@@ -176,7 +177,7 @@ if [[ $EXTRA == *responses* ]]; then
     "http://127.0.0.1:$control_port/api/v1/projects/$project_id"
   sleep 1
   echo
-  echo "the Responses API's create against chat (no limits; each create also records the response's owner with the control plane):"
+  echo "the Responses API's create against chat (no limits; each create also records the response's owner):"
   echo
   header
   start_proxy "$static"
@@ -186,7 +187,15 @@ if [[ $EXTRA == *responses* ]]; then
     SCRIPT=responses load responses plain "$conns" "http://127.0.0.1:$proxy_port/v1/responses"
   done
   stop_proxy
+  # With Redis the owner is also written there before the id leaves the proxy.
+  start_proxy "$static" STRATA_REDIS_URL="$redis_url" STRATA_REDIS_KEY_PREFIX="strata-bench-$$"
+  warm chat/completions "$chat_body"; warm responses '{"model":"openai.gpt-oss-20b","input":"hi"}'
+  load chat-redis plain 64 "http://127.0.0.1:$proxy_port/v1/chat/completions"
+  SCRIPT=responses load responses-redis plain 64 "http://127.0.0.1:$proxy_port/v1/responses"
+  stop_proxy
+  redis-cli -u "$redis_url" --scan --pattern "strata-bench-$$:*" | xargs -r -n 1000 redis-cli -u "$redis_url" del >/dev/null
   echo
   awk -v c="${RPS[chat.plain.64]}" -v r="${RPS[responses.plain.64]}" -v c1="${P50[chat.plain.1]}" -v r1="${P50[responses.plain.1]}" \
-    'BEGIN {printf "responses: %.0f%% of chat throughput at c=64; p50 at c=1 %+.3f ms\n", 100*r/c, r1-c1}'
+      -v cr="${RPS[chat-redis.plain.64]}" -v rr="${RPS[responses-redis.plain.64]}" \
+    'BEGIN {printf "responses: %.0f%% of chat throughput at c=64 (with Redis: %.0f%%); p50 at c=1 %+.3f ms\n", 100*r/c, 100*rr/cr, r1-c1}'
 fi

@@ -86,7 +86,8 @@ data: $(chunk '[]' '{"prompt_tokens":14,"completion_tokens":2,"total_tokens":16}
 data: [DONE]
 
 "
-resp='{"id":"resp_bench","object":"response","created_at":1764000000,"status":"completed","model":"openai.gpt-oss-20b","output":[{"id":"msg_bench","type":"message","status":"completed","role":"assistant","content":[{"type":"output_text","text":"Hello.","annotations":[]}]}],"parallel_tool_calls":true,"tool_choice":"auto","tools":[],"usage":{"input_tokens":14,"input_tokens_details":{"cached_tokens":0,"cache_write_tokens":0},"output_tokens":2,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":16}}'
+# Every create gets its own id ($request_id is nginx's), as Mantle's would.
+resp='{"id":"resp_$request_id","object":"response","created_at":1764000000,"status":"completed","model":"openai.gpt-oss-20b","output":[{"id":"msg_bench","type":"message","status":"completed","role":"assistant","content":[{"type":"output_text","text":"Hello.","annotations":[]}]}],"parallel_tool_calls":true,"tool_choice":"auto","tools":[],"usage":{"input_tokens":14,"input_tokens_details":{"cached_tokens":0,"cache_write_tokens":0},"output_tokens":2,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":16}}'
 cat >"$work/static.conf" <<NGINX
 worker_processes auto;
 pid $work/static.pid;
