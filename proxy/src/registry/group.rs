@@ -227,7 +227,6 @@ mod tests {
     use axum::extract::State;
     use axum::http::StatusCode;
     use strata_contract::ResponseBatch;
-    use uuid::Uuid;
 
     use super::*;
 
@@ -281,13 +280,7 @@ mod tests {
     fn record(id: &str) -> ResponseRecord {
         ResponseRecord {
             id: id.into(),
-            project_id: Uuid::now_v7(),
-            key_id: Uuid::now_v7(),
-            model: "openai.gpt-oss-20b".into(),
-            background: false,
-            status: "completed".into(),
-            metered: true,
-            claimed_by: None,
+            ..crate::registry::tests::new_record()
         }
     }
 

@@ -354,7 +354,8 @@ mod tests {
         assert!(registry.owner("resp_1").await.is_ok());
     }
 
-    fn new_record() -> ResponseRecord {
+    /// A plain response's record, metered, with an id of its own.
+    pub(super) fn new_record() -> ResponseRecord {
         ResponseRecord {
             id: format!("resp_{}", Uuid::now_v7().simple()),
             project_id: Uuid::now_v7(),
