@@ -76,6 +76,17 @@ pub struct ProxyConfig {
         default_value = "strata"
     )]
     pub redis_key_prefix: String,
+    /// With Redis: how many requests' worth of each limit counter a replica takes at
+    /// once, to admit the next requests without a round trip (at most a sixteenth of
+    /// what is left under the limit; given back after a second unused). 0: every
+    /// request asks Redis (exact `x-ratelimit-remaining-*`, no room held by one
+    /// replica).
+    #[arg(
+        long = "limit-slice",
+        env = "STRATA_PROXY_LIMIT_SLICE",
+        default_value_t = crate::limits::DEFAULT_SLICE_REQUESTS
+    )]
+    pub limit_slice: u32,
     /// Output tokens reserved against limits and budgets for a request that sets no
     /// `max_tokens` (settled to the real count when it ends).
     #[arg(
@@ -108,6 +119,7 @@ impl Default for ProxyConfig {
             proxy_max_body_bytes: 16 * 1024 * 1024,
             redis_url: None,
             redis_key_prefix: "strata".into(),
+            limit_slice: crate::limits::DEFAULT_SLICE_REQUESTS,
             default_max_tokens: 4096,
             limits_on_store_error: OnStoreError::Allow,
         }

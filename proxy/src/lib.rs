@@ -35,8 +35,8 @@ pub use control::{ControlPlaneError, StartError};
 pub use error::OpenAiError;
 pub use keys::{KeyError, KeyVerifier};
 pub use limits::{
-    Baseline, Baselines, Demand, Limit, LimitStore, Limiter, Limits, LocalStore, OnStoreError,
-    RedisStore, Reserved, SharedBudget, Window,
+    Baseline, Baselines, DEFAULT_SLICE_REQUESTS, Demand, Limit, LimitStore, Limiter, Limits,
+    LocalStore, OnStoreError, RedisStore, Reserved, SharedBudget, Window,
 };
 pub use metering::{Meter, Metered};
 pub use normalize::{SseRewriter, Usage};

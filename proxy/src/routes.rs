@@ -75,8 +75,8 @@ pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpList
 }
 
 /// Serves until `shutdown`, finishing in-flight requests and streams, then flushes
-/// metered usage and responses' owners (retrying for up to 10 s each) before
-/// returning.
+/// metered usage and responses' owners (retrying for up to 10 s each) and gives the
+/// limits' unused slices back before returning.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ProxyState,
@@ -108,6 +108,13 @@ pub async fn serve(
         .is_err()
     {
         tracing::error!("stopped before the control plane took every response's owner");
+    }
+    // Unused slices of the shared counters: other replicas may use them now.
+    if tokio::time::timeout(Duration::from_secs(5), state.limiter.flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!("stopped before giving every unused slice of the limits back to Redis");
     }
     meter_stop.cancel();
     let _ = metering.await;

@@ -65,7 +65,8 @@ impl Proxy {
         let config = &settings.config;
         let (store, shared_owners): (Arc<dyn LimitStore>, _) = match &config.redis_url {
             Some(url) => {
-                let redis = RedisStore::new(url.expose(), &config.redis_key_prefix)?;
+                let redis =
+                    RedisStore::new(url.expose(), &config.redis_key_prefix, config.limit_slice)?;
                 let owners = SharedOwners::new(redis.connection(), &config.redis_key_prefix);
                 (Arc::new(redis), Some(owners))
             }

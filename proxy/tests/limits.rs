@@ -23,7 +23,7 @@ fn redis_url() -> String {
 
 /// A Redis store with its own key prefix (tests share one Redis), after checking that
 /// Redis answers.
-async fn redis_store(prefix: &str) -> RedisStore {
+async fn redis_store(prefix: &str, slice: u32) -> RedisStore {
     let url = redis_url();
     let client = redis::Client::open(url.as_str()).unwrap();
     let ping = async {
@@ -38,7 +38,7 @@ async fn redis_store(prefix: &str) -> RedisStore {
             "no Redis at {url} ({e}): start one (redis-server --port 6379 --save '') or set STRATA_TEST_REDIS_URL; scripts/test does this"
         );
     }
-    RedisStore::new(&url, prefix).unwrap()
+    RedisStore::new(&url, prefix, slice).unwrap()
 }
 
 /// Two handles on one store: the same `LocalStore` twice, or two Redis clients.
@@ -48,14 +48,44 @@ async fn stores(kind: &str) -> [Arc<dyn LimitStore>; 2] {
             let local: Arc<dyn LimitStore> = Arc::new(LocalStore::new());
             [local.clone(), local]
         }
-        _ => {
-            let prefix = format!("strata-test-{}", Uuid::now_v7());
-            [
-                Arc::new(redis_store(&prefix).await),
-                Arc::new(redis_store(&prefix).await),
-            ]
-        }
+        _ => replicas().await.1,
     }
+}
+
+/// Two Redis stores on one key prefix (two proxy replicas), and the prefix.
+async fn replicas() -> (String, [Arc<dyn LimitStore>; 2]) {
+    replicas_taking(strata_proxy::DEFAULT_SLICE_REQUESTS).await
+}
+
+/// The same, each taking slices of `slice` requests.
+async fn replicas_taking(slice: u32) -> (String, [Arc<dyn LimitStore>; 2]) {
+    let prefix = format!("strata-test-{}", Uuid::now_v7());
+    let stores: [Arc<dyn LimitStore>; 2] = [
+        Arc::new(redis_store(&prefix, slice).await),
+        Arc::new(redis_store(&prefix, slice).await),
+    ];
+    (prefix, stores)
+}
+
+/// Redis's own figure for the project's `requests` or `tokens` this minute, or its
+/// `budget` this month.
+async fn in_redis(prefix: &str, l: &Limits, w: &Window, counter: &str) -> i64 {
+    let key = match counter {
+        "budget" => format!(
+            "{prefix}:{{{}}}:budget:{}",
+            l.project,
+            w.month.format("%Y-%m")
+        ),
+        kind => format!("{prefix}:{{{}}}:project:{kind}:{}", l.project, w.minute),
+    };
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("GET")
+        .arg(key)
+        .query_async::<Option<i64>>(&mut c)
+        .await
+        .unwrap()
+        .unwrap_or(0)
 }
 
 fn limits(project_rate: RateLimits, key_rate: RateLimits, budget: Option<i64>) -> Limits {
@@ -417,6 +447,107 @@ async fn settlements_sent_soon_reach_the_counters(kind: &str) {
             }
             r => panic!("{kind}: {r:?}"),
         }
+    }
+}
+
+/// A replica takes a slice of each counter with its first request, admits the next
+/// ones from it without Redis, credits their settlements to it, and gives what it did
+/// not use back when it stops, or when the slice has been idle a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_admits_from_its_slice_and_gives_the_rest_back() {
+    let (prefix, [a, _]) = replicas().await;
+    let w = window(9);
+    let l = limits(
+        rate(Some(10_000), Some(1_000_000)),
+        RateLimits::default(),
+        Some(10_000_000),
+    );
+    let d = demand(100, 1_000);
+    for n in 1..=11 {
+        match reserve(&a, &w, &l, d).await {
+            Reserved::Admitted(c) => {
+                assert_eq!(
+                    (c.rates[0], c.rates[1], c.spent_micros),
+                    (n, n * 100, n * 1_000)
+                )
+            }
+            r => panic!("{r:?}"),
+        }
+    }
+    // The first request and a slice of 64 more were counted; the other ten came from
+    // the slice.
+    let counted = |counter| in_redis(&prefix, &l, &w, counter);
+    assert_eq!(counted("requests").await, 65);
+    assert_eq!(counted("tokens").await, 65 * 100);
+    assert_eq!(counted("budget").await, 65 * 1_000);
+    // A request used 40 of its 100 tokens: credited to the slice, not sent.
+    a.settle_soon(&w, &l, -60, -600);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(counted("tokens").await, 65 * 100);
+    a.flush().await;
+    assert_eq!(counted("requests").await, 11);
+    assert_eq!(counted("tokens").await, 11 * 100 - 60);
+    assert_eq!(counted("budget").await, 11 * 1_000 - 600);
+    // A new slice, given back once idle.
+    assert!(matches!(
+        reserve(&a, &w, &l, d).await,
+        Reserved::Admitted(_)
+    ));
+    assert_eq!(counted("requests").await, 12 + 64);
+    tokio::time::sleep(std::time::Duration::from_millis(1_800)).await;
+    assert_eq!(counted("requests").await, 12);
+}
+
+/// Without slices every request is counted alone, in Redis, at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_slices_redis_counts_each_request_alone() {
+    let (prefix, [a, _]) = replicas_taking(0).await;
+    let w = window(11);
+    let l = limits(rate(Some(10_000), None), RateLimits::default(), None);
+    for n in 1..=3 {
+        assert!(matches!(
+            reserve(&a, &w, &l, demand(1, 0)).await,
+            Reserved::Admitted(_)
+        ));
+        assert_eq!(in_redis(&prefix, &l, &w, "requests").await, n);
+    }
+}
+
+/// 3,000 reservations at once over two replicas, against a minute's limit of 1,000
+/// requests and a budget that fits 800: the replicas' slices together never let
+/// more through, and what they did not use goes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slices_never_let_replicas_pass_a_limit_together() {
+    let (prefix, [a, b]) = replicas().await;
+    let w = window(10);
+    for (rpm, budget, fits) in [(1_000, 1_000_000, 1_000), (10_000, 80_000, 800)] {
+        let l = limits(rate(Some(rpm), None), RateLimits::default(), Some(budget));
+        let tasks: Vec<_> = (0..3_000)
+            .map(|i| {
+                let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+                let l = l.clone();
+                tokio::spawn(
+                    async move { store.reserve(&w, &l, demand(1, 100), &baseline(0)).await },
+                )
+            })
+            .collect();
+        let mut admitted = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(Reserved::Admitted(_)) => admitted += 1,
+                Ok(Reserved::Refused(..)) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(admitted <= fits, "{admitted} admitted, {fits} fit");
+        assert!(
+            admitted >= fits * 95 / 100,
+            "only {admitted} of {fits} admitted"
+        );
+        a.flush().await;
+        b.flush().await;
+        assert_eq!(in_redis(&prefix, &l, &w, "requests").await, admitted);
+        assert_eq!(in_redis(&prefix, &l, &w, "budget").await, admitted * 100);
     }
 }
 

@@ -11,6 +11,7 @@
 //! (a team's, an environment's, a cost tag's, a key's; per day, week or month).
 
 mod baseline;
+mod lease;
 mod local;
 mod redis;
 
@@ -25,6 +26,7 @@ use strata_contract::{
 use uuid::Uuid;
 
 pub use baseline::SpendBaselines;
+pub use lease::DEFAULT_SLICE_REQUESTS;
 pub use local::LocalStore;
 pub use redis::RedisStore;
 
@@ -386,6 +388,10 @@ pub trait LimitStore: Send + Sync {
     /// milliseconds later with others (counters over-count meanwhile, the safe way).
     fn settle_soon(&self, window: &Window, limits: &Limits, tokens: i64, cost_micros: i64);
 
+    /// Sends whatever this process still holds for the shared store (settlements
+    /// not sent yet, unused slices of its counters): when the proxy stops.
+    async fn flush(&self) {}
+
     /// `redis` or `memory`, for logs and the benchmark.
     fn kind(&self) -> &'static str;
 }
@@ -590,6 +596,11 @@ impl Limiter {
         let tokens = i64::try_from(used.tokens).unwrap_or(i64::MAX);
         self.store
             .settle_soon(&window, limits, tokens, used.cost_micros);
+    }
+
+    /// Sends what the store holds for others (see [`LimitStore::flush`]).
+    pub async fn flush(&self) {
+        self.store.flush().await;
     }
 
     /// Gives a reservation back whole (the request did not run here), and waits for it.

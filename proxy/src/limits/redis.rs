@@ -5,9 +5,11 @@
 //! in a slot of their own and are reserved first, by a second script: if the
 //! project's script then refuses, their reservation is given back.
 //!
-//! Settlements are summed per counter and sent every few milliseconds, one script per
-//! slot, rather than one per request: under load that takes most of the Redis work
-//! off each request.
+//! The project's script also counts a slice of each counter for this replica
+//! ([`super::lease`]): later requests are admitted from the slice without a round
+//! trip, and their settlements are credited to it. Other settlements, and slices
+//! given back, are summed per counter and sent every few milliseconds, one script per
+//! slot.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -16,59 +18,67 @@ use std::time::Duration;
 use crate::control::StartError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use super::lease::{self, IDLE, LeaseKey, Leases};
 use super::{
     Baseline, Baselines, Counters, Demand, Limit, LimitStore, Limits, Reserved, StoreError, Window,
 };
 
 /// KEYS: project requests, project tokens, key requests, key tokens (this minute),
-/// budget (this month). ARGV: the four rate limits (-1: none), tokens, budget (-1:
-/// none), cost, baseline (-1: unknown), window TTL, budget TTL.
-/// Returns `{status, limit, pr, pt, kr, kt, spent}`: status 1 admitted, 0 refused
-/// (`limit` is 1-4 for the rates in that order, 5 for the budget), -1 needs a baseline.
-/// Counters are only kept for the limits in force. It counts first and takes a
-/// refusal back, all inside the script: an admitted request, the usual case, costs
-/// one INCRBY per counter and no reads; a window's TTL is set when it is created.
+/// budget (this month). ARGV, five of each, one per key: limit (-1: not kept), what
+/// the request needs beyond what the replica's lease holds, the slice the lease
+/// wants, the request's own amount (a slice is a whole number of them); then the
+/// budget's baseline (-1: unknown), window TTL, budget TTL, and the share of the
+/// room left a slice may take (1/n).
+/// Returns `{status, limit, c1..c5, e1..e5}`: status 1 admitted, 0 refused (`limit`
+/// is the key's number, 1-4 the rates, 5 the budget), -1 needs a baseline; each
+/// counter after it, and the slice counted for the lease. It counts first and takes
+/// a refusal back; a window's TTL is set when it is created.
 const RESERVE: &str = r"
-local lim = {tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])}
-local tokens = tonumber(ARGV[5])
-local add = {1, tokens, 1, tokens}
-local cur = {0, 0, 0, 0}
-local budget = tonumber(ARGV[6])
-local cost = tonumber(ARGV[7])
-local spent = 0
-if budget >= 0 and redis.call('EXISTS', KEYS[5]) == 0 then
-  if tonumber(ARGV[8]) < 0 then return {-1, 0, 0, 0, 0, 0, 0} end
-  redis.call('SET', KEYS[5], ARGV[8], 'EX', ARGV[10])
+local lim, need, want, unit = {}, {}, {}, {}
+local cur, extra = {0, 0, 0, 0, 0}, {0, 0, 0, 0, 0}
+for i = 1, 5 do
+  lim[i] = tonumber(ARGV[i])
+  need[i] = tonumber(ARGV[5 + i])
+  want[i] = tonumber(ARGV[10 + i])
+  unit[i] = tonumber(ARGV[15 + i])
 end
-for i = 1, 4 do
+if lim[5] >= 0 and redis.call('EXISTS', KEYS[5]) == 0 then
+  if tonumber(ARGV[21]) < 0 then return {-1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0} end
+  redis.call('SET', KEYS[5], ARGV[21], 'EX', ARGV[23])
+end
+for i = 1, 5 do
   if lim[i] >= 0 then
-    cur[i] = redis.call('INCRBY', KEYS[i], add[i])
-    if cur[i] == add[i] then redis.call('EXPIRE', KEYS[i], ARGV[9]) end
+    if need[i] > 0 then
+      cur[i] = redis.call('INCRBY', KEYS[i], need[i])
+      if i < 5 and cur[i] == need[i] then redis.call('EXPIRE', KEYS[i], ARGV[22]) end
+    else
+      cur[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
+    end
   end
 end
-if budget >= 0 then spent = redis.call('INCRBY', KEYS[5], cost) end
 local refused = 0
-for i = 1, 4 do
-  if refused == 0 and lim[i] >= 0 and cur[i] > lim[i] then refused = i end
+for i = 1, 5 do
+  if refused == 0 and need[i] > 0 and lim[i] >= 0 and cur[i] > lim[i] then refused = i end
 end
-if refused == 0 and budget >= 0 and spent > budget then refused = 5 end
-if refused == 0 then return {1, 0, cur[1], cur[2], cur[3], cur[4], spent} end
-for i = 1, 4 do
-  if lim[i] >= 0 then cur[i] = redis.call('DECRBY', KEYS[i], add[i]) end
+if refused > 0 then
+  for i = 1, 5 do
+    if lim[i] >= 0 and need[i] > 0 then cur[i] = redis.call('DECRBY', KEYS[i], need[i]) end
+  end
+  return {0, refused, cur[1], cur[2], cur[3], cur[4], cur[5], 0, 0, 0, 0, 0}
 end
-if budget >= 0 then spent = redis.call('DECRBY', KEYS[5], cost) end
-return {0, refused, cur[1], cur[2], cur[3], cur[4], spent}
-";
-
-/// KEYS: project tokens, key tokens, budget. ARGV: tokens delta, cost delta. Only
-/// counters that still exist change (an expired window needs no correction; a lost
-/// budget counter restarts from the control plane's figure).
-const SETTLE: &str = r"
-for i = 1, 2 do
-  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCRBY', KEYS[i], ARGV[1]) end
+local share = tonumber(ARGV[24])
+for i = 1, 5 do
+  if lim[i] >= 0 and unit[i] > 0 and want[i] > 0 then
+    local e = math.min(want[i], math.floor((lim[i] - cur[i]) / share))
+    e = e - e % unit[i]
+    if e > 0 then
+      extra[i] = e
+      cur[i] = redis.call('INCRBY', KEYS[i], e)
+      if i < 5 and cur[i] == e then redis.call('EXPIRE', KEYS[i], ARGV[22]) end
+    end
+  end
 end
-if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('INCRBY', KEYS[3], ARGV[2]) end
-return 1
+return {1, 0, cur[1], cur[2], cur[3], cur[4], cur[5], extra[1], extra[2], extra[3], extra[4], extra[5]}
 ";
 
 /// KEYS: the shared budgets' counters (this period each). ARGV: cost, then per key
@@ -94,7 +104,9 @@ for i = 1, #KEYS do redis.call('INCRBY', KEYS[i], cost) end
 return {1, 0, 0}
 ";
 
-/// KEYS: counters in one slot. ARGV: each one's delta. As [`SETTLE`].
+/// KEYS: counters in one slot. ARGV: each one's delta. Only counters that still
+/// exist change (an expired window needs no correction; a lost budget counter
+/// restarts from the control plane's figure).
 const SETTLE_SUMS: &str = r"
 for i = 1, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCRBY', KEYS[i], ARGV[i]) end
@@ -142,30 +154,61 @@ async fn send_settlements(unsent: Arc<Unsent>, connection: ConnectionManager) {
     loop {
         unsent.wake.notified().await;
         tokio::time::sleep(SETTLE_GATHER).await;
-        let sends = unsent.take().into_values().map(|sums| {
-            let mut invocation = script.prepare_invoke();
-            for (key, delta) in &sums {
-                invocation.key(key).arg(*delta);
-            }
-            let mut connection = connection.clone();
-            async move {
-                invocation
-                    .invoke_async::<i64>(&mut connection)
-                    .await
-                    .map_err(error)
-            }
-        });
-        for result in futures_util::future::join_all(sends).await {
-            if let Err(e) = result {
-                // The counters keep the reservations: they over-count until the window
-                // or period ends, refusing early rather than late.
-                tracing::warn!(limits.store = "redis", error.cause = %e, "cannot send settlements");
-            }
+        send_sums(&script, unsent.take(), &connection).await;
+    }
+}
+
+/// One script per slot, all at once.
+async fn send_sums(
+    script: &redis::Script,
+    by_slot: HashMap<String, HashMap<String, i64>>,
+    connection: &ConnectionManager,
+) {
+    let sends = by_slot.into_values().map(|sums| {
+        let mut invocation = script.prepare_invoke();
+        for (key, delta) in &sums {
+            invocation.key(key).arg(*delta);
+        }
+        let mut connection = connection.clone();
+        async move {
+            invocation
+                .invoke_async::<i64>(&mut connection)
+                .await
+                .map_err(error)
+        }
+    });
+    for result in futures_util::future::join_all(sends).await {
+        if let Err(e) = result {
+            // The counters keep the reservations: they over-count until the window
+            // or period ends, refusing early rather than late.
+            tracing::warn!(limits.store = "redis", error.cause = %e, "cannot send settlements");
         }
     }
 }
 
-/// KEYS: shared budgets' counters. ARGV: cost delta. As [`SETTLE`].
+/// Gives the slices idle for [`IDLE`] back, every half of it.
+async fn return_idle_leases(leases: Arc<Leases>, unsent: Arc<Unsent>, prefix: String) {
+    loop {
+        tokio::time::sleep(IDLE / 2).await;
+        if give_back(&leases, &unsent, &prefix, IDLE) {
+            unsent.wake.notify_one();
+        }
+    }
+}
+
+/// Queues what the leases idle for `idle` hold as settlements; whether there was any.
+fn give_back(leases: &Leases, unsent: &Unsent, prefix: &str, idle: Duration) -> bool {
+    let swept = leases.sweep(idle);
+    for (key, held) in &swept {
+        let slot = key.project.to_string();
+        for (name, held) in counter_keys(prefix, key).into_iter().zip(held) {
+            unsent.add(&slot, name, -held);
+        }
+    }
+    !swept.is_empty()
+}
+
+/// KEYS: shared budgets' counters. ARGV: cost delta. As [`SETTLE_SUMS`].
 const SETTLE_SHARED: &str = r"
 for i = 1, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCRBY', KEYS[i], ARGV[1]) end
@@ -181,19 +224,46 @@ const BUDGET_GRACE_SECS: u64 = 7 * 86_400;
 pub struct RedisStore {
     connection: ConnectionManager,
     reserve: redis::Script,
-    settle: redis::Script,
+    settle_sums: redis::Script,
     reserve_shared: redis::Script,
     settle_shared: redis::Script,
     prefix: String,
     unsent: Arc<Unsent>,
-    /// The task that sends them, started with the first.
-    sender: OnceLock<()>,
+    leases: Arc<Leases>,
+    /// The tasks that send settlements and give idle slices back, started with the
+    /// first request.
+    background: OnceLock<()>,
+}
+
+/// The Redis keys of a lease's counters, in the order of [`lease::Amounts`]: every
+/// one carries the project in a hash tag, so they sit in one slot.
+fn counter_keys(prefix: &str, lease: &LeaseKey) -> [String; lease::COUNTERS] {
+    let rate = |scope: &str, kind: &str| {
+        format!(
+            "{prefix}:{{{}}}:{scope}:{kind}:{}",
+            lease.project, lease.minute
+        )
+    };
+    let key_scope = format!("key:{}", lease.key);
+    [
+        rate("project", "requests"),
+        rate("project", "tokens"),
+        rate(&key_scope, "requests"),
+        rate(&key_scope, "tokens"),
+        format!(
+            "{prefix}:{{{}}}:budget:{}",
+            lease.project,
+            lease.month.format("%Y-%m")
+        ),
+    ]
 }
 
 impl RedisStore {
     /// Connects lazily (the first request connects; a broken connection reconnects).
-    /// `prefix` keeps several strata installations apart on one Redis.
-    pub fn new(url: &str, prefix: &str) -> Result<Self, StartError> {
+    /// `prefix` keeps several strata installations apart on one Redis;
+    /// `slice_requests`: how many requests' worth of each counter a replica takes
+    /// at once (0: none, every request asks Redis).
+    pub fn new(url: &str, prefix: &str, slice_requests: u32) -> Result<Self, StartError> {
         let client = redis::Client::open(url).map_err(StartError::RedisUrl)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
@@ -205,12 +275,13 @@ impl RedisStore {
         Ok(Self {
             connection,
             reserve: redis::Script::new(RESERVE),
-            settle: redis::Script::new(SETTLE),
+            settle_sums: redis::Script::new(SETTLE_SUMS),
             reserve_shared: redis::Script::new(RESERVE_SHARED),
             settle_shared: redis::Script::new(SETTLE_SHARED),
             prefix: prefix.to_owned(),
             unsent: Arc::default(),
-            sender: OnceLock::new(),
+            leases: Arc::new(Leases::new(slice_requests)),
+            background: OnceLock::new(),
         })
     }
 
@@ -219,46 +290,18 @@ impl RedisStore {
         self.connection.clone()
     }
 
-    fn rate_key(&self, limits: &Limits, scope: &str, kind: &str, minute: i64) -> String {
-        format!(
-            "{}:{{{}}}:{scope}:{kind}:{minute}",
-            self.prefix, limits.project
-        )
-    }
-
-    fn keys(&self, window: &Window, limits: &Limits) -> [String; 5] {
-        let key_scope = format!("key:{}", limits.key);
-        [
-            self.rate_key(limits, "project", "requests", window.minute),
-            self.rate_key(limits, "project", "tokens", window.minute),
-            self.rate_key(limits, &key_scope, "requests", window.minute),
-            self.rate_key(limits, &key_scope, "tokens", window.minute),
-            self.budget_key(window, limits),
-        ]
-    }
-
-    /// The counters a settlement moves: the project's and the key's tokens, and the
-    /// project's budget (the request counters are final at the reservation).
-    fn settled_keys(&self, window: &Window, limits: &Limits) -> [String; 3] {
-        [
-            self.rate_key(limits, "project", "tokens", window.minute),
-            self.rate_key(
-                limits,
-                &format!("key:{}", limits.key),
-                "tokens",
-                window.minute,
-            ),
-            self.budget_key(window, limits),
-        ]
-    }
-
-    fn budget_key(&self, window: &Window, limits: &Limits) -> String {
-        format!(
-            "{}:{{{}}}:budget:{}",
-            self.prefix,
-            limits.project,
-            window.month.format("%Y-%m")
-        )
+    fn start_background(&self) {
+        self.background.get_or_init(|| {
+            tokio::spawn(send_settlements(
+                self.unsent.clone(),
+                self.connection.clone(),
+            ));
+            tokio::spawn(return_idle_leases(
+                self.leases.clone(),
+                self.unsent.clone(),
+                self.prefix.clone(),
+            ));
+        });
     }
 
     /// The shared budgets' counters, all in one slot of their own.
@@ -336,6 +379,26 @@ impl RedisStore {
             )),
         })
     }
+
+    /// What Redis must be told of a settlement (the lease takes what it can), by
+    /// counter key, with the shared budgets' part.
+    fn settlement(
+        &self,
+        window: &Window,
+        limits: &Limits,
+        tokens: i64,
+        cost_micros: i64,
+    ) -> Vec<(String, i64)> {
+        let lease = LeaseKey::of(window, limits);
+        let to_redis = self
+            .leases
+            .settle(&lease, [0, tokens, 0, tokens, cost_micros]);
+        counter_keys(&self.prefix, &lease)
+            .into_iter()
+            .zip(to_redis)
+            .filter(|(_, delta)| *delta != 0)
+            .collect()
+    }
 }
 
 fn error(e: redis::RedisError) -> StoreError {
@@ -347,6 +410,15 @@ fn error(e: redis::RedisError) -> StoreError {
     ))
 }
 
+/// The counters as a store reports them: the four rates and the project's budget.
+fn counters(amounts: lease::Amounts) -> Counters {
+    Counters {
+        rates: [amounts[0], amounts[1], amounts[2], amounts[3]],
+        spent_micros: amounts[4],
+        shared_spent_micros: 0,
+    }
+}
+
 #[async_trait::async_trait]
 impl LimitStore for RedisStore {
     async fn reserve(
@@ -356,6 +428,7 @@ impl LimitStore for RedisStore {
         demand: Demand,
         baselines: &Baselines,
     ) -> Result<Reserved, StoreError> {
+        self.start_background();
         if let Some(answer) = self
             .reserve_shared(window, limits, demand, baselines)
             .await?
@@ -379,38 +452,37 @@ impl LimitStore for RedisStore {
         tokens: i64,
         cost_micros: i64,
     ) -> Result<(), StoreError> {
-        let [project_tokens, key_tokens, budget] = self.settled_keys(window, limits);
-        let mut connection = self.connection.clone();
-        let _: i64 = self
-            .settle
-            .key(project_tokens)
-            .key(key_tokens)
-            .key(budget)
-            .arg(tokens)
-            .arg(cost_micros)
-            .invoke_async(&mut connection)
-            .await
-            .map_err(error)?;
+        let sums = self.settlement(window, limits, tokens, cost_micros);
+        if !sums.is_empty() {
+            let mut invocation = self.settle_sums.prepare_invoke();
+            for (key, delta) in &sums {
+                invocation.key(key).arg(*delta);
+            }
+            let mut connection = self.connection.clone();
+            let _: i64 = invocation
+                .invoke_async(&mut connection)
+                .await
+                .map_err(error)?;
+        }
         self.settle_shared(window, limits, cost_micros).await
     }
 
     fn settle_soon(&self, window: &Window, limits: &Limits, tokens: i64, cost_micros: i64) {
-        self.sender.get_or_init(|| {
-            tokio::spawn(send_settlements(
-                self.unsent.clone(),
-                self.connection.clone(),
-            ));
-        });
-        let [project_tokens, key_tokens, budget] = self.settled_keys(window, limits);
+        self.start_background();
         let slot = limits.project.to_string();
-        self.unsent.add(&slot, project_tokens, tokens);
-        self.unsent.add(&slot, key_tokens, tokens);
-        self.unsent.add(&slot, budget, cost_micros);
+        for (key, delta) in self.settlement(window, limits, tokens, cost_micros) {
+            self.unsent.add(&slot, key, delta);
+        }
         let shared_slot = format!("{}-budgets", self.prefix);
         for key in self.shared_keys(window, limits) {
             self.unsent.add(&shared_slot, key, cost_micros);
         }
         self.unsent.wake.notify_one();
+    }
+
+    async fn flush(&self) {
+        give_back(&self.leases, &self.unsent, &self.prefix, Duration::ZERO);
+        send_sums(&self.settle_sums, self.unsent.take(), &self.connection).await;
     }
 
     fn kind(&self) -> &'static str {
@@ -419,8 +491,9 @@ impl LimitStore for RedisStore {
 }
 
 impl RedisStore {
-    /// The rates' and the project budget's reservation: one script in the project's
-    /// slot.
+    /// The rates' and the project budget's reservation: from this replica's lease
+    /// when it covers the request, else one script in the project's slot that also
+    /// counts a slice for the lease.
     async fn reserve_project(
         &self,
         window: &Window,
@@ -428,41 +501,56 @@ impl RedisStore {
         demand: Demand,
         baselines: &Baselines,
     ) -> Result<Reserved, StoreError> {
+        let lease = LeaseKey::of(window, limits);
+        let adds = lease.adds(demand);
+        if let Some(seen) = self.leases.take(&lease, adds) {
+            return Ok(Reserved::Admitted(counters(seen)));
+        }
+        let ask = self.leases.begin(&lease, adds);
         let mut invocation = self.reserve.prepare_invoke();
-        for key in self.keys(window, limits) {
+        for key in counter_keys(&self.prefix, &lease) {
             invocation.key(key);
         }
-        for rate in limits.rates() {
-            invocation.arg(rate.map_or(-1, |r| r as i64));
+        for amounts in [lease.limits, ask.need, ask.want, ask.unit] {
+            for amount in amounts {
+                invocation.arg(amount);
+            }
         }
         invocation
-            .arg(demand.tokens)
-            .arg(limits.budget_micros.unwrap_or(-1))
-            .arg(demand.cost_micros)
             .arg(baselines.project.unwrap_or(-1))
             .arg(WINDOW_TTL_SECS)
-            .arg(window.month_left_secs + BUDGET_GRACE_SECS);
+            .arg(window.month_left_secs + BUDGET_GRACE_SECS)
+            .arg(lease::SHARE);
         let mut connection = self.connection.clone();
-        let answer: [i64; 7] = invocation
-            .invoke_async(&mut connection)
-            .await
-            .map_err(error)?;
-        let counters = Counters {
-            rates: [answer[2], answer[3], answer[4], answer[5]],
-            spent_micros: answer[6],
-            shared_spent_micros: 0,
+        let answer: [i64; 12] = match invocation.invoke_async(&mut connection).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                self.leases.not_admitted(&lease, &ask);
+                return Err(error(e));
+            }
         };
-        Ok(match (answer[0], answer[1]) {
-            (1, _) => Reserved::Admitted(counters),
-            (-1, _) => Reserved::NeedsBaseline(Baseline::Project),
-            (_, 5) => Reserved::Refused(Limit::Budget, counters),
-            (_, i) => Reserved::Refused(
-                usize::try_from(i - 1)
-                    .ok()
-                    .and_then(|i| Limit::RATES.get(i).copied())
-                    .unwrap_or(Limit::ProjectRequests),
-                counters,
-            ),
-        })
+        let counted: lease::Amounts = std::array::from_fn(|i| answer[2 + i]);
+        let extra: lease::Amounts = std::array::from_fn(|i| answer[7 + i]);
+        if answer[0] == 1 {
+            let seen = self.leases.admitted(&lease, &ask, extra, counted);
+            return Ok(Reserved::Admitted(counters(seen)));
+        }
+        self.leases.not_admitted(&lease, &ask);
+        if answer[0] == -1 {
+            return Ok(Reserved::NeedsBaseline(Baseline::Project));
+        }
+        // Refused, perhaps for a slice an earlier ask of this replica is bringing.
+        self.leases.wait_for_earlier(&lease, ask.seq).await;
+        if let Some(seen) = self.leases.take(&lease, adds) {
+            return Ok(Reserved::Admitted(counters(seen)));
+        }
+        let limit = match answer[1] {
+            5 => Limit::Budget,
+            i => usize::try_from(i - 1)
+                .ok()
+                .and_then(|i| Limit::RATES.get(i).copied())
+                .unwrap_or(Limit::ProjectRequests),
+        };
+        Ok(Reserved::Refused(limit, counters(counted)))
     }
 }
