@@ -26,8 +26,8 @@ pub const DEFAULT_SLICE_REQUESTS: u32 = 64;
 pub(super) const SHARE: i64 = 16;
 /// Slices unused this long go back to Redis.
 pub(super) const IDLE: Duration = Duration::from_secs(1);
-/// How long a refused request waits for this replica's earlier asks to land.
-const WAIT_FOR_EARLIER: Duration = Duration::from_secs(1);
+/// How long a request waits at most for this replica's asks under way to land.
+const WAIT_FOR_ASKS: Duration = Duration::from_secs(1);
 
 /// The counters a request moves, in the order of the Redis keys: the project's
 /// requests and tokens this minute, the key's requests and tokens, the project's
@@ -87,6 +87,9 @@ struct Lease {
     used_at: Instant,
     /// Asks of Redis under way, by sequence number.
     asking: Vec<u64>,
+    /// Whether the last ask that landed left a request's worth of every counter (so
+    /// those under way probably will too).
+    refilling: bool,
 }
 
 impl Lease {
@@ -97,6 +100,7 @@ impl Lease {
             unit,
             used_at: Instant::now(),
             asking: Vec::new(),
+            refilling: false,
         }
     }
 
@@ -162,6 +166,15 @@ impl Leases {
         Some(lease.used())
     }
 
+    /// Whether an ask under way should bring a slice, when the lease could not
+    /// admit a request: better to wait for it than to ask Redis too, as every
+    /// request arriving during a round trip otherwise would.
+    pub fn coming(&self, key: &LeaseKey) -> bool {
+        self.lock()
+            .get(key)
+            .is_some_and(|l| l.refilling && !l.asking.is_empty())
+    }
+
     /// Starts an ask of Redis: takes what the lease has towards `adds`, and wants a
     /// slice of `slice` requests beyond what it holds.
     pub fn begin(&self, key: &LeaseKey, adds: Amounts) -> Ask {
@@ -198,6 +211,8 @@ impl Leases {
             for (held, extra) in lease.held.iter_mut().zip(extra) {
                 *held += extra;
             }
+            lease.refilling =
+                (0..COUNTERS).all(|i| ask.unit[i] <= 0 || lease.held[i] >= ask.unit[i]);
             lease.seen = counted;
             lease.asking.retain(|s| *s != ask.seq);
             let used = lease.used();
@@ -219,6 +234,7 @@ impl Leases {
             for (held, have) in lease.held.iter_mut().zip(ask.have) {
                 *held += have;
             }
+            lease.refilling = false;
             lease.asking.retain(|s| *s != ask.seq);
             if lease.is_spent() {
                 leases.remove(key);
@@ -227,10 +243,12 @@ impl Leases {
         self.landed.notify_waiters();
     }
 
-    /// Waits until this replica's asks begun before `seq` have landed: a slice one of
-    /// them brings may admit a request Redis refused because of it.
-    pub async fn wait_for_earlier(&self, key: &LeaseKey, seq: u64) {
-        let deadline = tokio::time::Instant::now() + WAIT_FOR_EARLIER;
+    /// Waits until the asks of this lease under way now have landed (not those begun
+    /// later): a slice one of them brings may admit a request that Redis refused, or
+    /// that the lease could not admit, because of it.
+    pub async fn wait_for_asks_under_way(&self, key: &LeaseKey) {
+        let before = self.next.load(Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + WAIT_FOR_ASKS;
         loop {
             let landed = self.landed.notified();
             tokio::pin!(landed);
@@ -238,7 +256,7 @@ impl Leases {
             let pending = self
                 .lock()
                 .get(key)
-                .is_some_and(|l| l.asking.iter().any(|s| *s < seq));
+                .is_some_and(|l| l.asking.iter().any(|s| *s < before));
             if !pending || tokio::time::timeout_at(deadline, landed).await.is_err() {
                 return;
             }
@@ -247,7 +265,7 @@ impl Leases {
 
     /// Credits a settlement (`delta`: used less reserved, by counter) to its lease.
     /// Returns what Redis must be told instead: all of it when there is no lease,
-    /// else what the lease would hold beyond two slices.
+    /// else, when the lease would hold more than two slices, all but one.
     pub fn settle(&self, key: &LeaseKey, delta: Amounts) -> Amounts {
         let mut leases = self.lock();
         let Some(lease) = leases.get_mut(key) else {
@@ -259,11 +277,12 @@ impl Leases {
                 continue;
             }
             lease.held[i] = lease.held[i].saturating_sub(delta[i]);
-            let cap = 2 * self.slice.saturating_mul(lease.unit[i].max(0));
-            if lease.held[i] > cap {
-                // Given back: Redis's counter falls by the excess.
-                to_redis[i] = -(lease.held[i] - cap);
-                lease.held[i] = cap;
+            // Past two slices, back to one: Redis's counter falls by the rest (not at
+            // every settlement, as a cap of two slices would).
+            let slice = self.slice.saturating_mul(lease.unit[i].max(0));
+            if lease.held[i] > 2 * slice {
+                to_redis[i] = -(lease.held[i] - slice);
+                lease.held[i] = slice;
             }
         }
         lease.used_at = Instant::now();
@@ -346,9 +365,15 @@ mod tests {
         leases.settle(&k, [0, 500, 0, 0, 0]);
         assert_eq!(leases.take(&k, adds), None);
         assert!(leases.take(&k, [0; 5]).is_some());
-        // Two slices are 12,800 tokens; a huge credit sends the rest back to Redis.
+        // Two slices are 12,800 tokens; a huge credit sends all but one slice back.
         let back = leases.settle(&k, [0, -20_000, 0, 0, 0]);
-        assert_eq!(back, [0, -(160 - 500 + 20_000 - 12_800), 0, 0, 0]);
+        assert_eq!(back, [0, -(160 - 500 + 20_000 - 6_400), 0, 0, 0]);
+        assert_eq!(
+            leases.settle(&k, [0, -6_400, 0, 0, 0]),
+            [0; 5],
+            "two slices"
+        );
+        assert_eq!(leases.settle(&k, [0, -1, 0, 0, 0]), [0, -6_401, 0, 0, 0]);
     }
 
     #[test]
@@ -370,31 +395,56 @@ mod tests {
         assert!(leases.sweep(Duration::ZERO).is_empty());
     }
 
+    #[test]
+    fn requests_wait_for_a_slice_under_way_only_while_slices_come() {
+        let leases = Leases::new(DEFAULT_SLICE_REQUESTS);
+        let k = key([1_000, -1, -1, -1, -1]);
+        let one = [1, 0, 0, 0, 0];
+        assert!(!leases.coming(&k), "no lease");
+        let first = leases.begin(&k, one);
+        assert!(!leases.coming(&k), "no slice has come yet");
+        leases.admitted(&k, &first, [1, 0, 0, 0, 0], [2, 0, 0, 0, 0]);
+        assert!(leases.take(&k, one).is_some());
+        let second = leases.begin(&k, one);
+        assert!(leases.coming(&k));
+        // Near the limit the slices stop: the next requests ask for themselves.
+        leases.admitted(&k, &second, [0; 5], [998, 0, 0, 0, 0]);
+        let third = leases.begin(&k, one);
+        assert!(!leases.coming(&k));
+        leases.not_admitted(&k, &third);
+    }
+
     #[tokio::test]
-    async fn a_refused_ask_waits_only_for_earlier_asks() {
+    async fn a_refused_request_waits_for_the_asks_under_way_only() {
         let leases = std::sync::Arc::new(Leases::new(DEFAULT_SLICE_REQUESTS));
         let k = key([100, -1, -1, -1, -1]);
-        let first = leases.begin(&k, [1, 0, 0, 0, 0]);
-        let second = leases.begin(&k, [1, 0, 0, 0, 0]);
-        // The first does not wait for the second.
+        let one = [1, 0, 0, 0, 0];
+        // Nothing under way: no wait.
         tokio::time::timeout(
             Duration::from_millis(100),
-            leases.wait_for_earlier(&k, first.seq),
+            leases.wait_for_asks_under_way(&k),
         )
         .await
-        .expect("no earlier ask");
+        .expect("nothing to wait for");
+        let first = leases.begin(&k, one);
+        let second = leases.begin(&k, one);
+        // The second was refused; the first (begun earlier or later, whichever Redis
+        // ran first) may bring a slice.
+        leases.not_admitted(&k, &second);
         let waiting = {
             let leases = leases.clone();
-            tokio::spawn(async move { leases.wait_for_earlier(&k, second.seq).await })
+            tokio::spawn(async move { leases.wait_for_asks_under_way(&k).await })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiting.is_finished(), "the first ask is under way");
+        // An ask begun after the wait started does not hold it.
+        let third = leases.begin(&k, one);
         leases.admitted(&k, &first, [3, 0, 0, 0, 0], [4, 0, 0, 0, 0]);
         tokio::time::timeout(Duration::from_millis(500), waiting)
             .await
             .expect("woken when the first landed")
             .unwrap();
-        leases.not_admitted(&k, &second);
-        assert_eq!(leases.take(&k, [1, 0, 0, 0, 0]), Some([2, 0, 0, 0, 0]));
+        assert_eq!(leases.take(&k, one), Some([2, 0, 0, 0, 0]));
+        leases.not_admitted(&k, &third);
     }
 }

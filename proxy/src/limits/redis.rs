@@ -393,6 +393,9 @@ impl RedisStore {
         let to_redis = self
             .leases
             .settle(&lease, [0, tokens, 0, tokens, cost_micros]);
+        if to_redis.iter().all(|delta| *delta == 0) {
+            return Vec::new();
+        }
         counter_keys(&self.prefix, &lease)
             .into_iter()
             .zip(to_redis)
@@ -469,8 +472,13 @@ impl LimitStore for RedisStore {
 
     fn settle_soon(&self, window: &Window, limits: &Limits, tokens: i64, cost_micros: i64) {
         self.start_background();
+        let sums = self.settlement(window, limits, tokens, cost_micros);
+        let shared = !limits.shared.is_empty() && cost_micros != 0;
+        if sums.is_empty() && !shared {
+            return;
+        }
         let slot = limits.project.to_string();
-        for (key, delta) in self.settlement(window, limits, tokens, cost_micros) {
+        for (key, delta) in sums {
             self.unsent.add(&slot, key, delta);
         }
         let shared_slot = format!("{}-budgets", self.prefix);
@@ -506,6 +514,12 @@ impl RedisStore {
         if let Some(seen) = self.leases.take(&lease, adds) {
             return Ok(Reserved::Admitted(counters(seen)));
         }
+        if self.leases.coming(&lease) {
+            self.leases.wait_for_asks_under_way(&lease).await;
+            if let Some(seen) = self.leases.take(&lease, adds) {
+                return Ok(Reserved::Admitted(counters(seen)));
+            }
+        }
         let ask = self.leases.begin(&lease, adds);
         let mut invocation = self.reserve.prepare_invoke();
         for key in counter_keys(&self.prefix, &lease) {
@@ -539,8 +553,8 @@ impl RedisStore {
         if answer[0] == -1 {
             return Ok(Reserved::NeedsBaseline(Baseline::Project));
         }
-        // Refused, perhaps for a slice an earlier ask of this replica is bringing.
-        self.leases.wait_for_earlier(&lease, ask.seq).await;
+        // Refused, perhaps for a slice another ask of this replica is bringing.
+        self.leases.wait_for_asks_under_way(&lease).await;
         if let Some(seen) = self.leases.take(&lease, adds) {
             return Ok(Reserved::Admitted(counters(seen)));
         }
