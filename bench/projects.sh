@@ -5,6 +5,7 @@
 #   bench/projects.sh            # 20 s per endpoint
 #   DURATION=60s bench/projects.sh
 #   POOL=16 bench/projects.sh    # database pool size (default: 2 x cores, at least 4)
+#   STRATA_BIN=/elsewhere/strata bench/projects.sh   # that binary, not a fresh build
 #
 # Needs: Postgres (STRATA_TEST_DATABASE_URL or postgres://postgres@127.0.0.1:5432/postgres),
 # wrk (installed with apt-get when missing). Builds the release binary.
@@ -17,7 +18,8 @@ ADMIN_URL=${STRATA_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgre
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 psql "$ADMIN_URL" -XAtqc 'select 1' >/dev/null || { echo "Postgres is not reachable at $ADMIN_URL" >&2; exit 1; }
-cargo build --release --quiet --bin strata
+[[ -n "${STRATA_BIN:-}" ]] || cargo build --release --quiet --bin strata
+STRATA_BIN=$(realpath "${STRATA_BIN:-target/release/strata}")
 
 db="strata_bench_$$"
 psql "$ADMIN_URL" -Xqc "create database $db" >/dev/null
@@ -32,7 +34,7 @@ trap cleanup EXIT
 
 STRATA_LOG=${STRATA_LOG:-info} STRATA_SERVE_PROXY=false STRATA_LISTEN="127.0.0.1:$port" STRATA_DATABASE_URL="${ADMIN_URL%/*}/$db" \
   STRATA_ADMIN_TOKEN_FILE="$work/admin.token" STRATA_KEY_ENCRYPTION_KEY_FILE="$work/secret.key" STRATA_PROXY_TOKEN_FILE="$work/proxy.token" ${POOL:+STRATA_DATABASE_MAX_CONNECTIONS=$POOL} \
-  target/release/strata serve >"$work/stdout.log" 2>"$work/server.log" &
+  "$STRATA_BIN" serve >"$work/stdout.log" 2>"$work/server.log" &
 pid=$!
 for _ in $(seq 1 100); do [[ -s "$work/admin.token" ]] && break; sleep 0.1; done
 export STRATA_BENCH_TOKEN=$(cat "$work/admin.token")

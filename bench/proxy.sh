@@ -23,6 +23,9 @@
 #     (also the floor of a tokio + hyper proxy that only forwards: proxy/examples/bare_proxy.rs)
 #   ALLOCATOR=glibc PROXY_WRAPPER="heaptrack -o $PWD/target/heaptrack-proxy" bench/proxy.sh
 #     (a heap profile: heaptrack sees glibc's malloc, not mimalloc)
+#   BENCH_DATABASE=postgres EXTRA=responses bench/proxy.sh
+#     (the control plane on a fresh database of the machine's Postgres instead of
+#     SQLite: the Responses owners' inserts are the control plane's share of a create)
 #   PROXY_BIN=/elsewhere/strata bench/proxy.sh
 #     (that binary as the proxy instead of building one: to compare two builds in one
 #     session; STRATA_BIN likewise for the control plane. A binary must be named
@@ -31,7 +34,7 @@
 # Needs: wrk and nginx (installed with apt-get when missing), .venv with moto and the
 # openai SDK's httpx (scripts/test makes it). Builds strata in the production profile
 # (~20 min from scratch on 2 cores), the helpers in release. SQLite for the
-# control plane (it is not on the request path).
+# control plane unless BENCH_DATABASE=postgres (it is not on the request path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD

@@ -33,7 +33,7 @@ cleanup() {
   for p in $pids ${proxy_pid:-} ${bare_pid:-}; do kill "$p" 2>/dev/null || true; done
   for conf in static pass; do [[ -f "$work/$conf.pid" ]] && kill "$(cat "$work/$conf.pid")" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$work"
+  [[ -n "${KEEP_WORK:-}" ]] && echo "kept $work" >&2 || rm -rf "$work"
 }
 trap cleanup EXIT
 wait_http() { for _ in $(seq 1 200); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
@@ -44,9 +44,22 @@ export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port" AWS_ACCESS_KEY_ID=testing 
 target/release/fake-mantle "127.0.0.1:$mantle_port" >"$work/mantle.log" 2>&1 & pids="$pids $!"
 wait_http "$AWS_ENDPOINT_URL/moto-api/"
 
+# The control plane's database: SQLite in $work, or with BENCH_DATABASE=postgres a
+# fresh database on the machine's Postgres (BENCH_POSTGRES_URL), dropped at the end.
+database_url="sqlite://$work/strata.db?mode=rwc"
+if [[ ${BENCH_DATABASE:-sqlite} == postgres ]]; then
+  postgres=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
+  bench_db="strata_bench_$$"
+  psql -q "$postgres/postgres" -c "CREATE DATABASE $bench_db" \
+    || { echo "BENCH_DATABASE=postgres: no Postgres at $postgres (set BENCH_POSTGRES_URL)" >&2; exit 1; }
+  database_url="$postgres/$bench_db"
+  drop_bench_db() { psql -q "$postgres/postgres" -c "DROP DATABASE IF EXISTS $bench_db WITH (FORCE)" || true; }
+  trap 'cleanup; drop_bench_db' EXIT
+fi
+
 # The control plane reconciles one project onto moto and the fake Mantle (so it has a
 # Mantle id and a role to assume) and issues a key.
-( cd "$work" && STRATA_SERVE_PROXY=false STRATA_LISTEN="127.0.0.1:$control_port" \
+( cd "$work" && STRATA_DATABASE_URL="$database_url" STRATA_SERVE_PROXY=false STRATA_LISTEN="127.0.0.1:$control_port" \
     STRATA_MANTLE_URL="http://127.0.0.1:$mantle_port/{region}/v1" STRATA_COST_ALLOCATION_TAGS= \
     STRATA_RECONCILE_POLL_MS=100 exec "$STRATA_BIN" serve >serve.log 2>&1 ) & pids="$pids $!"
 wait_http "http://127.0.0.1:$control_port/readyz"
