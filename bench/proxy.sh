@@ -26,6 +26,8 @@
 #   BENCH_DATABASE=postgres EXTRA=responses bench/proxy.sh
 #     (the control plane on a fresh database of the machine's Postgres instead of
 #     SQLite: the Responses owners' inserts are the control plane's share of a create)
+#   KEEP_WORK=1 bench/proxy.sh
+#     (keeps the run's directory: the proxy's and the control plane's logs)
 #   PROXY_BIN=/elsewhere/strata bench/proxy.sh
 #     (that binary as the proxy instead of building one: to compare two builds in one
 #     session; STRATA_BIN likewise for the control plane. A binary must be named
