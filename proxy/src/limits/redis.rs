@@ -164,19 +164,9 @@ async fn send_sums(
     by_slot: HashMap<String, HashMap<String, i64>>,
     connection: &ConnectionManager,
 ) {
-    let sends = by_slot.into_values().map(|sums| {
-        let mut invocation = script.prepare_invoke();
-        for (key, delta) in &sums {
-            invocation.key(key).arg(*delta);
-        }
-        let mut connection = connection.clone();
-        async move {
-            invocation
-                .invoke_async::<i64>(&mut connection)
-                .await
-                .map_err(error)
-        }
-    });
+    let sends = by_slot
+        .into_values()
+        .map(|sums| add_sums(script, sums, connection));
     for result in futures_util::future::join_all(sends).await {
         if let Err(e) = result {
             // The counters keep the reservations: they over-count until the window
@@ -184,6 +174,24 @@ async fn send_sums(
             tracing::warn!(limits.store = "redis", error.cause = %e, "cannot send settlements");
         }
     }
+}
+
+/// Adds each delta to its counter (all in one slot), by [`SETTLE_SUMS`].
+async fn add_sums(
+    script: &redis::Script,
+    sums: impl IntoIterator<Item = (String, i64)>,
+    connection: &ConnectionManager,
+) -> Result<(), StoreError> {
+    let mut invocation = script.prepare_invoke();
+    for (key, delta) in sums {
+        invocation.key(key).arg(delta);
+    }
+    let mut connection = connection.clone();
+    let _: i64 = invocation
+        .invoke_async(&mut connection)
+        .await
+        .map_err(error)?;
+    Ok(())
 }
 
 /// Gives the slices idle for [`IDLE`] back, every half of it.
@@ -457,15 +465,7 @@ impl LimitStore for RedisStore {
     ) -> Result<(), StoreError> {
         let sums = self.settlement(window, limits, tokens, cost_micros);
         if !sums.is_empty() {
-            let mut invocation = self.settle_sums.prepare_invoke();
-            for (key, delta) in &sums {
-                invocation.key(key).arg(*delta);
-            }
-            let mut connection = self.connection.clone();
-            let _: i64 = invocation
-                .invoke_async(&mut connection)
-                .await
-                .map_err(error)?;
+            add_sums(&self.settle_sums, sums, &self.connection).await?;
         }
         self.settle_shared(window, limits, cost_micros).await
     }
