@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set, Statement,
+};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -14,12 +17,29 @@ use crate::domain::{
     MAX_RESPONSE_BATCH, MAX_RESPONSE_CLAIM, ResponseClaim, ResponseCompletion, ResponseRecord,
     UsageBatch, UsageRecord, validate_response_id,
 };
+use crate::store::copy::BinaryRows;
 use crate::store::entities::responses;
+use crate::store::is_unique_violation;
 use crate::{CoreError, FieldError};
 
 /// How long the replica that created a background response holds it before it must
 /// renew its claim.
 const CREATION_CLAIM_SECS: i64 = 60;
+
+/// The columns in the order `copy_responses` writes them.
+const COPY_RESPONSES: &str = "COPY responses (id, project_id, key_id, model, background, \
+    created_at, status, metered_at, claimed_by, claimed_until) FROM STDIN WITH (FORMAT binary)";
+
+/// Inserts the records of `$1` (a JSON array of [`ResponseRecord`]s), created at `$2`;
+/// those claimed are held until `$3`.
+const INSERT_RESPONSES_POSTGRES: &str = "INSERT INTO responses (id, project_id, key_id, \
+    model, background, created_at, status, metered_at, claimed_by, claimed_until) \
+    SELECT r.id, r.project_id, r.key_id, r.model, r.background, $2, r.status, \
+    CASE WHEN r.metered THEN $2 END, r.claimed_by, \
+    CASE WHEN r.claimed_by IS NOT NULL THEN $3 END \
+    FROM json_to_recordset($1::json) AS r(id text, project_id uuid, key_id uuid, \
+    model text, background boolean, status text, metered boolean, claimed_by text) \
+    ON CONFLICT (id) DO NOTHING";
 
 fn to_record(row: responses::Model) -> ResponseRecord {
     ResponseRecord {
@@ -74,6 +94,11 @@ impl Services {
             return Ok(());
         }
         let now = self.clock.now();
+        let claimed_until = now + chrono::Duration::seconds(CREATION_CLAIM_SECS);
+        if self.store.db().get_database_backend() == DbBackend::Postgres {
+            return self.copy_responses(records, now, claimed_until).await;
+        }
+        let tx = self.store.begin_write().await?;
         let rows = records.iter().map(|record| responses::ActiveModel {
             id: Set(record.id.clone()),
             project_id: Set(record.project_id),
@@ -84,12 +109,8 @@ impl Services {
             status: Set(record.status.clone()),
             metered_at: Set(record.metered.then_some(now)),
             claimed_by: Set(record.claimed_by.clone()),
-            claimed_until: Set(record
-                .claimed_by
-                .as_ref()
-                .map(|_| now + chrono::Duration::seconds(CREATION_CLAIM_SECS))),
+            claimed_until: Set(record.claimed_by.as_ref().map(|_| claimed_until)),
         });
-        let tx = self.store.begin_write().await?;
         responses::Entity::insert_many(rows)
             .on_conflict(
                 OnConflict::column(responses::Column::Id)
@@ -99,6 +120,48 @@ impl Services {
             .exec_without_returning(&*tx)
             .await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Postgres: the records in one binary `COPY`, unless one was recorded before (a
+    /// group sent again after its answer was lost); then an insert that skips those.
+    async fn copy_responses(
+        &self,
+        records: &[ResponseRecord],
+        now: chrono::DateTime<chrono::Utc>,
+        claimed_until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), CoreError> {
+        let mut rows = BinaryRows::with_capacity(records.len() * 160);
+        for record in records {
+            rows.row(10);
+            rows.text(&record.id);
+            rows.uuid(record.project_id);
+            rows.uuid(record.key_id);
+            rows.text(&record.model);
+            rows.bool(record.background);
+            rows.timestamptz(now);
+            rows.text(&record.status);
+            rows.timestamptz_or_null(record.metered.then_some(now));
+            rows.text_or_null(record.claimed_by.as_deref());
+            rows.timestamptz_or_null(record.claimed_by.as_ref().map(|_| claimed_until));
+        }
+        match self.store.copy_in(COPY_RESPONSES, rows.finish()).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_unique_violation(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+        // Every record rides in one JSON parameter: the statement's text is the same
+        // for any group size, so Postgres parses and plans it once.
+        let json = serde_json::to_string(records)
+            .map_err(|e| CoreError::Internal(format!("response records as JSON: {e}")))?;
+        self.store
+            .db()
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                INSERT_RESPONSES_POSTGRES,
+                [json.into(), now.into(), claimed_until.into()],
+            ))
+            .await?;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! Persistence: the connection pool, the sea-orm entities and the error
 //! classification the services rely on (outage vs bug vs constraint).
 
+pub mod copy;
 pub mod entities;
 
 use std::sync::Arc;
@@ -22,6 +23,8 @@ pub struct Store {
     /// transaction upgrades to a write under contention; serializing write
     /// transactions in-process avoids that. `None` on Postgres.
     sqlite_writer: Option<Arc<Mutex<()>>>,
+    /// sea-orm's own pool, for what sea-orm does not offer (`COPY`). `None` on SQLite.
+    postgres: Option<sea_orm::sqlx::PgPool>,
 }
 
 /// A write transaction; on SQLite it also holds the process-wide writer lock.
@@ -63,9 +66,15 @@ impl Store {
     }
 
     pub fn from_connection(db: DatabaseConnection) -> Self {
-        let sqlite_writer =
-            (db.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
-        Self { db, sqlite_writer }
+        let backend = db.get_database_backend();
+        let sqlite_writer = (backend == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        let postgres =
+            (backend == DbBackend::Postgres).then(|| db.get_postgres_connection_pool().clone());
+        Self {
+            db,
+            sqlite_writer,
+            postgres,
+        }
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -87,6 +96,24 @@ impl Store {
         };
         let tx = self.db.begin_with_options(options).await?;
         Ok(WriteTx { tx, _guard: guard })
+    }
+
+    /// Runs `statement`, a `COPY … FROM STDIN`, with `data` on Postgres (in a transaction
+    /// of its own: all rows or none); the number of rows copied.
+    pub async fn copy_in(&self, statement: &str, data: Vec<u8>) -> Result<u64, DbErr> {
+        use sea_orm::sqlx::postgres::PgPoolCopyExt;
+        let pool = self
+            .postgres
+            .as_ref()
+            .ok_or_else(|| DbErr::Custom("COPY needs Postgres".into()))?;
+        let exec = |e| DbErr::Exec(RuntimeErr::SqlxError(Arc::new(e)));
+        let mut copy = pool.copy_in_raw(statement).await.map_err(exec)?;
+        if let Err(e) = copy.send(data).await {
+            // Without an abort the connection would go back to the pool mid-copy.
+            let _ = copy.abort("the data could not be sent").await;
+            return Err(exec(e));
+        }
+        copy.finish().await.map_err(exec)
     }
 
     /// A round trip to the database, for readiness checks.

@@ -3,8 +3,12 @@
 
 use std::time::{Duration, Instant};
 
+use chrono::SubsecRound;
 use reqwest::StatusCode;
+use sea_orm::EntityTrait;
 use serde_json::{Value, json};
+use strata_core::domain::ResponseRecord;
+use strata_core::store::entities::responses;
 use strata_testkit::{TestApp, project_body};
 
 const PATH: &str = "/internal/v1/proxy/snapshot";
@@ -231,8 +235,10 @@ async fn response_ids_keep_their_owner_and_background_ones_are_metered_once() {
         let r = app.post(base, &token, &record(id, background)).await;
         assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
     }
-    // A group: every record, or (one invalid) none, named by its index.
-    let group = json!({"records": [record("resp_g1", false), record("resp_plain", false), record("resp_g2", false)]});
+    // A group: every record, or (one invalid) none, named by its index. An id seen
+    // before, or twice in the group, is kept once.
+    let group = json!({"records": [record("resp_g1", false), record("resp_plain", false),
+        record("resp_g2", false), record("resp_g2", false)]});
     let r = app.post(&format!("{base}/batch"), &token, &group).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
     let mut bad = record("resp_g4", false);
@@ -329,6 +335,67 @@ async fn response_ids_keep_their_owner_and_background_ones_are_metered_once() {
         .post(&format!("{base}/resp_unknown/complete"), &token, &done)
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+/// Whichever way the control plane writes a group (Postgres copies a fresh one and
+/// inserts one with an id seen before, skipping it), every column lands as recorded.
+#[tokio::test]
+async fn recorded_responses_keep_every_column() {
+    let app = TestApp::spawn().await;
+    let services = &app.state.services;
+    let (project, key) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let record = |id: &str, background: bool| ResponseRecord {
+        id: id.into(),
+        project_id: project,
+        key_id: key,
+        model: "openai.gpt-oss-20b".into(),
+        background,
+        status: if background { "queued" } else { "completed" }.into(),
+        metered: !background,
+        claimed_by: background.then(|| "replica-a".into()),
+    };
+    let fresh = [record("resp_c1", false), record("resp_c2", true)];
+    let again = [record("resp_c1", true), record("resp_c3", true)];
+    for group in [&fresh[..], &again[..]] {
+        // Postgres keeps microseconds.
+        let before = chrono::Utc::now().trunc_subsecs(6);
+        services.record_responses(group).await.unwrap();
+        let after = chrono::Utc::now();
+        for sent in group {
+            let row = responses::Entity::find_by_id(sent.id.clone())
+                .one(services.store.db())
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("{} not recorded", sent.id));
+            if sent.id == "resp_c1" {
+                // Recorded first as plain: the repeat changed nothing.
+                assert!(!row.background && row.metered_at.is_some(), "{row:?}");
+                continue;
+            }
+            assert_eq!(
+                (row.project_id, row.key_id, row.model.as_str()),
+                (project, key, "openai.gpt-oss-20b")
+            );
+            assert_eq!((row.background, row.status.as_str()), (true, "queued"));
+            assert!(
+                before <= row.created_at && row.created_at <= after,
+                "{row:?}"
+            );
+            assert_eq!(row.metered_at, None);
+            assert_eq!(row.claimed_by.as_deref(), Some("replica-a"));
+            assert_eq!(
+                row.claimed_until,
+                Some(row.created_at + chrono::Duration::seconds(60))
+            );
+        }
+    }
+    let plain = responses::Entity::find_by_id("resp_c1".to_owned())
+        .one(services.store.db())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(plain.metered_at, Some(plain.created_at));
+    assert_eq!((plain.claimed_by, plain.claimed_until), (None, None));
 }
 
 #[tokio::test]
