@@ -17,7 +17,8 @@
 #
 #   bench/proxy.sh
 #   DURATION=30s bench/proxy.sh
-#   ROUNDS=5 bench/proxy.sh   # nginx and strata alternated five times at c = 64 (default 3)
+#   ROUNDS=5 bench/proxy.sh   # nginx and strata alternated five times at c = 64 (default 3);
+#     chat and create likewise in the Responses section
 #   MODES=plain CONNS=64 STREAMS=0 PERF=1 bench/proxy.sh   # one figure, with a CPU profile
 #   BARE="pool local pinned" MODES=plain CONNS=64 STREAMS=0 EXTRA= bench/proxy.sh
 #     (also the floor of a tokio + hyper proxy that only forwards: proxy/examples/bare_proxy.rs)
@@ -182,25 +183,40 @@ if [[ $EXTRA == *responses* ]]; then
     "http://127.0.0.1:$control_port/api/v1/projects/$project_id"
   sleep 1
   echo
-  echo "the Responses API's create against chat (no limits; each create also records the response's owner):"
+  echo "the Responses API's create against chat (no limits; each create also records the response's owner),"
+  echo "alternated ROUNDS times at c=64; store CPU: the control plane's (and Postgres's) CPU per create, µs:"
   echo
   header
-  start_proxy "$static"
-  warm chat/completions "$chat_body"; warm responses '{"model":"openai.gpt-oss-20b","input":"hi"}'
-  for conns in 1 64; do
-    load chat plain "$conns" "http://127.0.0.1:$proxy_port/v1/chat/completions"
-    SCRIPT=responses load responses plain "$conns" "http://127.0.0.1:$proxy_port/v1/responses"
-  done
-  stop_proxy
-  # With Redis the owner is also written there before the id leaves the proxy.
-  start_proxy "$static" STRATA_REDIS_URL="$redis_url" STRATA_REDIS_KEY_PREFIX="strata-bench-$$"
-  warm chat/completions "$chat_body"; warm responses '{"model":"openai.gpt-oss-20b","input":"hi"}'
-  load chat-redis plain 64 "http://127.0.0.1:$proxy_port/v1/chat/completions"
-  SCRIPT=responses load responses-redis plain 64 "http://127.0.0.1:$proxy_port/v1/responses"
-  stop_proxy
+  declare -A CREATE_RATIOS STORE_CPU
+  # creates name [env…]: chat then create, ROUNDS times, on a proxy started with env.
+  creates() {
+    local name=$1 before; shift
+    start_proxy "$static" "$@"
+    warm chat/completions "$chat_body"; warm responses '{"model":"openai.gpt-oss-20b","input":"hi"}'
+    if [[ $name == responses ]]; then
+      load chat plain 1 "http://127.0.0.1:$proxy_port/v1/chat/completions"
+      SCRIPT=responses load responses plain 1 "http://127.0.0.1:$proxy_port/v1/responses"
+    fi
+    for _ in $(seq 1 "$ROUNDS"); do
+      load "chat-$name" plain 64 "http://127.0.0.1:$proxy_port/v1/chat/completions"
+      # shellcheck disable=SC2046
+      before=$(ticks all $(store_pids))
+      SCRIPT=responses load "$name" plain 64 "http://127.0.0.1:$proxy_port/v1/responses"
+      # shellcheck disable=SC2046
+      STORE_CPU[$name]+=" $(awk -v t="$(($(ticks all $(store_pids)) - before))" -v hz="$(getconf CLK_TCK)" \
+        -v n="${REQUESTS[$name.plain.64]}" 'BEGIN {printf "%.1f", n ? t / hz * 1e6 / n : 0}')"
+      CREATE_RATIOS[$name]+=" $(awk -v c="${RPS[chat-$name.plain.64]}" -v r="${RPS[$name.plain.64]}" 'BEGIN {printf "%.0f", 100 * r / c}')"
+    done
+    stop_proxy
+  }
+  creates responses
+  # With Redis the owner is also written there (pipelined, off the request path).
+  creates responses-redis STRATA_REDIS_URL="$redis_url" STRATA_REDIS_KEY_PREFIX="strata-bench-$$"
   redis-cli -u "$redis_url" --scan --pattern "strata-bench-$$:*" | xargs -r -n 1000 redis-cli -u "$redis_url" del >/dev/null
   echo
-  awk -v c="${RPS[chat.plain.64]}" -v r="${RPS[responses.plain.64]}" -v c1="${P50[chat.plain.1]}" -v r1="${P50[responses.plain.1]}" \
-      -v cr="${RPS[chat-redis.plain.64]}" -v rr="${RPS[responses-redis.plain.64]}" \
-    'BEGIN {printf "responses: %.0f%% of chat throughput at c=64 (with Redis: %.0f%%); p50 at c=1 %+.3f ms\n", 100*r/c, 100*rr/cr, r1-c1}'
+  for name in responses responses-redis; do
+    runs=$(tr ' ' '\n' <<<"${CREATE_RATIOS[$name]}" | sed '/^$/d; s/$/%/' | paste -sd, | sed 's/,/, /g')
+    echo "$name: $(median <<<"${CREATE_RATIOS[$name]}")% of chat's throughput at c=64, the median of $runs (target >= 80%); store CPU per create ${STORE_CPU[$name]# } µs"
+  done
+  awk -v c1="${P50[chat.plain.1]}" -v r1="${P50[responses.plain.1]}" 'BEGIN {printf "responses: p50 at c=1 %+.3f ms against chat\n", r1-c1}'
 fi

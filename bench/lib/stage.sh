@@ -62,6 +62,7 @@ fi
 ( cd "$work" && STRATA_DATABASE_URL="$database_url" STRATA_SERVE_PROXY=false STRATA_LISTEN="127.0.0.1:$control_port" \
     STRATA_MANTLE_URL="http://127.0.0.1:$mantle_port/{region}/v1" STRATA_COST_ALLOCATION_TAGS= \
     STRATA_RECONCILE_POLL_MS=100 exec "$STRATA_BIN" serve >serve.log 2>&1 ) & pids="$pids $!"
+control_pid=$!
 wait_http "http://127.0.0.1:$control_port/readyz"
 for _ in $(seq 1 100); do [[ -s "$work/strata-admin.token" ]] && break; sleep 0.1; done
 key=$(.venv/bin/python - "http://127.0.0.1:$control_port" "$(cat "$work/strata-admin.token")" <<'PY'
@@ -177,9 +178,11 @@ proxy_pids() {
   if [[ -n "${PEER_PIDS[$1]:-}" ]]; then echo "${PEER_PIDS[$1]}"; return; fi
   case $1 in direct) ;; nginx) pgrep -P "$(cat "$work/pass.pid")" ;; bare-*) echo "$bare_pid" ;; *) echo "$proxy_pid" ;; esac
 }
+# The control plane and, with BENCH_DATABASE=postgres, the machine's Postgres processes.
+store_pids() { echo "$control_pid"; [[ ${BENCH_DATABASE:-sqlite} == postgres ]] && pgrep -x postgres || true; }
 # The machine's CPU counters (/proc/stat): busy, idle and stolen ticks, all cores.
 machine_ticks() { awk '/^cpu / {print $2+$3+$4+$7+$8, $5+$6, $9}' /proc/stat; }
-declare -A RPS P50 P99 CPU SYS IDLE
+declare -A RPS P50 P99 CPU SYS IDLE REQUESTS
 load() { # name mode connections url  (a table row; the figures in RPS, P50, P99 …)
   local name=$1 mode=$2 conns=$3 url=$4 threads=2 out before sys_before requests pids machine_before
   ((conns == 1)) && threads=1
@@ -201,6 +204,7 @@ load() { # name mode connections url  (a table row; the figures in RPS, P50, P99
             printf "%.0f / %.0f", 100 * (y[2]-x[2]) / t, 100 * (y[3]-x[3]) / t}')
   if ! grep -q 'non-2xx/3xx responses: 0' <<<"$out"; then echo "$out" >&2; echo "errors on $name $mode c=$conns" >&2; exit 1; fi
   RPS[$name.$mode.$conns]=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
+  REQUESTS[$name.$mode.$conns]=$requests
   P50[$name.$mode.$conns]=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
   P99[$name.$mode.$conns]=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
   printf '| %-12s | %-6s | %3s | %8s | %8s | %8s | %9s | %8s | %11s |\n' "$name" "$mode" "$conns" "${RPS[$name.$mode.$conns]}" \
