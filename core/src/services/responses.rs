@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set, Statement,
+    ColumnTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -29,17 +28,6 @@ const CREATION_CLAIM_SECS: i64 = 60;
 /// The columns in the order `copy_responses` writes them.
 const COPY_RESPONSES: &str = "COPY responses (id, project_id, key_id, model, background, \
     created_at, status, metered_at, claimed_by, claimed_until) FROM STDIN WITH (FORMAT binary)";
-
-/// Inserts the records of `$1` (a JSON array of [`ResponseRecord`]s), created at `$2`;
-/// those claimed are held until `$3`.
-const INSERT_RESPONSES_POSTGRES: &str = "INSERT INTO responses (id, project_id, key_id, \
-    model, background, created_at, status, metered_at, claimed_by, claimed_until) \
-    SELECT r.id, r.project_id, r.key_id, r.model, r.background, $2, r.status, \
-    CASE WHEN r.metered THEN $2 END, r.claimed_by, \
-    CASE WHEN r.claimed_by IS NOT NULL THEN $3 END \
-    FROM json_to_recordset($1::json) AS r(id text, project_id uuid, key_id uuid, \
-    model text, background boolean, status text, metered boolean, claimed_by text) \
-    ON CONFLICT (id) DO NOTHING";
 
 fn to_record(row: responses::Model) -> ResponseRecord {
     ResponseRecord {
@@ -96,7 +84,13 @@ impl Services {
         let now = self.clock.now();
         let claimed_until = now + chrono::Duration::seconds(CREATION_CLAIM_SECS);
         if self.store.db().get_database_backend() == DbBackend::Postgres {
-            return self.copy_responses(records, now, claimed_until).await;
+            match self.copy_responses(records, now, claimed_until).await {
+                Ok(()) => return Ok(()),
+                // An id recorded before (a group sent again after its answer was lost):
+                // the insert below skips it.
+                Err(e) if is_unique_violation(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         let tx = self.store.begin_write().await?;
         let rows = records.iter().map(|record| responses::ActiveModel {
@@ -123,14 +117,14 @@ impl Services {
         Ok(())
     }
 
-    /// Postgres: the records in one binary `COPY`, unless one was recorded before (a
-    /// group sent again after its answer was lost); then an insert that skips those.
+    /// Postgres: the records in one binary `COPY`, all or none (it cannot skip an id
+    /// recorded before: that fails the whole copy).
     async fn copy_responses(
         &self,
         records: &[ResponseRecord],
         now: chrono::DateTime<chrono::Utc>,
         claimed_until: chrono::DateTime<chrono::Utc>,
-    ) -> Result<(), CoreError> {
+    ) -> Result<(), DbErr> {
         let mut rows = BinaryRows::with_capacity(records.len() * 160);
         for record in records {
             rows.row(10);
@@ -145,23 +139,7 @@ impl Services {
             rows.text_or_null(record.claimed_by.as_deref());
             rows.timestamptz_or_null(record.claimed_by.as_ref().map(|_| claimed_until));
         }
-        match self.store.copy_in(COPY_RESPONSES, rows.finish()).await {
-            Ok(_) => return Ok(()),
-            Err(e) if is_unique_violation(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
-        // Every record rides in one JSON parameter: the statement's text is the same
-        // for any group size, so Postgres parses and plans it once.
-        let json = serde_json::to_string(records)
-            .map_err(|e| CoreError::Internal(format!("response records as JSON: {e}")))?;
-        self.store
-            .db()
-            .execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                INSERT_RESPONSES_POSTGRES,
-                [json.into(), now.into(), claimed_until.into()],
-            ))
-            .await?;
+        self.store.copy_in(COPY_RESPONSES, rows.finish()).await?;
         Ok(())
     }
 
