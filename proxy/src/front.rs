@@ -1,7 +1,8 @@
 //! The proxy's front door: the service every client connection is served by.
 //!
-//! `POST /v1/chat/completions` — nearly all of the proxy's traffic — goes straight to
-//! its handler; everything else through axum's router (`routes::routes`). The router's
+//! `POST /v1/chat/completions` and `POST /v1/responses` — nearly all of the proxy's
+//! traffic — go straight to their handlers; everything else through axum's router
+//! (`routes::routes`). The router's
 //! per-request work (path matching, a boxed clone of the route, extensions for the
 //! matched and original path) and tower-http's request-id layers were ~5 % of a chat
 //! request's instructions under callgrind (BENCHMARKS.md "Sixth pass"). The two routes
@@ -22,10 +23,12 @@ use tower::ServiceExt;
 
 use crate::chat::chat_completions;
 use crate::request_id::{ProcessRequestIds, REQUEST_ID};
+use crate::responses::create_response;
 use crate::routes::routes;
 use crate::state::ProxyState;
 
 const CHAT_PATH: &str = "/v1/chat/completions";
+const RESPONSES_PATH: &str = "/v1/responses";
 
 #[derive(Clone)]
 pub struct Front {
@@ -59,10 +62,15 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Front {
             .get(REQUEST_ID)
             .and_then(|given| HeaderValue::from_bytes(given.as_bytes()).ok())
             .unwrap_or_else(|| self.ids.next());
-        let handling: Handling =
-            if request.method() == Method::POST && request.uri().path() == CHAT_PATH {
+        let post = request.method() == Method::POST;
+        let handling: Handling = match request.uri().path() {
+            CHAT_PATH if post => {
                 Box::pin(chat_completions(self.state.clone(), request.map(Body::new)))
-            } else {
+            }
+            RESPONSES_PATH if post => {
+                Box::pin(create_response(self.state.clone(), request.map(Body::new)))
+            }
+            _ => {
                 let routed = self.router.clone().oneshot(request.map(Body::new));
                 Box::pin(async move {
                     match routed.await {
@@ -70,7 +78,8 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Front {
                         Err(never) => match never {},
                     }
                 })
-            };
+            }
+        };
         Answer {
             handling,
             id: Some(id),

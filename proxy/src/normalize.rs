@@ -3,6 +3,8 @@
 //! always requested), and the responses made valid for strict OpenAI clients (float
 //! timestamps as integers, the usage chunk dropped when the client did not ask).
 
+use std::borrow::Cow;
+
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use serde_json::{Map, Value};
@@ -383,19 +385,71 @@ fn flatten_content(message: &mut Value, index: usize, model: &str) -> Result<(),
 /// A complete (non-streamed) upstream answer as the client gets it, and the usage it
 /// reports; `None` when it is not JSON.
 pub fn rewrite_response(body: Bytes) -> Option<(Bytes, Usage)> {
-    if let Some(p) = peek::response(&body)
-        && !p.float_timestamp
-    {
-        return Some((body, p.usage.flatten().unwrap_or_default()));
+    let peeked = peek::response(&body)
+        .filter(|p| !p.float_timestamp)
+        .map(|p| p.usage.flatten().unwrap_or_default());
+    if let Some(usage) = peeked {
+        return Some((body, usage));
     }
-    let mut value: Value = serde_json::from_slice(&body).ok()?;
+    let value: Value = serde_json::from_slice(&body).ok()?;
+    Some(rewritten(value, body))
+}
+
+/// `body`, read into `value` where the peek would not do, with integer timestamps;
+/// and the usage it reports.
+fn rewritten(mut value: Value, body: Bytes) -> (Bytes, Usage) {
     let usage = Usage::of_object(&value).unwrap_or_default();
     let body = if integer_timestamps(&mut value) {
         Bytes::from(value.to_string())
     } else {
         body
     };
-    Some((body, usage))
+    (body, usage)
+}
+
+/// A Responses API object from Mantle as the client gets it, with what strata records
+/// of it.
+pub struct CreatedResponse {
+    pub body: Bytes,
+    pub usage: Usage,
+    pub id: String,
+    pub status: Option<String>,
+}
+
+/// Like `rewrite_response`, for a response object: `None` unless it is a JSON object
+/// with a string `id` (and a string or null `status`), read in the same pass.
+pub fn rewrite_created(body: Bytes) -> Option<CreatedResponse> {
+    let peeked = peek::response(&body)
+        .filter(|p| !p.float_timestamp)
+        .map(|p| {
+            (
+                p.id.map(Cow::into_owned),
+                p.status.map(Cow::into_owned),
+                p.usage,
+            )
+        });
+    if let Some((id, status, usage)) = peeked {
+        return Some(CreatedResponse {
+            body,
+            usage: usage.flatten().unwrap_or_default(),
+            id: id?,
+            status,
+        });
+    }
+    let value: Value = serde_json::from_slice(&body).ok()?;
+    let id = value.get("id")?.as_str()?.to_owned();
+    let status = match value.get("status") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return None,
+    };
+    let (body, usage) = rewritten(value, body);
+    Some(CreatedResponse {
+        body,
+        usage,
+        id,
+        status,
+    })
 }
 
 /// Rewrites float `created` / `created_at` / `completed_at` at the top level to
@@ -781,6 +835,36 @@ mod tests {
         );
         assert!(rewrite_response(Bytes::from_static(b"<html>")).is_none());
         assert!(rewrite_response(Bytes::from_static(b"[1]")).is_some());
+    }
+
+    #[test]
+    fn a_created_response_is_read_in_one_pass_or_refused() {
+        let plain = Bytes::from_static(
+            br#"{"id":"resp_1","status":"queued","created_at":3,"usage":{"input_tokens":4,"output_tokens":1}}"#,
+        );
+        let c = rewrite_created(plain.clone()).unwrap_or_else(|| panic!("a response"));
+        assert_eq!(c.body.as_ptr(), plain.as_ptr(), "passed as it is");
+        assert_eq!(
+            (c.id.as_str(), c.status.as_deref()),
+            ("resp_1", Some("queued"))
+        );
+        assert_eq!((c.usage.input_tokens, c.usage.output_tokens), (4, 1));
+        // Through the general path (a float timestamp, an escaped id) alike.
+        let float = Bytes::from_static(br#"{"id":"resp_\u0032","created_at":3.5,"status":null}"#);
+        let c = rewrite_created(float).unwrap_or_else(|| panic!("a response"));
+        assert_eq!((c.id.as_str(), c.status), ("resp_2", None));
+        assert_eq!(json(&c.body)["created_at"], 3);
+        // Not a response object: no id, an id or status that is not a string.
+        for body in [
+            r#"{"status":"completed"}"#,
+            r#"{"id":7}"#,
+            r#"{"id":"resp_1","status":3}"#,
+            r#"{"id":"resp_1","created_at":3.5,"status":3}"#,
+            r#"["resp_1"]"#,
+            "<html>",
+        ] {
+            assert!(rewrite_created(Bytes::from(body)).is_none(), "{body}");
+        }
     }
 
     #[test]

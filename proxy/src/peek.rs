@@ -118,6 +118,10 @@ pub fn chat(body: &[u8]) -> Option<ChatPeek> {
 #[derive(Deserialize)]
 struct ResponseFields<'a> {
     #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    status: Option<Cow<'a, str>>,
+    #[serde(borrow)]
     service_tier: Option<Cow<'a, str>>,
     created: Option<Number>,
     created_at: Option<Number>,
@@ -145,7 +149,10 @@ struct Details {
 
 /// What an upstream JSON object (a response, or one streamed event) says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResponsePeek {
+pub struct ResponsePeek<'a> {
+    /// The object's `id` and `status` (a Responses API object's are recorded).
+    pub id: Option<Cow<'a, str>>,
+    pub status: Option<Cow<'a, str>>,
     /// A top-level timestamp is a float (strict clients need an integer).
     pub float_timestamp: bool,
     /// `Some` when a non-null `usage` is present; inside, its counts if readable.
@@ -155,7 +162,7 @@ pub struct ResponsePeek {
     pub error: bool,
 }
 
-pub fn response(body: &[u8]) -> Option<ResponsePeek> {
+pub fn response(body: &[u8]) -> Option<ResponsePeek<'_>> {
     let Obj(f) = serde_json::from_slice::<Obj<ResponseFields>>(body).ok()?;
     let tier = f
         .service_tier
@@ -166,6 +173,8 @@ pub fn response(body: &[u8]) -> Option<ResponsePeek> {
         .into_iter()
         .any(|n| n.as_ref().is_some_and(Number::is_f64));
     Some(ResponsePeek {
+        id: f.id,
+        status: f.status,
         float_timestamp,
         usage: f.usage.map(|Obj(u)| u.counts(tier)),
         no_choices: f.choices.is_some_and(|c| c.is_empty()),

@@ -20,15 +20,18 @@ use crate::error::OpenAiError;
 use crate::responses;
 use crate::state::ProxyState;
 
-/// Every route but the hot one's fast path (`front.rs`), which is also here so that a
-/// request reaching the router for it is served the same.
+/// Every route, the hot ones' fast paths (`front.rs`) too, so that a request reaching
+/// the router for one is served the same.
 pub(crate) fn routes(state: ProxyState) -> Router {
     Router::new()
         .route(
             "/v1/chat/completions",
             post(|State(state), request| chat_completions(state, request)),
         )
-        .route("/v1/responses", post(responses::create_response))
+        .route(
+            "/v1/responses",
+            post(|State(state), request| responses::create_response(state, request)),
+        )
         .route(
             "/v1/responses/{id}",
             get(responses::retrieve_response).delete(responses::delete_response),

@@ -38,7 +38,9 @@ use crate::forward::{
     UpstreamCall, UpstreamPath, send_upstream, transport_failure, upstream_failure,
 };
 use crate::limits::{Admission, Demand, Limits, Prices, estimate_input_tokens, prices};
-use crate::normalize::{request_fields, required_model, rewrite_response, unsupported_api};
+use crate::normalize::{
+    request_fields, required_model, rewrite_created, rewrite_response, unsupported_api,
+};
 use crate::registry::RegistryError;
 use crate::state::{Pending, ProxyState};
 use crate::upstream::{UpstreamError, UpstreamResponse};
@@ -60,13 +62,6 @@ struct CreateFields<'a> {
     #[serde(borrow)]
     previous_response_id: Option<Cow<'a, str>>,
     max_output_tokens: Option<u64>,
-}
-
-/// What the proxy reads of Mantle's answer to a create.
-#[derive(Deserialize)]
-struct Created {
-    id: String,
-    status: Option<String>,
 }
 
 fn response_not_found(id: &str, param: Option<&str>) -> OpenAiError {
@@ -168,7 +163,7 @@ fn model_for_responses<'a>(
     Ok(model)
 }
 
-pub async fn create_response(State(state): State<ProxyState>, request: Request) -> Response {
+pub async fn create_response(state: ProxyState, request: Request) -> Response {
     let started = Instant::now();
     let mut seen = Seen::default();
     let result = create(&state, request, started, &mut seen).await;
@@ -235,6 +230,8 @@ async fn create(
     } else {
         (Some(new.billing(reservation)), None)
     };
+    // The answer's success is counted on the billing's handles (no second lookup).
+    seen.handles = billing.as_ref().map(|b| b.metrics.clone());
     let call = UpstreamCall {
         method: reqwest::Method::POST,
         prefix: model.mantle_path,
@@ -290,17 +287,16 @@ async fn create(
             return Err(e);
         }
     };
-    let created = serde_json::from_slice::<Created>(&body).ok();
-    let (Some(created), Some((body, usage))) = (created, rewrite_response(body)) else {
+    let Some(created) = rewrite_created(body) else {
         fail(&mut billing, &mut held, "invalid_body");
         return Err(invalid_upstream_body());
     };
-    let status = created.status.unwrap_or_else(|| "completed".into());
-    new.register(&created.id, background, &status, held).await;
+    let status = created.status.as_deref().unwrap_or("completed");
+    new.register(created.id, background, status, held).await;
     if let Some(b) = billing.as_mut() {
-        b.record(usage, false);
+        b.record(created.usage, false);
     }
-    let mut answer = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    let mut answer = ([(header::CONTENT_TYPE, "application/json")], created.body).into_response();
     answer.headers_mut().extend(limit_headers);
     Ok(answer)
 }
@@ -348,13 +344,23 @@ impl NewResponse {
     /// reservation.
     async fn register(
         &self,
-        id: &str,
+        id: String,
         background: bool,
         status: &str,
         held: Option<crate::limits::Reservation>,
     ) {
+        if background {
+            self.state.pending_background(
+                &id,
+                Pending {
+                    reservation: held,
+                    prices: self.prices,
+                    started: self.started,
+                },
+            );
+        }
         let record = ResponseRecord {
-            id: id.to_owned(),
+            id,
             project_id: self.project,
             key_id: self.key,
             model: self.model.clone(),
@@ -363,21 +369,11 @@ impl NewResponse {
             metered: !background,
             claimed_by: background.then(|| self.state.instance.clone()),
         };
-        if background {
-            self.state.pending_background(
-                id,
-                Pending {
-                    reservation: held,
-                    prices: self.prices,
-                    started: self.started,
-                },
-            );
-        }
         if let Err(e) = self.state.responses.record(&record).await {
             // The answer goes out anyway (Mantle has done the work); the record stays
             // queued, so other replicas learn the id and a background response is
             // metered once the control plane takes it.
-            tracing::error!(response.id = %id, project.id = %self.project, error.cause = %e, "cannot record a response's owner with the control plane yet");
+            tracing::error!(response.id = %record.id, project.id = %self.project, error.cause = %e, "cannot record a response's owner with the control plane yet");
         }
     }
 }
@@ -467,7 +463,7 @@ fn relay(response: UpstreamResponse, relay: Relay) -> Response {
                     } else {
                         None
                     };
-                    new.register(&id, background, "in_progress", held).await;
+                    new.register(id, background, "in_progress", held).await;
                 }
                 s.queue.push_back(event);
             }
