@@ -12,8 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use axum::body::Bytes;
 use prometheus_client::metrics::counter::Counter;
-use strata_contract::{MAX_RESPONSE_BATCH, ResponseBatch, ResponseRecord, Secret};
+use reqwest::header::CONTENT_TYPE;
+use serde::{Serialize, Serializer};
+use strata_contract::{MAX_RESPONSE_BATCH, ResponseRecord, Secret};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -96,8 +99,7 @@ impl GroupSender {
                 continue;
             }
             let n = group.len().min(MAX_RESPONSE_BATCH);
-            let records = group.iter().take(n).map(|q| q.record.clone()).collect();
-            match self.record_all(records).await {
+            match self.record_all(&group, n).await {
                 Ok(()) => {
                     failures = 0;
                     taken(&self.unsent, n);
@@ -145,23 +147,29 @@ impl GroupSender {
         answer(&mut flushes);
     }
 
-    /// One request for the group, retried briefly.
-    async fn record_all(&self, records: Vec<ResponseRecord>) -> Result<(), RegistryError> {
-        let batch = ResponseBatch { records };
+    /// One request for the group's first `n` records, retried briefly.
+    async fn record_all(&self, group: &VecDeque<Queued>, n: usize) -> Result<(), RegistryError> {
+        let body =
+            Bytes::from(batch_body(group, n).map_err(|e| RegistryError::Invalid(e.to_string()))?);
         let url = format!("{}/batch", self.base);
         let mut last = String::new();
         for attempt in 0..RECORD_ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
             }
-            let sent = authorized(self.http.post(&url).json(&batch), &self.credential)
-                .send()
-                .await;
+            let request = self
+                .http
+                .post(&url)
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone());
+            let sent = authorized(request, &self.credential).send().await;
             match sent {
                 Ok(r) if r.status().is_success() => return Ok(()),
                 // A control plane older than this proxy: one record at a time.
                 Ok(r) if matches!(r.status().as_u16(), 404 | 405) => {
-                    return self.record_each(&batch.records).await;
+                    return self
+                        .record_each(group.iter().take(n).map(|q| &q.record))
+                        .await;
                 }
                 Ok(r) => last = format!("HTTP {}", r.status().as_u16()),
                 Err(e) => last = e.without_url().to_string(),
@@ -170,7 +178,10 @@ impl GroupSender {
         Err(RegistryError::Unavailable(last))
     }
 
-    async fn record_each(&self, records: &[ResponseRecord]) -> Result<(), RegistryError> {
+    async fn record_each(
+        &self,
+        records: impl Iterator<Item = &ResponseRecord>,
+    ) -> Result<(), RegistryError> {
         for record in records {
             let r = authorized(self.http.post(&self.base).json(record), &self.credential)
                 .send()
@@ -185,6 +196,24 @@ impl GroupSender {
         }
         Ok(())
     }
+}
+
+/// A `ResponseBatch` of the group's first `n` records, written from the queue
+/// rather than copied out of it.
+fn batch_body(group: &VecDeque<Queued>, n: usize) -> serde_json::Result<Vec<u8>> {
+    struct Records<'a>(&'a VecDeque<Queued>, usize);
+    impl Serialize for Records<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(self.0.iter().take(self.1).map(|q| &q.record))
+        }
+    }
+    #[derive(Serialize)]
+    struct Batch<'a> {
+        records: Records<'a>,
+    }
+    serde_json::to_vec(&Batch {
+        records: Records(group, n),
+    })
 }
 
 /// Counts `n` records off the queue (sent or given up).
@@ -288,6 +317,26 @@ mod tests {
         let (done, flushed) = oneshot::channel();
         queue.send(Message::Flush(done)).unwrap();
         flushed.await.unwrap();
+    }
+
+    #[test]
+    fn a_batch_body_holds_the_first_records_as_queued() {
+        let records: Vec<ResponseRecord> = ["resp_a", "resp_b", "resp_c"]
+            .into_iter()
+            .map(|id| ResponseRecord {
+                claimed_by: Some("replica-1".into()),
+                ..record(id)
+            })
+            .collect();
+        let group = records
+            .iter()
+            .map(|r| Queued {
+                record: r.clone(),
+                done: None,
+            })
+            .collect();
+        let sent: ResponseBatch = serde_json::from_slice(&batch_body(&group, 2).unwrap()).unwrap();
+        assert_eq!(sent.records, records[..2]);
     }
 
     #[tokio::test]
