@@ -88,7 +88,11 @@ impl Proxy {
             shared_owners,
         );
         let metrics = ProxyMetrics::new();
-        let (errors, dropped) = (limiter.errors.clone(), responses.dropped.clone());
+        let (errors, dropped, unsent) = (
+            limiter.errors.clone(),
+            responses.dropped.clone(),
+            responses.unsent.clone(),
+        );
         metrics.register(|r| {
             r.register(
                 "limits_store_errors",
@@ -99,6 +103,11 @@ impl Proxy {
                 "response_records_dropped",
                 "Responses' owners given up after the control plane refused them for too long",
                 dropped,
+            );
+            r.register(
+                "response_records_unsent",
+                "Responses' owners queued for the control plane and not yet taken by it",
+                unsent,
             );
         });
         Ok(Self {

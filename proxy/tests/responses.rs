@@ -450,6 +450,31 @@ async fn concurrent_creates_record_their_owners_in_groups() {
         (1..40).contains(&groups),
         "40 creates recorded in {groups} requests"
     );
+    // Every record has landed: the proxy's queue empties once it hears so.
+    let started = Instant::now();
+    loop {
+        let proxy_metrics = w
+            .client
+            .get(format!("{}/metrics", w.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let unsent = proxy_metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("strata_proxy_response_records_unsent "))
+            .unwrap_or_else(|| panic!("no gauge of unsent records: {proxy_metrics}"));
+        if unsent == "0" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{unsent} unsent"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A second proxy following the world's control plane and Mantle, with `config`, once

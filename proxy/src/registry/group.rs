@@ -8,12 +8,11 @@
 //! `max_unsent` records are the oldest given up (and counted).
 
 use std::collections::VecDeque;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use reqwest::header::CONTENT_TYPE;
 use serde::{Serialize, Serializer};
 use strata_contract::{MAX_RESPONSE_BATCH, ResponseRecord, Secret};
@@ -56,7 +55,7 @@ pub(super) struct GroupSender {
     pub max_unsent: usize,
     pub dropped: Counter,
     /// Records queued and not yet taken by the control plane (nor given up).
-    pub unsent: Arc<AtomicUsize>,
+    pub unsent: Gauge,
 }
 
 impl GroupSender {
@@ -217,10 +216,8 @@ fn batch_body(group: &VecDeque<Queued>, n: usize) -> serde_json::Result<Vec<u8>>
 }
 
 /// Counts `n` records off the queue (sent or given up).
-fn taken(unsent: &AtomicUsize, n: usize) {
-    let _ = unsent.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
-        Some(u.saturating_sub(n))
-    });
+fn taken(unsent: &Gauge, n: usize) {
+    unsent.dec_by(i64::try_from(n).unwrap_or(i64::MAX));
 }
 
 /// Queues `message`; true when someone waits for its outcome.
@@ -299,7 +296,7 @@ mod tests {
             credential: Secret::new("proxy-credential"),
             max_unsent,
             dropped: dropped.clone(),
-            unsent: Arc::new(AtomicUsize::new(0)),
+            unsent: Gauge::default(),
         };
         let (queue, receiver) = mpsc::unbounded_channel();
         tokio::spawn(sender.run(receiver));

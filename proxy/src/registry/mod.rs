@@ -14,11 +14,11 @@ mod group;
 mod shared;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use strata_contract::Secret;
 use strata_contract::{ResponseClaim, ResponseCompletion, ResponseRecord};
 use tokio::sync::{mpsc, oneshot};
@@ -35,7 +35,7 @@ const RECHECK_UNKNOWN: Duration = Duration::from_millis(250);
 /// Records queued for the control plane past which a create waits for its own group:
 /// a control plane that cannot keep up slows creates down, so the queue stays short
 /// enough to land within `RECHECK_UNKNOWN` and no record is given up.
-const CATCH_UP_AT: usize = 2_000;
+const CATCH_UP_AT: i64 = 2_000;
 
 /// Who created a response: the project, and the model (whose Mantle prefix later
 /// calls on the id go to).
@@ -57,8 +57,8 @@ pub struct ResponseRegistry {
     /// Records given up after the control plane refused them for too long.
     pub dropped: Counter,
     /// Records queued and not yet taken by the control plane.
-    unsent: Arc<AtomicUsize>,
-    catch_up_at: usize,
+    pub unsent: Gauge,
+    catch_up_at: i64,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -89,7 +89,7 @@ impl ResponseRegistry {
             shared,
             pending: std::sync::OnceLock::new(),
             dropped: Counter::default(),
-            unsent: Arc::new(AtomicUsize::new(0)),
+            unsent: Gauge::default(),
             catch_up_at: CATCH_UP_AT,
         }
     }
@@ -139,7 +139,7 @@ impl ResponseRegistry {
         if let Some(shared) = &self.shared {
             shared.insert(record);
         }
-        let behind = self.unsent.load(Ordering::Relaxed) >= self.catch_up_at;
+        let behind = self.unsent.get() >= self.catch_up_at;
         if !record.background && !behind {
             return self.send(Message::Record {
                 record: record.clone(),
@@ -178,7 +178,7 @@ impl ResponseRegistry {
             sender
         });
         if matches!(message, Message::Record { .. }) {
-            self.unsent.fetch_add(1, Ordering::Relaxed);
+            self.unsent.inc();
         }
         sender.send(message).map_err(|_| stopping())
     }
@@ -349,7 +349,7 @@ mod tests {
             registry.record(&record(3)).await,
             Err(RegistryError::Unavailable(_))
         ));
-        assert_eq!(registry.unsent.load(Ordering::Relaxed), 3, "all kept");
+        assert_eq!(registry.unsent.get(), 3, "all kept");
         // Known here all along.
         assert!(registry.owner("resp_1").await.is_ok());
     }
