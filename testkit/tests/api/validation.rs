@@ -317,6 +317,23 @@ async fn malformed_requests_get_the_envelope() {
         ),
         "{b}"
     );
+    // A field of the wrong type is named by its path.
+    let (s, b) = send(
+        r#"{"name": "p", "tags": {"team": 5}}"#,
+        Some("application/json"),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_body")),
+        "{b}"
+    );
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("tags.team")),
+        "{b}"
+    );
     let (s, b) = send("[1,2,3]", Some("application/json")).await;
     assert_eq!(
         (s, b["error"]["code"].as_str()),
