@@ -2,12 +2,12 @@
 //!
 //! `POST /v1/chat/completions` and `POST /v1/responses` — nearly all of the proxy's
 //! traffic — go straight to their handlers; everything else through axum's router
-//! (`routes::routes`). The router's
-//! per-request work (path matching, a boxed clone of the route, extensions for the
-//! matched and original path) and tower-http's request-id layers were ~5 % of a chat
-//! request's instructions under callgrind (BENCHMARKS.md "Sixth pass"). The two routes
-//! behave alike otherwise: both get `x-request-id` here, and the router's own errors
-//! (405, 413) the OpenAI envelope there.
+//! (`routes::routes`). The router's per-request work (path matching, a boxed clone of
+//! the route, extensions for the matched and original path) and tower-http's
+//! request-id layers were ~5 % of a chat request's instructions under callgrind
+//! (BENCHMARKS.md "Sixth pass"). The two ways behave alike otherwise: both get
+//! `x-request-id` here, and the router's own errors (405, 413) the OpenAI envelope
+//! there.
 
 use std::convert::Infallible;
 use std::future::Future;
