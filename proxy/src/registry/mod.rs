@@ -10,10 +10,10 @@
 //! is found and a foreign one never is. A background response still waits for the
 //! control plane, which hands it to a follower.
 
+mod cache;
 mod group;
 mod shared;
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -24,6 +24,7 @@ use strata_contract::{ResponseClaim, ResponseCompletion, ResponseRecord};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use self::cache::OwnerCache;
 use self::group::{GroupSender, Message};
 pub use self::shared::SharedOwners;
 
@@ -49,7 +50,7 @@ pub struct ResponseRegistry {
     http: reqwest::Client,
     base: String,
     credential: Secret,
-    owners: RwLock<HashMap<String, Owner>>,
+    owners: RwLock<OwnerCache>,
     /// Owners in the Redis the replicas share, when one is configured.
     shared: Option<SharedOwners>,
     /// To the task that sends records in groups (started with the first record).
@@ -85,7 +86,7 @@ impl ResponseRegistry {
                 control_plane.trim_end_matches('/')
             ),
             credential,
-            owners: RwLock::new(HashMap::new()),
+            owners: RwLock::new(OwnerCache::new(MAX_CACHED_OWNERS)),
             shared,
             pending: std::sync::OnceLock::new(),
             dropped: Counter::default(),
@@ -103,12 +104,13 @@ impl ResponseRegistry {
     }
 
     fn remember_owner(&self, id: &str, owner: &Owner) {
-        if let Ok(mut owners) = self.owners.write() {
-            if owners.len() >= MAX_CACHED_OWNERS {
-                owners.clear();
-            }
-            owners.insert(id.to_owned(), owner.clone());
-        }
+        let retired = self
+            .owners
+            .write()
+            .ok()
+            .and_then(|mut owners| owners.insert(id, owner));
+        // The lock is released by now: the other threads' lookups do not wait for this.
+        drop(retired);
     }
 
     async fn call(
