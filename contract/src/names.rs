@@ -82,6 +82,12 @@ impl<'de> serde::Deserialize<'de> for ModelId {
 
 impl ModelId {
     pub fn parse(value: &str) -> Result<Self, String> {
+        Self::check(value)?;
+        Ok(Self(value.to_owned()))
+    }
+
+    /// Whether `value` is a well-formed model id, without keeping it.
+    pub fn check(value: &str) -> Result<(), String> {
         let len = value.len();
         if !(3..=128).contains(&len) {
             return Err(format!("must be 3 to 128 characters long (got {len})"));
@@ -102,7 +108,7 @@ impl ModelId {
         if !value.contains('.') {
             return Err("must be '<provider>.<model>', e.g. openai.gpt-oss-120b".into());
         }
-        Ok(Self(value.to_owned()))
+        Ok(())
     }
 
     pub fn as_str(&self) -> &str {
@@ -193,7 +199,10 @@ mod tests {
             "deepseek.v3.1",
             "qwen.qwen3-32b-v1:0",
         ] {
-            assert!(ModelId::parse(ok).is_ok(), "{ok}");
+            assert!(
+                ModelId::parse(ok).is_ok() && ModelId::check(ok).is_ok(),
+                "{ok}"
+            );
         }
         for bad in [
             "gpt-4",
@@ -202,7 +211,10 @@ mod tests {
             "a.b c",
             &format!("a.{}", "b".repeat(127)),
         ] {
-            assert!(ModelId::parse(bad).is_err(), "{bad}");
+            assert!(
+                ModelId::parse(bad).is_err() && ModelId::check(bad).is_err(),
+                "{bad}"
+            );
         }
         assert_eq!(
             ModelId::parse("openai.gpt-oss-20b").map(|m| m.provider().to_owned()),

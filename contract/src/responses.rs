@@ -49,7 +49,7 @@ impl ResponseRecord {
         if let Err(e) = validate_response_id(&self.id) {
             errors.push(FieldError::new("id", e));
         }
-        if let Err(e) = crate::ModelId::parse(&self.model) {
+        if let Err(e) = crate::ModelId::check(&self.model) {
             errors.push(FieldError::new("model", e));
         }
         if self.status.is_empty() || self.status.len() > 32 {

@@ -94,7 +94,7 @@ impl Services {
         let mut merged: BTreeMap<MinuteKey, usage_minutes::Model> = BTreeMap::new();
         for (i, r) in batch.records.iter().enumerate() {
             let at = |f: &str| format!("records[{i}].{f}");
-            if let Err(e) = ModelId::parse(&r.model) {
+            if let Err(e) = ModelId::check(&r.model) {
                 errors.push(FieldError::new(at("model"), e));
             }
             if r.errors > r.requests {
