@@ -168,15 +168,7 @@ async fn requests_per_minute_give_429s_with_openai_headers() {
     );
     // Only two requests reached Mantle; the refusal is in the metrics.
     assert_eq!(w.mantle.chat_stats().calls, 2);
-    let metrics = w
-        .client
-        .get(format!("{}/metrics", w.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap_or_default();
+    let metrics = w.proxy_metrics().await;
     assert!(
         metrics.contains(&format!(
             "strata_proxy_rate_limited_total{{project=\"{id}\",kind=\"requests\"}} 1"

@@ -453,15 +453,7 @@ async fn concurrent_creates_record_their_owners_in_groups() {
     // Every record has landed: the proxy's queue empties once it hears so.
     let started = Instant::now();
     loop {
-        let proxy_metrics = w
-            .client
-            .get(format!("{}/metrics", w.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let proxy_metrics = w.proxy_metrics().await;
         let unsent = proxy_metrics
             .lines()
             .find_map(|l| l.strip_prefix("strata_proxy_response_records_unsent "))

@@ -249,6 +249,12 @@ impl World {
         .await
     }
 
+    /// The proxy's `/metrics`, as Prometheus text.
+    pub async fn proxy_metrics(&self) -> String {
+        let r = self.client.get(format!("{}/metrics", self.base));
+        r.send().await.unwrap().text().await.unwrap_or_default()
+    }
+
     /// Shuts the proxy down and waits for it (streams finished, usage flushed).
     pub async fn stop_proxy(&mut self) {
         self.shutdown.cancel();
