@@ -329,9 +329,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_create_waits_for_its_group_once_the_control_plane_is_behind() {
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let away = format!("http://{}", closed.local_addr().unwrap());
-        drop(closed);
+        let away = control_plane_away();
         let mut registry = ResponseRegistry::new(
             reqwest::Client::new(),
             &away,
@@ -356,6 +354,21 @@ mod tests {
         assert!(registry.owner("resp_1").await.is_ok());
     }
 
+    /// A port nothing listens on: every call to the control plane fails.
+    fn control_plane_away() -> String {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", closed.local_addr().unwrap())
+    }
+
+    /// Waits until Redis has an owner for `id`.
+    async fn written(shared: &SharedOwners, id: &str) {
+        let started = std::time::Instant::now();
+        while shared.get(id).await.unwrap().is_none() {
+            assert!(started.elapsed() < Duration::from_secs(3), "never written");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// A plain response's record, metered, with an id of its own.
     pub(super) fn new_record() -> ResponseRecord {
         ResponseRecord {
@@ -372,10 +385,7 @@ mod tests {
 
     #[tokio::test]
     async fn replicas_sharing_redis_know_a_new_owner_while_the_control_plane_is_away() {
-        // A port nothing listens on: every call to the control plane fails.
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let away = format!("http://{}", closed.local_addr().unwrap());
-        drop(closed);
+        let away = control_plane_away();
         let prefix = format!("strata-test-{}", Uuid::now_v7());
         let (a, b) = (replica(&away, &prefix).await, replica(&away, &prefix).await);
         let record = new_record();
@@ -397,5 +407,32 @@ mod tests {
             b.owner("resp_nobody").await,
             Err(RegistryError::Unavailable(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn an_owner_in_redis_is_never_replaced() {
+        let away = control_plane_away();
+        let prefix = format!("strata-test-{}", Uuid::now_v7());
+        let (a, b) = (replica(&away, &prefix).await, replica(&away, &prefix).await);
+        let first = new_record();
+        let other = ResponseRecord {
+            project_id: Uuid::now_v7(),
+            model: "openai.gpt-oss-120b".into(),
+            ..first.clone()
+        };
+        a.record(&first).await.unwrap();
+        // Written once a reader finds it; then the same id from another project.
+        let reader = replica(&away, &prefix).await;
+        let shared = reader.shared.as_ref().unwrap();
+        written(shared, &first.id).await;
+        b.record(&other).await.unwrap();
+        // Another id recorded after it on the same replica: once it is there, the
+        // claim on the first one has been through Redis too.
+        let later = new_record();
+        b.record(&later).await.unwrap();
+        written(shared, &later.id).await;
+        let owner = shared.get(&first.id).await.unwrap().unwrap();
+        assert_eq!(owner.project, first.project_id);
+        assert_eq!(&*owner.model, "openai.gpt-oss-20b");
     }
 }
