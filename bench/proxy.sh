@@ -18,7 +18,8 @@
 #   bench/proxy.sh
 #   DURATION=30s bench/proxy.sh
 #   ROUNDS=5 bench/proxy.sh   # nginx and strata alternated five times at c = 64 (default 3);
-#     chat and create likewise in the Responses section
+#     chat and create likewise in the Responses section, each round on a proxy without
+#     Redis and then on one with it
 #   MODES=plain CONNS=64 STREAMS=0 PERF=1 bench/proxy.sh   # one figure, with a CPU profile
 #   BARE="pool local pinned" MODES=plain CONNS=64 STREAMS=0 EXTRA= bench/proxy.sh
 #     (also the floor of a tokio + hyper proxy that only forwards: proxy/examples/bare_proxy.rs)
@@ -184,34 +185,39 @@ if [[ $EXTRA == *responses* ]]; then
   sleep 1
   echo
   echo "the Responses API's create against chat (no limits; each create also records the response's owner),"
-  echo "alternated ROUNDS times at c=64; store CPU: the control plane's (and Postgres's) CPU per create, µs:"
+  echo "alternated ROUNDS times at c=64; store CPU: the control plane's, Postgres's and Redis's CPU per create, µs:"
   echo
   header
   declare -A CREATE_RATIOS STORE_CPU
-  # creates name [env…]: chat then create, ROUNDS times, on a proxy started with env.
+  # creates name [env…]: chat then create, once, on a proxy started with env. The two
+  # proxies take turns, round by round, so both meet the control plane's table at
+  # the same sizes (an insert into a bigger index costs more).
   creates() {
-    local name=$1 before; shift
+    local name=$1 before pids; shift
+    # The store: the control plane, Postgres (BENCH_DATABASE=postgres) and Redis.
+    pids="$(store_pids) $([[ $name == *redis* ]] && pgrep -x redis-server || true)"
     start_proxy "$static" "$@"
     warm chat/completions "$chat_body"; warm responses '{"model":"openai.gpt-oss-20b","input":"hi"}'
-    if [[ $name == responses ]]; then
+    if [[ $name == responses && -z "${P50[chat.plain.1]:-}" ]]; then
       load chat plain 1 "http://127.0.0.1:$proxy_port/v1/chat/completions"
       SCRIPT=responses load responses plain 1 "http://127.0.0.1:$proxy_port/v1/responses"
     fi
-    for _ in $(seq 1 "$ROUNDS"); do
-      load "chat-$name" plain 64 "http://127.0.0.1:$proxy_port/v1/chat/completions"
-      # shellcheck disable=SC2046
-      before=$(ticks all $(store_pids))
-      SCRIPT=responses load "$name" plain 64 "http://127.0.0.1:$proxy_port/v1/responses"
-      # shellcheck disable=SC2046
-      STORE_CPU[$name]+=" $(awk -v t="$(($(ticks all $(store_pids)) - before))" -v hz="$(getconf CLK_TCK)" \
-        -v n="${REQUESTS[$name.plain.64]}" 'BEGIN {printf "%.1f", n ? t / hz * 1e6 / n : 0}')"
-      CREATE_RATIOS[$name]+=" $(awk -v c="${RPS[chat-$name.plain.64]}" -v r="${RPS[$name.plain.64]}" 'BEGIN {printf "%.0f", 100 * r / c}')"
-    done
+    load "chat-$name" plain 64 "http://127.0.0.1:$proxy_port/v1/chat/completions"
+    # shellcheck disable=SC2086
+    before=$(ticks all $pids)
+    SCRIPT=responses load "$name" plain 64 "http://127.0.0.1:$proxy_port/v1/responses"
+    # shellcheck disable=SC2086
+    STORE_CPU[$name]+=" $(awk -v t="$(($(ticks all $pids) - before))" -v hz="$(getconf CLK_TCK)" \
+      -v n="${REQUESTS[$name.plain.64]}" 'BEGIN {printf "%.1f", n ? t / hz * 1e6 / n : 0}')"
+    CREATE_RATIOS[$name]+=" $(awk -v c="${RPS[chat-$name.plain.64]}" -v r="${RPS[$name.plain.64]}" 'BEGIN {printf "%.0f", 100 * r / c}')"
     stop_proxy
   }
-  creates responses
-  # With Redis the owner is also written there (pipelined, off the request path).
-  creates responses-redis STRATA_REDIS_URL="$redis_url" STRATA_REDIS_KEY_PREFIX="strata-bench-$$"
+  for _ in $(seq 1 "$ROUNDS"); do
+    creates responses
+    # With Redis the owner is also written there (one script call a group, off the
+    # request path).
+    creates responses-redis STRATA_REDIS_URL="$redis_url" STRATA_REDIS_KEY_PREFIX="strata-bench-$$"
+  done
   redis-cli -u "$redis_url" --scan --pattern "strata-bench-$$:*" | xargs -r -n 1000 redis-cli -u "$redis_url" del >/dev/null
   echo
   for name in responses responses-redis; do
