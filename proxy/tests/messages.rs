@@ -285,6 +285,7 @@ async fn a_keys_rate_limit_applies_to_messages_too() {
     let key = w
         .key(id, json!({"name": "slow", "rate_limits": {"rpm": 1}}))
         .await;
+    clear_of_the_minute_end().await;
     assert_eq!(
         w.message(&key, &message("first")).await.status,
         StatusCode::OK

@@ -11,18 +11,10 @@ mod common;
 
 use std::time::Duration;
 
-use chrono::{Timelike, Utc};
+use chrono::Utc;
 use common::*;
 use serde_json::{Value, json};
 use uuid::Uuid;
-
-/// Keeps a test that counts within one minute away from the minute's end.
-async fn clear_of_the_minute_end() {
-    let second = Utc::now().second();
-    if second >= 50 {
-        tokio::time::sleep(Duration::from_secs(u64::from(61 - second))).await;
-    }
-}
 
 fn header<'a>(r: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     r.headers().get(name).and_then(|v| v.to_str().ok())

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{Timelike, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use strata_proxy::{Proxy, ProxyConfig, ProxySettings};
@@ -261,6 +262,14 @@ impl World {
         if let Some(served) = self.served.take() {
             let _ = tokio::time::timeout(Duration::from_secs(20), served).await;
         }
+    }
+}
+
+/// Keeps a test that counts within one minute away from the minute's end.
+pub async fn clear_of_the_minute_end() {
+    let second = Utc::now().second();
+    if second >= 50 {
+        tokio::time::sleep(Duration::from_secs(u64::from(61 - second))).await;
     }
 }
 
