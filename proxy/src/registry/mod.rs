@@ -360,6 +360,17 @@ mod tests {
         format!("http://{}", closed.local_addr().unwrap())
     }
 
+    /// Replicas sharing one Redis prefix, their control plane away.
+    async fn replicas_away<const N: usize>() -> [ResponseRegistry; N] {
+        let away = control_plane_away();
+        let prefix = format!("strata-test-{}", Uuid::now_v7());
+        let mut replicas = Vec::with_capacity(N);
+        for _ in 0..N {
+            replicas.push(replica(&away, &prefix).await);
+        }
+        replicas.try_into().unwrap_or_else(|_| unreachable!())
+    }
+
     /// Waits until Redis has an owner for `id`.
     async fn written(shared: &SharedOwners, id: &str) {
         let started = std::time::Instant::now();
@@ -385,9 +396,7 @@ mod tests {
 
     #[tokio::test]
     async fn replicas_sharing_redis_know_a_new_owner_while_the_control_plane_is_away() {
-        let away = control_plane_away();
-        let prefix = format!("strata-test-{}", Uuid::now_v7());
-        let (a, b) = (replica(&away, &prefix).await, replica(&away, &prefix).await);
+        let [a, b] = replicas_away().await;
         let record = new_record();
         a.record(&record).await.unwrap();
         let started = std::time::Instant::now();
@@ -411,9 +420,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_owner_in_redis_is_never_replaced() {
-        let away = control_plane_away();
-        let prefix = format!("strata-test-{}", Uuid::now_v7());
-        let (a, b) = (replica(&away, &prefix).await, replica(&away, &prefix).await);
+        let [a, b, reader] = replicas_away().await;
         let first = new_record();
         let other = ResponseRecord {
             project_id: Uuid::now_v7(),
@@ -422,7 +429,6 @@ mod tests {
         };
         a.record(&first).await.unwrap();
         // Written once a reader finds it; then the same id from another project.
-        let reader = replica(&away, &prefix).await;
         let shared = reader.shared.as_ref().unwrap();
         written(shared, &first.id).await;
         b.record(&other).await.unwrap();

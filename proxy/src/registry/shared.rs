@@ -80,7 +80,9 @@ impl SharedOwners {
     pub async fn get(&self, id: &str) -> Result<Option<Owner>, redis::RedisError> {
         let mut pipe = redis::pipe();
         for bucket in buckets_read(unix_now()).rev() {
-            pipe.cmd("HGET").arg(self.bucket_key(bucket)).arg(id);
+            pipe.cmd("HGET")
+                .arg(bucket_key(&self.prefix, bucket))
+                .arg(id);
         }
         let values: Vec<Option<String>> = pipe.query_async(&mut self.connection.clone()).await?;
         Ok(values.into_iter().flatten().next().and_then(|v| {
@@ -91,10 +93,11 @@ impl SharedOwners {
             })
         }))
     }
+}
 
-    fn bucket_key(&self, bucket: u64) -> String {
-        format!("{}{bucket}", self.prefix)
-    }
+/// The hash of bucket `bucket`'s owners; `prefix` ends in `:responses:`.
+fn bucket_key(prefix: &str, bucket: u64) -> String {
+    format!("{prefix}{bucket}")
 }
 
 fn unix_now() -> u64 {
@@ -137,7 +140,7 @@ async fn write_owners(
     let mut current = None;
     while queue.recv_many(&mut owners, MAX_RESPONSE_BATCH).await > 0 {
         let bucket = bucket_of(unix_now());
-        let mut call = script.key(format!("{prefix}{bucket}"));
+        let mut call = script.key(bucket_key(&prefix, bucket));
         call.arg(expiry_of(bucket));
         for (id, owner) in owners.drain(..) {
             call.arg(id).arg(owner);
@@ -151,7 +154,7 @@ async fn write_owners(
             // (an expiring hash is freed on it).
             if let Some(gone) = bucket_unread_in(bucket) {
                 let unlinked: Result<(), _> = redis::cmd("UNLINK")
-                    .arg(format!("{prefix}{gone}"))
+                    .arg(bucket_key(&prefix, gone))
                     .query_async(&mut connection)
                     .await;
                 if let Err(e) = unlinked {
