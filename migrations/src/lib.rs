@@ -25,6 +25,7 @@ mod m20261206_000018_notifications;
 mod m20261206_000019_budgets;
 mod m20261206_000020_budget_revisions;
 mod m20261206_000021_responses_unmetered_index;
+mod m20261207_000022_responses_digest_key;
 
 pub struct Migrator;
 
@@ -53,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000019_budgets::Migration),
             Box::new(m20261206_000020_budget_revisions::Migration),
             Box::new(m20261206_000021_responses_unmetered_index::Migration),
+            Box::new(m20261207_000022_responses_digest_key::Migration),
         ]
     }
 }

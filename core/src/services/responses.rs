@@ -17,7 +17,7 @@ use crate::domain::{
     UsageBatch, UsageRecord, validate_response_id,
 };
 use crate::store::copy::BinaryRows;
-use crate::store::entities::responses;
+use crate::store::entities::responses::{self, key_of};
 use crate::store::is_unique_violation;
 use crate::{CoreError, FieldError};
 
@@ -26,7 +26,7 @@ use crate::{CoreError, FieldError};
 const CREATION_CLAIM_SECS: i64 = 60;
 
 /// The columns in the order `copy_responses` writes them.
-const COPY_RESPONSES: &str = "COPY responses (id, project_id, key_id, model, background, \
+const COPY_RESPONSES: &str = "COPY responses (key, id, project_id, key_id, model, background, \
     created_at, status, metered_at, claimed_by, claimed_until) FROM STDIN WITH (FORMAT binary)";
 
 fn to_record(row: responses::Model) -> ResponseRecord {
@@ -94,6 +94,7 @@ impl Services {
         }
         let tx = self.store.begin_write().await?;
         let rows = records.iter().map(|record| responses::ActiveModel {
+            key: Set(key_of(&record.id)),
             id: Set(record.id.clone()),
             project_id: Set(record.project_id),
             key_id: Set(record.key_id),
@@ -107,7 +108,7 @@ impl Services {
         });
         responses::Entity::insert_many(rows)
             .on_conflict(
-                OnConflict::column(responses::Column::Id)
+                OnConflict::column(responses::Column::Key)
                     .do_nothing()
                     .to_owned(),
             )
@@ -125,9 +126,10 @@ impl Services {
         now: chrono::DateTime<chrono::Utc>,
         claimed_until: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), DbErr> {
-        let mut rows = BinaryRows::with_capacity(records.len() * 160);
+        let mut rows = BinaryRows::with_capacity(records.len() * 180);
         for record in records {
-            rows.row(10);
+            rows.row(11);
+            rows.uuid(key_of(&record.id));
             rows.text(&record.id);
             rows.uuid(record.project_id);
             rows.uuid(record.key_id);
@@ -146,9 +148,12 @@ impl Services {
     /// The response with this id, if strata has seen it.
     pub async fn find_response(&self, id: &str) -> Result<Option<ResponseRecord>, CoreError> {
         validate_response_id(id).map_err(|e| CoreError::invalid("id", e))?;
-        Ok(responses::Entity::find_by_id(id.to_owned())
+        Ok(responses::Entity::find_by_id(key_of(id))
             .one(self.store.db())
             .await?
+            // Two ids with one key would take 2^64 ids to meet; even so, never the
+            // other's record.
+            .filter(|row| row.id == id)
             .map(to_record))
     }
 
@@ -180,9 +185,9 @@ impl Services {
                 .add(responses::Column::ClaimedUntil.lt(now))
                 .add(responses::Column::ClaimedBy.eq(claim.owner.as_str()))
         };
-        let candidates: Vec<String> = responses::Entity::find()
+        let candidates: Vec<Uuid> = responses::Entity::find()
             .select_only()
-            .column(responses::Column::Id)
+            .column(responses::Column::Key)
             .filter(responses::Column::MeteredAt.is_null())
             .filter(free())
             .order_by_asc(responses::Column::CreatedAt)
@@ -191,7 +196,7 @@ impl Services {
             .all(self.store.db())
             .await?;
         let mut claimed = Vec::new();
-        for id in candidates {
+        for key in candidates {
             // Conditional on still being free: of two replicas racing, one wins.
             let tx = self.store.begin_write().await?;
             let won = responses::Entity::update_many()
@@ -200,7 +205,7 @@ impl Services {
                     Expr::value(claim.owner.clone()),
                 )
                 .col_expr(responses::Column::ClaimedUntil, Expr::value(until))
-                .filter(responses::Column::Id.eq(id.as_str()))
+                .filter(responses::Column::Key.eq(key))
                 .filter(responses::Column::MeteredAt.is_null())
                 .filter(free())
                 .exec(&*tx)
@@ -208,7 +213,7 @@ impl Services {
                 .rows_affected
                 == 1;
             let row = if won {
-                responses::Entity::find_by_id(id).one(&*tx).await?
+                responses::Entity::find_by_id(key).one(&*tx).await?
             } else {
                 None
             };
@@ -269,7 +274,7 @@ impl Services {
                 responses::Column::Status,
                 Expr::value(completion.status.clone()),
             )
-            .filter(responses::Column::Id.eq(id))
+            .filter(responses::Column::Key.eq(key_of(id)))
             .filter(responses::Column::MeteredAt.is_null())
             .exec(&*tx)
             .await?

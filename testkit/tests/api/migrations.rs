@@ -317,3 +317,93 @@ async fn seeded_model_ids_are_renamed_to_mantles_in_the_catalog_and_projects() {
             .is_some()
     );
 }
+
+/// Responses recorded while Mantle's id was the primary key are found by its digest
+/// afterwards, every column kept (more rows than the SQLite rebuild reads a page), and
+/// going down keys them by id again.
+#[tokio::test]
+async fn responses_keyed_by_id_are_found_by_its_digest_after_the_migration() {
+    use chrono::SubsecRound;
+    use sea_orm::{ActiveValue::NotSet, EntityTrait, PaginatorTrait, Set};
+    use strata_core::store::entities::responses;
+    let db = TestDb::new().await;
+    let conn = Database::connect(&db.url).await.unwrap();
+    Migrator::up(&conn, None).await.unwrap();
+    let names: Vec<String> = Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    let keyed = names
+        .iter()
+        .position(|n| n == "m20261207_000022_responses_digest_key")
+        .unwrap();
+    let steps = (names.len() - keyed) as u32;
+    Migrator::down(&conn, Some(steps)).await.unwrap();
+    let project = uuid::Uuid::now_v7();
+    let now = chrono::Utc::now().trunc_subsecs(6);
+    let row = |i: usize| responses::ActiveModel {
+        // Not a column yet at this point of the history.
+        key: NotSet,
+        id: Set(format!("resp_{i:05}")),
+        project_id: Set(project),
+        key_id: Set(project),
+        model: Set("openai.gpt-oss-20b".into()),
+        background: Set(i.is_multiple_of(2)),
+        created_at: Set(now),
+        status: Set("queued".into()),
+        metered_at: Set((!i.is_multiple_of(2)).then_some(now)),
+        claimed_by: Set((i.is_multiple_of(2)).then(|| format!("replica-{i}"))),
+        claimed_until: Set((i.is_multiple_of(2)).then_some(now)),
+    };
+    let rows = 2_345;
+    for chunk in (0..rows).collect::<Vec<_>>().chunks(500) {
+        responses::Entity::insert_many(chunk.iter().map(|&i| row(i)))
+            .exec_without_returning(&conn)
+            .await
+            .unwrap();
+    }
+
+    Migrator::up(&conn, None).await.unwrap();
+    assert_eq!(
+        responses::Entity::find().count(&conn).await.unwrap(),
+        rows as u64
+    );
+    for i in [0, 1, 999, 1_000, 1_001, rows - 1] {
+        let id = format!("resp_{i:05}");
+        let found = responses::Entity::find_by_id(responses::key_of(&id))
+            .one(&conn)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{id} not found by its key"));
+        assert_eq!(found.id, id);
+        assert_eq!(
+            (found.project_id, found.background, found.status.as_str()),
+            (project, i.is_multiple_of(2), "queued")
+        );
+        assert_eq!(found.created_at, now);
+        assert_eq!(found.metered_at, (!i.is_multiple_of(2)).then_some(now));
+        assert_eq!(
+            found.claimed_by,
+            (i.is_multiple_of(2)).then(|| format!("replica-{i}"))
+        );
+    }
+
+    Migrator::down(&conn, Some(steps)).await.unwrap();
+    let by_id = conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM responses WHERE id = 'resp_01000'",
+        ))
+        .await
+        .unwrap()
+        .and_then(|r| r.try_get::<i64>("", "n").ok());
+    assert_eq!(by_id, Some(1));
+    let duplicate = conn
+        .execute_unprepared(
+            "INSERT INTO responses (id, project_id, key_id, model, background, created_at, status) \
+             SELECT id, project_id, key_id, model, background, created_at, status \
+             FROM responses WHERE id = 'resp_01000'",
+        )
+        .await;
+    assert!(duplicate.is_err(), "the id is the primary key again");
+}

@@ -362,11 +362,12 @@ async fn recorded_responses_keep_every_column() {
         services.record_responses(group).await.unwrap();
         let after = chrono::Utc::now();
         for sent in group {
-            let row = responses::Entity::find_by_id(sent.id.clone())
+            let row = responses::Entity::find_by_id(responses::key_of(&sent.id))
                 .one(services.store.db())
                 .await
                 .unwrap()
                 .unwrap_or_else(|| panic!("{} not recorded", sent.id));
+            assert_eq!(row.id, sent.id);
             if sent.id == "resp_c1" {
                 // Recorded first as plain: the repeat changed nothing.
                 assert!(!row.background && row.metered_at.is_some(), "{row:?}");
@@ -389,7 +390,7 @@ async fn recorded_responses_keep_every_column() {
             );
         }
     }
-    let plain = responses::Entity::find_by_id("resp_c1".to_owned())
+    let plain = responses::Entity::find_by_id(responses::key_of("resp_c1"))
         .one(services.store.db())
         .await
         .unwrap()
