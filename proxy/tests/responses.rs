@@ -469,6 +469,78 @@ async fn concurrent_creates_record_their_owners_in_groups() {
     }
 }
 
+/// An unstored response (`store: false`) can never be read or continued, so the proxy
+/// records no owner for it, plain or streamed; a stored one after them is recorded.
+#[tokio::test]
+async fn an_unstored_response_records_no_owner() {
+    let w = world().await;
+    let (mine, key) = w.responses_project("unstored", json!({})).await;
+    let create = |body: Value| {
+        w.client
+            .post(format!("{}/v1/responses", w.base))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+    };
+    let plain: Value = create(json!({"model": OSS, "input": "hi", "store": false}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let streamed = create(json!({"model": OSS, "input": "hi", "store": false, "stream": true}))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let streamed_id = streamed
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.strip_prefix("data: ")?).ok())
+        .find_map(|e| Some(e["response"]["id"].as_str()?.to_owned()))
+        .unwrap_or_else(|| panic!("no id in {streamed}"));
+    let stored: Value = create(json!({"model": OSS, "input": "hi"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = w.app.state.proxy_token.expose().to_owned();
+    let at_control_plane = |id: String| {
+        let (app, token) = (&w.app, &token);
+        async move {
+            app.get(&format!("/internal/v1/proxy/responses/{id}"), token)
+                .await
+        }
+    };
+    // Records go in order: once the stored one is there, the others would be too.
+    let started = Instant::now();
+    loop {
+        let r = at_control_plane(stored["id"].as_str().unwrap().to_owned()).await;
+        if r.status == 200 {
+            assert_eq!(r.body["project_id"], mine.to_string());
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(3), "never recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for id in [plain["id"].as_str().unwrap().to_owned(), streamed_id] {
+        assert_eq!(
+            at_control_plane(id.clone()).await.status,
+            404,
+            "{id} recorded"
+        );
+        let r = w
+            .send(
+                w.client
+                    .get(format!("{}/v1/responses/{id}", w.base))
+                    .bearer_auth(&key),
+            )
+            .await;
+        assert_eq!(r.status, 404, "{}", r.body);
+    }
+}
+
 /// A second proxy following the world's control plane and Mantle, with `config`, once
 /// its snapshot has `projects`.
 async fn second_replica(

@@ -168,7 +168,7 @@ def test_a_zero_data_retention_project_uses_responses_only_unstored(stack):
     assert r.output_text == "echo: forget me (turn 1)"
     r = zdr.responses.create(model=OSS, input="also forget me")
     assert r.status == "completed", "store is false by default under mode none"
-    # Not stored: Mantle has nothing to give back.
+    # Not stored: nothing to give back (no owner recorded, and Mantle kept nothing).
     with pytest.raises(openai.NotFoundError):
         zdr.responses.retrieve(r.id)
     before = responses_stats(stack)

@@ -190,6 +190,12 @@ async fn create(
     let background = fields.background.unwrap_or(false);
     // Before the owner lookup: a refused request costs no call to the control plane.
     check_retention(project, fields.store, background)?;
+    // An unstored response can never be retrieved, continued or cancelled, so it has
+    // no owner to record (Mantle's default: stored unless the project keeps nothing).
+    let stored = fields
+        .store
+        .unwrap_or(project.data_retention != DataRetention::Zdr)
+        || background;
     if let Some(previous) = fields.previous_response_id.as_deref() {
         check_owner(state, project, previous, Some("previous_response_id")).await?;
     }
@@ -270,7 +276,7 @@ async fn create(
         let mut answer = relay(
             response,
             Relay {
-                new: Some(new),
+                new: stored.then_some(new),
                 background,
                 billing,
                 held,
@@ -292,7 +298,9 @@ async fn create(
         return Err(invalid_upstream_body());
     };
     let status = created.status.as_deref().unwrap_or("completed");
-    new.register(created.id, background, status, held).await;
+    if stored {
+        new.register(created.id, background, status, held).await;
+    }
     if let Some(b) = billing.as_mut() {
         b.record(created.usage, false);
     }
