@@ -7,7 +7,8 @@ Runs on the machine's Postgres in a database of its own (dropped at the end).
   python3 bench/response_keys.py [PRELOAD=2000000] [GROUPS=200] [KIND ...]
 
 KIND: text (Mantle's id as the key), textc (the same, COLLATE "C"), uuid (a digest of
-the id, as strata keys it), hash (a hash index on the id, not unique), excl (an
+the id, as strata keys it), uuidbrin (that and a BRIN index on created_at, for the
+purge), hash (a hash index on the id, not unique), excl (an
 exclusion constraint on a hash of the id, unique).
 """
 
@@ -29,6 +30,7 @@ TABLES = {
     "text": f"CREATE TABLE r ({COLUMNS}, PRIMARY KEY (id))",
     "textc": "CREATE TABLE r (" + COLUMNS.replace("id text", 'id text COLLATE "C"', 1) + ", PRIMARY KEY (id))",
     "uuid": f"CREATE TABLE r (key uuid PRIMARY KEY, {COLUMNS})",
+    "uuidbrin": f"CREATE TABLE r (key uuid PRIMARY KEY, {COLUMNS}); CREATE INDEX ON r USING brin (created_at)",
     "hash": f"CREATE TABLE r ({COLUMNS}); CREATE INDEX ON r USING hash (id)",
     "excl": f"CREATE TABLE r ({COLUMNS}, EXCLUDE USING hash (id WITH =))",
 }
@@ -47,7 +49,7 @@ def digest(response_id):
 
 
 def run(kind, preload, groups):
-    keyed = kind == "uuid"
+    keyed = kind.startswith("uuid")
     with psycopg.connect(f"{ADMIN} dbname={DATABASE}", autocommit=True) as db:
         db.execute("DROP TABLE IF EXISTS r")
         for statement in TABLES[kind].split(";"):

@@ -26,6 +26,7 @@ mod m20261206_000019_budgets;
 mod m20261206_000020_budget_revisions;
 mod m20261206_000021_responses_unmetered_index;
 mod m20261207_000022_responses_digest_key;
+mod m20261207_000023_responses_created_brin;
 
 pub struct Migrator;
 
@@ -55,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000020_budget_revisions::Migration),
             Box::new(m20261206_000021_responses_unmetered_index::Migration),
             Box::new(m20261207_000022_responses_digest_key::Migration),
+            Box::new(m20261207_000023_responses_created_brin::Migration),
         ]
     }
 }

@@ -439,3 +439,65 @@ async fn spend_needs_exactly_one_of_project_and_budget() {
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
 }
+
+/// The hourly purge forgets ids older than its cutoff and keeps the rest; on Postgres
+/// it has the BRIN index on `created_at` to read only the oldest pages.
+#[tokio::test]
+async fn purging_responses_forgets_only_the_old_ones() {
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, ConnectionTrait, QueryFilter};
+    let app = TestApp::spawn().await;
+    let services = &app.state.services;
+    let project = uuid::Uuid::now_v7();
+    let records: Vec<ResponseRecord> = ["resp_old", "resp_edge", "resp_new"]
+        .iter()
+        .map(|id| ResponseRecord {
+            id: (*id).into(),
+            project_id: project,
+            key_id: project,
+            model: "openai.gpt-oss-20b".into(),
+            background: false,
+            status: "completed".into(),
+            metered: true,
+            claimed_by: None,
+        })
+        .collect();
+    services.record_responses(&records).await.unwrap();
+    let now = chrono::Utc::now();
+    for (id, age) in [("resp_old", 46), ("resp_edge", 44)] {
+        responses::Entity::update_many()
+            .col_expr(
+                responses::Column::CreatedAt,
+                Expr::value(now - chrono::Duration::days(age)),
+            )
+            .filter(responses::Column::Key.eq(responses::key_of(id)))
+            .exec(services.store.db())
+            .await
+            .unwrap();
+    }
+    let purged = services
+        .purge_responses(chrono::Duration::days(45))
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+    assert!(services.find_response("resp_old").await.unwrap().is_none());
+    for kept in ["resp_edge", "resp_new"] {
+        assert!(
+            services.find_response(kept).await.unwrap().is_some(),
+            "{kept}"
+        );
+    }
+    let db = services.store.db();
+    if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        let index = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'responses_created_brin'",
+            ))
+            .await
+            .unwrap()
+            .and_then(|r| r.try_get::<String>("", "indexdef").ok())
+            .unwrap_or_default();
+        assert!(index.contains("USING brin (created_at)"), "{index:?}");
+    }
+}
