@@ -3,6 +3,23 @@ use sea_orm_migration::MigratorTrait;
 use strata_migrations::Migrator;
 use strata_testkit::TestDb;
 
+/// Reverts migration `name` and every one after it; returns how many went down.
+async fn down_to_before(conn: &sea_orm::DatabaseConnection, name: &str) -> u32 {
+    let names: Vec<String> = Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    let at = names
+        .iter()
+        .position(|n| n == name)
+        .unwrap_or_else(|| panic!("no migration {name} in {names:?}"));
+    let steps = (names.len() - at) as u32;
+    Migrator::down(conn, Some(steps))
+        .await
+        .unwrap_or_else(|e| panic!("down: {e}"));
+    steps
+}
+
 /// Every migration can be reverted and re-applied.
 #[tokio::test]
 async fn migrations_go_down_and_up_again() {
@@ -126,17 +143,7 @@ async fn the_daily_usage_rollup_is_backfilled_from_stored_minutes() {
         .unwrap_or_else(|e| panic!("up: {e}"));
     // Revert the rollup (and what came after it), store minutes as the proxy's usage
     // did before it, re-apply.
-    let names: Vec<String> = Migrator::migrations()
-        .iter()
-        .map(|m| m.name().to_owned())
-        .collect();
-    let rollup = names
-        .iter()
-        .position(|n| n == "m20261127_000011_cost_page_speed")
-        .unwrap_or_else(|| panic!("the rollup migration is gone: {names:?}"));
-    Migrator::down(&conn, Some((names.len() - rollup) as u32))
-        .await
-        .unwrap_or_else(|e| panic!("down: {e}"));
+    down_to_before(&conn, "m20261127_000011_cost_page_speed").await;
     let project = uuid::Uuid::now_v7();
     let at = |d: u32, h: u32, m: u32| {
         chrono::Utc
@@ -215,16 +222,7 @@ async fn seeded_model_ids_are_renamed_to_mantles_in_the_catalog_and_projects() {
     let conn = Database::connect(&db.url).await.unwrap();
     Migrator::up(&conn, None).await.unwrap();
     // Back to just before the renames (and what came after them).
-    let names: Vec<String> = Migrator::migrations()
-        .iter()
-        .map(|m| m.name().to_owned())
-        .collect();
-    let renames = names
-        .iter()
-        .position(|n| n == "m20261206_000017_mantle_model_ids")
-        .unwrap();
-    let steps = (names.len() - renames) as u32;
-    Migrator::down(&conn, Some(steps)).await.unwrap();
+    let steps = down_to_before(&conn, "m20261206_000017_mantle_model_ids").await;
     let old = "mistral.mistral-large-2411-v1:0";
     let new = "mistral.mistral-large-3-675b-instruct";
     let now = chrono::Utc::now();
@@ -329,16 +327,7 @@ async fn responses_keyed_by_id_are_found_by_its_digest_after_the_migration() {
     let db = TestDb::new().await;
     let conn = Database::connect(&db.url).await.unwrap();
     Migrator::up(&conn, None).await.unwrap();
-    let names: Vec<String> = Migrator::migrations()
-        .iter()
-        .map(|m| m.name().to_owned())
-        .collect();
-    let keyed = names
-        .iter()
-        .position(|n| n == "m20261207_000022_responses_digest_key")
-        .unwrap();
-    let steps = (names.len() - keyed) as u32;
-    Migrator::down(&conn, Some(steps)).await.unwrap();
+    let steps = down_to_before(&conn, "m20261207_000022_responses_digest_key").await;
     let project = uuid::Uuid::now_v7();
     let now = chrono::Utc::now().trunc_subsecs(6);
     let row = |i: usize| responses::ActiveModel {
