@@ -88,10 +88,11 @@ impl Proxy {
             shared_owners,
         );
         let metrics = ProxyMetrics::new();
-        let (errors, dropped, unsent) = (
+        let (errors, dropped, unsent, held) = (
             limiter.errors.clone(),
             responses.dropped.clone(),
             responses.unsent.clone(),
+            responses.held.clone(),
         );
         metrics.register(|r| {
             r.register(
@@ -108,6 +109,11 @@ impl Proxy {
                 "response_records_unsent",
                 "Responses' owners queued for the control plane and not yet taken by it",
                 unsent,
+            );
+            r.register(
+                "response_creates_held",
+                "Creates held back until the control plane caught up with the responses' owners",
+                held,
             );
         });
         Ok(Self {

@@ -5,9 +5,13 @@
 //!
 //! A group the control plane does not take is kept and tried again, with a growing
 //! pause, so an outage delays records instead of losing them; only past
-//! `max_unsent` records are the oldest given up (and counted).
+//! `max_unsent` records are the oldest given up (and counted). The sender keeps the
+//! age of the oldest record not taken yet (`Backlog`) and tells each group's outcome,
+//! so creates can wait while the control plane is too far behind.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -16,7 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use reqwest::header::CONTENT_TYPE;
 use serde::{Serialize, Serializer};
 use strata_contract::{MAX_RESPONSE_BATCH, ResponseRecord, Secret};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::{RegistryError, authorized};
@@ -37,14 +41,75 @@ pub(super) enum Message {
     Record {
         record: ResponseRecord,
         done: Option<oneshot::Sender<Result<(), RegistryError>>>,
+        queued_at: Instant,
     },
     /// Send everything queued now, then answer (after one group's attempts at most).
     Flush(oneshot::Sender<()>),
 }
 
+/// What became of the latest group: creates held back while the control plane is
+/// behind go on once it has taken enough, or when it refuses.
+#[derive(Debug, Clone)]
+pub(super) enum GroupOutcome {
+    Taken,
+    Refused(RegistryError),
+}
+
+impl Message {
+    /// A record queued now.
+    pub fn record(
+        record: ResponseRecord,
+        done: Option<oneshot::Sender<Result<(), RegistryError>>>,
+    ) -> Self {
+        Self::Record {
+            record,
+            done,
+            queued_at: Instant::now(),
+        }
+    }
+}
+
 struct Queued {
     record: ResponseRecord,
     done: Option<oneshot::Sender<Result<(), RegistryError>>>,
+    queued_at: Instant,
+}
+
+/// How far behind the control plane is: since when the oldest record it has not
+/// taken waits. The sender keeps it; creates read it.
+pub(super) struct Backlog {
+    epoch: Instant,
+    /// Microseconds from `epoch` to the oldest unsent record's queueing, plus one;
+    /// zero while nothing waits.
+    oldest: AtomicU64,
+}
+
+impl Backlog {
+    pub fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            oldest: AtomicU64::new(0),
+        }
+    }
+
+    /// How long the oldest record the control plane has not taken has waited.
+    pub fn behind(&self) -> Duration {
+        match self.oldest.load(Ordering::Acquire) {
+            0 => Duration::ZERO,
+            since => (self.epoch + Duration::from_micros(since - 1)).elapsed(),
+        }
+    }
+
+    fn oldest_is(&self, queued: Option<&Queued>) {
+        let since = queued.map_or(0, |q| {
+            let micros = q
+                .queued_at
+                .saturating_duration_since(self.epoch)
+                .as_micros();
+            u64::try_from(micros).unwrap_or(u64::MAX - 1) + 1
+        });
+        self.oldest.store(since, Ordering::Release);
+    }
 }
 
 pub(super) struct GroupSender {
@@ -56,6 +121,8 @@ pub(super) struct GroupSender {
     pub dropped: Counter,
     /// Records queued and not yet taken by the control plane (nor given up).
     pub unsent: Gauge,
+    pub backlog: Arc<Backlog>,
+    pub outcomes: watch::Sender<GroupOutcome>,
 }
 
 impl GroupSender {
@@ -72,6 +139,7 @@ impl GroupSender {
                     None => break,
                 }
             }
+            self.backlog.oldest_is(group.front());
             // Wait a little for company unless someone waits for this group.
             let deadline = Instant::now() + GATHER;
             while open && !urgent && group.len() < MAX_RESPONSE_BATCH {
@@ -108,6 +176,9 @@ impl GroupSender {
                             let _ = done.send(Ok(()));
                         }
                     }
+                    // The backlog first: held creates read it once told.
+                    self.backlog.oldest_is(group.front());
+                    self.outcomes.send_replace(GroupOutcome::Taken);
                     if group.is_empty() {
                         answer(&mut flushes);
                     }
@@ -125,6 +196,8 @@ impl GroupSender {
                         self.dropped.inc();
                         taken(&self.unsent, 1);
                     }
+                    self.backlog.oldest_is(group.front());
+                    self.outcomes.send_replace(GroupOutcome::Refused(e));
                     // A flush (at shutdown) does not wait out an outage.
                     answer(&mut flushes);
                     if !open {
@@ -227,9 +300,17 @@ fn take(
     flushes: &mut Vec<oneshot::Sender<()>>,
 ) -> bool {
     match message {
-        Message::Record { record, done } => {
+        Message::Record {
+            record,
+            done,
+            queued_at,
+        } => {
             let waited = done.is_some();
-            group.push_back(Queued { record, done });
+            group.push_back(Queued {
+                record,
+                done,
+                queued_at,
+            });
             waited
         }
         Message::Flush(done) => {
@@ -297,6 +378,8 @@ mod tests {
             max_unsent,
             dropped: dropped.clone(),
             unsent: Gauge::default(),
+            backlog: Arc::new(Backlog::new()),
+            outcomes: watch::Sender::new(GroupOutcome::Taken),
         };
         let (queue, receiver) = mpsc::unbounded_channel();
         tokio::spawn(sender.run(receiver));
@@ -330,6 +413,7 @@ mod tests {
             .map(|r| Queued {
                 record: r.clone(),
                 done: None,
+                queued_at: Instant::now(),
             })
             .collect();
         let sent: ResponseBatch = serde_json::from_slice(&batch_body(&group, 2).unwrap()).unwrap();
@@ -341,7 +425,7 @@ mod tests {
         let (cp, queue, _) = start(0, MAX_UNSENT).await;
         for i in 0..50 {
             let record = record(&format!("resp_{i}"));
-            queue.send(Message::Record { record, done: None }).unwrap();
+            queue.send(Message::record(record, None)).unwrap();
         }
         flush(&queue).await;
         let batches = cp.batches.lock().unwrap().clone();
@@ -355,22 +439,14 @@ mod tests {
         let (cp, queue, dropped) = start(RECORD_ATTEMPTS as usize, MAX_UNSENT).await;
         let (done, outcome) = oneshot::channel();
         let record = record("resp_waited");
-        queue
-            .send(Message::Record {
-                record,
-                done: Some(done),
-            })
-            .unwrap();
+        queue.send(Message::record(record, Some(done))).unwrap();
         let told = outcome.await.unwrap();
         assert!(
             matches!(told, Err(RegistryError::Unavailable(ref e)) if e == "HTTP 503"),
             "{told:?}"
         );
         queue
-            .send(Message::Record {
-                record: self::record("resp_later"),
-                done: None,
-            })
+            .send(Message::record(self::record("resp_later"), None))
             .unwrap();
         let started = std::time::Instant::now();
         loop {
@@ -393,7 +469,7 @@ mod tests {
         let (cp, queue, dropped) = start(usize::MAX, 5).await;
         for i in 0..8 {
             let record = record(&format!("resp_{i}"));
-            queue.send(Message::Record { record, done: None }).unwrap();
+            queue.send(Message::record(record, None)).unwrap();
         }
         // Answered once the group's attempts failed.
         flush(&queue).await;

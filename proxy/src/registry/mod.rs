@@ -21,11 +21,11 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use strata_contract::Secret;
 use strata_contract::{ResponseClaim, ResponseCompletion, ResponseRecord};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use self::cache::OwnerCache;
-use self::group::{GroupSender, Message};
+use self::group::{Backlog, GroupOutcome, GroupSender, Message};
 pub use self::shared::SharedOwners;
 
 /// Owners remembered per process (an entry is ~100 bytes).
@@ -33,10 +33,10 @@ const MAX_CACHED_OWNERS: usize = 100_000;
 /// How long a replica waits before asking again about an id the control plane does
 /// not know: longer than a group takes to land.
 const RECHECK_UNKNOWN: Duration = Duration::from_millis(250);
-/// Records queued for the control plane past which a create waits for its own group:
-/// a control plane that cannot keep up slows creates down, so the queue stays short
-/// enough to land within `RECHECK_UNKNOWN` and no record is given up.
-const CATCH_UP_AT: i64 = 2_000;
+/// How long a record may wait for the control plane before creates wait until it
+/// waits less: a control plane that cannot keep up slows creates down to its pace, so
+/// records land within `RECHECK_UNKNOWN` (leaving a group's time) and none is given up.
+const CATCH_UP_AFTER: Duration = Duration::from_millis(150);
 
 /// Who created a response: the project, and the model (whose Mantle prefix later
 /// calls on the id go to).
@@ -59,7 +59,13 @@ pub struct ResponseRegistry {
     pub dropped: Counter,
     /// Records queued and not yet taken by the control plane.
     pub unsent: Gauge,
-    catch_up_at: i64,
+    /// Creates held back until the control plane caught up.
+    pub held: Counter,
+    /// How far behind the control plane is, and the outcome of the latest group the
+    /// sender tried, for held creates.
+    backlog: Arc<Backlog>,
+    outcomes: watch::Sender<GroupOutcome>,
+    catch_up_after: Duration,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -91,7 +97,10 @@ impl ResponseRegistry {
             pending: std::sync::OnceLock::new(),
             dropped: Counter::default(),
             unsent: Gauge::default(),
-            catch_up_at: CATCH_UP_AT,
+            held: Counter::default(),
+            backlog: Arc::new(Backlog::new()),
+            outcomes: watch::Sender::new(GroupOutcome::Taken),
+            catch_up_after: CATCH_UP_AFTER,
         }
     }
 
@@ -126,8 +135,8 @@ impl ResponseRegistry {
     /// Records a new response's owner before its id reaches the client. This replica
     /// knows it at once; Redis (when configured) and the control plane are told off
     /// the request path. Only a background response waits for the control plane,
-    /// which hands it to a follower, and any create while the control plane is
-    /// `catch_up_at` records behind.
+    /// which hands it to a follower; and any create while the control plane is more
+    /// than `catch_up_after` behind waits until it is less.
     pub async fn record(&self, record: &ResponseRecord) -> Result<(), RegistryError> {
         // One record the control plane refuses would fail its whole group.
         record.validate().map_err(|problems| {
@@ -141,19 +150,28 @@ impl ResponseRegistry {
         if let Some(shared) = &self.shared {
             shared.insert(record);
         }
-        let behind = self.unsent.get() >= self.catch_up_at;
-        if !record.background && !behind {
-            return self.send(Message::Record {
-                record: record.clone(),
-                done: None,
-            });
+        if record.background {
+            let (done, outcome) = oneshot::channel();
+            self.send(Message::record(record.clone(), Some(done)))?;
+            return outcome.await.unwrap_or_else(|_| Err(stopping()));
         }
-        let (done, outcome) = oneshot::channel();
-        self.send(Message::Record {
-            record: record.clone(),
-            done: Some(done),
-        })?;
-        outcome.await.unwrap_or_else(|_| Err(stopping()))
+        let behind = self.backlog.behind() > self.catch_up_after;
+        self.send(Message::record(record.clone(), None))?;
+        if behind {
+            self.held.inc();
+            // Subscribed before the backlog is read again: an outcome told after this
+            // wakes the wait, one told before shows in the backlog (updated first).
+            let mut outcomes = self.outcomes.subscribe();
+            while self.backlog.behind() > self.catch_up_after {
+                if outcomes.changed().await.is_err() {
+                    return Err(stopping());
+                }
+                if let GroupOutcome::Refused(e) = &*outcomes.borrow_and_update() {
+                    return Err(e.clone());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Sends what is queued for the control plane and waits for it (after one
@@ -175,6 +193,8 @@ impl ResponseRegistry {
                 max_unsent: group::MAX_UNSENT,
                 dropped: self.dropped.clone(),
                 unsent: self.unsent.clone(),
+                backlog: self.backlog.clone(),
+                outcomes: self.outcomes.clone(),
             };
             tokio::spawn(group.run(receiver));
             sender
@@ -328,7 +348,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_create_waits_for_its_group_once_the_control_plane_is_behind() {
+    async fn a_create_waits_while_the_control_plane_is_behind_and_not_past_a_refusal() {
         let away = control_plane_away();
         let mut registry = ResponseRegistry::new(
             reqwest::Client::new(),
@@ -336,22 +356,117 @@ mod tests {
             Secret::new("proxy-credential"),
             None,
         );
-        registry.catch_up_at = 2;
+        registry.catch_up_after = Duration::from_millis(20);
         let record = |i: u32| ResponseRecord {
             id: format!("resp_{i}"),
             ..new_record()
         };
         // Not waited for: the answer goes out while the record is queued.
         registry.record(&record(1)).await.unwrap();
-        registry.record(&record(2)).await.unwrap();
-        // Two behind: the third waits for its group, which the control plane never takes.
+        assert_eq!(registry.held.get(), 0);
+        // Its group's attempts take 300 ms; once it has waited longer than 20 ms the
+        // next create waits for the group's outcome, a refusal, and goes on with it.
+        tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(matches!(
-            registry.record(&record(3)).await,
+            registry.record(&record(2)).await,
             Err(RegistryError::Unavailable(_))
         ));
-        assert_eq!(registry.unsent.get(), 3, "all kept");
+        assert_eq!(registry.held.get(), 1);
+        assert_eq!(registry.unsent.get(), 2, "all kept");
         // Known here all along.
         assert!(registry.owner("resp_1").await.is_ok());
+    }
+
+    /// A control plane that takes one group per permit and keeps the ids of each.
+    #[derive(Clone)]
+    struct GatedControlPlane {
+        permits: Arc<tokio::sync::Semaphore>,
+        arrived: Arc<std::sync::Mutex<Vec<Vec<String>>>>,
+        taken: Arc<std::sync::Mutex<Vec<Vec<String>>>>,
+    }
+
+    impl GatedControlPlane {
+        async fn start() -> (Self, String) {
+            async fn batch(
+                axum::extract::State(cp): axum::extract::State<GatedControlPlane>,
+                axum::Json(b): axum::Json<strata_contract::ResponseBatch>,
+            ) -> axum::http::StatusCode {
+                let ids: Vec<String> = b.records.into_iter().map(|r| r.id).collect();
+                cp.arrived.lock().unwrap().push(ids.clone());
+                cp.permits.acquire().await.unwrap().forget();
+                cp.taken.lock().unwrap().push(ids);
+                axum::http::StatusCode::NO_CONTENT
+            }
+            let cp = Self {
+                permits: Arc::new(tokio::sync::Semaphore::new(0)),
+                arrived: Arc::default(),
+                taken: Arc::default(),
+            };
+            let app = axum::Router::new()
+                .route(
+                    "/internal/v1/proxy/responses/batch",
+                    axum::routing::post(batch),
+                )
+                .with_state(cp.clone());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            (cp, url)
+        }
+
+        /// Waits until `n` groups have reached it.
+        async fn arrivals(&self, n: usize) -> Vec<Vec<String>> {
+            let started = std::time::Instant::now();
+            loop {
+                let arrived = self.arrived.lock().unwrap().clone();
+                if arrived.len() >= n {
+                    return arrived;
+                }
+                assert!(started.elapsed() < Duration::from_secs(3), "{arrived:?}");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_held_create_goes_once_the_control_plane_has_caught_up_not_after_its_own_record() {
+        let (cp, url) = GatedControlPlane::start().await;
+        let mut registry =
+            ResponseRegistry::new(reqwest::Client::new(), &url, Secret::new("c"), None);
+        registry.catch_up_after = Duration::from_millis(200);
+        let record = |i: u32| ResponseRecord {
+            id: format!("resp_{i}"),
+            ..new_record()
+        };
+        for i in 1..=3 {
+            registry.record(&record(i)).await.unwrap();
+        }
+        // The three share a group (queued within its 10 ms), held at the control plane.
+        assert_eq!(cp.arrivals(1).await, [["resp_1", "resp_2", "resp_3"]]);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let registry = Arc::new(registry);
+        let fourth = tokio::spawn({
+            let registry = registry.clone();
+            async move { registry.record(&record(4)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!fourth.is_finished(), "250 ms behind: the fourth waits");
+        assert_eq!(registry.held.get(), 1);
+        // The control plane takes the first group: what waits now is the fourth,
+        // queued just now, so it goes on before its own group is taken.
+        cp.permits.add_permits(1);
+        tokio::time::timeout(Duration::from_secs(3), fourth)
+            .await
+            .expect("released once the control plane caught up")
+            .unwrap()
+            .unwrap();
+        assert_eq!(cp.arrivals(2).await[1], ["resp_4"]);
+        assert_eq!(
+            cp.taken.lock().unwrap().len(),
+            1,
+            "its own group still held"
+        );
+        assert_eq!(registry.unsent.get(), 1);
     }
 
     /// A port nothing listens on: every call to the control plane fails.
