@@ -185,10 +185,11 @@ if [[ $EXTRA == *responses* ]]; then
   sleep 1
   echo
   echo "the Responses API's create against chat (no limits; each create also records the response's owner),"
-  echo "alternated ROUNDS times at c=64; store CPU: the control plane's, Postgres's and Redis's CPU per create, µs:"
+  echo "alternated ROUNDS times at c=64; store CPU: the control plane's, Postgres's and Redis's CPU per create, µs;"
+  echo "held back: creates that waited for the control plane to catch up, % of the creates:"
   echo
   header
-  declare -A CREATE_RATIOS STORE_CPU
+  declare -A CREATE_RATIOS STORE_CPU HELD
   # creates name [env…]: chat then create, once, on a proxy started with env. The two
   # proxies take turns, round by round, so both meet the control plane's table at
   # the same sizes (an insert into a bigger index costs more).
@@ -210,6 +211,9 @@ if [[ $EXTRA == *responses* ]]; then
     STORE_CPU[$name]+=" $(awk -v t="$(($(ticks all $pids) - before))" -v hz="$(getconf CLK_TCK)" \
       -v n="${REQUESTS[$name.plain.64]}" 'BEGIN {printf "%.1f", n ? t / hz * 1e6 / n : 0}')"
     CREATE_RATIOS[$name]+=" $(awk -v c="${RPS[chat-$name.plain.64]}" -v r="${RPS[$name.plain.64]}" 'BEGIN {printf "%.0f", 100 * r / c}')"
+    # Creates held back until the control plane caught up, % of the run's creates.
+    HELD[$name]+=" $(curl -sf "http://127.0.0.1:$proxy_port/metrics" | awk -v n="${REQUESTS[$name.plain.64]}" \
+      '$1 == "strata_proxy_response_creates_held_total" {h = $2} END {printf "%.1f", n ? 100 * h / n : 0}')"
     stop_proxy
   }
   for _ in $(seq 1 "$ROUNDS"); do
@@ -222,7 +226,7 @@ if [[ $EXTRA == *responses* ]]; then
   echo
   for name in responses responses-redis; do
     runs=$(tr ' ' '\n' <<<"${CREATE_RATIOS[$name]}" | sed '/^$/d; s/$/%/' | paste -sd, | sed 's/,/, /g')
-    echo "$name: $(median <<<"${CREATE_RATIOS[$name]}")% of chat's throughput at c=64, the median of $runs (target >= 80%); store CPU per create ${STORE_CPU[$name]# } µs"
+    echo "$name: $(median <<<"${CREATE_RATIOS[$name]}")% of chat's throughput at c=64, the median of $runs (target >= 80%); store CPU per create ${STORE_CPU[$name]# } µs; held back ${HELD[$name]# } %"
   done
   awk -v c1="${P50[chat.plain.1]}" -v r1="${P50[responses.plain.1]}" 'BEGIN {printf "responses: p50 at c=1 %+.3f ms against chat\n", r1-c1}'
 fi
