@@ -327,7 +327,7 @@ fn answer(flushes: &mut Vec<oneshot::Sender<()>>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::{Arc, Mutex};
 
     use axum::Json;
@@ -338,11 +338,16 @@ mod tests {
     use super::*;
 
     /// A control plane whose batch route refuses the first `refuse` requests, then
-    /// keeps what it is sent, one entry per request.
+    /// keeps what it is sent, one entry per request; with a gate, each group waits
+    /// for a permit before it is taken.
     #[derive(Clone, Default)]
-    struct ControlPlane {
+    pub(in crate::registry) struct ControlPlane {
         refuse: Arc<Mutex<usize>>,
-        batches: Arc<Mutex<Vec<Vec<String>>>>,
+        gate: Option<Arc<tokio::sync::Semaphore>>,
+        /// Groups that reached it, taken or not yet.
+        pub arrived: Arc<Mutex<Vec<Vec<String>>>>,
+        /// Groups it took.
+        pub batches: Arc<Mutex<Vec<Vec<String>>>>,
     }
 
     async fn batch(State(cp): State<ControlPlane>, Json(b): Json<ResponseBatch>) -> StatusCode {
@@ -353,27 +358,61 @@ mod tests {
                 return StatusCode::SERVICE_UNAVAILABLE;
             }
         }
-        let ids = b.records.into_iter().map(|r| r.id).collect();
+        let ids: Vec<String> = b.records.into_iter().map(|r| r.id).collect();
+        cp.arrived.lock().unwrap().push(ids.clone());
+        if let Some(gate) = &cp.gate {
+            gate.acquire().await.unwrap().forget();
+        }
         cp.batches.lock().unwrap().push(ids);
         StatusCode::NO_CONTENT
+    }
+
+    impl ControlPlane {
+        /// Serves it; answers its URL.
+        pub async fn start(
+            refuse: usize,
+            gate: Option<Arc<tokio::sync::Semaphore>>,
+        ) -> (Self, String) {
+            let cp = Self {
+                refuse: Arc::new(Mutex::new(refuse)),
+                gate,
+                ..Self::default()
+            };
+            let app = axum::Router::new()
+                .route(
+                    "/internal/v1/proxy/responses/batch",
+                    axum::routing::post(batch),
+                )
+                .with_state(cp.clone());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            (cp, url)
+        }
+
+        /// Waits until `n` groups have reached it.
+        pub async fn arrivals(&self, n: usize) -> Vec<Vec<String>> {
+            let started = std::time::Instant::now();
+            loop {
+                let arrived = self.arrived.lock().unwrap().clone();
+                if arrived.len() >= n {
+                    return arrived;
+                }
+                assert!(started.elapsed() < Duration::from_secs(3), "{arrived:?}");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
     }
 
     async fn start(
         refuse: usize,
         max_unsent: usize,
     ) -> (ControlPlane, mpsc::UnboundedSender<Message>, Counter) {
-        let cp = ControlPlane::default();
-        *cp.refuse.lock().unwrap() = refuse;
-        let app = axum::Router::new()
-            .route("/r/batch", axum::routing::post(batch))
-            .with_state(cp.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}/r", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let (cp, url) = ControlPlane::start(refuse, None).await;
         let dropped = Counter::default();
         let sender = GroupSender {
             http: reqwest::Client::new(),
-            base,
+            base: format!("{url}/internal/v1/proxy/responses"),
             credential: Secret::new("proxy-credential"),
             max_unsent,
             dropped: dropped.clone(),

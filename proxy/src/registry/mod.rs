@@ -377,60 +377,10 @@ mod tests {
         assert!(registry.owner("resp_1").await.is_ok());
     }
 
-    /// A control plane that takes one group per permit and keeps the ids of each.
-    #[derive(Clone)]
-    struct GatedControlPlane {
-        permits: Arc<tokio::sync::Semaphore>,
-        arrived: Arc<std::sync::Mutex<Vec<Vec<String>>>>,
-        taken: Arc<std::sync::Mutex<Vec<Vec<String>>>>,
-    }
-
-    impl GatedControlPlane {
-        async fn start() -> (Self, String) {
-            async fn batch(
-                axum::extract::State(cp): axum::extract::State<GatedControlPlane>,
-                axum::Json(b): axum::Json<strata_contract::ResponseBatch>,
-            ) -> axum::http::StatusCode {
-                let ids: Vec<String> = b.records.into_iter().map(|r| r.id).collect();
-                cp.arrived.lock().unwrap().push(ids.clone());
-                cp.permits.acquire().await.unwrap().forget();
-                cp.taken.lock().unwrap().push(ids);
-                axum::http::StatusCode::NO_CONTENT
-            }
-            let cp = Self {
-                permits: Arc::new(tokio::sync::Semaphore::new(0)),
-                arrived: Arc::default(),
-                taken: Arc::default(),
-            };
-            let app = axum::Router::new()
-                .route(
-                    "/internal/v1/proxy/responses/batch",
-                    axum::routing::post(batch),
-                )
-                .with_state(cp.clone());
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let url = format!("http://{}", listener.local_addr().unwrap());
-            tokio::spawn(async move { axum::serve(listener, app).await });
-            (cp, url)
-        }
-
-        /// Waits until `n` groups have reached it.
-        async fn arrivals(&self, n: usize) -> Vec<Vec<String>> {
-            let started = std::time::Instant::now();
-            loop {
-                let arrived = self.arrived.lock().unwrap().clone();
-                if arrived.len() >= n {
-                    return arrived;
-                }
-                assert!(started.elapsed() < Duration::from_secs(3), "{arrived:?}");
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-    }
-
     #[tokio::test]
     async fn a_held_create_goes_once_the_control_plane_has_caught_up_not_after_its_own_record() {
-        let (cp, url) = GatedControlPlane::start().await;
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (cp, url) = group::tests::ControlPlane::start(0, Some(gate.clone())).await;
         let mut registry =
             ResponseRegistry::new(reqwest::Client::new(), &url, Secret::new("c"), None);
         registry.catch_up_after = Duration::from_millis(200);
@@ -454,7 +404,7 @@ mod tests {
         assert_eq!(registry.held.get(), 1);
         // The control plane takes the first group: what waits now is the fourth,
         // queued just now, so it goes on before its own group is taken.
-        cp.permits.add_permits(1);
+        gate.add_permits(1);
         tokio::time::timeout(Duration::from_secs(3), fourth)
             .await
             .expect("released once the control plane caught up")
@@ -462,7 +412,7 @@ mod tests {
             .unwrap();
         assert_eq!(cp.arrivals(2).await[1], ["resp_4"]);
         assert_eq!(
-            cp.taken.lock().unwrap().len(),
+            cp.batches.lock().unwrap().len(),
             1,
             "its own group still held"
         );
