@@ -20,13 +20,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use reqwest::header::CONTENT_TYPE;
 use serde::{Serialize, Serializer};
 use strata_contract::{MAX_RESPONSE_BATCH, ResponseRecord, Secret};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::{RegistryError, authorized};
 
 /// How long a record waits for others to share its request.
-const GATHER: Duration = Duration::from_millis(10);
+pub(super) const GATHER: Duration = Duration::from_millis(10);
 /// Attempts per group before its waiters are told it failed.
 const RECORD_ATTEMPTS: u32 = 3;
 /// Records kept while the control plane does not take them (an entry is ~200 bytes).
@@ -123,10 +123,43 @@ pub(super) struct GroupSender {
     pub unsent: Gauge,
     pub backlog: Arc<Backlog>,
     pub outcomes: watch::Sender<GroupOutcome>,
+    /// How long a record waits for others to share its request.
+    pub gather: Duration,
+}
+
+/// The way into a running `GroupSender`.
+pub(super) struct GroupQueue {
+    sender: mpsc::UnboundedSender<Message>,
+    urgent: Arc<Notify>,
+}
+
+impl GroupQueue {
+    /// Queues `message`; one someone waits for sends its group at once. Fails only
+    /// once the sender has stopped.
+    pub fn send(&self, message: Message) -> Result<(), RegistryError> {
+        let urgent = match &message {
+            Message::Record { done, .. } => done.is_some(),
+            Message::Flush(_) => true,
+        };
+        self.sender.send(message).map_err(|_| super::stopping())?;
+        if urgent {
+            // After the send: once woken, the sender finds the message queued.
+            self.urgent.notify_one();
+        }
+        Ok(())
+    }
 }
 
 impl GroupSender {
-    pub async fn run(self, mut queue: mpsc::UnboundedReceiver<Message>) {
+    /// Starts sending; answers the way in.
+    pub fn spawn(self) -> GroupQueue {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let urgent = Arc::new(Notify::new());
+        tokio::spawn(self.run(receiver, urgent.clone()));
+        GroupQueue { sender, urgent }
+    }
+
+    async fn run(self, mut queue: mpsc::UnboundedReceiver<Message>, urgent_rung: Arc<Notify>) {
         let mut group: VecDeque<Queued> = VecDeque::new();
         let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
         let mut failures: u32 = 0;
@@ -140,26 +173,16 @@ impl GroupSender {
                 }
             }
             self.backlog.oldest_is(group.front());
-            // Wait a little for company unless someone waits for this group.
-            let deadline = Instant::now() + GATHER;
-            while open && !urgent && group.len() < MAX_RESPONSE_BATCH {
-                match tokio::time::timeout_at(deadline, queue.recv()).await {
-                    Ok(Some(m)) => urgent = take(m, &mut group, &mut flushes),
-                    Ok(None) => open = false,
-                    Err(_) => break,
+            urgent |= drain(&mut queue, &mut group, &mut flushes, &mut open);
+            // Wait a little for company unless someone waits for this group. The queue
+            // is read when the time is up, so an arrival meanwhile wakes no one; one
+            // someone waits for rings `urgent`.
+            if open && !urgent && group.len() < MAX_RESPONSE_BATCH {
+                tokio::select! {
+                    () = tokio::time::sleep(self.gather) => {}
+                    () = urgent_rung.notified() => {}
                 }
-            }
-            while group.len() < MAX_RESPONSE_BATCH {
-                match queue.try_recv() {
-                    Ok(m) => {
-                        take(m, &mut group, &mut flushes);
-                    }
-                    Err(mpsc::error::TryRecvError::Disconnected) => {
-                        open = false;
-                        break;
-                    }
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                }
+                drain(&mut queue, &mut group, &mut flushes, &mut open);
             }
             if group.is_empty() {
                 answer(&mut flushes);
@@ -320,6 +343,28 @@ fn take(
     }
 }
 
+/// Queues what waits in `queue`, up to a full group; true when someone waits for it.
+/// Clears `open` once every sender has gone.
+fn drain(
+    queue: &mut mpsc::UnboundedReceiver<Message>,
+    group: &mut VecDeque<Queued>,
+    flushes: &mut Vec<oneshot::Sender<()>>,
+    open: &mut bool,
+) -> bool {
+    let mut urgent = false;
+    while group.len() < MAX_RESPONSE_BATCH {
+        match queue.try_recv() {
+            Ok(m) => urgent |= take(m, group, flushes),
+            Err(mpsc::error::TryRecvError::Disconnected) => {
+                *open = false;
+                break;
+            }
+            Err(mpsc::error::TryRecvError::Empty) => break,
+        }
+    }
+    urgent
+}
+
 fn answer(flushes: &mut Vec<oneshot::Sender<()>>) {
     for done in flushes.drain(..) {
         let _ = done.send(());
@@ -404,10 +449,15 @@ pub(super) mod tests {
         }
     }
 
-    async fn start(
+    async fn start(refuse: usize, max_unsent: usize) -> (ControlPlane, GroupQueue, Counter) {
+        start_gathering(refuse, max_unsent, GATHER).await
+    }
+
+    async fn start_gathering(
         refuse: usize,
         max_unsent: usize,
-    ) -> (ControlPlane, mpsc::UnboundedSender<Message>, Counter) {
+        gather: Duration,
+    ) -> (ControlPlane, GroupQueue, Counter) {
         let (cp, url) = ControlPlane::start(refuse, None).await;
         let dropped = Counter::default();
         let sender = GroupSender {
@@ -419,10 +469,9 @@ pub(super) mod tests {
             unsent: Gauge::default(),
             backlog: Arc::new(Backlog::new()),
             outcomes: watch::Sender::new(GroupOutcome::Taken),
+            gather,
         };
-        let (queue, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(sender.run(receiver));
-        (cp, queue, dropped)
+        (cp, sender.spawn(), dropped)
     }
 
     fn record(id: &str) -> ResponseRecord {
@@ -432,7 +481,7 @@ pub(super) mod tests {
         }
     }
 
-    async fn flush(queue: &mpsc::UnboundedSender<Message>) {
+    async fn flush(queue: &GroupQueue) {
         let (done, flushed) = oneshot::channel();
         queue.send(Message::Flush(done)).unwrap();
         flushed.await.unwrap();
@@ -470,6 +519,32 @@ pub(super) mod tests {
         let batches = cp.batches.lock().unwrap().clone();
         assert_eq!(batches.len(), 1, "{batches:?}");
         assert_eq!(batches[0].len(), 50);
+    }
+
+    #[tokio::test]
+    async fn a_record_or_flush_someone_waits_for_goes_without_waiting_out_the_gathering() {
+        let (cp, queue, _) = start_gathering(0, MAX_UNSENT, Duration::from_secs(60)).await;
+        let soon = Duration::from_secs(3);
+        queue
+            .send(Message::record(record("resp_quiet"), None))
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(cp.arrived.lock().unwrap().is_empty(), "gathering");
+        // A background response's record: it goes at once, with the one before it.
+        let (done, outcome) = oneshot::channel();
+        queue
+            .send(Message::record(record("resp_waited"), Some(done)))
+            .unwrap();
+        let told = tokio::time::timeout(soon, outcome).await;
+        assert!(matches!(told, Ok(Ok(Ok(())))), "{told:?}");
+        queue
+            .send(Message::record(record("resp_last"), None))
+            .unwrap();
+        tokio::time::timeout(soon, flush(&queue)).await.unwrap();
+        assert_eq!(
+            *cp.batches.lock().unwrap(),
+            [vec!["resp_quiet", "resp_waited"], vec!["resp_last"]]
+        );
     }
 
     #[tokio::test]

@@ -3,9 +3,8 @@
 //! background responses to follow, and report one finished.
 //!
 //! Recording stays off the request path. The creating replica knows the owner at
-//! once; the others learn it from Redis (when configured) within a round trip, and
-//! from the control plane's copy, which follows in groups of the records of the last
-//! few milliseconds. A replica that does not know an id looks once more after those
+//! once; the others learn it from Redis (when configured) and from the control
+//! plane's copy, each written in groups of the records of the last few milliseconds. A replica that does not know an id looks once more after those
 //! have had time to land before it answers 404, so an id fresh from another replica
 //! is found and a foreign one never is. A background response still waits for the
 //! control plane, which hands it to a follower.
@@ -21,11 +20,11 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use strata_contract::Secret;
 use strata_contract::{ResponseClaim, ResponseCompletion, ResponseRecord};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
 use self::cache::OwnerCache;
-use self::group::{Backlog, GroupOutcome, GroupSender, Message};
+use self::group::{Backlog, GroupOutcome, GroupQueue, GroupSender, Message};
 pub use self::shared::SharedOwners;
 
 /// Owners remembered per process (an entry is ~100 bytes).
@@ -54,7 +53,7 @@ pub struct ResponseRegistry {
     /// Owners in the Redis the replicas share, when one is configured.
     shared: Option<SharedOwners>,
     /// To the task that sends records in groups (started with the first record).
-    pending: std::sync::OnceLock<mpsc::UnboundedSender<Message>>,
+    pending: std::sync::OnceLock<GroupQueue>,
     /// Records given up after the control plane refused them for too long.
     pub dropped: Counter,
     /// Records queued and not yet taken by the control plane.
@@ -184,9 +183,8 @@ impl ResponseRegistry {
     }
 
     fn send(&self, message: Message) -> Result<(), RegistryError> {
-        let sender = self.pending.get_or_init(|| {
-            let (sender, receiver) = mpsc::unbounded_channel();
-            let group = GroupSender {
+        let queue = self.pending.get_or_init(|| {
+            GroupSender {
                 http: self.http.clone(),
                 base: self.base.clone(),
                 credential: self.credential.clone(),
@@ -195,14 +193,14 @@ impl ResponseRegistry {
                 unsent: self.unsent.clone(),
                 backlog: self.backlog.clone(),
                 outcomes: self.outcomes.clone(),
-            };
-            tokio::spawn(group.run(receiver));
-            sender
+                gather: group::GATHER,
+            }
+            .spawn()
         });
         if matches!(message, Message::Record { .. }) {
             self.unsent.inc();
         }
-        sender.send(message).map_err(|_| stopping())
+        queue.send(message)
     }
 
     /// The project that created response `id`, and with which model.

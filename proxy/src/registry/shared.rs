@@ -1,7 +1,7 @@
 //! Response owners in the Redis the replicas share (when one is configured): the
 //! owners of new responses are written there off the request path, one command for
-//! all those created while the previous one was on its way, so other replicas know an
-//! id within a Redis round trip, sooner than the control plane's copy, and while the
+//! all those created during the last few milliseconds, so other replicas know an id
+//! within those milliseconds, sooner than the control plane's copy, and while the
 //! control plane is away.
 //!
 //! Owners are fields of one hash per ten minutes (`{prefix}:responses:{bucket}`), not
@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redis::aio::ConnectionManager;
 use strata_contract::{MAX_RESPONSE_BATCH, ResponseRecord};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::Owner;
@@ -29,6 +30,11 @@ const BUCKET_SECS: u64 = 600;
 /// Buckets a lookup reads besides the current one: every bucket an id created
 /// within `OWNER_TTL` can be in.
 const BUCKETS_BACK: u64 = OWNER_TTL.as_secs() / BUCKET_SECS;
+/// The least time between two calls while owners keep coming: a call carries the
+/// owners of that time rather than the few queued during the last call's round trip.
+/// Other replicas learn an id this much later at most, well before they look again
+/// for one they do not know (`RECHECK_UNKNOWN`).
+const CALL_EVERY: Duration = Duration::from_millis(5);
 /// How long after no lookup reads a bucket its expiry frees it, should no replica
 /// have unlinked it by then.
 const EXPIRY_SLACK_SECS: u64 = 300;
@@ -128,8 +134,8 @@ fn expiry_of(bucket: u64) -> u64 {
     (bucket + 1) * BUCKET_SECS + OWNER_TTL.as_secs() + EXPIRY_SLACK_SECS
 }
 
-/// Writes queued owners, one script call at a time. A call Redis fails is not
-/// retried: the control plane's copy is the lasting one.
+/// Writes queued owners, one script call at a time, at most one per `CALL_EVERY`. A
+/// call Redis fails is not retried: the control plane's copy is the lasting one.
 async fn write_owners(
     mut connection: ConnectionManager,
     prefix: String,
@@ -138,7 +144,19 @@ async fn write_owners(
     let script = redis::Script::new(SET_OWNERS);
     let mut owners = Vec::with_capacity(MAX_RESPONSE_BATCH);
     let mut current = None;
+    let mut last_call: Option<Instant> = None;
     while queue.recv_many(&mut owners, MAX_RESPONSE_BATCH).await > 0 {
+        // The queue is read once the time is up, so an arrival meanwhile wakes no one.
+        if let Some(last) = last_call {
+            tokio::time::sleep_until(last + CALL_EVERY).await;
+            while owners.len() < MAX_RESPONSE_BATCH {
+                match queue.try_recv() {
+                    Ok(owner) => owners.push(owner),
+                    Err(_) => break,
+                }
+            }
+        }
+        last_call = Some(Instant::now());
         let bucket = bucket_of(unix_now());
         let mut call = script.key(bucket_key(&prefix, bucket));
         call.arg(expiry_of(bucket));
