@@ -186,15 +186,21 @@ if [[ $EXTRA == *responses* ]]; then
   echo
   echo "the Responses API's create against chat (no limits; each create also records the response's owner),"
   echo "alternated ROUNDS times at c=64; store CPU: the control plane's, Postgres's and Redis's CPU per create, µs;"
-  echo "held back: creates that waited for the control plane to catch up, % of the creates:"
+  echo "held back: creates that waited for the control plane to catch up, % of the creates;"
+  echo "owners per Redis call: the creates over the owners' script calls Redis ran meanwhile:"
   echo
   header
-  declare -A CREATE_RATIOS STORE_CPU HELD
+  declare -A CREATE_RATIOS STORE_CPU HELD PER_CALL
+  # Script calls Redis has run (the owners' writes).
+  script_calls() {
+    redis-cli -u "$redis_url" info commandstats | tr -d '\r' |
+      awk -F'[=,:]' '$1 == "cmdstat_evalsha" || $1 == "cmdstat_eval" {n += $3} END {print n + 0}'
+  }
   # creates name [env…]: chat then create, once, on a proxy started with env. The two
   # proxies take turns, round by round, so both meet the control plane's table at
   # the same sizes (an insert into a bigger index costs more).
   creates() {
-    local name=$1 before pids; shift
+    local name=$1 before calls pids; shift
     # The store: the control plane, Postgres (BENCH_DATABASE=postgres) and Redis.
     pids="$(store_pids) $([[ $name == *redis* ]] && pgrep -x redis-server || true)"
     start_proxy "$static" "$@"
@@ -205,8 +211,10 @@ if [[ $EXTRA == *responses* ]]; then
     fi
     load "chat-$name" plain 64 "http://127.0.0.1:$proxy_port/v1/chat/completions"
     # shellcheck disable=SC2086
-    before=$(ticks all $pids)
+    before=$(ticks all $pids) calls=$(script_calls)
     SCRIPT=responses load "$name" plain 64 "http://127.0.0.1:$proxy_port/v1/responses"
+    calls=$(($(script_calls) - calls))
+    [[ $name != *redis* ]] || PER_CALL[$name]+=" $(awk -v n="${REQUESTS[$name.plain.64]}" -v c="$calls" 'BEGIN {printf "%.0f", c ? n / c : 0}')"
     # shellcheck disable=SC2086
     STORE_CPU[$name]+=" $(awk -v t="$(($(ticks all $pids) - before))" -v hz="$(getconf CLK_TCK)" \
       -v n="${REQUESTS[$name.plain.64]}" 'BEGIN {printf "%.1f", n ? t / hz * 1e6 / n : 0}')"
@@ -226,7 +234,7 @@ if [[ $EXTRA == *responses* ]]; then
   echo
   for name in responses responses-redis; do
     runs=$(tr ' ' '\n' <<<"${CREATE_RATIOS[$name]}" | sed '/^$/d; s/$/%/' | paste -sd, | sed 's/,/, /g')
-    echo "$name: $(median <<<"${CREATE_RATIOS[$name]}")% of chat's throughput at c=64, the median of $runs (target >= 80%); store CPU per create ${STORE_CPU[$name]# } µs; held back ${HELD[$name]# } %"
+    echo "$name: $(median <<<"${CREATE_RATIOS[$name]}")% of chat's throughput at c=64, the median of $runs (target >= 80%); store CPU per create ${STORE_CPU[$name]# } µs; held back ${HELD[$name]# } %${PER_CALL[$name]:+; owners per Redis call${PER_CALL[$name]}}"
   done
   awk -v c1="${P50[chat.plain.1]}" -v r1="${P50[responses.plain.1]}" 'BEGIN {printf "responses: p50 at c=1 %+.3f ms against chat\n", r1-c1}'
 fi
