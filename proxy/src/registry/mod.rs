@@ -4,9 +4,10 @@
 //!
 //! Recording stays off the request path. The creating replica knows the owner at
 //! once; the others learn it from Redis (when configured) and from the control
-//! plane's copy, each written in groups of the records of the last few milliseconds. A replica that does not know an id looks once more after those
-//! have had time to land before it answers 404, so an id fresh from another replica
-//! is found and a foreign one never is. A background response still waits for the
+//! plane's copy, each written in groups of the records of the last few milliseconds.
+//! A replica that does not know an id looks once more after those have had time to
+//! land before it answers 404, so an id fresh from another replica is found and a
+//! foreign one never is. A background response still waits for the
 //! control plane, which hands it to a follower.
 
 mod cache;
