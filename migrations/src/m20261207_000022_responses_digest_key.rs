@@ -112,10 +112,6 @@ async fn sqlite_up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
     manager
         .create_table(sqlite_table(ResponsesRebuilt::Table, true))
         .await?;
-    let copy_one = format!(
-        "INSERT INTO responses_rebuilt (key, {SHARED_COLUMNS}) \
-         SELECT ?, {SHARED_COLUMNS} FROM responses WHERE id = ?"
-    );
     let mut after = String::new();
     loop {
         let page = db
@@ -129,15 +125,24 @@ async fn sqlite_up(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
             break;
         };
         after = last.try_get("", "id")?;
+        // The page's rows in one statement: (key, id) pairs joined to their rows.
+        let mut values = Vec::with_capacity(page.len() * 2);
         for row in &page {
             let id: String = row.try_get("", "id")?;
-            db.execute_raw(Statement::from_sql_and_values(
-                DbBackend::Sqlite,
-                &copy_one,
-                [key_of(&id).into(), id.into()],
-            ))
-            .await?;
+            values.push(key_of(&id).into());
+            values.push(id.into());
         }
+        let pairs = vec!["(?, ?)"; page.len()].join(", ");
+        db.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            format!(
+                "INSERT INTO responses_rebuilt (key, {SHARED_COLUMNS}) \
+                 SELECT page.column1, {SHARED_COLUMNS} FROM (VALUES {pairs}) AS page \
+                 JOIN responses ON responses.id = page.column2"
+            ),
+            values,
+        ))
+        .await?;
     }
     sqlite_swap(manager).await
 }
