@@ -27,7 +27,8 @@
 #     (a heap profile: heaptrack sees glibc's malloc, not mimalloc)
 #   BENCH_DATABASE=postgres EXTRA=responses bench/proxy.sh
 #     (the control plane on a fresh database of the machine's Postgres instead of
-#     SQLite: the Responses owners' inserts are the control plane's share of a create)
+#     SQLite: the Responses owners' inserts are the control plane's share of a create;
+#     EXTRA=responses-plain: that section without its Redis half)
 #   KEEP_WORK=1 bench/proxy.sh
 #     (keeps the run's directory: the proxy's and the control plane's logs)
 #   PROXY_BIN=/elsewhere/strata bench/proxy.sh
@@ -146,7 +147,11 @@ EXTRA=${EXTRA-limits responses}
 [[ -n "$EXTRA" ]] || exit 0
 static="http://127.0.0.1:$static_port/plain/{region}/v1"
 redis_url=${STRATA_BENCH_REDIS_URL:-redis://127.0.0.1:6379}
-if [[ "$(redis-cli -u "$redis_url" ping 2>/dev/null)" != PONG ]]; then
+# The Responses section's proxies: without Redis and with it, or (responses-plain) only
+# the first.
+responses_proxies="responses responses-redis"
+[[ $EXTRA != *responses-plain* ]] || responses_proxies=responses
+if [[ ($EXTRA == *limits* || $responses_proxies == *redis*) && "$(redis-cli -u "$redis_url" ping 2>/dev/null)" != PONG ]]; then
   command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
   redis_port=$(free_port)
   redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no >"$work/redis.log" 2>&1 & pids="$pids $!"
@@ -190,7 +195,7 @@ if [[ $EXTRA == *responses* ]]; then
   echo "owners per Redis call: the creates over the owners' script calls Redis ran meanwhile:"
   echo
   header
-  declare -A CREATE_RATIOS STORE_CPU HELD PER_CALL
+  declare -A CREATE_RATIOS STORE_CPU HELD PER_CALL MACHINE_CHAT MACHINE_CREATE PROXY_EXTRA
   # Script calls Redis has run (the owners' writes).
   script_calls() {
     redis-cli -u "$redis_url" info commandstats | tr -d '\r' |
@@ -211,14 +216,19 @@ if [[ $EXTRA == *responses* ]]; then
     fi
     load "chat-$name" plain 64 "http://127.0.0.1:$proxy_port/v1/chat/completions"
     # shellcheck disable=SC2086
-    before=$(ticks all $pids) calls=$(script_calls)
+    before=$(ticks all $pids)
+    [[ $name != *redis* ]] || calls=$(script_calls)
     SCRIPT=responses load "$name" plain 64 "http://127.0.0.1:$proxy_port/v1/responses"
-    calls=$(($(script_calls) - calls))
+    [[ $name != *redis* ]] || calls=$(($(script_calls) - calls))
     [[ $name != *redis* ]] || PER_CALL[$name]+=" $(awk -v n="${REQUESTS[$name.plain.64]}" -v c="$calls" 'BEGIN {printf "%.0f", c ? n / c : 0}')"
     # shellcheck disable=SC2086
     STORE_CPU[$name]+=" $(awk -v t="$(($(ticks all $pids) - before))" -v hz="$(getconf CLK_TCK)" \
       -v n="${REQUESTS[$name.plain.64]}" 'BEGIN {printf "%.1f", n ? t / hz * 1e6 / n : 0}')"
     CREATE_RATIOS[$name]+=" $(awk -v c="${RPS[chat-$name.plain.64]}" -v r="${RPS[$name.plain.64]}" 'BEGIN {printf "%.0f", 100 * r / c}')"
+    # The machine's CPU per chat and per create, and the proxy's share of the difference.
+    MACHINE_CHAT[$name]+=" ${MACHINE[chat-$name.plain.64]}"
+    MACHINE_CREATE[$name]+=" ${MACHINE[$name.plain.64]}"
+    PROXY_EXTRA[$name]+=" $(awk -v c="${CPU[chat-$name.plain.64]}" -v r="${CPU[$name.plain.64]}" 'BEGIN {printf "%.1f", r - c}')"
     # Creates held back until the control plane caught up, % of the run's creates.
     HELD[$name]+=" $(curl -sf "http://127.0.0.1:$proxy_port/metrics" | awk -v n="${REQUESTS[$name.plain.64]}" \
       '$1 == "strata_proxy_response_creates_held_total" {h = $2} END {printf "%.1f", n ? 100 * h / n : 0}')"
@@ -228,13 +238,21 @@ if [[ $EXTRA == *responses* ]]; then
     creates responses
     # With Redis the owner is also written there (one script call a group, off the
     # request path).
-    creates responses-redis STRATA_REDIS_URL="$redis_url" STRATA_REDIS_KEY_PREFIX="strata-bench-$$"
+    [[ $responses_proxies != *redis* ]] ||
+      creates responses-redis STRATA_REDIS_URL="$redis_url" STRATA_REDIS_KEY_PREFIX="strata-bench-$$"
   done
-  redis-cli -u "$redis_url" --scan --pattern "strata-bench-$$:*" | xargs -r -n 1000 redis-cli -u "$redis_url" del >/dev/null
+  [[ $responses_proxies != *redis* ]] ||
+    redis-cli -u "$redis_url" --scan --pattern "strata-bench-$$:*" | xargs -r -n 1000 redis-cli -u "$redis_url" del >/dev/null
   echo
-  for name in responses responses-redis; do
+  for name in $responses_proxies; do
     runs=$(tr ' ' '\n' <<<"${CREATE_RATIOS[$name]}" | sed '/^$/d; s/$/%/' | paste -sd, | sed 's/,/, /g')
     echo "$name: $(median <<<"${CREATE_RATIOS[$name]}")% of chat's throughput at c=64, the median of $runs (target >= 80%); store CPU per create ${STORE_CPU[$name]# } µs; held back ${HELD[$name]# } %${PER_CALL[$name]:+; owners per Redis call${PER_CALL[$name]}}"
+    # At 80 % of chat's throughput with both cores busy, a create may cost the machine
+    # at most 1.25 times a chat's CPU: its extra over chat is the budget the proxy's
+    # own extra, the store and the upstream's larger answer share.
+    awk -v c="$(median <<<"${MACHINE_CHAT[$name]}")" -v r="$(median <<<"${MACHINE_CREATE[$name]}")" \
+        -v p="$(median <<<"${PROXY_EXTRA[$name]}")" -v s="$(median <<<"${STORE_CPU[$name]}")" -v name="$name" \
+      'BEGIN {printf "%s: the machine'"'"'s CPU per chat %.1f µs, per create %.1f µs: %+.1f µs (at 80%% of chat a create may add %.1f); of it the proxy %+.1f, the store %.1f, the rest %+.1f (medians)\n", name, c, r, r - c, c / 4, p, s, r - c - p - s}'
   done
   awk -v c1="${P50[chat.plain.1]}" -v r1="${P50[responses.plain.1]}" 'BEGIN {printf "responses: p50 at c=1 %+.3f ms against chat\n", r1-c1}'
 fi

@@ -182,7 +182,7 @@ proxy_pids() {
 store_pids() { echo "$control_pid"; [[ ${BENCH_DATABASE:-sqlite} == postgres ]] && pgrep -x postgres || true; }
 # The machine's CPU counters (/proc/stat): busy, idle and stolen ticks, all cores.
 machine_ticks() { awk '/^cpu / {print $2+$3+$4+$7+$8, $5+$6, $9}' /proc/stat; }
-declare -A RPS P50 P99 CPU SYS IDLE REQUESTS
+declare -A RPS P50 P99 CPU SYS IDLE MACHINE REQUESTS
 load() { # name mode connections url  (a table row; the figures in RPS, P50, P99 …)
   local name=$1 mode=$2 conns=$3 url=$4 threads=2 out before sys_before requests pids machine_before
   ((conns == 1)) && threads=1
@@ -202,6 +202,9 @@ load() { # name mode connections url  (a table row; the figures in RPS, P50, P99
   IDLE[$name.$mode.$conns]=$(awk -v b="$machine_before" -v a="$(machine_ticks)" \
     'BEGIN {split(b, x, " "); split(a, y, " "); t = (y[1]-x[1]) + (y[2]-x[2]) + (y[3]-x[3]); if (!t) t = 1;
             printf "%.0f / %.0f", 100 * (y[2]-x[2]) / t, 100 * (y[3]-x[3]) / t}')
+  # The machine's busy CPU per request, every process's (wrk and the upstream too), µs.
+  MACHINE[$name.$mode.$conns]=$(awk -v b="$machine_before" -v a="$(machine_ticks)" -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+    'BEGIN {split(b, x, " "); split(a, y, " "); printf "%.1f", n ? (y[1]-x[1]) / hz * 1e6 / n : 0}')
   if ! grep -q 'non-2xx/3xx responses: 0' <<<"$out"; then echo "$out" >&2; echo "errors on $name $mode c=$conns" >&2; exit 1; fi
   RPS[$name.$mode.$conns]=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
   REQUESTS[$name.$mode.$conns]=$requests
