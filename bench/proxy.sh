@@ -19,7 +19,8 @@
 #   DURATION=30s bench/proxy.sh
 #   ROUNDS=5 bench/proxy.sh   # nginx and strata alternated five times at c = 64 (default 3);
 #     chat and create likewise in the Responses section, each round on a proxy without
-#     Redis and then on one with it
+#     Redis and then on one with it; no limits, limits in memory and in Redis likewise
+#     in the limits section
 #   MODES=plain CONNS=64 STREAMS=0 PERF=1 bench/proxy.sh   # one figure, with a CPU profile
 #   BARE="pool local pinned" MODES=plain CONNS=64 STREAMS=0 EXTRA= bench/proxy.sh
 #     (also the floor of a tokio + hyper proxy that only forwards: proxy/examples/bare_proxy.rs)
@@ -160,28 +161,38 @@ if [[ ($EXTRA == *limits* || $responses_proxies == *redis*) && "$(redis-cli -u "
 fi
 if [[ $EXTRA == *limits* ]]; then
   echo
-  echo "rate limits and budget at c=64 (limits far above the load, so every request is checked and admitted):"
+  echo "rate limits and budget at c=64 (limits far above the load, so every request is checked and admitted),"
+  echo "ROUNDS rounds of no limits, limits in memory and limits in Redis:"
   echo
   header
-  start_proxy "$static"; warm chat/completions "$chat_body"
-  load no-limits plain 64 "http://127.0.0.1:$proxy_port/v1/chat/completions"
-  stop_proxy
-  curl -sf -o /dev/null -X PATCH -H "Authorization: Bearer $(cat "$work/strata-admin.token")" -H 'Content-Type: application/json' \
-    -d '{"rate_limits":{"rpm":1000000000,"tpm":1000000000},"monthly_budget_usd":1000000000}' \
-    "http://127.0.0.1:$control_port/api/v1/projects/$project_id"
-  sleep 1
-  start_proxy "$static"; warm chat/completions "$chat_body"
-  load limits-memory plain 64 "http://127.0.0.1:$proxy_port/v1/chat/completions"
-  stop_proxy
-  start_proxy "$static" STRATA_REDIS_URL="$redis_url" STRATA_REDIS_KEY_PREFIX="strata-bench-$$"; warm chat/completions "$chat_body"
-  load limits-redis plain 64 "http://127.0.0.1:$proxy_port/v1/chat/completions"
-  RSS[redis]=$(hwm "$proxy_pid")
-  stop_proxy
+  set_limits() { # the project's limits, as the JSON of a PATCH
+    curl -sf -o /dev/null -X PATCH -H "Authorization: Bearer $(cat "$work/strata-admin.token")" -H 'Content-Type: application/json' \
+      -d "$1" "http://127.0.0.1:$control_port/api/v1/projects/$project_id"
+    sleep 1
+  }
+  declare -A LIMIT_RATIOS
+  for _ in $(seq 1 "$ROUNDS"); do
+    set_limits '{"rate_limits":{"rpm":null,"tpm":null},"monthly_budget_usd":null}'
+    start_proxy "$static"; warm chat/completions "$chat_body"
+    load no-limits plain 64 "http://127.0.0.1:$proxy_port/v1/chat/completions"
+    stop_proxy
+    set_limits '{"rate_limits":{"rpm":1000000000,"tpm":1000000000},"monthly_budget_usd":1000000000}'
+    start_proxy "$static"; warm chat/completions "$chat_body"
+    load limits-memory plain 64 "http://127.0.0.1:$proxy_port/v1/chat/completions"
+    stop_proxy
+    start_proxy "$static" STRATA_REDIS_URL="$redis_url" STRATA_REDIS_KEY_PREFIX="strata-bench-$$"; warm chat/completions "$chat_body"
+    load limits-redis plain 64 "http://127.0.0.1:$proxy_port/v1/chat/completions"
+    stop_proxy
+    for where in memory redis; do
+      LIMIT_RATIOS[$where]+=" $(awk -v n="${RPS[no-limits.plain.64]}" -v l="${RPS[limits-$where.plain.64]}" 'BEGIN {printf "%.0f", 100 * l / n}')"
+    done
+  done
   redis-cli -u "$redis_url" --scan --pattern "strata-bench-$$:*" | xargs -r redis-cli -u "$redis_url" del >/dev/null
   echo
-  awk -v n="${RPS[no-limits.plain.64]}" -v m="${RPS[limits-memory.plain.64]}" -v r="${RPS[limits-redis.plain.64]}" \
-      -v pn="${P99[no-limits.plain.64]}" -v pm="${P99[limits-memory.plain.64]}" -v pr="${P99[limits-redis.plain.64]}" \
-    'BEGIN {printf "limits in memory: %.0f%% of the no-limits throughput (p99 %+.3f ms); in Redis: %.0f%% (p99 %+.3f ms)\n", 100*m/n, pm-pn, 100*r/n, pr-pn}'
+  for where in memory redis; do
+    runs=$(tr ' ' '\n' <<<"${LIMIT_RATIOS[$where]}" | sed '/^$/d; s/$/%/' | paste -sd, | sed 's/,/, /g')
+    echo "limits in $where: $(median <<<"${LIMIT_RATIOS[$where]}")% of the no-limits throughput at c=64, the median of $runs$([[ $where == redis ]] && echo ' (target >= 85%)')"
+  done
 fi
 if [[ $EXTRA == *responses* ]]; then
   curl -sf -o /dev/null -X PATCH -H "Authorization: Bearer $(cat "$work/strata-admin.token")" -H 'Content-Type: application/json' \
