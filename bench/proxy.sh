@@ -159,24 +159,26 @@ if [[ ($EXTRA == *limits* || $responses_proxies == *redis*) && "$(redis-cli -u "
   redis_url="redis://127.0.0.1:$redis_port"
   for _ in $(seq 1 50); do [[ "$(redis-cli -u "$redis_url" ping 2>/dev/null)" == PONG ]] && break; sleep 0.1; done
 fi
+# Changes the bench project (the JSON of a PATCH) and leaves the proxies' snapshot time
+# to follow.
+patch_project() {
+  curl -sf -o /dev/null -X PATCH -H "Authorization: Bearer $(cat "$work/strata-admin.token")" -H 'Content-Type: application/json' \
+    -d "$1" "http://127.0.0.1:$control_port/api/v1/projects/$project_id"
+  sleep 1
+}
 if [[ $EXTRA == *limits* ]]; then
   echo
   echo "rate limits and budget at c=64 (limits far above the load, so every request is checked and admitted),"
   echo "ROUNDS rounds of no limits, limits in memory and limits in Redis:"
   echo
   header
-  set_limits() { # the project's limits, as the JSON of a PATCH
-    curl -sf -o /dev/null -X PATCH -H "Authorization: Bearer $(cat "$work/strata-admin.token")" -H 'Content-Type: application/json' \
-      -d "$1" "http://127.0.0.1:$control_port/api/v1/projects/$project_id"
-    sleep 1
-  }
   declare -A LIMIT_RATIOS
   for _ in $(seq 1 "$ROUNDS"); do
-    set_limits '{"rate_limits":{"rpm":null,"tpm":null},"monthly_budget_usd":null}'
+    patch_project '{"rate_limits":{"rpm":null,"tpm":null},"monthly_budget_usd":null}'
     start_proxy "$static"; warm chat/completions "$chat_body"
     load no-limits plain 64 "http://127.0.0.1:$proxy_port/v1/chat/completions"
     stop_proxy
-    set_limits '{"rate_limits":{"rpm":1000000000,"tpm":1000000000},"monthly_budget_usd":1000000000}'
+    patch_project '{"rate_limits":{"rpm":1000000000,"tpm":1000000000},"monthly_budget_usd":1000000000}'
     start_proxy "$static"; warm chat/completions "$chat_body"
     load limits-memory plain 64 "http://127.0.0.1:$proxy_port/v1/chat/completions"
     stop_proxy
@@ -195,10 +197,7 @@ if [[ $EXTRA == *limits* ]]; then
   done
 fi
 if [[ $EXTRA == *responses* ]]; then
-  curl -sf -o /dev/null -X PATCH -H "Authorization: Bearer $(cat "$work/strata-admin.token")" -H 'Content-Type: application/json' \
-    -d '{"data_retention":"standard","rate_limits":{"rpm":null,"tpm":null},"monthly_budget_usd":null}' \
-    "http://127.0.0.1:$control_port/api/v1/projects/$project_id"
-  sleep 1
+  patch_project '{"data_retention":"standard","rate_limits":{"rpm":null,"tpm":null},"monthly_budget_usd":null}'
   echo
   echo "the Responses API's create against chat (no limits; each create also records the response's owner),"
   echo "alternated ROUNDS times at c=64; store CPU: the control plane's, Postgres's and Redis's CPU per create, µs;"

@@ -184,7 +184,7 @@ store_pids() { echo "$control_pid"; [[ ${BENCH_DATABASE:-sqlite} == postgres ]] 
 machine_ticks() { awk '/^cpu / {print $2+$3+$4+$7+$8, $5+$6, $9}' /proc/stat; }
 declare -A RPS P50 P99 CPU SYS IDLE MACHINE REQUESTS
 load() { # name mode connections url  (a table row; the figures in RPS, P50, P99 …)
-  local name=$1 mode=$2 conns=$3 url=$4 threads=2 out before sys_before requests pids machine_before
+  local name=$1 mode=$2 conns=$3 url=$4 threads=2 out before sys_before requests pids machine_before machine_after
   ((conns == 1)) && threads=1
   pids=$(proxy_pids "$name")
   before=$(ticks all $pids); sys_before=$(ticks sys $pids); machine_before=$(machine_ticks)
@@ -199,11 +199,12 @@ load() { # name mode connections url  (a table row; the figures in RPS, P50, P99
     'BEGIN {printf "%.1f", n ? t / hz * 1e6 / n : 0}')
   # Idle and stolen (by the hypervisor) shares of the machine's time during the load:
   # a path that leaves cores idle is bound by latency, not by CPU.
-  IDLE[$name.$mode.$conns]=$(awk -v b="$machine_before" -v a="$(machine_ticks)" \
+  machine_after=$(machine_ticks)
+  IDLE[$name.$mode.$conns]=$(awk -v b="$machine_before" -v a="$machine_after" \
     'BEGIN {split(b, x, " "); split(a, y, " "); t = (y[1]-x[1]) + (y[2]-x[2]) + (y[3]-x[3]); if (!t) t = 1;
             printf "%.0f / %.0f", 100 * (y[2]-x[2]) / t, 100 * (y[3]-x[3]) / t}')
   # The machine's busy CPU per request, every process's (wrk and the upstream too), µs.
-  MACHINE[$name.$mode.$conns]=$(awk -v b="$machine_before" -v a="$(machine_ticks)" -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+  MACHINE[$name.$mode.$conns]=$(awk -v b="$machine_before" -v a="$machine_after" -v hz="$(getconf CLK_TCK)" -v n="$requests" \
     'BEGIN {split(b, x, " "); split(a, y, " "); printf "%.1f", n ? (y[1]-x[1]) / hz * 1e6 / n : 0}')
   if ! grep -q 'non-2xx/3xx responses: 0' <<<"$out"; then echo "$out" >&2; echo "errors on $name $mode c=$conns" >&2; exit 1; fi
   RPS[$name.$mode.$conns]=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
